@@ -1,0 +1,80 @@
+// A command stream: records dispatches, barriers and copies into one command buffer, submits it
+// once, and waits on a fence. One stream is used by one thread at a time; a decode step is one
+// submission of one stream.
+#pragma once
+
+#include <initializer_list>
+#include <vector>
+
+#include "vk/memory.h"
+#include "vk/pipeline.h"
+
+namespace kv::vk {
+
+class CommandStream {
+public:
+    // `max_timestamps` query slots (0: none).
+    explicit CommandStream(Device& device, uint32_t max_timestamps = 0);
+    ~CommandStream();
+    CommandStream(const CommandStream&) = delete;
+    CommandStream& operator=(const CommandStream&) = delete;
+
+    Device& device() const { return device_; }
+
+    // Starts recording; recycles descriptor sets of the previous submission.
+    void begin();
+    // Binds `buffers` to bindings 0..n-1 (each range must be <= maxStorageBufferRange), pushes
+    // `push` and dispatches groups. The count of buffers must equal the pipeline's bindings.
+    void dispatch(const Pipeline& pipeline, std::initializer_list<BufferRange> buffers,
+                  const void* push, uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y = 1,
+                  uint32_t groups_z = 1);
+    void dispatch(const Pipeline& pipeline, const std::vector<BufferRange>& buffers,
+                  const void* push, uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y = 1,
+                  uint32_t groups_z = 1);
+    // Makes every earlier shader/transfer write visible to every later shader/transfer access.
+    void barrier();
+    // Makes device writes visible to the host after the submission completes.
+    void host_barrier();
+    void copy(const BufferRange& src, const BufferRange& dst);  // sizes must match
+    void fill(const BufferRange& dst, uint32_t value);          // size multiple of 4
+    // Writes the GPU time into slot `slot` (< max_timestamps) after all earlier work.
+    void timestamp(uint32_t slot);
+    // Ends recording, submits, waits. Throws KV_ERR_DEVICE_LOST (and marks the device lost).
+    void submit_and_wait();
+    bool recording() const { return recording_; }
+
+    // Nanoseconds between two timestamp slots of the last submission.
+    double elapsed_ns(uint32_t from_slot, uint32_t to_slot) const;
+
+private:
+    VkDescriptorSet allocate_set(VkDescriptorSetLayout layout);
+
+    Device& device_;
+    VkCommandPool pool_ = VK_NULL_HANDLE;
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    VkFence fence_ = VK_NULL_HANDLE;
+    VkQueryPool queries_ = VK_NULL_HANDLE;
+    uint32_t max_timestamps_ = 0;
+    std::vector<VkDescriptorPool> descriptor_pools_;
+    size_t current_pool_ = 0;
+    std::vector<uint64_t> timestamps_;
+    bool recording_ = false;
+};
+
+// Uploads host data into device buffers in bounded chunks through one staging buffer (or
+// directly into host-visible memory). Blocking.
+class Uploader {
+public:
+    Uploader(Allocator& allocator, uint64_t staging_bytes = 16ull << 20);
+    void upload(const Buffer& dst, uint64_t dst_offset, const void* data, uint64_t bytes);
+    void download(const Buffer& src, uint64_t src_offset, void* data, uint64_t bytes);
+
+private:
+    Allocator& allocator_;
+    uint64_t staging_bytes_;
+    Buffer staging_;
+    Buffer readback_;
+    CommandStream stream_;
+};
+
+}  // namespace kv::vk

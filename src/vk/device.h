@@ -1,0 +1,134 @@
+// Vulkan instance + physical device + logical device + compute queue, owned or adopted.
+//
+// Ownership: a Device created from scratch owns (and destroys) its VkInstance and VkDevice. An
+// adopted device borrows the host's handles (owns_instance_/owns_device_ false) and never destroys
+// them — Kompute's mFreeDevice pattern.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "vk/vk_common.h"
+
+namespace kv::vk {
+
+// Optional capabilities actually enabled on the logical device (what shaders may use). On an
+// adopted device nothing optional is assumed enabled: kvulkan falls back to Vulkan 1.1 core.
+struct Enabled {
+    bool float16 = false;        // shaderFloat16
+    bool storage16 = false;      // storageBuffer16BitAccess
+    bool storage8 = false;       // storageBuffer8BitAccess
+    bool int8 = false;           // shaderInt8
+    bool int64 = false;          // shaderInt64
+    bool integer_dot = false;    // VK_KHR_shader_integer_dot_product
+    bool coopmat_nv = false;     // VK_NV_cooperative_matrix
+    bool subgroup_size_control = false;
+    bool memory_budget = false;  // VK_EXT_memory_budget
+};
+
+class Instance {
+public:
+    // Creates an instance (validation layer + debug messenger when `validation`).
+    Instance(bool validation, const Logger& logger);
+    // Adopts a host instance (borrowed).
+    Instance(VkInstance adopted, uint32_t api_version, const Logger& logger);
+    ~Instance();
+    Instance(const Instance&) = delete;
+    Instance& operator=(const Instance&) = delete;
+
+    VkInstance handle() const { return instance_; }
+    uint32_t api_version() const { return api_version_; }
+    bool validation() const { return messenger_ != VK_NULL_HANDLE; }
+    uint64_t validation_messages() const { return validation_messages_.load(); }
+    const Logger& logger() const { return logger_; }
+
+    std::vector<VkPhysicalDevice> physical_devices() const;
+
+private:
+    static VKAPI_ATTR VkBool32 VKAPI_CALL debug_callback(
+        VkDebugUtilsMessageSeverityFlagBitsEXT severity, VkDebugUtilsMessageTypeFlagsEXT types,
+        const VkDebugUtilsMessengerCallbackDataEXT* data, void* user);
+
+    VkInstance instance_ = VK_NULL_HANDLE;
+    VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+    uint32_t api_version_ = VK_API_VERSION_1_1;
+    bool owned_ = true;
+    Logger logger_;
+    std::atomic<uint64_t> validation_messages_{0};
+};
+
+// Fills everything in `info` that describes `pd` (struct_size and index are left to the caller).
+void describe_physical_device(VkInstance instance, VkPhysicalDevice pd, kv_device_info* info);
+
+// Index into `devices` of the default choice: discrete > integrated > virtual > CPU > other.
+int pick_default_device(const std::vector<kv_device_info>& devices);
+
+class Device {
+public:
+    // Creates a logical device with one compute queue on `pd`, enabling the optional features
+    // the device supports.
+    Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd);
+    // Adopts the host's device and queue (borrowed).
+    Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, VkDevice device, VkQueue queue,
+           uint32_t queue_family);
+    ~Device();
+    Device(const Device&) = delete;
+    Device& operator=(const Device&) = delete;
+
+    VkDevice handle() const { return device_; }
+    VkPhysicalDevice physical() const { return physical_; }
+    VkQueue queue() const { return queue_; }
+    uint32_t queue_family() const { return queue_family_; }
+    Instance& instance() const { return *instance_; }
+    const Logger& logger() const { return instance_->logger(); }
+    bool adopted() const { return !owns_device_; }
+
+    const Enabled& enabled() const { return enabled_; }
+    const VkPhysicalDeviceProperties& properties() const { return props_; }
+    const VkPhysicalDeviceLimits& limits() const { return props_.limits; }
+    const VkPhysicalDeviceMemoryProperties& memory_properties() const { return mem_props_; }
+    uint64_t max_storage_buffer_range() const { return props_.limits.maxStorageBufferRange; }
+    uint64_t max_allocation_size() const { return max_allocation_size_; }
+    uint32_t subgroup_size() const { return subgroup_size_; }
+    bool timestamps() const { return timestamp_valid_bits_ != 0 && props_.limits.timestampPeriod > 0; }
+    float timestamp_period_ns() const { return props_.limits.timestampPeriod; }
+
+    // Static description plus live heap budget/usage.
+    void describe(kv_device_info* info) const;
+
+    // Queue submission is serialized here (VkQueue is externally synchronized).
+    std::mutex& queue_mutex() { return queue_mutex_; }
+
+    // Set once a submission or wait reports VK_ERROR_DEVICE_LOST; every later use fails fast.
+    bool lost() const { return lost_.load(); }
+    void mark_lost() { lost_.store(true); }
+
+    VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
+
+private:
+    void query_properties();
+    void create_pipeline_cache();
+
+    std::shared_ptr<Instance> instance_;
+    VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+    VkDevice device_ = VK_NULL_HANDLE;
+    VkQueue queue_ = VK_NULL_HANDLE;
+    uint32_t queue_family_ = 0;
+    bool owns_device_ = true;
+    Enabled enabled_;
+    VkPhysicalDeviceProperties props_{};
+    VkPhysicalDeviceMemoryProperties mem_props_{};
+    uint64_t max_allocation_size_ = 0;
+    uint32_t subgroup_size_ = 0;
+    uint32_t timestamp_valid_bits_ = 0;
+    kv_device_info static_info_{};
+    VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
+    std::mutex queue_mutex_;
+    std::atomic<bool> lost_{false};
+};
+
+}  // namespace kv::vk

@@ -1,0 +1,79 @@
+// Shared test helpers: paths to ../shared, a runtime with validation whose messages fail the
+// test, random data and error metrics.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <kvulkan/kvulkan.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace kvtest {
+
+// ../shared beside the checkout (or $KV_SHARED_DIR); "" if absent.
+std::string shared_dir();
+// Skips the current test with a message when ../shared is absent. Returns false then.
+bool require_shared();
+bool file_exists(const std::string& path);
+std::vector<uint8_t> read_file(const std::string& path);
+
+// A runtime on the default device (KV_DEVICE may override) with validation on when the layer is
+// installed. Validation messages are collected; the destructor fails the test if any arrived.
+class Runtime {
+public:
+    Runtime();
+    ~Runtime();
+    kv_runtime* get() const { return rt_; }
+    operator kv_runtime*() const { return rt_; }
+    bool validation() const { return validation_; }
+    std::vector<std::string> messages() const;
+
+private:
+    static void on_log(void* user, kv_log_level level, const char* msg);
+    kv_runtime* rt_ = nullptr;
+    bool validation_ = false;
+    mutable std::mutex mutex_;
+    std::vector<std::string> validation_messages_;
+};
+
+// True when the Khronos validation layer is installed.
+bool validation_layer_available();
+
+inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// A fresh seed per call (tests compare on new random data each run); printed on failure.
+uint32_t fresh_seed();
+
+// ||a - b|| / ||b|| in double precision.
+inline double rel_l2(const float* a, const float* b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        double d = double(a[i]) - double(b[i]);
+        num += d * d;
+        den += double(b[i]) * double(b[i]);
+    }
+    if (den == 0) return num == 0 ? 0 : INFINITY;
+    return std::sqrt(num / den);
+}
+inline double rel_l2(const std::vector<float>& a, const std::vector<float>& b) {
+    REQUIRE(a.size() == b.size());
+    return rel_l2(a.data(), b.data(), a.size());
+}
+inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    double m = 0;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - double(b[i])));
+    return m;
+}
+
+}  // namespace kvtest
