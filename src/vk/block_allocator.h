@@ -3,6 +3,7 @@
 // Ranges are half-open [offset, offset + size).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 

@@ -36,6 +36,8 @@ public:
     const PipelineDesc& desc() const { return desc_; }
 
 private:
+    void release();
+
     Device& device_;
     PipelineDesc desc_;
     VkShaderModule module_ = VK_NULL_HANDLE;

@@ -56,34 +56,4 @@ bool validation_layer_available() {
     return false;
 }
 
-void Runtime::on_log(void* user, kv_log_level level, const char* msg) {
-    auto* self = static_cast<Runtime*>(user);
-    if (level == KV_LOG_VALIDATION) {
-        std::lock_guard<std::mutex> lock(self->mutex_);
-        self->validation_messages_.push_back(msg);
-    }
-}
-
-Runtime::Runtime() {
-    kv_runtime_desc desc = KV_RUNTIME_DESC_INIT;
-    validation_ = validation_layer_available();
-    if (validation_) desc.flags |= KV_RUNTIME_VALIDATION;
-    else MESSAGE("validation layer not installed: running without it");
-    desc.log_callback = &Runtime::on_log;
-    desc.log_user_data = this;
-    kv_status s = kv_runtime_create(&desc, &rt_);
-    REQUIRE_MESSAGE(s == KV_OK, "kv_runtime_create: " << kv_status_string(s) << ": " << kv_last_error_message());
-}
-
-Runtime::~Runtime() {
-    kv_runtime_destroy(rt_);
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& m : validation_messages_) FAIL_CHECK("validation message: " << m);
-}
-
-std::vector<std::string> Runtime::messages() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return validation_messages_;
-}
-
 }  // namespace kvtest

@@ -1,5 +1,5 @@
-// Shared test helpers: paths to ../shared, a runtime with validation whose messages fail the
-// test, random data and error metrics.
+// Shared test helpers: paths to ../shared, random data and error metrics. (Pure: no kvulkan
+// library code, so every test executable can link them. See runtime_fixture.h for the C API.)
 #pragma once
 
 #include <doctest/doctest.h>
@@ -21,25 +21,6 @@ std::string shared_dir();
 bool require_shared();
 bool file_exists(const std::string& path);
 std::vector<uint8_t> read_file(const std::string& path);
-
-// A runtime on the default device (KV_DEVICE may override) with validation on when the layer is
-// installed. Validation messages are collected; the destructor fails the test if any arrived.
-class Runtime {
-public:
-    Runtime();
-    ~Runtime();
-    kv_runtime* get() const { return rt_; }
-    operator kv_runtime*() const { return rt_; }
-    bool validation() const { return validation_; }
-    std::vector<std::string> messages() const;
-
-private:
-    static void on_log(void* user, kv_log_level level, const char* msg);
-    kv_runtime* rt_ = nullptr;
-    bool validation_ = false;
-    mutable std::mutex mutex_;
-    std::vector<std::string> validation_messages_;
-};
 
 // True when the Khronos validation layer is installed.
 bool validation_layer_available();

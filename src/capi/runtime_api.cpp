@@ -1,0 +1,91 @@
+// C API: devices and runtime.
+#include <cstring>
+
+#include "capi/api.h"
+#include "engine/runtime.h"
+
+using namespace kv;
+
+namespace {
+// The first published layouts: structs may only grow past these sizes.
+constexpr size_t kRuntimeDescV1 = sizeof(kv_runtime_desc);
+constexpr size_t kDeviceInfoV1 = sizeof(kv_device_info);
+constexpr size_t kBandwidthV1 = sizeof(kv_bandwidth_result);
+
+void write_info(kv_device_info* out, const kv_device_info& in) {
+    size_t n = api::out_size(out, kDeviceInfoV1, "info");
+    uint32_t size = out->struct_size;
+    std::memcpy(out, &in, n);
+    out->struct_size = size;
+}
+}  // namespace
+
+extern "C" {
+
+KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_info* infos, uint32_t* count) {
+    return api::guard([&] {
+        if (!count) fail(KV_ERR_INVALID_ARGUMENT, "count is NULL");
+        kv_runtime_desc d = KV_RUNTIME_DESC_INIT;
+        if (desc) d = api::read_desc(desc, kRuntimeDescV1, "desc");
+        Logger logger{d.log_callback, d.log_user_data};
+        vk::Instance instance(engine::validation_requested(d), logger);
+        auto all = engine::describe_devices(instance);
+        if (!infos) {
+            *count = static_cast<uint32_t>(all.size());
+            return KV_OK;
+        }
+        uint32_t n = std::min<uint32_t>(*count, static_cast<uint32_t>(all.size()));
+        for (uint32_t i = 0; i < n; ++i) write_info(&infos[i], all[i]);
+        *count = n;
+        return n < all.size() ? KV_INCOMPLETE : KV_OK;
+    });
+}
+
+KV_API kv_status kv_runtime_create(const kv_runtime_desc* desc, kv_runtime** out_runtime) {
+    return api::guard([&] {
+        if (!out_runtime) fail(KV_ERR_INVALID_ARGUMENT, "out_runtime is NULL");
+        kv_runtime_desc d = api::read_desc(desc, kRuntimeDescV1, "desc");
+        auto rt = engine::create_runtime(d);
+        *out_runtime = rt.release();
+        return KV_OK;
+    });
+}
+
+KV_API void kv_runtime_destroy(kv_runtime* runtime) {
+    if (!runtime) return;
+    api::guard([&] {
+        delete runtime;
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_runtime_get_info(const kv_runtime* runtime, kv_device_info* info) {
+    return api::guard([&] {
+        if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
+        api::out_size(info, kDeviceInfoV1, "info");
+        kv_device_info full{};
+        full.struct_size = sizeof full;
+        runtime->device->describe(&full);
+        write_info(info, full);
+        return KV_OK;
+    });
+}
+
+KV_API uint64_t kv_runtime_validation_message_count(const kv_runtime* runtime) {
+    return runtime ? runtime->instance->validation_messages() : 0;
+}
+
+KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t bytes, uint32_t iterations,
+                                              kv_bandwidth_result* result) {
+    return api::guard([&] {
+        if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
+        size_t n = api::out_size(result, kBandwidthV1, "result");
+        kv_bandwidth_result r = engine::measure_bandwidth(*runtime, bytes, iterations);
+        uint32_t size = result->struct_size;
+        std::memcpy(result, &r, n);
+        result->struct_size = size;
+        return KV_OK;
+    });
+}
+
+}  // extern "C"

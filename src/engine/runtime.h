@@ -1,0 +1,39 @@
+// kv_runtime: the Vulkan instance, device, memory allocator and pipeline cache of one GPU.
+// Destruction order is the reverse of the members' order below.
+#pragma once
+
+#include <kvulkan/kvulkan.h>
+
+#include <memory>
+#include <mutex>
+
+#include "common/log.h"
+#include "vk/command.h"
+#include "vk/device.h"
+#include "vk/memory.h"
+#include "vk/pipeline.h"
+#include "vk/select.h"
+
+struct kv_runtime {
+    kv::Logger logger;
+    std::shared_ptr<kv::vk::Instance> instance;
+    std::unique_ptr<kv::vk::Device> device;
+    std::unique_ptr<kv::vk::Allocator> allocator;
+    std::unique_ptr<kv::vk::PipelineCache> pipelines;
+    std::mutex mutex;  // serializes runtime-level work (bandwidth probe, uploads)
+
+    ~kv_runtime();
+};
+
+namespace kv::engine {
+
+using vk::choose_device;
+using vk::describe_devices;
+using vk::validation_requested;
+
+std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc);
+
+// Bandwidth probe (compute-shader read, write and copy), see kv_runtime_measure_bandwidth.
+kv_bandwidth_result measure_bandwidth(kv_runtime& rt, uint64_t bytes, uint32_t iterations);
+
+}  // namespace kv::engine
