@@ -1,0 +1,357 @@
+#include "model/arch.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <limits>
+#include <map>
+
+#include "common/error.h"
+
+namespace kv::model {
+
+const char* arch_name(Arch a) {
+    switch (a) {
+        case Arch::Llama: return "llama";
+        case Arch::Qwen2: return "qwen2";
+    }
+    return "?";
+}
+
+const char* rope_type_name(RopeType r) { return r == RopeType::Norm ? "norm" : "neox"; }
+
+std::string shape_string(const GgufTensorInfo& t) {
+    std::string s = "[";
+    for (uint32_t d = 0; d < std::max<uint32_t>(t.n_dims, 1); ++d) {
+        if (d) s += ", ";
+        s += std::to_string(t.ne[d]);
+    }
+    return s + "]";
+}
+
+namespace {
+
+std::string shape_string(const std::vector<uint64_t>& ne) {
+    std::string s = "[";
+    for (size_t d = 0; d < ne.size(); ++d) {
+        if (d) s += ", ";
+        s += std::to_string(ne[d]);
+    }
+    return s + "]";
+}
+
+const char* type_name(GgmlType t) {
+    const TypeTraits* tr = type_traits(t);
+    return tr ? tr->name : "unknown";
+}
+
+// Reads metadata of one architecture ("<arch>.<key>") with precise errors.
+class Keys {
+public:
+    Keys(const GgufFile& f, std::string prefix) : f_(f), prefix_(std::move(prefix)) {}
+
+    std::string key(const char* k) const { return prefix_ + "." + k; }
+
+    // A required positive 32-bit count.
+    uint32_t count(const char* k) const {
+        std::string name = key(k);
+        std::optional<uint64_t> v = f_.get_uint(name);
+        if (!v) fail(KV_ERR_BAD_MODEL, "missing metadata key %s", name.c_str());
+        return check_count(name, *v);
+    }
+    // An optional positive 32-bit count.
+    std::optional<uint32_t> opt_count(const char* k) const {
+        std::string name = key(k);
+        std::optional<uint64_t> v = f_.get_uint(name);
+        if (!v) return std::nullopt;
+        return check_count(name, *v);
+    }
+    std::optional<double> opt_float(const char* k) const { return f_.get_float(key(k)); }
+
+private:
+    static uint32_t check_count(const std::string& name, uint64_t v) {
+        if (v == 0 || v > std::numeric_limits<int32_t>::max())
+            fail(KV_ERR_BAD_MODEL, "metadata %s = %" PRIu64 " is out of range", name.c_str(), v);
+        return static_cast<uint32_t>(v);
+    }
+    const GgufFile& f_;
+    std::string prefix_;
+};
+
+// Finds tensors, checking shape and type, and tallies what the model uses.
+class TensorChecker {
+public:
+    explicit TensorChecker(const GgufFile& f) : f_(f) {}
+
+    const GgufTensorInfo* require(const std::string& name, std::vector<uint64_t> shape,
+                                  const char* what) {
+        const GgufTensorInfo* t = f_.find_tensor(name);
+        if (!t)
+            fail(KV_ERR_BAD_MODEL, "missing tensor '%s' (%s, expected shape %s)", name.c_str(), what,
+                 shape_string(shape).c_str());
+        check(*t, shape, what);
+        return t;
+    }
+    const GgufTensorInfo* optional(const std::string& name, std::vector<uint64_t> shape,
+                                   const char* what) {
+        const GgufTensorInfo* t = f_.find_tensor(name);
+        if (t) check(*t, shape, what);
+        return t;
+    }
+    void tally(const GgufTensorInfo* t, ModelConfig& c) {
+        if (!t) return;
+        c.n_params += t->elements();
+        c.weight_bytes += t->bytes;
+        WeightTypeUsage& u = usage_[static_cast<uint32_t>(t->type)];
+        u.type = t->type;
+        u.tensors += 1;
+        u.elements += t->elements();
+        u.bytes += t->bytes;
+    }
+    std::vector<WeightTypeUsage> usage() const {
+        std::vector<WeightTypeUsage> v;
+        for (const auto& kv : usage_) v.push_back(kv.second);
+        std::stable_sort(v.begin(), v.end(), [](const WeightTypeUsage& a, const WeightTypeUsage& b) {
+            return a.elements > b.elements;
+        });
+        return v;
+    }
+
+private:
+    static void check(const GgufTensorInfo& t, const std::vector<uint64_t>& shape,
+                      const char* what) {
+        bool ok = t.n_dims <= 4;
+        for (size_t d = 0; d < 4 && ok; ++d) ok = t.ne[d] == (d < shape.size() ? shape[d] : 1);
+        if (!ok)
+            fail(KV_ERR_BAD_MODEL, "tensor '%s' (%s) has shape %s, expected %s", t.name.c_str(),
+                 what, kv::model::shape_string(t).c_str(), shape_string(shape).c_str());
+        const TypeTraits* tr = type_traits(t.type);
+        if (!tr || !tr->supported)
+            fail(KV_ERR_UNSUPPORTED, "tensor '%s' has weight type %s (ggml type %u), which kvulkan cannot dequantize",
+                 t.name.c_str(), type_name(t.type), static_cast<unsigned>(t.type));
+    }
+    const GgufFile& f_;
+    std::map<uint32_t, WeightTypeUsage> usage_;
+};
+
+std::string human_count(uint64_t n) {
+    char buf[32];
+    if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+    else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+    else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
+    else std::snprintf(buf, sizeof buf, "%" PRIu64, n);
+    return buf;
+}
+
+}  // namespace
+
+std::string ModelConfig::weight_types_summary() const {
+    std::string s;
+    for (const WeightTypeUsage& u : weight_types) {
+        if (!s.empty()) s += "; ";
+        s += format("%s: %u tensor%s, %s params, %s bytes", type_name(u.type), u.tensors,
+                    u.tensors == 1 ? "" : "s", human_count(u.elements).c_str(),
+                    human_count(u.bytes).c_str());
+    }
+    return s;
+}
+
+std::string ModelConfig::summary() const {
+    std::string s = format(
+        "%s, %u layers, n_embd %u, %u heads (%u KV, head_dim %u), ffn %u, vocab %u, ctx %u, "
+        "rope %s n_rot %u base %g scale %g%s, rms_eps %g, %s output%s, %s params",
+        arch_name(arch), n_layer, n_embd, n_head, n_head_kv, head_dim, n_ff, n_vocab, n_ctx_train,
+        rope_type_name(rope_type), n_rot, double(rope_freq_base), double(rope_freq_scale),
+        has_rope_freqs ? " +freq factors" : "", double(rms_eps), tied_output ? "tied" : "untied",
+        has_qkv_bias ? ", QKV bias" : "", human_count(n_params).c_str());
+    uint32_t w = sliding_window.empty() ? 0 : *std::max_element(sliding_window.begin(), sliding_window.end());
+    if (w) s += format(", sliding window %u", w);
+    return s;
+}
+
+ModelDesc describe_model(const GgufFile& file) {
+    std::optional<std::string_view> arch_sv = file.get_string("general.architecture");
+    if (!arch_sv) fail(KV_ERR_BAD_MODEL, "missing metadata key general.architecture");
+    std::string arch_str(*arch_sv);
+
+    ModelDesc desc;
+    ModelConfig& c = desc.config;
+    if (arch_str == "llama") {
+        c.arch = Arch::Llama;
+        c.rope_type = RopeType::Norm;
+    } else if (arch_str == "qwen2") {
+        c.arch = Arch::Qwen2;
+        c.rope_type = RopeType::Neox;
+    } else {
+        fail(KV_ERR_UNSUPPORTED, "unsupported model architecture '%s' (supported: llama, qwen2)",
+             arch_str.c_str());
+    }
+    if (std::optional<std::string_view> n = file.get_string("general.name")) c.name = std::string(*n);
+
+    const Keys k(file, arch_str);
+    c.n_embd = k.count("embedding_length");
+    c.n_layer = k.count("block_count");
+    c.n_ff = k.count("feed_forward_length");
+    c.n_ctx_train = k.count("context_length");
+    c.n_head = k.count("attention.head_count");
+    c.n_head_kv = k.opt_count("attention.head_count_kv").value_or(c.n_head);
+
+    if (std::optional<uint64_t> experts = file.get_uint(k.key("expert_count")); experts && *experts > 0)
+        fail(KV_ERR_UNSUPPORTED, "mixture-of-experts models are not supported (%s = %" PRIu64 ")",
+             k.key("expert_count").c_str(), *experts);
+
+    if (c.n_head % c.n_head_kv != 0)
+        fail(KV_ERR_BAD_MODEL, "%s = %u is not a multiple of %s = %u",
+             k.key("attention.head_count").c_str(), c.n_head, k.key("attention.head_count_kv").c_str(),
+             c.n_head_kv);
+    if (std::optional<uint32_t> kl = k.opt_count("attention.key_length")) {
+        c.head_dim = *kl;
+    } else {
+        if (c.n_embd % c.n_head != 0)
+            fail(KV_ERR_BAD_MODEL, "%s = %u is not divisible by %s = %u",
+                 k.key("embedding_length").c_str(), c.n_embd, k.key("attention.head_count").c_str(),
+                 c.n_head);
+        c.head_dim = c.n_embd / c.n_head;
+    }
+    if (std::optional<uint32_t> vl = k.opt_count("attention.value_length"); vl && *vl != c.head_dim)
+        fail(KV_ERR_UNSUPPORTED, "%s = %u differs from the key length %u: not supported",
+             k.key("attention.value_length").c_str(), *vl, c.head_dim);
+    if (uint64_t(c.n_head) * c.head_dim > std::numeric_limits<int32_t>::max())
+        fail(KV_ERR_BAD_MODEL, "head_count x head_dim (%u x %u) is out of range", c.n_head, c.head_dim);
+
+    c.n_rot = k.opt_count("rope.dimension_count").value_or(c.head_dim);
+    if (c.n_rot > c.head_dim || c.n_rot % 2 != 0)
+        fail(KV_ERR_BAD_MODEL, "%s = %u must be even and at most the head dimension %u",
+             k.key("rope.dimension_count").c_str(), c.n_rot, c.head_dim);
+
+    if (std::optional<double> base = k.opt_float("rope.freq_base")) {
+        if (!(*base > 0))
+            fail(KV_ERR_BAD_MODEL, "%s = %g must be positive", k.key("rope.freq_base").c_str(), *base);
+        c.rope_freq_base = static_cast<float>(*base);
+    }
+
+    // Rope scaling, as llama.cpp reads it: the type defaults to linear; a factor of 0 means none.
+    std::string scaling = "linear";
+    if (std::optional<std::string_view> st = file.get_string(k.key("rope.scaling.type")))
+        scaling = std::string(*st);
+    std::optional<double> factor = k.opt_float("rope.scaling.factor");
+    if (!factor) factor = k.opt_float("rope.scale_linear");
+    double f = factor.value_or(0.0);
+    if (f < 0 || f != f)
+        fail(KV_ERR_BAD_MODEL, "rope scaling factor %g must not be negative", f);
+    if (scaling == "none" || f == 0.0 || f == 1.0) {
+        c.rope_freq_scale = 1.f;
+    } else if (scaling == "linear") {
+        c.rope_freq_scale = static_cast<float>(1.0 / f);
+    } else {
+        fail(KV_ERR_UNSUPPORTED, "rope scaling type '%s' (%s) is not supported (supported: none, linear)",
+             scaling.c_str(), k.key("rope.scaling.type").c_str());
+    }
+
+    std::optional<double> eps = k.opt_float("attention.layer_norm_rms_epsilon");
+    if (!eps) fail(KV_ERR_BAD_MODEL, "missing metadata key %s", k.key("attention.layer_norm_rms_epsilon").c_str());
+    if (!(*eps > 0) || *eps > 1)
+        fail(KV_ERR_BAD_MODEL, "%s = %g is out of range", k.key("attention.layer_norm_rms_epsilon").c_str(), *eps);
+    c.rms_eps = static_cast<float>(*eps);
+
+    // Sliding window: a scalar for every layer or one entry per layer.
+    c.sliding_window.assign(c.n_layer, 0);
+    if (const GgufValue* sw = file.find(k.key("attention.sliding_window"))) {
+        const std::string key = k.key("attention.sliding_window");
+        if (sw->type == GgufType::ARRAY) {
+            std::optional<std::vector<int64_t>> v = file.get_int_array(key);
+            if (!v || v->size() != c.n_layer)
+                fail(KV_ERR_BAD_MODEL, "%s has %zu entries, expected one per layer (%u)", key.c_str(),
+                     v ? v->size() : size_t(0), c.n_layer);
+            for (uint32_t l = 0; l < c.n_layer; ++l) {
+                if ((*v)[l] < 0 || (*v)[l] > std::numeric_limits<int32_t>::max())
+                    fail(KV_ERR_BAD_MODEL, "%s[%u] = %" PRId64 " is out of range", key.c_str(), l, (*v)[l]);
+                c.sliding_window[l] = static_cast<uint32_t>((*v)[l]);
+            }
+        } else {
+            std::optional<uint64_t> v = file.get_uint(key);
+            if (!v || *v > std::numeric_limits<int32_t>::max())
+                fail(KV_ERR_BAD_MODEL, "%s is out of range", key.c_str());
+            c.sliding_window.assign(c.n_layer, static_cast<uint32_t>(*v));
+        }
+    }
+
+    // ---- tensors ----
+    TensorChecker tc(file);
+    ModelTensors& t = desc.tensors;
+    const uint64_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
+
+    const GgufTensorInfo* embd = file.find_tensor("token_embd.weight");
+    if (!embd) fail(KV_ERR_BAD_MODEL, "missing tensor 'token_embd.weight' (token embeddings)");
+    if (embd->n_dims != 2 || embd->ne[1] == 0 || embd->ne[1] > uint64_t(std::numeric_limits<int32_t>::max()))
+        fail(KV_ERR_BAD_MODEL, "tensor 'token_embd.weight' has shape %s, expected [%u, n_vocab]",
+             kv::model::shape_string(*embd).c_str(), c.n_embd);
+    c.n_vocab = static_cast<uint32_t>(embd->ne[1]);
+    if (std::optional<uint64_t> vs = file.get_uint(k.key("vocab_size")); vs && *vs != c.n_vocab)
+        fail(KV_ERR_BAD_MODEL, "%s = %" PRIu64 " but token_embd.weight has %u rows",
+             k.key("vocab_size").c_str(), *vs, c.n_vocab);
+    if (const GgufValue* toks = file.find("tokenizer.ggml.tokens");
+        toks && toks->type == GgufType::ARRAY && toks->array.size() != c.n_vocab)
+        fail(KV_ERR_BAD_MODEL, "tokenizer.ggml.tokens has %zu entries but token_embd.weight has %u rows",
+             toks->array.size(), c.n_vocab);
+    const uint64_t V = c.n_vocab;
+
+    t.token_embd = tc.require("token_embd.weight", {E, V}, "token embeddings");
+    t.output_norm = tc.require("output_norm.weight", {E}, "final norm");
+    t.output = tc.optional("output.weight", {E, V}, "output projection");
+    c.tied_output = t.output == nullptr;
+    if (c.tied_output) t.output = t.token_embd;
+    t.rope_freqs = tc.optional("rope_freqs.weight", {c.n_rot / 2}, "rope frequency factors");
+    c.has_rope_freqs = t.rope_freqs != nullptr;
+
+    const bool bias_required = c.arch == Arch::Qwen2;
+    t.layers.resize(c.n_layer);
+    for (uint32_t l = 0; l < c.n_layer; ++l) {
+        LayerTensors& L = t.layers[l];
+        auto n = [l](const char* suffix) { return format("blk.%u.%s", l, suffix); };
+        L.attn_norm = tc.require(n("attn_norm.weight"), {E}, "attention norm");
+        L.wq = tc.require(n("attn_q.weight"), {E, Q}, "query projection");
+        L.wk = tc.require(n("attn_k.weight"), {E, KV}, "key projection");
+        L.wv = tc.require(n("attn_v.weight"), {E, KV}, "value projection");
+        L.wo = tc.require(n("attn_output.weight"), {Q, E}, "attention output projection");
+        if (bias_required) {
+            L.bq = tc.require(n("attn_q.bias"), {Q}, "query bias");
+            L.bk = tc.require(n("attn_k.bias"), {KV}, "key bias");
+            L.bv = tc.require(n("attn_v.bias"), {KV}, "value bias");
+        } else {
+            L.bq = tc.optional(n("attn_q.bias"), {Q}, "query bias");
+            L.bk = tc.optional(n("attn_k.bias"), {KV}, "key bias");
+            L.bv = tc.optional(n("attn_v.bias"), {KV}, "value bias");
+        }
+        L.bo = tc.optional(n("attn_output.bias"), {E}, "attention output bias");
+        L.ffn_norm = tc.require(n("ffn_norm.weight"), {E}, "feed-forward norm");
+        L.ffn_gate = tc.require(n("ffn_gate.weight"), {E, F}, "feed-forward gate");
+        L.ffn_up = tc.require(n("ffn_up.weight"), {E, F}, "feed-forward up projection");
+        L.ffn_down = tc.require(n("ffn_down.weight"), {F, E}, "feed-forward down projection");
+
+        // Biases: Q, K and V together, and the same in every layer (one code path per model).
+        const bool qkv = L.bq != nullptr;
+        if ((L.bk != nullptr) != qkv || (L.bv != nullptr) != qkv)
+            fail(KV_ERR_BAD_MODEL, "block %u has only some of attn_q.bias, attn_k.bias, attn_v.bias", l);
+        if (l == 0) {
+            c.has_qkv_bias = qkv;
+            c.has_o_bias = L.bo != nullptr;
+        } else if (qkv != c.has_qkv_bias || (L.bo != nullptr) != c.has_o_bias) {
+            fail(KV_ERR_BAD_MODEL, "block %u has attention biases that differ from block 0's", l);
+        }
+    }
+
+    // Tally what the model uses (a tied output counts once).
+    tc.tally(t.token_embd, c);
+    tc.tally(t.output_norm, c);
+    if (!c.tied_output) tc.tally(t.output, c);
+    tc.tally(t.rope_freqs, c);
+    for (const LayerTensors& L : t.layers)
+        for (const GgufTensorInfo* p : {L.attn_norm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
+                                        L.ffn_norm, L.ffn_gate, L.ffn_up, L.ffn_down})
+            tc.tally(p, c);
+    c.weight_types = tc.usage();
+    return desc;
+}
+
+}  // namespace kv::model

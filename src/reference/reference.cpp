@@ -1,0 +1,179 @@
+#include "reference/reference.h"
+
+#include <cmath>
+
+#include "common/error.h"
+#include "model/ggml_types.h"
+
+namespace kv::reference {
+
+namespace {
+
+// Every element of `t` as float32 (empty for an absent optional tensor).
+std::vector<float> dequantize(const model::GgufFile& file, const model::GgufTensorInfo* t) {
+    if (!t) return {};
+    const uint64_t row = t->ne[0];
+    const uint64_t rows = t->elements() / row;
+    const uint64_t rb = model::row_bytes(t->type, row);
+    std::vector<float> out(t->elements());
+    const uint8_t* src = file.tensor_data(*t);
+    for (uint64_t r = 0; r < rows; ++r)
+        model::dequantize_row(t->type, src + r * rb, out.data() + r * row, static_cast<int64_t>(row));
+    return out;
+}
+
+const float* opt(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+}  // namespace
+
+std::unique_ptr<ReferenceModel> ReferenceModel::load(const model::GgufFile& file) {
+    model::ModelDesc desc = model::describe_model(file);
+    std::unique_ptr<ReferenceModel> m(new ReferenceModel());
+    m->config_ = desc.config;
+    const model::ModelTensors& t = desc.tensors;
+    m->token_embd_ = dequantize(file, t.token_embd);
+    m->output_norm_ = dequantize(file, t.output_norm);
+    if (!desc.config.tied_output) m->output_ = dequantize(file, t.output);
+    m->rope_freqs_ = dequantize(file, t.rope_freqs);
+    m->layers_.resize(desc.config.n_layer);
+    for (uint32_t l = 0; l < desc.config.n_layer; ++l) {
+        const model::LayerTensors& s = t.layers[l];
+        LayerWeights& d = m->layers_[l];
+        d.attn_norm = dequantize(file, s.attn_norm);
+        d.wq = dequantize(file, s.wq);
+        d.wk = dequantize(file, s.wk);
+        d.wv = dequantize(file, s.wv);
+        d.wo = dequantize(file, s.wo);
+        d.bq = dequantize(file, s.bq);
+        d.bk = dequantize(file, s.bk);
+        d.bv = dequantize(file, s.bv);
+        d.bo = dequantize(file, s.bo);
+        d.ffn_norm = dequantize(file, s.ffn_norm);
+        d.ffn_gate = dequantize(file, s.ffn_gate);
+        d.ffn_up = dequantize(file, s.ffn_up);
+        d.ffn_down = dequantize(file, s.ffn_down);
+    }
+    return m;
+}
+
+ReferenceSession::ReferenceSession(const ReferenceModel& model)
+    : model_(model), k_(model.config().n_layer), v_(model.config().n_layer) {}
+
+void ReferenceSession::truncate(uint32_t n) {
+    if (n > n_past_)
+        fail(KV_ERR_INVALID_ARGUMENT, "truncate to %u positions, but the session holds %u", n, n_past_);
+    const size_t kv_dim = model_.config().kv_dim();
+    for (auto& k : k_) k.resize(size_t(n) * kv_dim);
+    for (auto& v : v_) v.resize(size_t(n) * kv_dim);
+    n_past_ = n;
+}
+
+const float* ReferenceSession::key(uint32_t layer, uint32_t pos) const {
+    KV_CHECK(layer < k_.size() && pos < n_past_);
+    return k_[layer].data() + size_t(pos) * model_.config().kv_dim();
+}
+
+const float* ReferenceSession::value(uint32_t layer, uint32_t pos) const {
+    KV_CHECK(layer < v_.size() && pos < n_past_);
+    return v_[layer].data() + size_t(pos) * model_.config().kv_dim();
+}
+
+std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool all_logits) {
+    const model::ModelConfig& c = model_.config();
+    if (n == 0 || !ids) fail(KV_ERR_INVALID_ARGUMENT, "prefill needs at least one token");
+    for (size_t t = 0; t < n; ++t)
+        if (ids[t] < 0 || uint32_t(ids[t]) >= c.n_vocab)
+            fail(KV_ERR_BAD_TOKEN, "token id %d at index %zu is outside the vocabulary [0, %u)", ids[t],
+                 t, c.n_vocab);
+
+    const size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, HD = c.head_dim;
+    const uint32_t pos0 = n_past_;
+    const float scale = static_cast<float>(1.0 / std::sqrt(double(HD)));
+    const float* freq_factors = opt(model_.rope_freqs());
+
+    // Residual stream of every new token: [n][E].
+    std::vector<float> x(n * E);
+    for (size_t t = 0; t < n; ++t) {
+        const float* row = model_.token_embd().data() + size_t(ids[t]) * E;
+        std::copy(row, row + E, x.data() + t * E);
+    }
+
+    std::vector<float> h(E), q(Q), attn(Q), o(E), g(F), u(F), down(E);
+    for (uint32_t l = 0; l < c.n_layer; ++l) {
+        const LayerWeights& w = model_.layer(l);
+        std::vector<float>& kc = k_[l];
+        std::vector<float>& vc = v_[l];
+        kc.resize(size_t(pos0 + n) * KV);
+        vc.resize(size_t(pos0 + n) * KV);
+        const uint32_t window = c.sliding_window[l];
+        // Token by token: position p attends to cached positions [lo, p], all already written.
+        for (size_t t = 0; t < n; ++t) {
+            const uint32_t p = pos0 + static_cast<uint32_t>(t);
+            float* xt = x.data() + t * E;
+            float* kp = kc.data() + size_t(p) * KV;
+            float* vp = vc.data() + size_t(p) * KV;
+
+            // Attention block.
+            rms_norm(xt, w.attn_norm.data(), h.data(), E, c.rms_eps);
+            matvec(w.wq.data(), opt(w.bq), h.data(), q.data(), E, Q);
+            matvec(w.wk.data(), opt(w.bk), h.data(), kp, E, KV);
+            matvec(w.wv.data(), opt(w.bv), h.data(), vp, E, KV);
+            for (uint32_t hh = 0; hh < c.n_head; ++hh)
+                rope(q.data() + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
+                     freq_factors);
+            for (uint32_t hh = 0; hh < c.n_head_kv; ++hh)
+                rope(kp + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
+                     freq_factors);
+            const uint32_t lo = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
+            for (uint32_t hh = 0; hh < c.n_head; ++hh) {
+                const size_t kvh = hh / c.n_gqa();  // GQA: query head hh reads KV head kvh
+                attend(q.data() + hh * HD, kc.data() + size_t(lo) * KV + kvh * HD,
+                       vc.data() + size_t(lo) * KV + kvh * HD, KV, p + 1 - lo, HD, scale,
+                       attn.data() + hh * HD);
+            }
+            matvec(w.wo.data(), opt(w.bo), attn.data(), o.data(), Q, E);
+            for (size_t i = 0; i < E; ++i) xt[i] += o[i];
+
+            // Feed-forward block (SwiGLU).
+            rms_norm(xt, w.ffn_norm.data(), h.data(), E, c.rms_eps);
+            matvec(w.ffn_gate.data(), nullptr, h.data(), g.data(), E, F);
+            matvec(w.ffn_up.data(), nullptr, h.data(), u.data(), E, F);
+            swiglu(g.data(), u.data(), g.data(), F);
+            matvec(w.ffn_down.data(), nullptr, g.data(), down.data(), F, E);
+            for (size_t i = 0; i < E; ++i) xt[i] += down[i];
+        }
+    }
+    n_past_ = pos0 + static_cast<uint32_t>(n);
+
+    const size_t V = c.n_vocab;
+    const size_t first = all_logits ? 0 : n - 1;
+    std::vector<float> logits((n - first) * V);
+    for (size_t t = first; t < n; ++t) {
+        rms_norm(x.data() + t * E, model_.output_norm().data(), h.data(), E, c.rms_eps);
+        matvec(model_.output().data(), nullptr, h.data(), logits.data() + (t - first) * V, E, V);
+    }
+    return logits;
+}
+
+std::vector<float> forward_full(const ReferenceModel& model, const int32_t* ids, size_t n,
+                                bool all_logits) {
+    ReferenceSession fresh(model);
+    return fresh.prefill(ids, n, all_logits);
+}
+
+std::vector<int32_t> generate_greedy(const ReferenceModel& model, const std::vector<int32_t>& prompt,
+                                     size_t n_gen, std::vector<std::vector<float>>* step_logits) {
+    ReferenceSession s(model);
+    std::vector<int32_t> out;
+    if (step_logits) step_logits->clear();
+    std::vector<float> logits = s.prefill(prompt);
+    for (size_t i = 0; i < n_gen; ++i) {
+        if (step_logits) step_logits->push_back(logits);
+        const int32_t next = argmax(logits.data(), logits.size());
+        out.push_back(next);
+        if (i + 1 < n_gen) logits = s.decode(next);
+    }
+    return out;
+}
+
+}  // namespace kv::reference

@@ -1,0 +1,104 @@
+// The CPU reference forward pass: the oracle every GPU test compares to.
+//
+// Plain C++ on float32 weights (every tensor dequantized once at load with
+// model::dequantize_row) and float32 activations, with sums accumulated in double (see ops.h).
+// Single-threaded and unoptimized on purpose: obviously correct first. Measured against the
+// float64 "exact" logits in ../shared/reference/, every fixture and weight type is within
+// 1e-5 relative L2 (tests/reference/test_reference.cpp).
+//
+//   auto file  = kv::model::GgufFile::open(path);
+//   auto model = kv::reference::ReferenceModel::load(*file);   // file may be closed after this
+//   kv::reference::ReferenceSession s(*model);
+//   std::vector<float> logits = s.prefill(ids.data(), ids.size());   // last position's logits
+//   logits = s.decode(kv::reference::argmax(logits.data(), logits.size()));
+//
+//   // The no-cache baseline: the whole sequence recomputed from scratch.
+//   std::vector<float> same = kv::reference::forward_full(*model, all_ids.data(), all_ids.size());
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/arch.h"
+#include "model/gguf.h"
+#include "reference/ops.h"
+
+namespace kv::reference {
+
+// A model's weights as float32. Matrices are row-major [out][in] (ggml layout, ne = {in, out}).
+// Absent optional tensors (biases, rope factors) are empty vectors.
+struct LayerWeights {
+    std::vector<float> attn_norm, wq, wk, wv, wo, bq, bk, bv, bo;
+    std::vector<float> ffn_norm, ffn_gate, ffn_up, ffn_down;
+};
+
+class ReferenceModel {
+public:
+    // Validates the architecture (model::describe_model: same errors) and dequantizes every
+    // weight. The result does not refer to `file` afterwards.
+    static std::unique_ptr<ReferenceModel> load(const model::GgufFile& file);
+
+    // The configuration (its tensor pointers are not kept: only config values).
+    const model::ModelConfig& config() const { return config_; }
+    const std::vector<float>& token_embd() const { return token_embd_; }  // [n_vocab][n_embd]
+    const std::vector<float>& output_norm() const { return output_norm_; }
+    // [n_vocab][n_embd]; the same storage as token_embd() when the output is tied.
+    const std::vector<float>& output() const { return config_.tied_output ? token_embd_ : output_; }
+    const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // [n_rot/2] or empty
+    const LayerWeights& layer(uint32_t l) const { return layers_.at(l); }
+
+private:
+    ReferenceModel() = default;
+    model::ModelConfig config_;
+    std::vector<float> token_embd_, output_norm_, output_, rope_freqs_;
+    std::vector<LayerWeights> layers_;
+};
+
+// One sequence with a float32 KV cache: K (after RoPE) and V of every processed position, per
+// layer, written once and never recomputed. Not thread-safe; several sessions may share a model.
+class ReferenceSession {
+public:
+    explicit ReferenceSession(const ReferenceModel& model);
+
+    // Processes `n` tokens at positions [n_past(), n_past() + n). Returns the logits of the last
+    // one (n_vocab floats), or of every one (n x n_vocab, row-major) when all_logits.
+    // Throws KV_ERR_BAD_TOKEN for an id outside [0, n_vocab), KV_ERR_INVALID_ARGUMENT for n == 0.
+    std::vector<float> prefill(const int32_t* ids, size_t n, bool all_logits = false);
+    std::vector<float> prefill(const std::vector<int32_t>& ids, bool all_logits = false) {
+        return prefill(ids.data(), ids.size(), all_logits);
+    }
+    // One token: prefill(&id, 1).
+    std::vector<float> decode(int32_t id) { return prefill(&id, 1); }
+
+    uint32_t n_past() const { return n_past_; }
+    void reset() { truncate(0); }
+    // Forgets positions [n, n_past()) (rollback). n must be <= n_past().
+    void truncate(uint32_t n);
+
+    // Cached K (rotated) / V of `layer` at position `pos` < n_past(): kv_dim floats, KV head h at
+    // offset h * head_dim. Valid until the next prefill/truncate.
+    const float* key(uint32_t layer, uint32_t pos) const;
+    const float* value(uint32_t layer, uint32_t pos) const;
+
+private:
+    const ReferenceModel& model_;
+    uint32_t n_past_ = 0;
+    // Per layer: [position][kv_dim].
+    std::vector<std::vector<float>> k_, v_;
+};
+
+// The no-cache baseline: the logits of tokens `ids` recomputed from scratch (a fresh session,
+// discarded afterwards). Last position's logits, or every position's when all_logits.
+std::vector<float> forward_full(const ReferenceModel& model, const int32_t* ids, size_t n,
+                                bool all_logits = false);
+
+// Greedy generation through the KV cache: prefill `prompt`, then `n_gen` times take the argmax and
+// feed it back. Returns the generated ids; when `step_logits` is given, it receives the logits
+// after the prompt and after each generated token (n_gen rows of n_vocab; the last token's own
+// logits are not computed).
+std::vector<int32_t> generate_greedy(const ReferenceModel& model, const std::vector<int32_t>& prompt,
+                                     size_t n_gen, std::vector<std::vector<float>>* step_logits = nullptr);
+
+}  // namespace kv::reference
