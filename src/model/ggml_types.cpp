@@ -455,6 +455,10 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     const TypeTraits* t = type_traits(type);
     if (!t) fail(KV_ERR_INVALID_ARGUMENT, "quantize: unknown ggml type id %u", static_cast<unsigned>(type));
+    if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 && type != GgmlType::Q8_0 &&
+        type != GgmlType::Q4_0)
+        fail(KV_ERR_UNSUPPORTED, "quantize: cannot quantize to %s (supported: f32, f16, bf16, q8_0, q4_0)",
+             t->name);
     if (n < 0 || n % t->block_size != 0)
         fail(KV_ERR_INVALID_ARGUMENT, "quantize: %lld elements is not a multiple of %s's block size %u",
              static_cast<long long>(n), t->name, t->block_size);
@@ -476,8 +480,7 @@ void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
             for (int64_t i = 0; i < n / 32; ++i) q_q4_0(src + 32 * i, d + 18 * i);
             return;
         default:
-            fail(KV_ERR_UNSUPPORTED, "quantize: cannot quantize to %s (supported: f32, f16, bf16, q8_0, q4_0)",
-                 t->name);
+            fail(KV_ERR_INTERNAL, "quantize: no quantizer for %s", t->name);
     }
 }
 
