@@ -1,0 +1,38 @@
+#version 450
+// Elementwise binary ops on f32: out[i] = OP(a[i], b[i % nb]) for i in [0, n).
+// nb == n is the plain elementwise case; nb < n broadcasts b over rows of nb elements (a bias
+// or per-channel scale). out may alias a or b (each element is read and written by one
+// invocation).
+//   add_f32:       a + b
+//   mul_f32:       a * b
+//   silu_mul_f32:  silu(a) * b = a / (1 + exp(-a)) * b     (a = gate, b = up)
+#extension GL_GOOGLE_include_directive : require
+#include "grid.glsl"
+
+layout(local_size_x_id = 0) in;
+layout(constant_id = 0) const uint WG = 256;
+
+layout(std430, binding = 0) readonly buffer A { float a[]; };
+layout(std430, binding = 1) readonly buffer B { float b[]; };
+layout(std430, binding = 2) writeonly buffer O { float o[]; };
+
+layout(push_constant) uniform Push {
+    uint n;   // elements of a and out
+    uint nb;  // elements of b (divides n)
+} pc;
+
+void main() {
+    const uint i = kv_group_index() * WG + gl_LocalInvocationIndex;
+    if (i >= pc.n) return;
+    const float x = a[i];
+    const float y = b[pc.nb == pc.n ? i : i % pc.nb];
+#if OP_ADD
+    o[i] = x + y;
+#elif OP_MUL
+    o[i] = x * y;
+#elif OP_SILU_MUL
+    o[i] = x / (1.0 + exp(-x)) * y;
+#else
+#error "define OP_ADD, OP_MUL or OP_SILU_MUL"
+#endif
+}

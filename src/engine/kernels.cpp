@@ -1,0 +1,272 @@
+#include "engine/kernels.h"
+
+#include <algorithm>
+
+namespace kv::engine {
+
+namespace {
+
+using model::GgmlType;
+
+constexpr uint64_t kF32 = 4;
+
+uint32_t floor_pow2(uint32_t v) {
+    uint32_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+bool is_pow2(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+// Largest power of two <= want that the device accepts as a 1D workgroup.
+uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
+    const VkPhysicalDeviceLimits& l = device.limits();
+    uint32_t cap = std::min(l.maxComputeWorkGroupInvocations, l.maxComputeWorkGroupSize[0]);
+    // Shared memory: the reductions keep one float per invocation and row.
+    cap = std::min(cap, l.maxComputeSharedMemorySize / 16);
+    return floor_pow2(std::max(1u, std::min(want, cap)));
+}
+
+void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
+    if (r.buffer == VK_NULL_HANDLE)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
+    if (r.size < bytes)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel,
+             what, static_cast<unsigned long long>(r.size),
+             static_cast<unsigned long long>(bytes));
+}
+
+// Subgroup arithmetic in compute shaders (Vulkan 1.1 core query).
+bool device_has_subgroup_arithmetic(const vk::Device& device) {
+    if (device.instance().api_version() < VK_API_VERSION_1_1 ||
+        device.properties().apiVersion < VK_API_VERSION_1_1)
+        return false;
+    VkPhysicalDeviceSubgroupProperties sg{};
+    sg.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = &sg;
+    vkGetPhysicalDeviceProperties2(device.physical(), &p2);
+    const VkSubgroupFeatureFlags need =
+        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    return (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+           (sg.supportedOperations & need) == need && sg.subgroupSize >= 1;
+}
+
+struct RowPush {
+    uint32_t n_cols;
+    uint32_t n_rows;
+    float f;  // eps (rms_norm) or scale (softmax)
+};
+
+struct BinaryPush {
+    uint32_t n;
+    uint32_t nb;
+};
+
+struct MatvecPush {
+    uint32_t cols;
+    uint32_t rows;
+    uint32_t y_row0;
+    uint32_t x_stride;
+    uint32_t y_stride;
+};
+
+}  // namespace
+
+Kernels::Kernels(vk::Device& device, vk::PipelineCache& pipelines, const KernelOptions& options)
+    : device_(device), pipelines_(pipelines) {
+    subgroup_ops_ = options.subgroup_ops && device_has_subgroup_arithmetic(device);
+    eltwise_wg_ = fit_workgroup(device, 256);
+    row_wg_ = fit_workgroup(device, 256);
+    if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
+             options.matvec_workgroup);
+    matvec_rows_ = options.matvec_rows ? options.matvec_rows : 1;
+    if (matvec_rows_ > 8)
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", matvec_rows_);
+    matvec_wg_ = fit_workgroup(device, options.matvec_workgroup ? options.matvec_workgroup : 128);
+    // Shared memory of the reduction: matvec_rows floats per invocation.
+    while (matvec_wg_ > 1 &&
+           uint64_t(matvec_wg_) * matvec_rows_ * 4 > device.limits().maxComputeSharedMemorySize)
+        matvec_wg_ /= 2;
+}
+
+vk::Pipeline& Kernels::pipeline(const std::string& name, bool reduces, uint32_t bindings,
+                                uint32_t push_bytes, std::vector<uint32_t> spec) const {
+    vk::PipelineDesc d;
+    d.shader = reduces && subgroup_ops_ ? name + "_sg" : name;
+    d.bindings = bindings;
+    d.push_constant_bytes = push_bytes;
+    d.spec = std::move(spec);
+    return pipelines_.get(d);
+}
+
+void Kernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
+    const uint64_t max_x = device_.limits().maxComputeWorkGroupCount[0];
+    const uint64_t max_y = device_.limits().maxComputeWorkGroupCount[1];
+    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
+    if (groups <= max_x) {
+        *gx = static_cast<uint32_t>(groups);
+        *gy = 1;
+        return;
+    }
+    const uint64_t y = (groups + max_x - 1) / max_x;
+    if (y > max_y)
+        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
+             static_cast<unsigned long long>(groups));
+    *gy = static_cast<uint32_t>(y);
+    *gx = static_cast<uint32_t>((groups + y - 1) / y);
+}
+
+void Kernels::rms_norm(vk::CommandStream& cs, const vk::BufferRange& x,
+                       const vk::BufferRange& weight, const vk::BufferRange& out, uint32_t n_cols,
+                       uint32_t n_rows, float eps) const {
+    if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "rms_norm: empty shape");
+    const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
+    need_bytes(x, bytes, "rms_norm", "x");
+    need_bytes(weight, uint64_t(n_cols) * kF32, "rms_norm", "weight");
+    need_bytes(out, bytes, "rms_norm", "out");
+    vk::Pipeline& p = pipeline("rms_norm_f32", true, 3, sizeof(RowPush), {row_wg_});
+    RowPush pc{n_cols, n_rows, eps};
+    uint32_t gx, gy;
+    grid(n_rows, &gx, &gy);
+    cs.dispatch(p, {x, weight, out}, &pc, sizeof(pc), gx, gy);
+}
+
+void Kernels::binary(vk::CommandStream& cs, const char* shader, const vk::BufferRange& a,
+                     const vk::BufferRange& b, const vk::BufferRange& out, uint32_t n,
+                     uint32_t nb) const {
+    if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "%s: empty shape", shader);
+    if (nb == 0) nb = n;
+    if (n % nb != 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: broadcast length %u does not divide %u", shader, nb, n);
+    need_bytes(a, uint64_t(n) * kF32, shader, "a");
+    need_bytes(b, uint64_t(nb) * kF32, shader, "b");
+    need_bytes(out, uint64_t(n) * kF32, shader, "out");
+    vk::Pipeline& p = pipeline(shader, false, 3, sizeof(BinaryPush), {eltwise_wg_});
+    BinaryPush pc{n, nb};
+    uint32_t gx, gy;
+    grid((uint64_t(n) + eltwise_wg_ - 1) / eltwise_wg_, &gx, &gy);
+    cs.dispatch(p, {a, b, out}, &pc, sizeof(pc), gx, gy);
+}
+
+void Kernels::add(vk::CommandStream& cs, const vk::BufferRange& a, const vk::BufferRange& b,
+                  const vk::BufferRange& out, uint32_t n, uint32_t nb) const {
+    binary(cs, "add_f32", a, b, out, n, nb);
+}
+
+void Kernels::mul(vk::CommandStream& cs, const vk::BufferRange& a, const vk::BufferRange& b,
+                  const vk::BufferRange& out, uint32_t n, uint32_t nb) const {
+    binary(cs, "mul_f32", a, b, out, n, nb);
+}
+
+void Kernels::silu_mul(vk::CommandStream& cs, const vk::BufferRange& gate,
+                       const vk::BufferRange& up, const vk::BufferRange& out, uint32_t n) const {
+    binary(cs, "silu_mul_f32", gate, up, out, n, n);
+}
+
+void Kernels::softmax_rows(vk::CommandStream& cs, const vk::BufferRange& x,
+                           const vk::BufferRange& out, uint32_t n_cols, uint32_t n_rows,
+                           float scale) const {
+    if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "softmax_rows: empty shape");
+    const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
+    need_bytes(x, bytes, "softmax_rows", "x");
+    need_bytes(out, bytes, "softmax_rows", "out");
+    vk::Pipeline& p = pipeline("softmax_f32", true, 2, sizeof(RowPush), {row_wg_});
+    RowPush pc{n_cols, n_rows, scale};
+    uint32_t gx, gy;
+    grid(n_rows, &gx, &gy);
+    cs.dispatch(p, {x, out}, &pc, sizeof(pc), gx, gy);
+}
+
+std::string Kernels::matvec_variant(GgmlType type, uint32_t cols) const {
+    switch (type) {
+        case GgmlType::F32:
+            return cols % 4 == 0 ? "matvec_f32_v4" : "matvec_f32";
+        case GgmlType::F16:
+            if (cols % 8 == 0) return "matvec_f16_v8";
+            if (cols % 2 == 0) return "matvec_f16";
+            fail(KV_ERR_UNSUPPORTED, "matvec: F16 weights need an even row length (got %u)",
+                 cols);
+        default: {
+            const model::TypeTraits* t = model::type_traits(type);
+            fail(KV_ERR_UNSUPPORTED, "matvec: weight type %s is not supported yet",
+                 t ? t->name : "unknown");
+        }
+    }
+}
+
+void Kernels::matvec_chunk(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType type,
+                           uint32_t row0, uint32_t chunk_rows, uint32_t rows, uint32_t cols,
+                           const vk::BufferRange& x, const vk::BufferRange& y,
+                           uint32_t n_vecs) const {
+    std::string name = matvec_variant(type, cols);
+    const bool vec = name.back() == '4' || name.back() == '8';
+    // The vector variants read 16-byte words: keep them to 16-byte aligned bindings (the device's
+    // minStorageBufferOffsetAlignment may be as small as 4).
+    if (vec && ((W.offset % 16) != 0 || (x.offset % 16) != 0)) {
+        name = type == GgmlType::F32 ? "matvec_f32" : "matvec_f16";
+    }
+    vk::Pipeline& p = pipeline(name, true, 3, sizeof(MatvecPush), {matvec_wg_, matvec_rows_});
+    MatvecPush pc{cols, chunk_rows, row0, cols, rows};
+    uint32_t gx, gy;
+    grid((uint64_t(chunk_rows) + matvec_rows_ - 1) / matvec_rows_, &gx, &gy);
+    cs.dispatch(p, {W, x, y}, &pc, sizeof(pc), gx, gy, n_vecs);
+}
+
+static uint64_t matvec_row_bytes(GgmlType type, uint32_t cols) {
+    return type == GgmlType::F16 ? uint64_t(cols) * 2 : uint64_t(cols) * 4;
+}
+
+void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType type,
+                     uint32_t rows, uint32_t cols, const vk::BufferRange& x,
+                     const vk::BufferRange& y, uint32_t n_vecs) const {
+    if (rows == 0 || cols == 0 || n_vecs == 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
+    matvec_variant(type, cols);  // throws for unsupported types / shapes
+    if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
+        fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
+    need_bytes(W, matvec_row_bytes(type, cols) * rows, "matvec", "W");
+    need_bytes(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    need_bytes(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    matvec_chunk(cs, W, type, 0, rows, rows, cols, x, y, n_vecs);
+}
+
+void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
+                     uint32_t rows, uint32_t cols, const vk::BufferRange& x,
+                     const vk::BufferRange& y, uint32_t n_vecs) const {
+    if (rows == 0 || cols == 0 || n_vecs == 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
+    matvec_variant(type, cols);
+    if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
+        fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
+    const uint64_t rb = matvec_row_bytes(type, cols);
+    if (W.size() < rb * rows)
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec: W holds %llu bytes, [%u][%u] needs %llu",
+             static_cast<unsigned long long>(W.size()), rows, cols,
+             static_cast<unsigned long long>(rb * rows));
+    need_bytes(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    need_bytes(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    uint64_t next_row = 0;
+    for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
+        const uint64_t off = W.chunk_offset(i);
+        const uint64_t size = W.chunk(i).size();
+        if (off % rb != 0 || off / rb != next_row)
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "matvec: chunk %zu of W starts at byte %llu, not at row %llu (row = %llu bytes)",
+                 i, static_cast<unsigned long long>(off), static_cast<unsigned long long>(next_row),
+                 static_cast<unsigned long long>(rb));
+        const uint64_t chunk_rows = std::min<uint64_t>(size / rb, rows - next_row);
+        if (chunk_rows == 0 || (chunk_rows < rows - next_row && size % rb != 0))
+            fail(KV_ERR_INVALID_ARGUMENT, "matvec: chunk %zu of W (%llu bytes) splits a row", i,
+                 static_cast<unsigned long long>(size));
+        const vk::BufferRange range{W.chunk(i).handle(), 0, chunk_rows * rb};
+        matvec_chunk(cs, range, type, static_cast<uint32_t>(next_row),
+                     static_cast<uint32_t>(chunk_rows), rows, cols, x, y, n_vecs);
+        next_row += chunk_rows;
+    }
+    if (next_row != rows) fail(KV_ERR_INVALID_ARGUMENT, "matvec: W's chunks cover too few rows");
+}
+
+}  // namespace kv::engine
