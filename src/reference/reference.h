@@ -57,7 +57,8 @@ private:
 };
 
 // One sequence with a float32 KV cache: K (after RoPE) and V of every processed position, per
-// layer, written once and never recomputed. Not thread-safe; several sessions may share a model.
+// layer, written once and never recomputed. Not thread-safe; several sessions may share a model,
+// which must outlive them.
 class ReferenceSession {
 public:
     explicit ReferenceSession(const ReferenceModel& model);

@@ -1,0 +1,289 @@
+// Architecture configs from GGUF metadata: the real fixtures parse to their documented shapes,
+// and broken models (built with GgufWriter) fail with the right status and a precise message.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/helpers.h"
+#include "model/arch.h"
+#include "model/gguf.h"
+#include "reference/tiny_model.h"
+
+using kv::model::GgmlType;
+
+namespace {
+
+kv::model::ModelDesc describe(const kvtest::TinySpec& spec) {
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(spec);
+    auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), true);
+    kv::model::ModelDesc d = kv::model::describe_model(*f);
+    d.tensors = {};  // pointers into f, which dies here
+    return d;
+}
+
+// Expects describe_model to fail with `status` and a message containing every `parts`.
+void expect_error(const kvtest::TinySpec& spec, kv_status status, std::vector<std::string> parts) {
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(spec);
+    auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), false);
+    try {
+        kv::model::describe_model(*f);
+        FAIL("no error; expected status " << status);
+    } catch (const kv::Error& e) {
+        INFO("message: " << std::string(e.what()));
+        CHECK(e.status() == status);
+        for (const std::string& p : parts) CHECK_MESSAGE(std::string(e.what()).find(p) != std::string::npos, "missing '" << p << "'");
+    }
+}
+
+// The first ggml type kvulkan knows but cannot dequantize, with a small block.
+GgmlType unsupported_type() {
+    for (uint32_t id = 0; id < 64; ++id) {
+        const kv::model::TypeTraits* t = kv::model::type_traits(id);
+        if (t && !t->supported && t->block_size <= 32) return static_cast<GgmlType>(id);
+    }
+    return GgmlType::F32;
+}
+
+}  // namespace
+
+TEST_CASE("arch: a valid tiny llama parses; counts and summary") {
+    kvtest::TinySpec s;
+    kv::model::ModelDesc d = describe(s);
+    const kv::model::ModelConfig& c = d.config;
+    CHECK(c.arch == kv::model::Arch::Llama);
+    CHECK(c.name == "tiny-llama");
+    CHECK(c.n_vocab == 64);
+    CHECK(c.n_embd == 32);
+    CHECK(c.n_layer == 2);
+    CHECK(c.n_head == 4);
+    CHECK(c.n_head_kv == 2);
+    CHECK(c.head_dim == 8);
+    CHECK(c.n_gqa() == 2);
+    CHECK(c.n_rot == 8);
+    CHECK(c.n_ff == 48);
+    CHECK(c.n_ctx_train == 256);
+    CHECK(c.rope_type == kv::model::RopeType::Norm);
+    CHECK(!c.tied_output);
+    CHECK(!c.has_qkv_bias);
+    CHECK(!c.has_rope_freqs);
+    CHECK(c.sliding_window == std::vector<uint32_t>{0, 0});
+    // embd + out + final norm + 2 x (2 norms + q, k, v, o + 3 ffn)
+    const uint64_t per_layer = 2 * 32 + 32 * 32 + 2 * 32 * 16 + 32 * 32 + 3 * 32 * 48;
+    CHECK(c.n_params == 2 * 64 * 32 + 32 + 2 * per_layer);
+    CHECK(c.weight_bytes == c.n_params * 4);
+    REQUIRE(c.weight_types.size() == 1);
+    CHECK(c.weight_types[0].type == GgmlType::F32);
+    CHECK(c.weight_types_summary().find("f32: 21 tensors") != std::string::npos);
+    CHECK(c.summary().find("llama, 2 layers") != std::string::npos);
+}
+
+TEST_CASE("arch: tied output, biases, rope factors, sliding window, MQA, qwen2") {
+    kvtest::TinySpec s;
+    s.tied = true;
+    s.qkv_bias = true;
+    s.rope_freqs = true;
+    s.n_rot = 4;  // partial rotation
+    s.sliding_window = 16;
+    s.n_head_kv = 1;
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(s);
+    auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), false);
+    kv::model::ModelDesc d = kv::model::describe_model(*f);
+    CHECK(d.config.tied_output);
+    CHECK(d.tensors.output == d.tensors.token_embd);
+    CHECK(d.config.has_qkv_bias);
+    CHECK(d.tensors.layers[1].bk == f->find_tensor("blk.1.attn_k.bias"));
+    CHECK(d.config.has_rope_freqs);
+    CHECK(d.tensors.rope_freqs->ne[0] == 2);
+    CHECK(d.config.n_rot == 4);
+    CHECK(d.config.n_gqa() == 4);
+    CHECK(d.config.sliding_window == std::vector<uint32_t>{16, 16});
+    CHECK(d.config.n_params == 64 * 32 + 32 + 2 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 32 * 8 + 32 + 2 * 8 + 3 * 32 * 48));
+
+    kvtest::TinySpec q;
+    q.arch = "qwen2";
+    q.rope_base = 1e6f;
+    kv::model::ModelDesc dq = describe(q);
+    CHECK(dq.config.arch == kv::model::Arch::Qwen2);
+    CHECK(dq.config.rope_type == kv::model::RopeType::Neox);
+    CHECK(dq.config.has_qkv_bias);
+    CHECK(dq.config.rope_freq_base == 1e6f);
+
+    kvtest::TinySpec mixed;
+    mixed.type = GgmlType::Q8_0;
+    mixed.n_ff = 64;  // rows must be whole Q8_0 blocks
+    kv::model::ModelDesc dm = describe(mixed);
+    REQUIRE(dm.config.weight_types.size() == 2);
+    CHECK(dm.config.weight_types[0].type == GgmlType::Q8_0);  // most elements first
+    CHECK(dm.config.weight_types[1].type == GgmlType::F32);
+}
+
+TEST_CASE("arch: unknown architecture -> KV_ERR_UNSUPPORTED naming it") {
+    kvtest::TinySpec s;
+    s.arch = "mamba";
+    expect_error(s, KV_ERR_UNSUPPORTED, {"mamba"});
+    kvtest::TinySpec none;
+    none.omit_keys = {"general.architecture"};
+    expect_error(none, KV_ERR_BAD_MODEL, {"general.architecture"});
+}
+
+TEST_CASE("arch: missing tensors -> KV_ERR_BAD_MODEL naming them") {
+    for (std::string drop : {"blk.1.attn_v.weight", "output_norm.weight", "token_embd.weight",
+                             "blk.0.ffn_down.weight"}) {
+        kvtest::TinySpec s;
+        s.edit = [drop](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != drop; };
+        expect_error(s, KV_ERR_BAD_MODEL, {"missing tensor", drop});
+    }
+    kvtest::TinySpec q;  // qwen2 requires Q/K/V biases
+    q.arch = "qwen2";
+    q.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.0.attn_k.bias"; };
+    expect_error(q, KV_ERR_BAD_MODEL, {"blk.0.attn_k.bias"});
+    kvtest::TinySpec partial;  // llama: biases are optional, but Q/K/V together
+    partial.qkv_bias = true;
+    partial.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.1.attn_v.bias"; };
+    expect_error(partial, KV_ERR_BAD_MODEL, {"block 1", "attn_v.bias"});
+}
+
+TEST_CASE("arch: wrong shapes -> KV_ERR_BAD_MODEL with expected and actual shapes") {
+    kvtest::TinySpec s;
+    s.edit = [](std::string& name, std::vector<uint64_t>& ne, GgmlType&) {
+        if (name == "blk.1.ffn_down.weight") ne = {32, 48};  // transposed
+        return true;
+    };
+    expect_error(s, KV_ERR_BAD_MODEL, {"blk.1.ffn_down.weight", "[32, 48]", "expected [48, 32]"});
+
+    kvtest::TinySpec k;
+    k.edit = [](std::string& name, std::vector<uint64_t>& ne, GgmlType&) {
+        if (name == "blk.0.attn_k.weight") ne = {32, 32};  // as if n_head_kv == n_head
+        return true;
+    };
+    expect_error(k, KV_ERR_BAD_MODEL, {"blk.0.attn_k.weight", "expected [32, 16]"});
+
+    kvtest::TinySpec out;
+    out.edit = [](std::string& name, std::vector<uint64_t>& ne, GgmlType&) {
+        if (name == "output.weight") ne = {32, 63};  // vocab differs from token_embd
+        return true;
+    };
+    expect_error(out, KV_ERR_BAD_MODEL, {"output.weight", "expected [32, 64]"});
+
+    kvtest::TinySpec norm;
+    norm.edit = [](std::string& name, std::vector<uint64_t>& ne, GgmlType&) {
+        if (name == "blk.0.attn_norm.weight") ne = {32, 2};
+        return true;
+    };
+    expect_error(norm, KV_ERR_BAD_MODEL, {"blk.0.attn_norm.weight", "expected [32]"});
+
+    kvtest::TinySpec vocab;
+    vocab.u32_overrides = {{"llama.vocab_size", 65}};
+    expect_error(vocab, KV_ERR_BAD_MODEL, {"llama.vocab_size", "65", "64"});
+}
+
+TEST_CASE("arch: head counts that do not divide -> KV_ERR_BAD_MODEL") {
+    kvtest::TinySpec kvh;
+    kvh.u32_overrides = {{"llama.attention.head_count_kv", 3}};
+    expect_error(kvh, KV_ERR_BAD_MODEL, {"llama.attention.head_count = 4", "head_count_kv = 3"});
+
+    kvtest::TinySpec embd;
+    embd.n_head = 5;  // 32 / 5
+    embd.n_head_kv = 5;
+    expect_error(embd, KV_ERR_BAD_MODEL, {"embedding_length = 32", "head_count = 5"});
+
+    kvtest::TinySpec rot;
+    rot.n_rot = 9;
+    expect_error(rot, KV_ERR_BAD_MODEL, {"rope.dimension_count = 9"});
+
+    kvtest::TinySpec missing;
+    missing.omit_keys = {"llama.block_count"};
+    expect_error(missing, KV_ERR_BAD_MODEL, {"llama.block_count"});
+
+    kvtest::TinySpec zero;
+    zero.u32_overrides = {{"llama.attention.head_count", 0}};
+    expect_error(zero, KV_ERR_BAD_MODEL, {"llama.attention.head_count"});
+
+    kvtest::TinySpec layers;  // metadata says 3 blocks, the file has 2
+    layers.u32_overrides = {{"llama.block_count", 3}};
+    expect_error(layers, KV_ERR_BAD_MODEL, {"missing tensor", "blk.2."});
+}
+
+TEST_CASE("arch: unsupported weight type -> KV_ERR_UNSUPPORTED naming tensor and type") {
+    const GgmlType bad = unsupported_type();
+    if (bad == GgmlType::F32) {
+        MESSAGE("SKIPPED: every known ggml type with a block <= 32 is supported");
+        return;
+    }
+    kvtest::TinySpec s;
+    s.edit = [bad](std::string& name, std::vector<uint64_t>&, GgmlType& type) {
+        if (name == "blk.1.attn_q.weight") type = bad;
+        return true;
+    };
+    expect_error(s, KV_ERR_UNSUPPORTED, {"blk.1.attn_q.weight", kv::model::type_traits(bad)->name});
+}
+
+TEST_CASE("arch: rope scaling; yarn and MoE -> KV_ERR_UNSUPPORTED") {
+    kvtest::TinySpec moe;
+    moe.u32_overrides = {{"llama.expert_count", 8}};
+    expect_error(moe, KV_ERR_UNSUPPORTED, {"llama.expert_count"});
+
+    kvtest::TinySpec yarn;
+    yarn.string_keys = {{"llama.rope.scaling.type", "yarn"}};
+    yarn.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
+    expect_error(yarn, KV_ERR_UNSUPPORTED, {"yarn"});
+
+    kvtest::TinySpec linear;  // linear scaling is supported: angles are multiplied by 1/factor
+    linear.string_keys = {{"llama.rope.scaling.type", "linear"}};
+    linear.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
+    CHECK(describe(linear).config.rope_freq_scale == 0.25f);
+}
+
+TEST_CASE("arch: the shared fixtures and stories260K") {
+    if (!kvtest::require_shared()) return;
+    const std::string m = kvtest::shared_dir() + "/models/";
+    {
+        auto f = kv::model::GgufFile::open(m + "fixtures/llama-gqa.q4_k_m.gguf");
+        const kv::model::ModelConfig c = kv::model::describe_model(*f).config;
+        CHECK(c.arch == kv::model::Arch::Llama);
+        CHECK(c.n_embd == 256);
+        CHECK(c.n_layer == 2);
+        CHECK(c.n_head == 8);
+        CHECK(c.n_head_kv == 2);
+        CHECK(c.head_dim == 32);
+        CHECK(c.n_ff == 512);
+        CHECK(c.n_vocab == 1024);
+        CHECK(c.rope_freq_base == 10000.f);
+        CHECK(!c.tied_output);
+        bool q4k = false, q6k = false;
+        for (const auto& u : c.weight_types) {
+            q4k |= u.type == GgmlType::Q4_K;
+            q6k |= u.type == GgmlType::Q6_K;
+        }
+        CHECK(q4k);
+        CHECK(q6k);
+        // 2 x 1024 x 256 embeddings/output + 256 final norm + 2 layers
+        CHECK(c.n_params == 2 * 1024 * 256 + 256 +
+                                2 * (2 * 256 + 256 * 256 * 2 + 2 * 256 * 64 + 3 * 256 * 512));
+        MESSAGE("llama-gqa.q4_k_m: " << c.summary() << " | " << c.weight_types_summary());
+    }
+    {
+        auto f = kv::model::GgufFile::open(m + "fixtures/qwen2-bias.q8_0.gguf");
+        const kv::model::ModelConfig c = kv::model::describe_model(*f).config;
+        CHECK(c.arch == kv::model::Arch::Qwen2);
+        CHECK(c.rope_type == kv::model::RopeType::Neox);
+        CHECK(c.has_qkv_bias);
+        CHECK(c.n_vocab == 50257);
+        CHECK(c.head_dim == 16);
+        CHECK(c.rope_freq_base == 1e6f);
+        CHECK(c.rms_eps == doctest::Approx(1e-6));
+    }
+    {
+        auto f = kv::model::GgufFile::open(m + "stories260K/stories260K.gguf");
+        const kv::model::ModelConfig c = kv::model::describe_model(*f).config;
+        CHECK(c.n_layer == 5);
+        CHECK(c.n_head == 8);
+        CHECK(c.n_head_kv == 4);
+        CHECK(c.n_ff == 172);
+        CHECK(c.n_vocab == 512);
+        CHECK(c.n_ctx_train == 128);
+        CHECK(c.n_rot == 8);
+    }
+}
