@@ -286,4 +286,13 @@ TEST_CASE("arch: the shared fixtures and stories260K") {
         CHECK(c.n_ctx_train == 128);
         CHECK(c.n_rot == 8);
     }
+    {
+        auto f = kv::model::GgufFile::open(m + "llama-2-tiny-random/llama-2-tiny-random.gguf");
+        const kv::model::ModelConfig c = kv::model::describe_model(*f).config;
+        CHECK(c.n_vocab == 32000);
+        CHECK(c.n_embd == 8);
+        CHECK(c.head_dim == 4);
+        CHECK(c.n_rot == 4);
+        CHECK(c.weight_types[0].type == GgmlType::F16);
+    }
 }

@@ -263,6 +263,33 @@ TEST_CASE("sliding window: one layer, window w == attention over the last w toke
     CHECK(kvtest::rel_l2(w3, a3) == 0);
 }
 
+TEST_CASE("rope scaling in the forward pass: Llama 3 factors and linear scaling") {
+    // Dividing every angle by a factor f (rope_freqs.weight = f) is linear scaling by f.
+    std::vector<int32_t> ids = {7, 1, 30, 22, 9, 60, 4, 4, 11, 2, 50, 13};
+    auto logits = [&](const kvtest::TinySpec& spec) {
+        std::vector<uint8_t> b = kvtest::build_tiny_model(spec);
+        auto f = kv::model::GgufFile::from_memory(b.data(), b.size(), false);
+        auto m = ReferenceModel::load(*f);
+        return kv::reference::forward_full(*m, ids.data(), ids.size(), true);
+    };
+    kvtest::TinySpec base;
+    base.seed = kvtest::fresh_seed();
+    kvtest::TinySpec factors = base;
+    factors.rope_freqs = true;
+    factors.rope_freqs_value = 4.f;
+    kvtest::TinySpec linear = base;
+    linear.string_keys = {{"llama.rope.scaling.type", "linear"}};
+    linear.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
+    kvtest::TinySpec random_factors = base;
+    random_factors.rope_freqs = true;
+    std::vector<float> a = logits(base), f4 = logits(factors), l4 = logits(linear);
+    CHECK(kvtest::rel_l2(f4, l4) <= 1e-6);
+    CHECK(kvtest::rel_l2(a, l4) > 1e-4);
+    std::vector<float> r = logits(random_factors);  // same weights, per-pair factors
+    CHECK(kvtest::rel_l2(r, f4) > 1e-4);
+    CHECK(kvtest::rel_l2(r, a) > 1e-4);
+}
+
 TEST_CASE("reference ops: rope variants, freq factors, attention, softmax") {
     using kv::model::RopeType;
     // Norm pairs adjacent dims, Neox pairs halves; position 0 is the identity.

@@ -27,7 +27,8 @@ struct TinySpec {
     float rms_eps = 1e-5f;
     bool tied = false;             // no output.weight
     bool qkv_bias = false;         // attn_{q,k,v}.bias (always written for qwen2 unless dropped)
-    bool rope_freqs = false;       // rope_freqs.weight with factors in [1, 4)
+    bool rope_freqs = false;       // rope_freqs.weight: random factors >= 1
+    float rope_freqs_value = 0.f;  // > 0: every factor this value instead
     uint32_t sliding_window = 0;   // 0: key not written
     kv::model::GgmlType type = kv::model::GgmlType::F32;  // matrices (norms/biases stay F32)
     uint32_t seed = 1;
@@ -70,7 +71,7 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s) {
         w.set_f32(a + ".attention.layer_norm_rms_epsilon", s.rms_eps);
     if (!s.omit_keys.count(a + ".rope.freq_base")) w.set_f32(a + ".rope.freq_base", s.rope_base);
 
-    std::mt19937 rng(s.seed);
+    std::mt19937 rng(s.seed), rng_factors(s.seed + 1);  // factors apart: other weights stay put
     std::normal_distribution<float> normal(0.f, 1.f);
     const uint64_t E = s.n_embd, HD = s.n_embd / s.n_head, Q = s.n_head * HD, KV = s.n_head_kv * HD,
                    F = s.n_ff, V = s.n_vocab;
@@ -84,7 +85,7 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s) {
             if (kind == 0) x = normal(rng) / std::sqrt(fan_in);    // matrix
             else if (kind == 1) x = 1.f + 0.1f * normal(rng);      // norm weight
             else if (kind == 2) x = 0.2f * normal(rng);            // bias
-            else x = 1.f + std::fabs(normal(rng));                 // rope factor >= 1
+            else x = s.rope_freqs_value > 0 ? s.rope_freqs_value : 1.f + std::fabs(normal(rng_factors));
         }
         const kv::model::TypeTraits* tr = kv::model::type_traits(type);
         bool quantizable = type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 ||
