@@ -12,8 +12,10 @@ namespace kv::model {
 
 const char* arch_name(Arch a) {
     switch (a) {
-        case Arch::Llama: return "llama";
-        case Arch::Qwen2: return "qwen2";
+        case Arch::Llama:
+            return "llama";
+        case Arch::Qwen2:
+            return "qwen2";
     }
     return "?";
 }
@@ -87,8 +89,8 @@ public:
                                   const char* what) {
         const GgufTensorInfo* t = f_.find_tensor(name);
         if (!t)
-            fail(KV_ERR_BAD_MODEL, "missing tensor '%s' (%s, expected shape %s)", name.c_str(), what,
-                 shape_string(shape).c_str());
+            fail(KV_ERR_BAD_MODEL, "missing tensor '%s' (%s, expected shape %s)", name.c_str(),
+                 what, shape_string(shape).c_str());
         check(*t, shape, what);
         return t;
     }
@@ -111,9 +113,10 @@ public:
     std::vector<WeightTypeUsage> usage() const {
         std::vector<WeightTypeUsage> v;
         for (const auto& kv : usage_) v.push_back(kv.second);
-        std::stable_sort(v.begin(), v.end(), [](const WeightTypeUsage& a, const WeightTypeUsage& b) {
-            return a.elements > b.elements;
-        });
+        std::stable_sort(v.begin(), v.end(),
+                         [](const WeightTypeUsage& a, const WeightTypeUsage& b) {
+                             return a.elements > b.elements;
+                         });
         return v;
     }
 
@@ -127,7 +130,8 @@ private:
                  what, kv::model::shape_string(t).c_str(), shape_string(shape).c_str());
         const TypeTraits* tr = type_traits(t.type);
         if (!tr || !tr->supported)
-            fail(KV_ERR_UNSUPPORTED, "tensor '%s' has weight type %s (ggml type %u), which kvulkan cannot dequantize",
+            fail(KV_ERR_UNSUPPORTED,
+                 "tensor '%s' has weight type %s (ggml type %u), which kvulkan cannot dequantize",
                  t.name.c_str(), type_name(t.type), static_cast<unsigned>(t.type));
     }
     const GgufFile& f_;
@@ -136,10 +140,14 @@ private:
 
 std::string human_count(uint64_t n) {
     char buf[32];
-    if (n >= 1000000000ull) std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
-    else if (n >= 1000000ull) std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
-    else if (n >= 1000ull) std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
-    else std::snprintf(buf, sizeof buf, "%" PRIu64, n);
+    if (n >= 1000000000ull)
+        std::snprintf(buf, sizeof buf, "%.2fB", n / 1e9);
+    else if (n >= 1000000ull)
+        std::snprintf(buf, sizeof buf, "%.2fM", n / 1e6);
+    else if (n >= 1000ull)
+        std::snprintf(buf, sizeof buf, "%.1fK", n / 1e3);
+    else
+        std::snprintf(buf, sizeof buf, "%" PRIu64, n);
     return buf;
 }
 
@@ -164,7 +172,9 @@ std::string ModelConfig::summary() const {
         rope_type_name(rope_type), n_rot, double(rope_freq_base), double(rope_freq_scale),
         has_rope_freqs ? " +freq factors" : "", double(rms_eps), tied_output ? "tied" : "untied",
         has_qkv_bias ? ", QKV bias" : "", human_count(n_params).c_str());
-    uint32_t w = sliding_window.empty() ? 0 : *std::max_element(sliding_window.begin(), sliding_window.end());
+    uint32_t w = sliding_window.empty()
+                     ? 0
+                     : *std::max_element(sliding_window.begin(), sliding_window.end());
     if (w) s += format(", sliding window %u", w);
     return s;
 }
@@ -186,7 +196,8 @@ ModelDesc describe_model(const GgufFile& file) {
         fail(KV_ERR_UNSUPPORTED, "unsupported model architecture '%s' (supported: llama, qwen2)",
              arch_str.c_str());
     }
-    if (std::optional<std::string_view> n = file.get_string("general.name")) c.name = std::string(*n);
+    if (std::optional<std::string_view> n = file.get_string("general.name"))
+        c.name = std::string(*n);
 
     const Keys k(file, arch_str);
     c.n_embd = k.count("embedding_length");
@@ -196,14 +207,15 @@ ModelDesc describe_model(const GgufFile& file) {
     c.n_head = k.count("attention.head_count");
     c.n_head_kv = k.opt_count("attention.head_count_kv").value_or(c.n_head);
 
-    if (std::optional<uint64_t> experts = file.get_uint(k.key("expert_count")); experts && *experts > 0)
+    if (std::optional<uint64_t> experts = file.get_uint(k.key("expert_count"));
+        experts && *experts > 0)
         fail(KV_ERR_UNSUPPORTED, "mixture-of-experts models are not supported (%s = %" PRIu64 ")",
              k.key("expert_count").c_str(), *experts);
 
     if (c.n_head % c.n_head_kv != 0)
         fail(KV_ERR_BAD_MODEL, "%s = %u is not a multiple of %s = %u",
-             k.key("attention.head_count").c_str(), c.n_head, k.key("attention.head_count_kv").c_str(),
-             c.n_head_kv);
+             k.key("attention.head_count").c_str(), c.n_head,
+             k.key("attention.head_count_kv").c_str(), c.n_head_kv);
     if (std::optional<uint32_t> kl = k.opt_count("attention.key_length")) {
         c.head_dim = *kl;
     } else {
@@ -217,7 +229,8 @@ ModelDesc describe_model(const GgufFile& file) {
         fail(KV_ERR_UNSUPPORTED, "%s = %u differs from the key length %u: not supported",
              k.key("attention.value_length").c_str(), *vl, c.head_dim);
     if (uint64_t(c.n_head) * c.head_dim > std::numeric_limits<int32_t>::max())
-        fail(KV_ERR_BAD_MODEL, "head_count x head_dim (%u x %u) is out of range", c.n_head, c.head_dim);
+        fail(KV_ERR_BAD_MODEL, "head_count x head_dim (%u x %u) is out of range", c.n_head,
+             c.head_dim);
 
     c.n_rot = k.opt_count("rope.dimension_count").value_or(c.head_dim);
     if (c.n_rot > c.head_dim || c.n_rot % 2 != 0)
@@ -226,7 +239,8 @@ ModelDesc describe_model(const GgufFile& file) {
 
     if (std::optional<double> base = k.opt_float("rope.freq_base")) {
         if (!(*base > 0))
-            fail(KV_ERR_BAD_MODEL, "%s = %g must be positive", k.key("rope.freq_base").c_str(), *base);
+            fail(KV_ERR_BAD_MODEL, "%s = %g must be positive", k.key("rope.freq_base").c_str(),
+                 *base);
         c.rope_freq_base = static_cast<float>(*base);
     }
 
@@ -237,21 +251,24 @@ ModelDesc describe_model(const GgufFile& file) {
     std::optional<double> factor = k.opt_float("rope.scaling.factor");
     if (!factor) factor = k.opt_float("rope.scale_linear");
     double f = factor.value_or(0.0);
-    if (f < 0 || f != f)
-        fail(KV_ERR_BAD_MODEL, "rope scaling factor %g must not be negative", f);
+    if (f < 0 || f != f) fail(KV_ERR_BAD_MODEL, "rope scaling factor %g must not be negative", f);
     if (scaling == "none" || f == 0.0 || f == 1.0) {
         c.rope_freq_scale = 1.f;
     } else if (scaling == "linear") {
         c.rope_freq_scale = static_cast<float>(1.0 / f);
     } else {
-        fail(KV_ERR_UNSUPPORTED, "rope scaling type '%s' (%s) is not supported (supported: none, linear)",
+        fail(KV_ERR_UNSUPPORTED,
+             "rope scaling type '%s' (%s) is not supported (supported: none, linear)",
              scaling.c_str(), k.key("rope.scaling.type").c_str());
     }
 
     std::optional<double> eps = k.opt_float("attention.layer_norm_rms_epsilon");
-    if (!eps) fail(KV_ERR_BAD_MODEL, "missing metadata key %s", k.key("attention.layer_norm_rms_epsilon").c_str());
+    if (!eps)
+        fail(KV_ERR_BAD_MODEL, "missing metadata key %s",
+             k.key("attention.layer_norm_rms_epsilon").c_str());
     if (!(*eps > 0) || *eps > 1)
-        fail(KV_ERR_BAD_MODEL, "%s = %g is out of range", k.key("attention.layer_norm_rms_epsilon").c_str(), *eps);
+        fail(KV_ERR_BAD_MODEL, "%s = %g is out of range",
+             k.key("attention.layer_norm_rms_epsilon").c_str(), *eps);
     c.rms_eps = static_cast<float>(*eps);
 
     // Sliding window: a scalar for every layer or one entry per layer.
@@ -261,11 +278,12 @@ ModelDesc describe_model(const GgufFile& file) {
         if (sw->type == GgufType::ARRAY) {
             std::optional<std::vector<int64_t>> v = file.get_int_array(key);
             if (!v || v->size() != c.n_layer)
-                fail(KV_ERR_BAD_MODEL, "%s has %zu entries, expected one per layer (%u)", key.c_str(),
-                     v ? v->size() : size_t(0), c.n_layer);
+                fail(KV_ERR_BAD_MODEL, "%s has %zu entries, expected one per layer (%u)",
+                     key.c_str(), v ? v->size() : size_t(0), c.n_layer);
             for (uint32_t l = 0; l < c.n_layer; ++l) {
                 if ((*v)[l] < 0 || (*v)[l] > std::numeric_limits<int32_t>::max())
-                    fail(KV_ERR_BAD_MODEL, "%s[%u] = %" PRId64 " is out of range", key.c_str(), l, (*v)[l]);
+                    fail(KV_ERR_BAD_MODEL, "%s[%u] = %" PRId64 " is out of range", key.c_str(), l,
+                         (*v)[l]);
                 c.sliding_window[l] = static_cast<uint32_t>((*v)[l]);
             }
         } else {
@@ -283,7 +301,8 @@ ModelDesc describe_model(const GgufFile& file) {
 
     const GgufTensorInfo* embd = file.find_tensor("token_embd.weight");
     if (!embd) fail(KV_ERR_BAD_MODEL, "missing tensor 'token_embd.weight' (token embeddings)");
-    if (embd->n_dims != 2 || embd->ne[1] == 0 || embd->ne[1] > uint64_t(std::numeric_limits<int32_t>::max()))
+    if (embd->n_dims != 2 || embd->ne[1] == 0 ||
+        embd->ne[1] > uint64_t(std::numeric_limits<int32_t>::max()))
         fail(KV_ERR_BAD_MODEL, "tensor 'token_embd.weight' has shape %s, expected [%u, n_vocab]",
              kv::model::shape_string(*embd).c_str(), c.n_embd);
     c.n_vocab = static_cast<uint32_t>(embd->ne[1]);
@@ -292,7 +311,8 @@ ModelDesc describe_model(const GgufFile& file) {
              k.key("vocab_size").c_str(), *vs, c.n_vocab);
     if (const GgufValue* toks = file.find("tokenizer.ggml.tokens");
         toks && toks->type == GgufType::ARRAY && toks->array.size() != c.n_vocab)
-        fail(KV_ERR_BAD_MODEL, "tokenizer.ggml.tokens has %zu entries but token_embd.weight has %u rows",
+        fail(KV_ERR_BAD_MODEL,
+             "tokenizer.ggml.tokens has %zu entries but token_embd.weight has %u rows",
              toks->array.size(), c.n_vocab);
     const uint64_t V = c.n_vocab;
 
@@ -332,7 +352,8 @@ ModelDesc describe_model(const GgufFile& file) {
         // Biases: Q, K and V together, and the same in every layer (one code path per model).
         const bool qkv = L.bq != nullptr;
         if ((L.bk != nullptr) != qkv || (L.bv != nullptr) != qkv)
-            fail(KV_ERR_BAD_MODEL, "block %u has only some of attn_q.bias, attn_k.bias, attn_v.bias", l);
+            fail(KV_ERR_BAD_MODEL,
+                 "block %u has only some of attn_q.bias, attn_k.bias, attn_v.bias", l);
         if (l == 0) {
             c.has_qkv_bias = qkv;
             c.has_o_bias = L.bo != nullptr;

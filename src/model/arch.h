@@ -32,19 +32,19 @@ const char* rope_type_name(RopeType r);
 // Tensors of one block. Pointers are borrowed from the GgufFile (valid while it lives).
 // Optional tensors are nullptr when absent.
 struct LayerTensors {
-    const GgufTensorInfo* attn_norm = nullptr;    // [n_embd]
-    const GgufTensorInfo* wq = nullptr;           // [n_embd, q_dim]
-    const GgufTensorInfo* wk = nullptr;           // [n_embd, kv_dim]
-    const GgufTensorInfo* wv = nullptr;           // [n_embd, kv_dim]
-    const GgufTensorInfo* wo = nullptr;           // [q_dim, n_embd]
-    const GgufTensorInfo* bq = nullptr;           // [q_dim]   optional (required for qwen2)
-    const GgufTensorInfo* bk = nullptr;           // [kv_dim]  optional (required for qwen2)
-    const GgufTensorInfo* bv = nullptr;           // [kv_dim]  optional (required for qwen2)
-    const GgufTensorInfo* bo = nullptr;           // [n_embd]  optional
-    const GgufTensorInfo* ffn_norm = nullptr;     // [n_embd]
-    const GgufTensorInfo* ffn_gate = nullptr;     // [n_embd, n_ff]
-    const GgufTensorInfo* ffn_up = nullptr;       // [n_embd, n_ff]
-    const GgufTensorInfo* ffn_down = nullptr;     // [n_ff, n_embd]
+    const GgufTensorInfo* attn_norm = nullptr;  // [n_embd]
+    const GgufTensorInfo* wq = nullptr;         // [n_embd, q_dim]
+    const GgufTensorInfo* wk = nullptr;         // [n_embd, kv_dim]
+    const GgufTensorInfo* wv = nullptr;         // [n_embd, kv_dim]
+    const GgufTensorInfo* wo = nullptr;         // [q_dim, n_embd]
+    const GgufTensorInfo* bq = nullptr;         // [q_dim]   optional (required for qwen2)
+    const GgufTensorInfo* bk = nullptr;         // [kv_dim]  optional (required for qwen2)
+    const GgufTensorInfo* bv = nullptr;         // [kv_dim]  optional (required for qwen2)
+    const GgufTensorInfo* bo = nullptr;         // [n_embd]  optional
+    const GgufTensorInfo* ffn_norm = nullptr;   // [n_embd]
+    const GgufTensorInfo* ffn_gate = nullptr;   // [n_embd, n_ff]
+    const GgufTensorInfo* ffn_up = nullptr;     // [n_embd, n_ff]
+    const GgufTensorInfo* ffn_down = nullptr;   // [n_ff, n_embd]
 };
 
 struct ModelTensors {
@@ -65,35 +65,35 @@ struct WeightTypeUsage {
 
 struct ModelConfig {
     Arch arch = Arch::Llama;
-    std::string name;           // general.name, or "" when absent
+    std::string name;  // general.name, or "" when absent
 
-    uint32_t n_vocab = 0;       // rows of token_embd
-    uint32_t n_embd = 0;        // <arch>.embedding_length
-    uint32_t n_layer = 0;       // <arch>.block_count
-    uint32_t n_head = 0;        // <arch>.attention.head_count
-    uint32_t n_head_kv = 0;     // <arch>.attention.head_count_kv (default n_head)
-    uint32_t head_dim = 0;      // <arch>.attention.key_length (default n_embd / n_head)
-    uint32_t n_ff = 0;          // <arch>.feed_forward_length
-    uint32_t n_ctx_train = 0;   // <arch>.context_length
+    uint32_t n_vocab = 0;      // rows of token_embd
+    uint32_t n_embd = 0;       // <arch>.embedding_length
+    uint32_t n_layer = 0;      // <arch>.block_count
+    uint32_t n_head = 0;       // <arch>.attention.head_count
+    uint32_t n_head_kv = 0;    // <arch>.attention.head_count_kv (default n_head)
+    uint32_t head_dim = 0;     // <arch>.attention.key_length (default n_embd / n_head)
+    uint32_t n_ff = 0;         // <arch>.feed_forward_length
+    uint32_t n_ctx_train = 0;  // <arch>.context_length
 
     RopeType rope_type = RopeType::Norm;
-    uint32_t n_rot = 0;          // <arch>.rope.dimension_count (default head_dim), even, <= head_dim
+    uint32_t n_rot = 0;  // <arch>.rope.dimension_count (default head_dim), even, <= head_dim
     float rope_freq_base = 10000.f;  // <arch>.rope.freq_base
     float rope_freq_scale = 1.f;     // 1 / <arch>.rope.scaling.factor for linear scaling
     bool has_rope_freqs = false;     // rope_freqs.weight present: angles are divided by it
 
-    float rms_eps = 1e-5f;       // <arch>.attention.layer_norm_rms_epsilon
-    bool tied_output = false;    // no output.weight: logits use token_embd
-    bool has_qkv_bias = false;   // Q/K/V biases present (all layers alike)
-    bool has_o_bias = false;     // attention output bias present
+    float rms_eps = 1e-5f;      // <arch>.attention.layer_norm_rms_epsilon
+    bool tied_output = false;   // no output.weight: logits use token_embd
+    bool has_qkv_bias = false;  // Q/K/V biases present (all layers alike)
+    bool has_o_bias = false;    // attention output bias present
 
     // Per layer: attention window in tokens (0 = full causal attention). A query at position p
     // sees keys at positions j with p - window < j <= p. From <arch>.attention.sliding_window
     // (a scalar for every layer, or an array with one entry per layer).
     std::vector<uint32_t> sliding_window;
 
-    uint64_t n_params = 0;                    // elements of every tensor the model uses (tied once)
-    uint64_t weight_bytes = 0;                // bytes of those tensors as stored
+    uint64_t n_params = 0;      // elements of every tensor the model uses (tied once)
+    uint64_t weight_bytes = 0;  // bytes of those tensors as stored
     std::vector<WeightTypeUsage> weight_types;  // types present, most elements first
 
     uint32_t q_dim() const { return n_head * head_dim; }
@@ -102,7 +102,8 @@ struct ModelConfig {
 
     // e.g. "q4_k: 14 tensors, 1.57M params; q6_k: 3 tensors, ...; f32: 5 tensors, ..."
     std::string weight_types_summary() const;
-    // One line: "llama, 2 layers, n_embd 256, 8 heads (2 KV, head_dim 32), ffn 512, vocab 1024, ..."
+    // One line: "llama, 2 layers, n_embd 256, 8 heads (2 KV, head_dim 32), ffn 512, vocab 1024,
+    // ..."
     std::string summary() const;
 };
 

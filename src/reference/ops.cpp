@@ -20,7 +20,8 @@ double dot(const float* a, const float* b, size_t n) {
     return (s0 + s1) + (s2 + s3);
 }
 
-void matvec(const float* w, const float* bias, const float* x, float* y, size_t n_in, size_t n_out) {
+void matvec(const float* w, const float* bias, const float* x, float* y, size_t n_in,
+            size_t n_out) {
     for (size_t o = 0; o < n_out; ++o) {
         double s = dot(w + o * n_in, x, n_in);
         if (bias) s += double(bias[o]);
@@ -31,7 +32,8 @@ void matvec(const float* w, const float* bias, const float* x, float* y, size_t 
 void rms_norm(const float* x, const float* weight, float* y, size_t n, float eps) {
     double ss = dot(x, x, n);
     double scale = 1.0 / std::sqrt(ss / double(n) + double(eps));
-    for (size_t i = 0; i < n; ++i) y[i] = static_cast<float>(double(x[i]) * scale * double(weight[i]));
+    for (size_t i = 0; i < n; ++i)
+        y[i] = static_cast<float>(double(x[i]) * scale * double(weight[i]));
 }
 
 void rope(float* x, uint32_t n_rot, int64_t pos, model::RopeType type, float base, float freq_scale,

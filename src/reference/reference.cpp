@@ -18,7 +18,8 @@ std::vector<float> dequantize(const model::GgufFile& file, const model::GgufTens
     std::vector<float> out(t->elements());
     const uint8_t* src = file.tensor_data(*t);
     for (uint64_t r = 0; r < rows; ++r)
-        model::dequantize_row(t->type, src + r * rb, out.data() + r * row, static_cast<int64_t>(row));
+        model::dequantize_row(t->type, src + r * rb, out.data() + r * row,
+                              static_cast<int64_t>(row));
     return out;
 }
 
@@ -61,7 +62,8 @@ ReferenceSession::ReferenceSession(const ReferenceModel& model)
 
 void ReferenceSession::truncate(uint32_t n) {
     if (n > n_past_)
-        fail(KV_ERR_INVALID_ARGUMENT, "truncate to %u positions, but the session holds %u", n, n_past_);
+        fail(KV_ERR_INVALID_ARGUMENT, "truncate to %u positions, but the session holds %u", n,
+             n_past_);
     const size_t kv_dim = model_.config().kv_dim();
     for (auto& k : k_) k.resize(size_t(n) * kv_dim);
     for (auto& v : v_) v.resize(size_t(n) * kv_dim);
@@ -83,8 +85,8 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
     if (n == 0 || !ids) fail(KV_ERR_INVALID_ARGUMENT, "prefill needs at least one token");
     for (size_t t = 0; t < n; ++t)
         if (ids[t] < 0 || uint32_t(ids[t]) >= c.n_vocab)
-            fail(KV_ERR_BAD_TOKEN, "token id %d at index %zu is outside the vocabulary [0, %u)", ids[t],
-                 t, c.n_vocab);
+            fail(KV_ERR_BAD_TOKEN, "token id %d at index %zu is outside the vocabulary [0, %u)",
+                 ids[t], t, c.n_vocab);
 
     const size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, HD = c.head_dim;
     const uint32_t pos0 = n_past_;
@@ -119,8 +121,8 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
             matvec(w.wk.data(), opt(w.bk), h.data(), kp, E, KV);
             matvec(w.wv.data(), opt(w.bv), h.data(), vp, E, KV);
             for (uint32_t hh = 0; hh < c.n_head; ++hh)
-                rope(q.data() + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
-                     freq_factors);
+                rope(q.data() + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base,
+                     c.rope_freq_scale, freq_factors);
             for (uint32_t hh = 0; hh < c.n_head_kv; ++hh)
                 rope(kp + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
                      freq_factors);
@@ -161,8 +163,9 @@ std::vector<float> forward_full(const ReferenceModel& model, const int32_t* ids,
     return fresh.prefill(ids, n, all_logits);
 }
 
-std::vector<int32_t> generate_greedy(const ReferenceModel& model, const std::vector<int32_t>& prompt,
-                                     size_t n_gen, std::vector<std::vector<float>>* step_logits) {
+std::vector<int32_t> generate_greedy(const ReferenceModel& model,
+                                     const std::vector<int32_t>& prompt, size_t n_gen,
+                                     std::vector<std::vector<float>>* step_logits) {
     ReferenceSession s(model);
     std::vector<int32_t> out;
     if (step_logits) step_logits->clear();

@@ -99,7 +99,8 @@ std::vector<float> forward_full(const ReferenceModel& model, const int32_t* ids,
 // feed it back. Returns the generated ids; when `step_logits` is given, it receives the logits
 // after the prompt and after each generated token (n_gen rows of n_vocab; the last token's own
 // logits are not computed).
-std::vector<int32_t> generate_greedy(const ReferenceModel& model, const std::vector<int32_t>& prompt,
-                                     size_t n_gen, std::vector<std::vector<float>>* step_logits = nullptr);
+std::vector<int32_t> generate_greedy(const ReferenceModel& model,
+                                     const std::vector<int32_t>& prompt, size_t n_gen,
+                                     std::vector<std::vector<float>>* step_logits = nullptr);
 
 }  // namespace kv::reference

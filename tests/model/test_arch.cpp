@@ -33,7 +33,9 @@ void expect_error(const kvtest::TinySpec& spec, kv_status status, std::vector<st
     } catch (const kv::Error& e) {
         INFO("message: " << std::string(e.what()));
         CHECK(e.status() == status);
-        for (const std::string& p : parts) CHECK_MESSAGE(std::string(e.what()).find(p) != std::string::npos, "missing '" << p << "'");
+        for (const std::string& p : parts)
+            CHECK_MESSAGE(std::string(e.what()).find(p) != std::string::npos,
+                          "missing '" << p << "'");
     }
 }
 
@@ -99,7 +101,8 @@ TEST_CASE("arch: tied output, biases, rope factors, sliding window, MQA, qwen2")
     CHECK(d.config.n_rot == 4);
     CHECK(d.config.n_gqa() == 4);
     CHECK(d.config.sliding_window == std::vector<uint32_t>{16, 16});
-    CHECK(d.config.n_params == 64 * 32 + 32 + 2 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 32 * 8 + 32 + 2 * 8 + 3 * 32 * 48));
+    CHECK(d.config.n_params ==
+          64 * 32 + 32 + 2 + 2 * (2 * 32 + 2 * 32 * 32 + 2 * 32 * 8 + 32 + 2 * 8 + 3 * 32 * 48));
 
     kvtest::TinySpec q;
     q.arch = "qwen2";
@@ -132,16 +135,22 @@ TEST_CASE("arch: missing tensors -> KV_ERR_BAD_MODEL naming them") {
     for (std::string drop : {"blk.1.attn_v.weight", "output_norm.weight", "token_embd.weight",
                              "blk.0.ffn_down.weight"}) {
         kvtest::TinySpec s;
-        s.edit = [drop](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != drop; };
+        s.edit = [drop](std::string& name, std::vector<uint64_t>&, GgmlType&) {
+            return name != drop;
+        };
         expect_error(s, KV_ERR_BAD_MODEL, {"missing tensor", drop});
     }
     kvtest::TinySpec q;  // qwen2 requires Q/K/V biases
     q.arch = "qwen2";
-    q.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.0.attn_k.bias"; };
+    q.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) {
+        return name != "blk.0.attn_k.bias";
+    };
     expect_error(q, KV_ERR_BAD_MODEL, {"blk.0.attn_k.bias"});
     kvtest::TinySpec partial;  // llama: biases are optional, but Q/K/V together
     partial.qkv_bias = true;
-    partial.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.1.attn_v.bias"; };
+    partial.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) {
+        return name != "blk.1.attn_v.bias";
+    };
     expect_error(partial, KV_ERR_BAD_MODEL, {"block 1", "attn_v.bias"});
 }
 
@@ -260,8 +269,8 @@ TEST_CASE("arch: the shared fixtures and stories260K") {
         CHECK(q4k);
         CHECK(q6k);
         // 2 x 1024 x 256 embeddings/output + 256 final norm + 2 layers
-        CHECK(c.n_params == 2 * 1024 * 256 + 256 +
-                                2 * (2 * 256 + 256 * 256 * 2 + 2 * 256 * 64 + 3 * 256 * 512));
+        CHECK(c.n_params ==
+              2 * 1024 * 256 + 256 + 2 * (2 * 256 + 256 * 256 * 2 + 2 * 256 * 64 + 3 * 256 * 512));
         MESSAGE("llama-gqa.q4_k_m: " << c.summary() << " | " << c.weight_types_summary());
     }
     {

@@ -22,7 +22,8 @@ struct Value {
     std::map<std::string, Value> obj;
 
     const Value& operator[](const std::string& key) const {
-        if (kind != Object) throw std::runtime_error("json: not an object (looking up '" + key + "')");
+        if (kind != Object)
+            throw std::runtime_error("json: not an object (looking up '" + key + "')");
         auto it = obj.find(key);
         if (it == obj.end()) throw std::runtime_error("json: missing key '" + key + "'");
         return it->second;
@@ -60,7 +61,9 @@ private:
         throw std::runtime_error(std::string("json: ") + what + " at byte " + std::to_string(i_));
     }
     void ws() {
-        while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+        while (i_ < s_.size() &&
+               (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t'))
+            ++i_;
     }
     bool eat(char c) {
         ws();

@@ -11,8 +11,8 @@
 
 #include "common/error.h"
 #include "common/helpers.h"
-#include "model/gguf.h"
 #include "mini_json.h"
+#include "model/gguf.h"
 #include "reference/reference.h"
 #include "tiny_model.h"
 
@@ -75,7 +75,8 @@ double check_exact(const std::string& stem) {
         double e = kvtest::rel_l2(logits.data(), ex, t.n_vocab);
         worst = std::max(worst, e);
         CHECK_MESSAGE(e <= 1e-5, stem << " row " << row << ": rel L2 " << e);
-        CHECK(kv::reference::argmax(logits.data(), t.n_vocab) == kv::reference::argmax(ex, t.n_vocab));
+        CHECK(kv::reference::argmax(logits.data(), t.n_vocab) ==
+              kv::reference::argmax(ex, t.n_vocab));
     }
     MESSAGE(stem << ": max rel L2 vs exact " << worst);
     return worst;
@@ -88,25 +89,27 @@ void check_greedy_vs_llamacpp(const std::string& stem, double tie) {
     Trace t = load_trace(stem);
     auto m = load_model(t.model_path);
     std::vector<std::vector<float>> steps;
-    std::vector<int32_t> ours = kv::reference::generate_greedy(*m, t.prompt, t.generated.size(), &steps);
+    std::vector<int32_t> ours =
+        kv::reference::generate_greedy(*m, t.prompt, t.generated.size(), &steps);
     size_t same = 0;
     while (same < ours.size() && ours[same] == t.generated[same]) ++same;
-    if (same == ours.size()) MESSAGE(stem << ": all " << same << " greedy tokens agree with llama.cpp");
+    if (same == ours.size())
+        MESSAGE(stem << ": all " << same << " greedy tokens agree with llama.cpp");
     if (same < ours.size()) {
         const std::vector<float>& l = steps[same];
         double gap = double(l[size_t(ours[same])]) - double(l[size_t(t.generated[same])]);
         MESSAGE(stem << ": greedy tokens agree for " << same << "/" << ours.size()
                      << " steps; at the first difference our logit gap is " << gap);
-        CHECK_MESSAGE(gap <= tie, stem << ": step " << same << " ours " << ours[same] << " llama.cpp "
-                                       << t.generated[same] << " gap " << gap);
+        CHECK_MESSAGE(gap <= tie, stem << ": step " << same << " ours " << ours[same]
+                                       << " llama.cpp " << t.generated[same] << " gap " << gap);
     }
 }
 
-#define FIXTURE_TEST(stem)                                                         \
-    TEST_CASE("exact logits: " stem) {                                             \
-        if (!kvtest::require_shared()) return;                                     \
-        check_exact(stem ".short");                                                \
-        check_exact(stem ".long");                                                 \
+#define FIXTURE_TEST(stem)                     \
+    TEST_CASE("exact logits: " stem) {         \
+        if (!kvtest::require_shared()) return; \
+        check_exact(stem ".short");            \
+        check_exact(stem ".long");             \
     }
 
 }  // namespace
@@ -154,7 +157,8 @@ TEST_CASE("stories260K: 128 greedy tokens, cached and without cache") {
     double cached_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(ours == t.generated);
     // llama.cpp's top-1 at every step is ours too.
-    for (size_t i = 0; i < t.top5.size() && i < ours.size(); ++i) CHECK(t.top5[i][0].first == ours[i]);
+    for (size_t i = 0; i < t.top5.size() && i < ours.size(); ++i)
+        CHECK(t.top5[i][0].first == ours[i]);
 
     // The no-cache baseline: every step recomputes the whole sequence from scratch.
     t0 = std::chrono::steady_clock::now();
@@ -243,7 +247,8 @@ TEST_CASE("sliding window: one layer, window w == attention over the last w toke
     spec.seed = kvtest::fresh_seed();
     kvtest::TinySpec windowed = spec;
     windowed.sliding_window = 4;
-    std::vector<uint8_t> b0 = kvtest::build_tiny_model(spec), b1 = kvtest::build_tiny_model(windowed);
+    std::vector<uint8_t> b0 = kvtest::build_tiny_model(spec),
+                         b1 = kvtest::build_tiny_model(windowed);
     auto f0 = kv::model::GgufFile::from_memory(b0.data(), b0.size(), false);
     auto f1 = kv::model::GgufFile::from_memory(b1.data(), b1.size(), false);
     auto m0 = ReferenceModel::load(*f0);
@@ -331,7 +336,8 @@ TEST_CASE("reference ops: rope variants, freq factors, attention, softmax") {
 }
 
 TEST_CASE("mini json reader") {
-    auto v = kvtest::json::parse(R"({"a": [1, -2, 3e2], "b": {"c": [[1, 2.5], [3, 4]]}, "s": "x\"y", "t": true, "n": null})");
+    auto v = kvtest::json::parse(
+        R"({"a": [1, -2, 3e2], "b": {"c": [[1, 2.5], [3, 4]]}, "s": "x\"y", "t": true, "n": null})");
     CHECK(v["a"].as_int32_array() == std::vector<int32_t>{1, -2, 300});
     CHECK(v["b"]["c"][1][0].as_int() == 3);
     CHECK(v["b"]["c"][0][1].num == 2.5);

@@ -22,7 +22,7 @@ struct TinySpec {
     std::string arch = "llama";
     uint32_t n_vocab = 64, n_embd = 32, n_layer = 2, n_head = 4, n_head_kv = 2, n_ff = 48;
     uint32_t n_ctx = 256;
-    uint32_t n_rot = 0;            // 0: key not written (defaults to head_dim)
+    uint32_t n_rot = 0;  // 0: key not written (defaults to head_dim)
     float rope_base = 10000.f;
     float rms_eps = 1e-5f;
     bool tied = false;             // no output.weight
@@ -39,7 +39,8 @@ struct TinySpec {
     std::map<std::string, float> f32_keys;           // extra float keys
     // Called for each tensor before it is written: may rename, reshape or retype it; return false
     // to leave it out.
-    std::function<bool(std::string& name, std::vector<uint64_t>& ne, kv::model::GgmlType& type)> edit;
+    std::function<bool(std::string& name, std::vector<uint64_t>& ne, kv::model::GgmlType& type)>
+        edit;
 };
 
 inline std::vector<uint8_t> build_tiny_model(const TinySpec& s) {
@@ -82,14 +83,20 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s) {
         std::vector<float> data(n);
         const float fan_in = static_cast<float>(ne[0]);
         for (float& x : data) {
-            if (kind == 0) x = normal(rng) / std::sqrt(fan_in);    // matrix
-            else if (kind == 1) x = 1.f + 0.1f * normal(rng);      // norm weight
-            else if (kind == 2) x = 0.2f * normal(rng);            // bias
-            else x = s.rope_freqs_value > 0 ? s.rope_freqs_value : 1.f + std::fabs(normal(rng_factors));
+            if (kind == 0)
+                x = normal(rng) / std::sqrt(fan_in);  // matrix
+            else if (kind == 1)
+                x = 1.f + 0.1f * normal(rng);  // norm weight
+            else if (kind == 2)
+                x = 0.2f * normal(rng);  // bias
+            else
+                x = s.rope_freqs_value > 0 ? s.rope_freqs_value
+                                           : 1.f + std::fabs(normal(rng_factors));
         }
         const kv::model::TypeTraits* tr = kv::model::type_traits(type);
-        bool quantizable = type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16 ||
-                           type == GgmlType::Q8_0 || type == GgmlType::Q4_0;
+        bool quantizable = type == GgmlType::F32 || type == GgmlType::F16 ||
+                           type == GgmlType::BF16 || type == GgmlType::Q8_0 ||
+                           type == GgmlType::Q4_0;
         if (quantizable) {
             w.add_tensor_f32(name, type, ne, data.data());
         } else {  // raw zero blocks of a type we cannot produce (e.g. an unsupported one)
