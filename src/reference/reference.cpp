@@ -57,8 +57,30 @@ std::unique_ptr<ReferenceModel> ReferenceModel::load(const model::GgufFile& file
     return m;
 }
 
-ReferenceSession::ReferenceSession(const ReferenceModel& model)
-    : model_(model), k_(model.config().n_layer), v_(model.config().n_layer) {}
+ReferenceSession::ReferenceSession(const ReferenceModel& model, model::GgmlType kv_type)
+    : model_(model), kv_type_(kv_type), k_(model.config().n_layer), v_(model.config().n_layer) {
+    using model::GgmlType;
+    const model::TypeTraits* t = model::type_traits(kv_type);
+    if (kv_type != GgmlType::F32 && kv_type != GgmlType::F16 && kv_type != GgmlType::BF16 &&
+        kv_type != GgmlType::Q8_0 && kv_type != GgmlType::Q4_0)
+        fail(KV_ERR_UNSUPPORTED,
+             "reference KV cache type %s is not supported (f32, f16, bf16, q8_0, q4_0)",
+             t ? t->name : "unknown");
+    if (model.config().head_dim % t->block_size != 0)
+        fail(KV_ERR_UNSUPPORTED, "KV cache type %s needs head_dim (%u) to be a multiple of %u",
+             t->name, model.config().head_dim, t->block_size);
+}
+
+void ReferenceSession::store_kv(float* x) const {
+    if (kv_type_ == model::GgmlType::F32) return;
+    const model::ModelConfig& c = model_.config();
+    std::vector<uint8_t> buf(model::row_bytes(kv_type_, c.head_dim));
+    for (uint32_t h = 0; h < c.n_head_kv; ++h) {
+        float* v = x + size_t(h) * c.head_dim;
+        model::quantize_row(kv_type_, v, buf.data(), c.head_dim);
+        model::dequantize_row(kv_type_, buf.data(), v, c.head_dim);
+    }
+}
 
 void ReferenceSession::truncate(uint32_t n) {
     if (n > n_past_)
@@ -126,6 +148,8 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
             for (uint32_t hh = 0; hh < c.n_head_kv; ++hh)
                 rope(kp + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
                      freq_factors);
+            store_kv(kp);
+            store_kv(vp);
             const uint32_t lo = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
             for (uint32_t hh = 0; hh < c.n_head; ++hh) {
                 const size_t kvh = hh / c.n_gqa();  // GQA: query head hh reads KV head kvh

@@ -61,7 +61,13 @@ private:
 // which must outlive them.
 class ReferenceSession {
 public:
-    explicit ReferenceSession(const ReferenceModel& model);
+    // `kv_type` emulates a KV cache stored in that format: every K/V vector is rounded through
+    // quantize_row + dequantize_row (per KV head, head_dim values) when written, so a GPU engine
+    // with F16/BF16/Q8_0/Q4_0 pages can be held to a tight tolerance against the matching
+    // reference. F32 (default) stores exactly. Throws KV_ERR_UNSUPPORTED for other types, or when
+    // head_dim is not a multiple of the type's block size.
+    explicit ReferenceSession(const ReferenceModel& model,
+                              model::GgmlType kv_type = model::GgmlType::F32);
 
     // Processes `n` tokens at positions [n_past(), n_past() + n). Returns the logits of the last
     // one (n_vocab floats), or of every one (n x n_vocab, row-major) when all_logits.
@@ -74,6 +80,7 @@ public:
     std::vector<float> decode(int32_t id) { return prefill(&id, 1); }
 
     uint32_t n_past() const { return n_past_; }
+    model::GgmlType kv_type() const { return kv_type_; }
     void reset() { truncate(0); }
     // Forgets positions [n, n_past()) (rollback). n must be <= n_past().
     void truncate(uint32_t n);
@@ -84,7 +91,10 @@ public:
     const float* value(uint32_t layer, uint32_t pos) const;
 
 private:
+    void store_kv(float* x) const;  // rounds one position's kv_dim values through kv_type_
+
     const ReferenceModel& model_;
+    model::GgmlType kv_type_;
     uint32_t n_past_ = 0;
     // Per layer: [position][kv_dim].
     std::vector<std::vector<float>> k_, v_;

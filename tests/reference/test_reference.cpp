@@ -136,6 +136,49 @@ TEST_CASE("exact logits: stories260K") {
     check_exact("stories260K.once-upon-a-time");
 }
 
+TEST_CASE("KV cache storage types: error vs exact, measured") {
+    if (!kvtest::require_shared()) return;
+    using kv::model::GgmlType;
+    // What rounding K/V to a storage type costs, on the 4 exact rows (prompt + 3 decodes).
+    // Bounds are ~3x the measured worst case (printed): f16 2.8e-4, bf16 2.5e-3, q8_0 2.3e-3,
+    // q4_0 3.6e-2 (q8_0/q4_0 need head_dim % 32 == 0: not stories260K, head_dim 8).
+    struct Kind {
+        GgmlType type;
+        const char* name;
+        double bound;
+    };
+    const Kind kinds[] = {{GgmlType::F32, "f32", 1e-6},
+                          {GgmlType::F16, "f16", 1e-3},
+                          {GgmlType::BF16, "bf16", 1e-2},
+                          {GgmlType::Q8_0, "q8_0", 1e-2},
+                          {GgmlType::Q4_0, "q4_0", 1e-1}};
+    for (const char* stem :
+         {"llama-gqa.f32.long", "qwen2-bias.f16.long", "stories260K.once-upon-a-time"}) {
+        Trace t = load_trace(stem);
+        auto m = load_model(t.model_path);
+        for (const Kind& k : kinds) {
+            if (m->config().head_dim % kv::model::type_traits(k.type)->block_size != 0) continue;
+            ReferenceSession s(*m, k.type);
+            double worst = 0;
+            for (int row = 0; row < 4; ++row) {
+                std::vector<float> l =
+                    row == 0 ? s.prefill(t.prompt) : s.decode(t.generated[row - 1]);
+                worst = std::max(
+                    worst, kvtest::rel_l2(l.data(), t.exact.data() + row * t.n_vocab, t.n_vocab));
+            }
+            MESSAGE(std::string(stem)
+                    << ": KV cache " << std::string(k.name) << ": max rel L2 vs exact " << worst);
+            CHECK(worst <= k.bound);
+            if (k.type != GgmlType::F32) CHECK(worst > 1e-6);  // the rounding really happens
+        }
+    }
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(kvtest::TinySpec{});  // head_dim 8
+    auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), false);
+    auto m = ReferenceModel::load(*f);
+    CHECK_THROWS_AS(ReferenceSession(*m, GgmlType::Q8_0), kv::Error);
+    CHECK_THROWS_AS(ReferenceSession(*m, GgmlType::Q4_K), kv::Error);
+}
+
 TEST_CASE("greedy tokens vs llama.cpp: fixtures (f32, f16)") {
     if (!kvtest::require_shared()) return;
     // llama.cpp is within ~6e-4 of exact here (f16 KV cache): flips only on near-ties.
