@@ -113,7 +113,10 @@ struct ModelDesc {
     ModelTensors tensors;  // borrowed from the GgufFile passed to describe_model
 };
 
-// Reads and validates the architecture of `file`. Throws kv::Error:
+// Reads and validates the architecture of `file`. Required keys: general.architecture and
+// <arch>.{context_length, embedding_length, block_count, feed_forward_length,
+// attention.head_count, attention.layer_norm_rms_epsilon}; the rest have defaults (see above).
+// Tensors other than those in ModelTensors are ignored. Throws kv::Error:
 //   KV_ERR_UNSUPPORTED  unknown general.architecture (named), a tensor whose type kvulkan cannot
 //                       dequantize (tensor and type named), features not implemented (MoE, YaRN)
 //   KV_ERR_BAD_MODEL    a missing or ill-typed key, dimensions that do not divide, a missing
