@@ -59,6 +59,38 @@ layout(push_constant) uniform Push {
     uint y_stride;  // elements between consecutive vectors of y
 } pc;
 
+// acc[r] += W[row r][unit k] . x[unit k] for every row of the workgroup.
+#if W_F16 && VEC
+#define ACCUMULATE(k)                                                                   \
+    {                                                                                   \
+        const vec4 x0 = x[xb + 2 * (k)];                                                \
+        const vec4 x1 = x[xb + 2 * (k) + 1];                                            \
+        for (uint r = 0; r < NR; ++r) {                                                 \
+            const uvec4 q = w[wrow[r] + (k)];                                           \
+            acc[r] += dot(vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)), x0) +         \
+                      dot(vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)), x1);          \
+        }                                                                               \
+    }
+#elif W_F16
+#define ACCUMULATE(k)                                                                   \
+    {                                                                                   \
+        const vec2 x0 = x[xb + (k)];                                                    \
+        for (uint r = 0; r < NR; ++r) acc[r] += dot(unpackHalf2x16(w[wrow[r] + (k)]), x0); \
+    }
+#elif VEC
+#define ACCUMULATE(k)                                                                   \
+    {                                                                                   \
+        const vec4 x0 = x[xb + (k)];                                                    \
+        for (uint r = 0; r < NR; ++r) acc[r] += dot(w[wrow[r] + (k)], x0);              \
+    }
+#else
+#define ACCUMULATE(k)                                                                   \
+    {                                                                                   \
+        const float x0 = x[xb + (k)];                                                   \
+        for (uint r = 0; r < NR; ++r) acc[r] += w[wrow[r] + (k)] * x0;                  \
+    }
+#endif
+
 void main() {
     const uint row0 = kv_group_index() * NR;
     if (row0 >= pc.rows) return;
@@ -75,29 +107,13 @@ void main() {
         acc[r] = 0.0;
     }
 
-    for (uint k = t; k < units; k += WG) {
-#if W_F16 && VEC
-        const vec4 x0 = x[xb + 2 * k];
-        const vec4 x1 = x[xb + 2 * k + 1];
-        for (uint r = 0; r < NR; ++r) {
-            const uvec4 q = w[wrow[r] + k];
-            acc[r] += dot(vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)), x0) +
-                      dot(vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)), x1);
-        }
-#elif W_F16
-        const vec2 x0 = x[xb + k];
-        for (uint r = 0; r < NR; ++r) acc[r] += dot(unpackHalf2x16(w[wrow[r] + k]), x0);
-#else
-        const vec4 x0 = vec4(x[xb + k]);  // EPU 1 or 4
-        for (uint r = 0; r < NR; ++r) {
-#if VEC
-            acc[r] += dot(w[wrow[r] + k], x0);
-#else
-            acc[r] += w[wrow[r] + k] * x0.x;
-#endif
-        }
-#endif
+    // Two independent 16-byte loads per row and iteration keep more memory requests in flight.
+    uint k = t;
+    for (; k + WG < units; k += 2 * WG) {
+        ACCUMULATE(k);
+        ACCUMULATE(k + WG);
     }
+    if (k < units) ACCUMULATE(k);
 
     red_sum(acc);
 

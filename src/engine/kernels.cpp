@@ -82,7 +82,7 @@ Kernels::Kernels(vk::Device& device, vk::PipelineCache& pipelines, const KernelO
     if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
         fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
              options.matvec_workgroup);
-    matvec_rows_ = options.matvec_rows ? options.matvec_rows : 1;
+    matvec_rows_ = options.matvec_rows ? options.matvec_rows : 2;
     if (matvec_rows_ > 8)
         fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", matvec_rows_);
     matvec_wg_ = fit_workgroup(device, options.matvec_workgroup ? options.matvec_workgroup : 128);

@@ -75,6 +75,9 @@ public:
 
     // True when the subgroup-arithmetic variants are in use.
     bool subgroup_ops() const { return subgroup_ops_; }
+    // Matvec workgroup size and rows per workgroup in use (after clamping to the device).
+    uint32_t matvec_workgroup() const { return matvec_wg_; }
+    uint32_t matvec_rows() const { return matvec_rows_; }
     // Name of the matvec shader variant chosen for a type and column count (for tests/benchmarks).
     std::string matvec_variant(model::GgmlType type, uint32_t cols) const;
 
@@ -97,7 +100,7 @@ private:
     uint32_t eltwise_wg_ = 256;
     uint32_t row_wg_ = 256;  // rms_norm, softmax: one workgroup per row
     uint32_t matvec_wg_ = 128;
-    uint32_t matvec_rows_ = 1;
+    uint32_t matvec_rows_ = 2;
 };
 
 }  // namespace kv::engine
