@@ -27,13 +27,17 @@ uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
     return floor_pow2(std::max(1u, std::min(want, cap)));
 }
 
-void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
+// Checks that `r` holds `bytes` and returns it trimmed to them: a caller may pass a larger range
+// (even one over maxStorageBufferRange); only what the kernel touches is bound.
+vk::BufferRange fit(const vk::BufferRange& r, uint64_t bytes, const char* kernel,
+                    const char* what) {
     if (r.buffer == VK_NULL_HANDLE)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
     if (r.size < bytes)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel,
              what, static_cast<unsigned long long>(r.size),
              static_cast<unsigned long long>(bytes));
+    return {r.buffer, r.offset, bytes};
 }
 
 // Subgroup arithmetic in compute shaders (Vulkan 1.1 core query).
@@ -124,14 +128,14 @@ void Kernels::rms_norm(vk::CommandStream& cs, const vk::BufferRange& x,
                        uint32_t n_rows, float eps) const {
     if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "rms_norm: empty shape");
     const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
-    need_bytes(x, bytes, "rms_norm", "x");
-    need_bytes(weight, uint64_t(n_cols) * kF32, "rms_norm", "weight");
-    need_bytes(out, bytes, "rms_norm", "out");
+    const vk::BufferRange bx = fit(x, bytes, "rms_norm", "x");
+    const vk::BufferRange bw = fit(weight, uint64_t(n_cols) * kF32, "rms_norm", "weight");
+    const vk::BufferRange bo = fit(out, bytes, "rms_norm", "out");
     vk::Pipeline& p = pipeline("rms_norm_f32", true, 3, sizeof(RowPush), {row_wg_});
     RowPush pc{n_cols, n_rows, eps};
     uint32_t gx, gy;
     grid(n_rows, &gx, &gy);
-    cs.dispatch(p, {x, weight, out}, &pc, sizeof(pc), gx, gy);
+    cs.dispatch(p, {bx, bw, bo}, &pc, sizeof(pc), gx, gy);
 }
 
 void Kernels::binary(vk::CommandStream& cs, const char* shader, const vk::BufferRange& a,
@@ -141,14 +145,14 @@ void Kernels::binary(vk::CommandStream& cs, const char* shader, const vk::Buffer
     if (nb == 0) nb = n;
     if (n % nb != 0)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: broadcast length %u does not divide %u", shader, nb, n);
-    need_bytes(a, uint64_t(n) * kF32, shader, "a");
-    need_bytes(b, uint64_t(nb) * kF32, shader, "b");
-    need_bytes(out, uint64_t(n) * kF32, shader, "out");
+    const vk::BufferRange ba = fit(a, uint64_t(n) * kF32, shader, "a");
+    const vk::BufferRange bb = fit(b, uint64_t(nb) * kF32, shader, "b");
+    const vk::BufferRange bo = fit(out, uint64_t(n) * kF32, shader, "out");
     vk::Pipeline& p = pipeline(shader, false, 3, sizeof(BinaryPush), {eltwise_wg_});
     BinaryPush pc{n, nb};
     uint32_t gx, gy;
     grid((uint64_t(n) + eltwise_wg_ - 1) / eltwise_wg_, &gx, &gy);
-    cs.dispatch(p, {a, b, out}, &pc, sizeof(pc), gx, gy);
+    cs.dispatch(p, {ba, bb, bo}, &pc, sizeof(pc), gx, gy);
 }
 
 void Kernels::add(vk::CommandStream& cs, const vk::BufferRange& a, const vk::BufferRange& b,
@@ -171,13 +175,13 @@ void Kernels::softmax_rows(vk::CommandStream& cs, const vk::BufferRange& x,
                            float scale) const {
     if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "softmax_rows: empty shape");
     const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
-    need_bytes(x, bytes, "softmax_rows", "x");
-    need_bytes(out, bytes, "softmax_rows", "out");
+    const vk::BufferRange bx = fit(x, bytes, "softmax_rows", "x");
+    const vk::BufferRange bo = fit(out, bytes, "softmax_rows", "out");
     vk::Pipeline& p = pipeline("softmax_f32", true, 2, sizeof(RowPush), {row_wg_});
     RowPush pc{n_cols, n_rows, scale};
     uint32_t gx, gy;
     grid(n_rows, &gx, &gy);
-    cs.dispatch(p, {x, out}, &pc, sizeof(pc), gx, gy);
+    cs.dispatch(p, {bx, bo}, &pc, sizeof(pc), gx, gy);
 }
 
 std::string Kernels::matvec_variant(GgmlType type, uint32_t cols) const {
@@ -227,10 +231,10 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType t
     matvec_variant(type, cols);  // throws for unsupported types / shapes
     if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
-    need_bytes(W, matvec_row_bytes(type, cols) * rows, "matvec", "W");
-    need_bytes(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
-    need_bytes(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
-    matvec_chunk(cs, W, type, 0, rows, rows, cols, x, y, n_vecs);
+    const vk::BufferRange bw = fit(W, matvec_row_bytes(type, cols) * rows, "matvec", "W");
+    const vk::BufferRange bx = fit(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    const vk::BufferRange by = fit(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    matvec_chunk(cs, bw, type, 0, rows, rows, cols, bx, by, n_vecs);
 }
 
 void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
@@ -246,8 +250,8 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType t
         fail(KV_ERR_INVALID_ARGUMENT, "matvec: W holds %llu bytes, [%u][%u] needs %llu",
              static_cast<unsigned long long>(W.size()), rows, cols,
              static_cast<unsigned long long>(rb * rows));
-    need_bytes(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
-    need_bytes(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    const vk::BufferRange bx = fit(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    const vk::BufferRange by = fit(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
     uint64_t next_row = 0;
     for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
         const uint64_t off = W.chunk_offset(i);
@@ -263,7 +267,7 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType t
                  static_cast<unsigned long long>(size));
         const vk::BufferRange range{W.chunk(i).handle(), 0, chunk_rows * rb};
         matvec_chunk(cs, range, type, static_cast<uint32_t>(next_row),
-                     static_cast<uint32_t>(chunk_rows), rows, cols, x, y, n_vecs);
+                     static_cast<uint32_t>(chunk_rows), rows, cols, bx, by, n_vecs);
         next_row += chunk_rows;
     }
     if (next_row != rows) fail(KV_ERR_INVALID_ARGUMENT, "matvec: W's chunks cover too few rows");

@@ -29,6 +29,7 @@ public:
         logger_.callback = &Gpu::on_log;
         logger_.user_data = this;
         instance_ = std::make_shared<kv::vk::Instance>(validation_, logger_);
+        if (validation_) REQUIRE_MESSAGE(instance_->validation(), "validation layer not active");
         std::vector<VkPhysicalDevice> pds = instance_->physical_devices();
         REQUIRE_MESSAGE(!pds.empty(), "no Vulkan device");
         std::vector<kv_device_info> infos(pds.size());

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <limits>
 #include <vector>
@@ -346,4 +347,69 @@ TEST_CASE("kernels reject bad shapes and unsupported weight types") {
     CHECK(status([&] { k.add(cs, whole(big), whole(big), whole(big), 30, 7); }) == KV_ERR_INVALID_ARGUMENT);
     CHECK(status([&] { k.softmax_rows(cs, whole(big), whole(big), 0, 4); }) == KV_ERR_INVALID_ARGUMENT);
     cs.submit_and_wait();  // nothing was recorded
+}
+
+TEST_CASE("kernels on sub-ranges of shared buffers touch only their ranges") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    const uint64_t al =
+        std::max<uint64_t>(16, gpu.device().limits().minStorageBufferOffsetAlignment);
+    auto align_up = [&](uint64_t v) { return (v + al - 1) / al * al; };
+
+    // Inputs packed into one buffer at aligned offsets, each followed by a gap.
+    const uint32_t rows = 37, cols = 520, ncols = 129, nrows = 3;
+    auto w = kvtest::random_floats(size_t(rows) * cols, kvtest::fresh_seed());
+    auto h = to_f16(w);
+    w = from_f16(h);
+    auto x = kvtest::random_floats(cols, kvtest::fresh_seed());
+    auto nx = kvtest::random_floats(size_t(ncols) * nrows, kvtest::fresh_seed(), -3.f, 3.f);
+    auto nw = kvtest::random_floats(ncols, kvtest::fresh_seed());
+    std::vector<uint8_t> in;
+    auto place = [&](const void* data, uint64_t bytes) {
+        const uint64_t off = align_up(in.size() + al);  // at least one gap before
+        in.resize(off + bytes);
+        std::memcpy(in.data() + off, data, bytes);
+        return off;
+    };
+    const uint64_t o_w = place(h.data(), h.size() * 2);
+    const uint64_t o_x = place(x.data(), x.size() * 4);
+    const uint64_t o_nx = place(nx.data(), nx.size() * 4);
+    const uint64_t o_nw = place(nw.data(), nw.size() * 4);
+    in.resize(align_up(in.size() + al));
+    auto bin = gpu.upload_bytes(in.data(), in.size());
+
+    // Outputs at aligned offsets of one poisoned buffer.
+    const uint64_t o_y = al, o_norm = align_up(o_y + rows * 4 + al),
+                   o_soft = align_up(o_norm + uint64_t(ncols) * nrows * 4 + al),
+                   out_bytes = align_up(o_soft + uint64_t(ncols) * nrows * 4 + al);
+    auto bout = gpu.output(out_bytes / 4);
+    const VkBuffer I = bin.handle(), O = bout.handle();
+    gpu.run({whole(bout)}, [&](kv::vk::CommandStream& cs) {
+        // Input ranges run to the end of the buffer: the kernels bind only what they read.
+        k.matvec(cs, {I, o_w, in.size() - o_w}, GgmlType::F16, rows, cols, {I, o_x, in.size() - o_x},
+                 {O, o_y, uint64_t(rows) * 4});
+        k.rms_norm(cs, {I, o_nx, in.size() - o_nx}, {I, o_nw, uint64_t(ncols) * 4},
+                   {O, o_norm, uint64_t(ncols) * nrows * 4}, ncols, nrows, 1e-5f);
+        k.softmax_rows(cs, {I, o_nx, uint64_t(ncols) * nrows * 4},
+                       {O, o_soft, uint64_t(ncols) * nrows * 4}, ncols, nrows, 0.5f);
+    });
+    auto out = gpu.download(bout, out_bytes / 4);
+    auto slice = [&](uint64_t off, size_t n) {
+        return std::vector<float>(out.begin() + off / 4, out.begin() + off / 4 + n);
+    };
+    check_close(slice(o_y, rows), kvtest::cpu::matvec(w, rows, cols, x, 1), kTol);
+    check_close(slice(o_norm, size_t(ncols) * nrows), kvtest::cpu::rms_norm(nx, nw, ncols, nrows, 1e-5f),
+                kTol);
+    check_close(slice(o_soft, size_t(ncols) * nrows), kvtest::cpu::softmax_rows(nx, ncols, nrows, 0.5f),
+                kTol);
+    // Everything outside the three output ranges still holds the poison.
+    size_t written_outside = 0;
+    for (uint64_t i = 0; i < out.size(); ++i) {
+        const uint64_t b = i * 4;
+        const bool inside = (b >= o_y && b < o_y + rows * 4) ||
+                            (b >= o_norm && b < o_norm + uint64_t(ncols) * nrows * 4) ||
+                            (b >= o_soft && b < o_soft + uint64_t(ncols) * nrows * 4);
+        if (!inside && !std::isnan(out[i])) ++written_outside;
+    }
+    CHECK(written_outside == 0);
 }
