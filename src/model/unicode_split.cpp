@@ -60,7 +60,13 @@ constexpr uint16_t kWs = kWhitespace;
 
 inline bool has(const Text& t, size_t i, size_t end, uint16_t f) { return i < end && (t.fl[i] & f); }
 inline bool is_nl(uint32_t c) { return c == '\r' || c == '\n'; }
-inline uint32_t ascii_lower(uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+// Simple case folding, enough for (?i:'s|'t|'re|'ve|'m|'ll|'d): ASCII capitals and U+017F LATIN
+// SMALL LETTER LONG S, the one other codepoint that folds to one of s t r e v m l d
+// (CaseFolding.txt). Hugging Face tokenizers (Oniguruma) fold it too; llama.cpp does not.
+inline uint32_t fold(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    return c == 0x17F ? 's' : c;
+}
 
 // Advances from i while the predicate holds; returns the first index where it does not.
 template <class Pred>
@@ -71,9 +77,9 @@ inline size_t run(const Text& t, size_t i, size_t end, Pred pred) {
 }
 
 // 's|'t|'re|'ve|'m|'ll|'d, optionally ASCII-case-insensitive.
-size_t match_contraction(const Text& t, size_t pos, size_t end, bool fold) {
+size_t match_contraction(const Text& t, size_t pos, size_t end, bool fold_case) {
     if (t.cp[pos] != '\'' || pos + 1 >= end) return 0;
-    auto at = [&](size_t i) { return fold ? ascii_lower(t.cp[i]) : t.cp[i]; };
+    auto at = [&](size_t i) { return fold_case ? fold(t.cp[i]) : t.cp[i]; };
     const uint32_t a = at(pos + 1);
     if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
     if (pos + 2 < end) {

@@ -622,6 +622,10 @@ TEST_CASE("unicode: pre-tokenizers") {
           Strings{"\xD0\xBD\xD0\xB5", " \xE2\x85\xA0", " \xFF\xFE", "z"});
     CHECK(split(P::Llama3, "a\t\tb \n") == Strings{"a", "\t", "\tb", " \n"});
     CHECK(split(P::Llama3, "!!\r\nx") == Strings{"!!\r\n", "x"});
+    // (?i:'s) folds U+017F LONG S to 's' (Unicode case folding, as Hugging Face does); GPT-2's
+    // contractions are case-sensitive.
+    CHECK(split(P::Llama3, "x'\xC5\xBFy") == Strings{"x", "'\xC5\xBF", "y"});
+    CHECK(split(P::Gpt2, "x'Sy") == Strings{"x", "'", "Sy"});
     CHECK(uc::pre_tokenize(P::Gpt2, "").empty());
 
     uc::PreTokenizer p;
