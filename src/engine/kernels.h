@@ -29,8 +29,8 @@ struct KernelOptions {
     // Use the subgroup-arithmetic shader variants where the device supports subgroup arithmetic
     // in compute shaders; false forces the shared-memory reductions (tests run both).
     bool subgroup_ops = true;
-    // Matvec tuning: invocations per workgroup (a power of two) and rows per workgroup; 0 picks
-    // a default.
+    // Matvec tuning: invocations per workgroup (a power of two) and rows per workgroup (1..8);
+    // 0 picks the default for the device type (GPU: 128 x 2 rows, CPU device: 16 x 8 rows).
     uint32_t matvec_workgroup = 0;
     uint32_t matvec_rows = 0;
 };

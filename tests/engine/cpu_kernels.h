@@ -83,4 +83,18 @@ inline std::vector<float> matvec(const std::vector<float>& W, size_t rows, size_
     return y;
 }
 
+// sum_c |W[r][c] * x[b][c]|: the scale of the rounding error of y[b][r] (a dot product may cancel
+// to near zero, so its error is bounded relative to this, not to y).
+inline std::vector<float> matvec_abs(const std::vector<float>& W, size_t rows, size_t cols,
+                                     const std::vector<float>& x, size_t n_vecs) {
+    std::vector<float> a(rows * n_vecs);
+    for (size_t b = 0; b < n_vecs; ++b)
+        for (size_t r = 0; r < rows; ++r) {
+            double s = 0;
+            for (size_t c = 0; c < cols; ++c) s += std::fabs(double(W[r * cols + c]) * x[b * cols + c]);
+            a[b * rows + r] = float(s);
+        }
+    return a;
+}
+
 }  // namespace kvtest::cpu
