@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "engine/kernels.h"
 #include "model/ggml_types.h"
@@ -13,26 +15,63 @@
 
 namespace kv::engine {
 
+struct WeightKernelOptions {
+    // Decode matvec: invocations per workgroup (a power of two) and rows per workgroup (<= 8);
+    // 0 picks a default. Subgroup or shared-memory reductions follow basic.subgroup_ops().
+    uint32_t matvec_workgroup = 0;
+    uint32_t matvec_rows = 0;
+    // F32 and (even-length) F16 decode through Kernels::matvec; false uses this class's shader.
+    bool float_matvec_via_basic = true;
+    // Prefill tile: tokens per workgroup tile, 32 or 64 (0: 64 where shared memory allows).
+    uint32_t matmul_tile_tokens = 0;
+};
+
+// Thread safety: immutable after construction, like Kernels.
 class WeightKernels {
 public:
-    WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, const Kernels& basic);
+    WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, const Kernels& basic,
+                  const WeightKernelOptions& options = {});
+
+    // True for the types every method accepts: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+    // Q2_K..Q6_K (others throw KV_ERR_UNSUPPORTED). cols must be a multiple of the block size.
+    static bool supported(model::GgmlType type);
 
     // out[i][c] = W[ids[i]][c] for i < n_ids: W is [rows][cols] of `type`, ids a uint32 buffer
     // (values checked by the caller), out f32 [n_ids][cols].
-    void get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type, uint32_t rows,
-                  uint32_t cols, const vk::BufferRange& ids, uint32_t n_ids, const vk::BufferRange& out) const;
+    void get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type,
+                  uint32_t rows, uint32_t cols, const vk::BufferRange& ids, uint32_t n_ids,
+                  const vk::BufferRange& out) const;
 
     // y[t][r] = sum_c W[r][c] * x[t][c], t < n_tokens: W [rows][cols] of `type`, x f32
     // [n_tokens][cols], y f32 [n_tokens][rows]. n_tokens == 1 is the decode matvec (bandwidth
     // bound: reads W once); larger n_tokens use the tiled matrix-matrix path (compute bound).
     // fp32 accumulation. y must not alias x.
-    void matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type, uint32_t rows,
-                uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y, uint32_t n_tokens) const;
+    void matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type,
+                uint32_t rows, uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y,
+                uint32_t n_tokens) const;
+
+    // Shader variant that matmul uses for a type and shape (for tests and benchmarks).
+    std::string matmul_variant(model::GgmlType type, uint32_t cols, uint32_t n_tokens) const;
+    uint32_t matvec_workgroup() const { return mv_wg_; }
+    uint32_t matvec_rows() const { return mv_rows_; }
 
 private:
+    struct Chunk {
+        vk::BufferRange range;  // whole rows, padded to whole 32-bit words
+        uint32_t row0, rows;
+    };
+    std::vector<Chunk> chunks(const vk::SplitBuffer& W, model::GgmlType type, uint32_t rows,
+                              uint32_t cols, const char* kernel) const;
+    void grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const;
+
     vk::Device& device_;
     vk::PipelineCache& pipelines_;
     const Kernels& basic_;
+    WeightKernelOptions options_;
+    uint32_t mv_wg_ = 64;
+    uint32_t mv_rows_ = 2;
+    uint32_t gr_wg_ = 64;
+    uint32_t mm_bm_ = 64, mm_bn_ = 64;
 };
 
 }  // namespace kv::engine

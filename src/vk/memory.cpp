@@ -216,7 +216,7 @@ Buffer::Buffer(Allocator* allocator, uint64_t size, MemoryUse use) : allocator_(
     KV_CHECK(size > 0);
     VkDevice dev = allocator->device().handle();
     VkBufferCreateInfo ci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-    ci.size = size;
+    ci.size = (size + 3) & ~uint64_t(3);  // whole 32-bit words (see memory.h)
     ci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
     ci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     VkResult r = vkCreateBuffer(dev, &ci, nullptr, &buffer_);
@@ -298,11 +298,13 @@ void Buffer::invalidate(uint64_t offset, uint64_t size) const {
 
 // ---- SplitBuffer -------------------------------------------------------------------------------
 
-SplitBuffer::SplitBuffer(Allocator* allocator, uint64_t size, uint64_t granularity, MemoryUse use)
+SplitBuffer::SplitBuffer(Allocator* allocator, uint64_t size, uint64_t granularity, MemoryUse use,
+                         uint64_t max_chunk_bytes)
     : size_(size), granularity_(granularity) {
     KV_CHECK(size > 0 && granularity > 0 && size % granularity == 0);
     const Device& dev = allocator->device();
     uint64_t limit = std::min<uint64_t>(dev.max_storage_buffer_range(), dev.max_allocation_size());
+    if (max_chunk_bytes != 0) limit = std::min(limit, max_chunk_bytes);
     // Chunks are whole units of `granularity`, and start on 16-byte offsets within their buffer.
     uint64_t units_per_chunk = limit / granularity;
     if (units_per_chunk == 0)

@@ -38,7 +38,9 @@ struct Allocation {
     void* mapped = nullptr;  // host pointer at `offset`, if host-visible
 };
 
-// A VkBuffer bound to a sub-allocation. Move-only; frees itself.
+// A VkBuffer bound to a sub-allocation. Move-only; frees itself. The VkBuffer's size is `size`
+// rounded up to a multiple of 4 bytes, so a binding may cover the last partial 32-bit word (shaders
+// read byte-packed weights as uint[]); size() is the requested size.
 class Buffer {
 public:
     Buffer() = default;
@@ -82,7 +84,10 @@ inline BufferRange whole(const Buffer& b) { return {b.handle(), 0, b.size()}; }
 class SplitBuffer {
 public:
     SplitBuffer() = default;
-    SplitBuffer(Allocator* allocator, uint64_t size, uint64_t granularity, MemoryUse use);
+    // `max_chunk_bytes` (0: no extra limit) caps the chunk size below the device's limits: tests
+    // use it to exercise the several-chunk path on small tensors.
+    SplitBuffer(Allocator* allocator, uint64_t size, uint64_t granularity, MemoryUse use,
+                uint64_t max_chunk_bytes = 0);
 
     uint64_t size() const { return size_; }
     size_t chunk_count() const { return chunks_.size(); }

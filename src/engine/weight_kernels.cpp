@@ -1,0 +1,257 @@
+#include "engine/weight_kernels.h"
+
+#include <algorithm>
+
+namespace kv::engine {
+
+namespace {
+
+using model::GgmlType;
+
+constexpr uint64_t kF32 = 4;
+
+// Prefill tile (shaders/mul_mat.comp): BM rows x BN tokens, BK columns per step, TM x TN per
+// invocation. BN is chosen per device (shared memory, invocations).
+constexpr uint32_t kBM = 64, kBK = 32, kTM = 4, kTN = 4;
+
+struct MatvecPush {
+    uint32_t cols, rows, y_row0, row_bytes, x_vec4;
+};
+struct GetRowsPush {
+    uint32_t cols, row0, rows, n_ids, row_bytes, groups_per_id;
+};
+struct MatmulPush {
+    uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride;
+};
+
+uint32_t floor_pow2(uint32_t v) {
+    uint32_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+bool is_pow2(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+const model::TypeTraits& traits_of(GgmlType type, const char* kernel) {
+    const model::TypeTraits* t = model::type_traits(type);
+    if (!t || !WeightKernels::supported(type))
+        fail(KV_ERR_UNSUPPORTED, "%s: weight type %s is not supported", kernel,
+             t ? t->name : "unknown");
+    return *t;
+}
+
+void check_cols(GgmlType type, uint32_t cols, const char* kernel) {
+    const model::TypeTraits& t = traits_of(type, kernel);
+    if (cols == 0 || cols % t.block_size != 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %u columns are not a multiple of %s's block size %u",
+             kernel, cols, t.name, t.block_size);
+}
+
+void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
+    if (r.buffer == VK_NULL_HANDLE)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
+    if (r.size < bytes)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
+             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
+}
+
+bool is_float(GgmlType t) {
+    return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16;
+}
+
+}  // namespace
+
+bool WeightKernels::supported(GgmlType type) {
+    switch (type) {
+        case GgmlType::F32:
+        case GgmlType::F16:
+        case GgmlType::BF16:
+        case GgmlType::Q4_0:
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_0:
+        case GgmlType::Q5_1:
+        case GgmlType::Q8_0:
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+        case GgmlType::Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, const Kernels& basic,
+                             const WeightKernelOptions& options)
+    : device_(device), pipelines_(pipelines), basic_(basic), options_(options) {
+    const VkPhysicalDeviceLimits& l = device.limits();
+    const uint32_t max_inv =
+        std::min(l.maxComputeWorkGroupInvocations, l.maxComputeWorkGroupSize[0]);
+    if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
+             options.matvec_workgroup);
+    mv_rows_ = options.matvec_rows ? options.matvec_rows : 2;
+    if (mv_rows_ > 8) fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", mv_rows_);
+    mv_wg_ =
+        floor_pow2(std::min(options.matvec_workgroup ? options.matvec_workgroup : 64u, max_inv));
+    // The reduction keeps mv_rows_ floats per invocation in shared memory.
+    while (mv_wg_ > 1 && uint64_t(mv_wg_) * mv_rows_ * 4 > l.maxComputeSharedMemorySize)
+        mv_wg_ /= 2;
+    gr_wg_ = floor_pow2(std::min(64u, max_inv));
+
+    // Tile: BK x (BM + 1) + BK x (BN + 1) floats of shared memory, (BM/TM) x (BN/TN) invocations.
+    auto fits = [&](uint32_t bn) {
+        return uint64_t(kBK) * (kBM + 1 + bn + 1) * 4 <= l.maxComputeSharedMemorySize &&
+               (kBM / kTM) * (bn / kTN) <= max_inv &&
+               (kBM / kTM) * (bn / kTN) <= l.maxComputeWorkGroupSize[0];
+    };
+    if (options.matmul_tile_tokens != 0 && options.matmul_tile_tokens != 32 &&
+        options.matmul_tile_tokens != 64)
+        fail(KV_ERR_INVALID_ARGUMENT, "matmul tile of %u tokens (32 or 64)",
+             options.matmul_tile_tokens);
+    mm_bm_ = kBM;
+    mm_bn_ = options.matmul_tile_tokens ? options.matmul_tile_tokens : 64;
+    if (!fits(mm_bn_)) mm_bn_ = 32;
+    if (!fits(mm_bn_)) fail(KV_ERR_UNSUPPORTED, "device too small for the matmul tile");
+}
+
+void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
+    const uint64_t max_x = device_.limits().maxComputeWorkGroupCount[0];
+    const uint64_t max_y = device_.limits().maxComputeWorkGroupCount[1];
+    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
+    if (groups <= max_x) {
+        *gx = static_cast<uint32_t>(groups);
+        *gy = 1;
+        return;
+    }
+    const uint64_t y = (groups + max_x - 1) / max_x;
+    if (y > max_y)
+        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
+             static_cast<unsigned long long>(groups));
+    *gy = static_cast<uint32_t>(y);
+    *gx = static_cast<uint32_t>((groups + y - 1) / y);
+}
+
+std::vector<WeightKernels::Chunk> WeightKernels::chunks(const vk::SplitBuffer& W, GgmlType type,
+                                                        uint32_t rows, uint32_t cols,
+                                                        const char* kernel) const {
+    const uint64_t rb = model::row_bytes(type, cols);
+    if (W.size() < rb * rows)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: W holds %llu bytes, [%u][%u] needs %llu", kernel,
+             static_cast<unsigned long long>(W.size()), rows, cols,
+             static_cast<unsigned long long>(rb * rows));
+    std::vector<Chunk> out;
+    uint64_t next_row = 0;
+    for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
+        const uint64_t off = W.chunk_offset(i);
+        const uint64_t size = W.chunk(i).size();
+        if (off % rb != 0 || off / rb != next_row)
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "%s: chunk %zu of W starts at byte %llu, not at row %llu (row = %llu bytes)",
+                 kernel, i, static_cast<unsigned long long>(off),
+                 static_cast<unsigned long long>(next_row), static_cast<unsigned long long>(rb));
+        const uint64_t chunk_rows = std::min<uint64_t>(size / rb, rows - next_row);
+        if (chunk_rows == 0 || (chunk_rows < rows - next_row && size % rb != 0))
+            fail(KV_ERR_INVALID_ARGUMENT, "%s: chunk %zu of W (%llu bytes) splits a row", kernel, i,
+                 static_cast<unsigned long long>(size));
+        // Byte offsets inside the shaders are 32-bit.
+        if (chunk_rows * rb > 0xFFFFFFF0ull)
+            fail(KV_ERR_UNSUPPORTED, "%s: chunk %zu of W exceeds 4 GiB", kernel, i);
+        // Bind whole 32-bit words: Buffer pads its VkBuffer to a multiple of 4 bytes.
+        const uint64_t bytes = std::min<uint64_t>((chunk_rows * rb + 3) & ~uint64_t(3),
+                                                  device_.max_storage_buffer_range());
+        out.push_back({{W.chunk(i).handle(), 0, bytes},
+                       static_cast<uint32_t>(next_row),
+                       static_cast<uint32_t>(chunk_rows)});
+        next_row += chunk_rows;
+    }
+    if (next_row != rows)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: W's chunks cover too few rows", kernel);
+    return out;
+}
+
+void WeightKernels::get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
+                             uint32_t rows, uint32_t cols, const vk::BufferRange& ids,
+                             uint32_t n_ids, const vk::BufferRange& out) const {
+    if (rows == 0 || n_ids == 0) fail(KV_ERR_INVALID_ARGUMENT, "get_rows: empty shape");
+    check_cols(type, cols, "get_rows");
+    need_bytes(ids, uint64_t(n_ids) * 4, "get_rows", "ids");
+    need_bytes(out, uint64_t(n_ids) * cols * kF32, "get_rows", "out");
+    const std::vector<Chunk> cks = chunks(W, type, rows, cols, "get_rows");
+    const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
+    const uint32_t tasks = is_float(type) ? cols : cols / 16;  // elements or 16-element sub-blocks
+    const uint32_t gpi = (tasks + gr_wg_ - 1) / gr_wg_;
+    vk::PipelineDesc d;
+    d.shader = std::string("get_rows_") + model::type_traits(type)->name;
+    d.bindings = 3;
+    d.push_constant_bytes = sizeof(GetRowsPush);
+    d.spec = {gr_wg_};
+    vk::Pipeline& p = pipelines_.get(d);
+    uint32_t gx, gy;
+    grid(uint64_t(n_ids) * gpi, &gx, &gy);
+    for (const Chunk& c : cks) {
+        GetRowsPush pc{cols, c.row0, c.rows, n_ids, rb, gpi};
+        cs.dispatch(p, {c.range, ids, out}, &pc, sizeof(pc), gx, gy);
+    }
+}
+
+std::string WeightKernels::matmul_variant(GgmlType type, uint32_t cols, uint32_t n_tokens) const {
+    const std::string name = traits_of(type, "matmul").name;
+    if (n_tokens > 1) return "mul_mat_" + name;
+    if (options_.float_matvec_via_basic &&
+        (type == GgmlType::F32 || (type == GgmlType::F16 && cols % 2 == 0)))
+        return basic_.matvec_variant(type, cols);
+    std::string v = "mul_mat_vec_" + name;
+    if (is_float(type) && cols % 16 == 0) v += "_b16";
+    return basic_.subgroup_ops() ? v + "_sg" : v;
+}
+
+void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
+                           uint32_t rows, uint32_t cols, const vk::BufferRange& x,
+                           const vk::BufferRange& y, uint32_t n_tokens) const {
+    if (rows == 0 || n_tokens == 0) fail(KV_ERR_INVALID_ARGUMENT, "matmul: empty shape");
+    check_cols(type, cols, "matmul");
+    need_bytes(x, uint64_t(cols) * n_tokens * kF32, "matmul", "x");
+    need_bytes(y, uint64_t(rows) * n_tokens * kF32, "matmul", "y");
+    if (uint64_t(cols) * n_tokens > 0xFFFFFFFFull || uint64_t(rows) * n_tokens > 0xFFFFFFFFull)
+        fail(KV_ERR_UNSUPPORTED, "matmul: [%u][%u] x %u tokens exceeds 32-bit indexing", rows, cols,
+             n_tokens);
+    const std::string variant = matmul_variant(type, cols, n_tokens);
+    if (variant.rfind("matvec_", 0) == 0) {  // F32 / F16 decode: the basic kernel
+        basic_.matvec(cs, W, type, rows, cols, x, y, 1);
+        return;
+    }
+    const std::vector<Chunk> cks = chunks(W, type, rows, cols, "matmul");
+    const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
+    vk::PipelineDesc d;
+    d.shader = variant;
+    d.bindings = 3;
+    if (n_tokens == 1) {
+        d.push_constant_bytes = sizeof(MatvecPush);
+        d.spec = {mv_wg_, mv_rows_};
+        vk::Pipeline& p = pipelines_.get(d);
+        const uint32_t x_vec4 = x.offset % 16 == 0 ? 1 : 0;
+        for (const Chunk& c : cks) {
+            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4};
+            uint32_t gx, gy;
+            grid((uint64_t(c.rows) + mv_rows_ - 1) / mv_rows_, &gx, &gy);
+            cs.dispatch(p, {c.range, x, y}, &pc, sizeof(pc), gx, gy);
+        }
+        return;
+    }
+    const uint32_t token_tiles = (n_tokens + mm_bn_ - 1) / mm_bn_;
+    if (token_tiles > device_.limits().maxComputeWorkGroupCount[2])
+        fail(KV_ERR_UNSUPPORTED, "matmul: %u tokens exceed the device's grid", n_tokens);
+    d.push_constant_bytes = sizeof(MatmulPush);
+    d.spec = {(mm_bm_ / kTM) * (mm_bn_ / kTN), mm_bm_, mm_bn_};
+    vk::Pipeline& p = pipelines_.get(d);
+    for (const Chunk& c : cks) {
+        MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows};
+        uint32_t gx, gy;
+        grid((uint64_t(c.rows) + mm_bm_ - 1) / mm_bm_, &gx, &gy);
+        cs.dispatch(p, {c.range, x, y}, &pc, sizeof(pc), gx, gy, token_tiles);
+    }
+}
+
+}  // namespace kv::engine

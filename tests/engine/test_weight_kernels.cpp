@@ -1,0 +1,398 @@
+// WeightKernels (src/engine/weight_kernels.h) against the CPU: kv::model::dequantize_row (bit-exact
+// with ggml) followed by double-precision dot products, on fresh random weights of every supported
+// type, for get_rows, the decode matvec (n_tokens 1, both reduction paths) and the tiled prefill
+// matmul, on odd shapes and on weights split into several chunks. Validation is on.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/helpers.h"
+#include "engine/gpu_fixture.h"
+#include "engine/kernels.h"
+#include "engine/weight_kernels.h"
+#include "model/ggml_types.h"
+
+using kv::engine::KernelOptions;
+using kv::engine::Kernels;
+using kv::engine::WeightKernelOptions;
+using kv::engine::WeightKernels;
+using kv::model::GgmlType;
+using kv::vk::whole;
+
+namespace {
+
+// fp32 accumulation against double: far below this for the sizes used here.
+constexpr double kTol = 2e-6;
+
+const GgmlType kAllTypes[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                              GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                              GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+                              GgmlType::Q6_K};
+
+std::string name(GgmlType t) { return kv::model::type_traits(t)->name; }
+uint32_t block(GgmlType t) { return kv::model::type_traits(t)->block_size; }
+
+// Byte offsets of a block's fp16 scale fields (d, dmin, m) for the types filled with random
+// bytes: random bytes are valid quants and scale indices, but a random half may be inf/NaN or
+// huge, so these get sane values.
+std::vector<uint32_t> scale_fields(GgmlType t) {
+    switch (t) {
+        case GgmlType::Q4_1:
+            return {0, 2};
+        case GgmlType::Q5_0:
+            return {0};
+        case GgmlType::Q5_1:
+            return {0, 2};
+        case GgmlType::Q2_K:
+            return {80, 82};
+        case GgmlType::Q3_K:
+            return {108};
+        case GgmlType::Q4_K:
+            return {0, 2};
+        case GgmlType::Q5_K:
+            return {0, 2};
+        case GgmlType::Q6_K:
+            return {208};
+        default:
+            return {};
+    }
+}
+
+// Fresh random weights [rows][cols] of `type` in file format.
+std::vector<uint8_t> random_weights(GgmlType type, uint32_t rows, uint32_t cols, uint32_t seed) {
+    const uint64_t rb = kv::model::row_bytes(type, cols);
+    std::vector<uint8_t> w(rb * rows);
+    std::mt19937 rng(seed);
+    switch (type) {
+        case GgmlType::F32:
+        case GgmlType::F16:
+        case GgmlType::BF16:
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0: {
+            auto f = kvtest::random_floats(size_t(rows) * cols, seed, -1.f, 1.f);
+            for (uint32_t r = 0; r < rows; ++r)
+                kv::model::quantize_row(type, f.data() + size_t(r) * cols, w.data() + r * rb, cols);
+            return w;
+        }
+        default:
+            break;
+    }
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (auto& b : w) b = static_cast<uint8_t>(byte(rng));
+    std::uniform_real_distribution<float> mag(0.01f, 0.1f);
+    const uint32_t bb = kv::model::type_traits(type)->type_size;
+    const std::vector<uint32_t> fields = scale_fields(type);
+    REQUIRE(!fields.empty());
+    for (uint64_t b = 0; b < w.size(); b += bb) {
+        for (uint32_t f : fields) {
+            const float v = (byte(rng) & 1 ? 1.f : -1.f) * mag(rng);
+            const uint16_t h = kv::model::fp32_to_fp16(v);
+            std::memcpy(&w[b + f], &h, 2);
+        }
+    }
+    return w;
+}
+
+std::vector<float> dequantize(GgmlType type, const std::vector<uint8_t>& w, uint32_t rows,
+                              uint32_t cols) {
+    const uint64_t rb = kv::model::row_bytes(type, cols);
+    std::vector<float> f(size_t(rows) * cols);
+    for (uint32_t r = 0; r < rows; ++r)
+        kv::model::dequantize_row(type, w.data() + r * rb, f.data() + size_t(r) * cols, cols);
+    return f;
+}
+
+// y[t][r] = sum_c W[r][c] x[t][c] in double; `mag` (if given) gets sum_c |W[r][c] x[t][c]|, the
+// scale of the rounding error of an fp32 sum (a single output may cancel to near zero).
+std::vector<float> cpu_matmul(const std::vector<float>& W, uint32_t rows, uint32_t cols,
+                              const std::vector<float>& x, uint32_t n_tokens,
+                              std::vector<float>* mag = nullptr) {
+    std::vector<float> y(size_t(rows) * n_tokens);
+    if (mag) mag->assign(y.size(), 0.f);
+    for (uint32_t t = 0; t < n_tokens; ++t)
+        for (uint32_t r = 0; r < rows; ++r) {
+            double s = 0, a = 0;
+            const float* wr = W.data() + size_t(r) * cols;
+            const float* xt = x.data() + size_t(t) * cols;
+            for (uint32_t c = 0; c < cols; ++c) {
+                s += double(wr[c]) * double(xt[c]);
+                a += std::fabs(double(wr[c]) * double(xt[c]));
+            }
+            y[size_t(t) * rows + r] = float(s);
+            if (mag) (*mag)[size_t(t) * rows + r] = float(a);
+        }
+    return y;
+}
+
+// The weights on the device, split into chunks of at most `max_chunk_bytes` (0: device limits).
+kv::vk::SplitBuffer upload_weights(kvtest::Gpu& gpu, GgmlType type, const std::vector<uint8_t>& w,
+                                   uint32_t cols, uint64_t max_chunk_bytes = 0) {
+    const uint64_t rb = kv::model::row_bytes(type, cols);
+    kv::vk::SplitBuffer W(&gpu.allocator(), w.size(), rb, kv::vk::MemoryUse::Device,
+                          max_chunk_bytes);
+    for (size_t i = 0; i < W.chunk_count(); ++i) {
+        const uint64_t off = W.chunk_offset(i);
+        const uint64_t n = std::min<uint64_t>(W.chunk(i).size(), w.size() - off);
+        gpu.uploader().upload(W.chunk(i), 0, w.data() + off, n);
+    }
+    return W;
+}
+
+double check_close(const std::vector<float>& got, const std::vector<float>& want, double tol) {
+    REQUIRE(got.size() == want.size());
+    CHECK(kvtest::count_nan(got) == 0);
+    const double err = kvtest::rel_l2(got, want);
+    CHECK_MESSAGE(err < tol, "relative L2 error " << err << " (tolerance " << tol << ")");
+    return err;
+}
+
+// Products: the error relative to sum |w x| (meaningful for any output count) is held to `tol`;
+// the plain relative L2 error (returned) is also held to `tol` where there are enough outputs
+// that none dominates by cancelling to near zero.
+double check_product(const std::vector<float>& got, const std::vector<float>& want,
+                     const std::vector<float>& mag, double tol) {
+    REQUIRE(got.size() == want.size());
+    CHECK(kvtest::count_nan(got) == 0);
+    double num = 0, den = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        const double d = double(got[i]) - double(want[i]);
+        num += d * d;
+        den += double(mag[i]) * double(mag[i]);
+    }
+    const double err_mag = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    CHECK_MESSAGE(err_mag < tol, "L2 error relative to sum |w x|: " << err_mag);
+    const double err = kvtest::rel_l2(got, want);
+    if (got.size() >= 64)
+        CHECK_MESSAGE(err < tol, "relative L2 error " << err << " (tolerance " << tol << ")");
+    return err;
+}
+
+struct Worst {
+    double err = 0;
+    void add(double e) { err = std::max(err, e); }
+};
+
+// One matmul (n_tokens 1: the decode matvec) on fresh data, W split by max_chunk_bytes.
+double check_matmul(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uint32_t rows,
+                    uint32_t cols, uint32_t n_tokens, uint64_t max_chunk_bytes = 0) {
+    const uint32_t seed = kvtest::fresh_seed();
+    auto w = random_weights(type, rows, cols, seed);
+    auto W = upload_weights(gpu, type, w, cols, max_chunk_bytes);
+    if (max_chunk_bytes != 0) CHECK(W.chunk_count() >= 2);
+    INFO(name(type) << " rows " << rows << " cols " << cols << " tokens " << n_tokens << " chunks "
+                    << W.chunk_count() << " variant " << wk.matmul_variant(type, cols, n_tokens)
+                    << " seed " << seed);
+    auto x = kvtest::random_floats(size_t(cols) * n_tokens, seed + 1);
+    auto bx = gpu.upload(x);
+    auto by = gpu.output(size_t(rows) * n_tokens);
+    gpu.run({whole(by)}, [&](kv::vk::CommandStream& cs) {
+        wk.matmul(cs, W, type, rows, cols, whole(bx), whole(by), n_tokens);
+    });
+    std::vector<float> mag;
+    const auto want = cpu_matmul(dequantize(type, w, rows, cols), rows, cols, x, n_tokens, &mag);
+    return check_product(gpu.download(by, size_t(rows) * n_tokens), want, mag, kTol);
+}
+
+double check_get_rows(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uint32_t rows,
+                      uint32_t cols, uint32_t n_ids, uint64_t max_chunk_bytes = 0) {
+    const uint32_t seed = kvtest::fresh_seed();
+    auto w = random_weights(type, rows, cols, seed);
+    auto W = upload_weights(gpu, type, w, cols, max_chunk_bytes);
+    if (max_chunk_bytes != 0) CHECK(W.chunk_count() >= 2);
+    INFO(name(type) << " rows " << rows << " cols " << cols << " ids " << n_ids << " chunks "
+                    << W.chunk_count() << " seed " << seed);
+    std::mt19937 rng(seed);
+    std::vector<uint32_t> ids(n_ids);
+    for (auto& id : ids) id = rng() % rows;
+    ids[0] = rows - 1;               // the last row (its last word may be partial)
+    if (n_ids > 1) ids[1] = ids[0];  // repeats
+    auto bi = gpu.upload_bytes(ids.data(), ids.size() * 4);
+    auto bo = gpu.output(size_t(n_ids) * cols);
+    gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
+        wk.get_rows(cs, W, type, rows, cols, whole(bi), n_ids, whole(bo));
+    });
+    const auto all = dequantize(type, w, rows, cols);
+    std::vector<float> want(size_t(n_ids) * cols);
+    for (uint32_t i = 0; i < n_ids; ++i)
+        std::copy_n(all.begin() + size_t(ids[i]) * cols, cols, want.begin() + size_t(i) * cols);
+    const auto got = gpu.download(bo, want.size());
+    CHECK(kvtest::max_abs_diff(got, want) <= 1e-6);
+    return check_close(got, want, 1e-6);
+}
+
+// Column counts to test for a type: odd ones for the float types.
+std::vector<uint32_t> test_cols(GgmlType t) {
+    if (block(t) == 1) return {33, 96, 512};
+    if (block(t) == 32) return {32, 96, 512};
+    return {256, 768};
+}
+
+}  // namespace
+
+TEST_CASE("get_rows dequantizes rows of every weight type") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    for (GgmlType t : kAllTypes) {
+        Worst worst;
+        for (uint32_t cols : test_cols(t)) worst.add(check_get_rows(gpu, wk, t, 37, cols, 13));
+        MESSAGE(name(t) << ": get_rows worst rel L2 " << worst.err);
+    }
+}
+
+TEST_CASE("matvec (n_tokens 1) matches the CPU for every weight type, both reductions") {
+    kvtest::Gpu gpu;
+    for (bool sg : {false, true}) {
+        KernelOptions ko;
+        ko.subgroup_ops = sg;
+        Kernels k(gpu.device(), gpu.pipelines(), ko);
+        for (bool via_basic : {true, false}) {
+            WeightKernelOptions wo;
+            wo.float_matvec_via_basic = via_basic;
+            WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
+            for (GgmlType t : kAllTypes) {
+                const bool is_float = block(t) == 1;
+                if (!via_basic && !is_float) continue;  // only the float types differ
+                Worst worst;
+                for (uint32_t cols : test_cols(t))
+                    for (uint32_t rows : {1u, 67u})
+                        worst.add(check_matmul(gpu, wk, t, rows, cols, 1));
+                MESSAGE(name(t) << " subgroup " << k.subgroup_ops() << " via basic " << via_basic
+                                << ": matvec worst rel L2 " << worst.err);
+            }
+        }
+    }
+}
+
+TEST_CASE("matvec with other workgroup sizes and rows per workgroup") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    for (uint32_t wg : {16u, 128u})
+        for (uint32_t nr : {1u, 3u}) {
+            WeightKernelOptions wo;
+            wo.matvec_workgroup = wg;
+            wo.matvec_rows = nr;
+            WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
+            INFO("workgroup " << wk.matvec_workgroup() << " rows " << wk.matvec_rows());
+            check_matmul(gpu, wk, GgmlType::Q4_K, 67, 1024, 1);
+            check_matmul(gpu, wk, GgmlType::Q5_0, 67, 96, 1);
+            check_matmul(gpu, wk, GgmlType::Q6_K, 5, 256, 1);
+        }
+}
+
+TEST_CASE("matmul (n_tokens > 1) matches the CPU for every weight type") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    for (GgmlType t : kAllTypes) {
+        Worst worst;
+        const uint32_t cols = block(t) == 1 ? 97 : block(t) == 32 ? 160 : 512;
+        worst.add(check_matmul(gpu, wk, t, 67, cols, 2));
+        worst.add(check_matmul(gpu, wk, t, 33, cols, 7));
+        worst.add(check_matmul(gpu, wk, t, 130, cols, 33));
+        worst.add(check_matmul(gpu, wk, t, 64, block(t) == 1 ? 64 : cols, 64));
+        worst.add(check_matmul(gpu, wk, t, 5, cols, 100));
+        MESSAGE(name(t) << ": matmul worst rel L2 " << worst.err);
+    }
+}
+
+TEST_CASE("matmul with 32-token tiles") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernelOptions wo;
+    wo.matmul_tile_tokens = 32;
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
+    check_matmul(gpu, wk, GgmlType::Q8_0, 70, 128, 33);
+    check_matmul(gpu, wk, GgmlType::Q3_K, 65, 256, 65);
+    check_matmul(gpu, wk, GgmlType::F16, 65, 45, 31);
+}
+
+TEST_CASE("weights split into several chunks: one dispatch per chunk") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    for (bool via_basic : {true, false}) {
+        WeightKernelOptions wo;
+        wo.float_matvec_via_basic = via_basic;
+        WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
+        for (GgmlType t :
+             {GgmlType::Q4_0, GgmlType::Q6_K, GgmlType::Q3_K, GgmlType::F16, GgmlType::F32}) {
+            const uint32_t cols = block(t) == 1 ? 35 : 256;
+            const uint32_t rows = 203;
+            // About 7 rows per chunk, and a chunk size that is no multiple of 4 bytes for the
+            // 2-byte-aligned block sizes (18, 210, 110 bytes; odd-length f16 rows).
+            const uint64_t chunk = kv::model::row_bytes(t, cols) * 7;
+            check_matmul(gpu, wk, t, rows, cols, 1, chunk);
+            check_matmul(gpu, wk, t, rows, cols, 9, chunk);
+            check_matmul(gpu, wk, t, rows, cols, 70, chunk);
+            if (via_basic) check_get_rows(gpu, wk, t, rows, cols, 40, chunk);
+        }
+    }
+}
+
+TEST_CASE("matvec reads x at an offset that is not 16-byte aligned") {
+    kvtest::Gpu gpu;
+    const uint64_t align = gpu.device().limits().minStorageBufferOffsetAlignment;
+    if (align % 16 == 0) {
+        MESSAGE("minStorageBufferOffsetAlignment " << align
+                                                   << ": every x binding is 16-byte aligned");
+        return;
+    }
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    const GgmlType t = GgmlType::Q4_1;
+    const uint32_t rows = 19, cols = 128;
+    auto w = random_weights(t, rows, cols, kvtest::fresh_seed());
+    auto W = upload_weights(gpu, t, w, cols);
+    auto x = kvtest::random_floats(cols + 16, kvtest::fresh_seed());
+    auto bx = gpu.upload(x);
+    const uint64_t off = align;  // 4 or 8 bytes
+    const kv::vk::BufferRange xr{bx.handle(), off, uint64_t(cols) * 4};
+    auto by = gpu.output(rows);
+    gpu.run({whole(by)},
+            [&](kv::vk::CommandStream& cs) { wk.matmul(cs, W, t, rows, cols, xr, whole(by), 1); });
+    std::vector<float> xs(x.begin() + off / 4, x.begin() + off / 4 + cols);
+    check_close(gpu.download(by, rows), cpu_matmul(dequantize(t, w, rows, cols), rows, cols, xs, 1),
+                kTol);
+}
+
+TEST_CASE("weight kernels reject bad shapes and unsupported types") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    auto status = [](auto&& fn) -> kv_status {
+        try {
+            fn();
+        } catch (const kv::Error& e) {
+            return e.status();
+        }
+        return KV_OK;
+    };
+    auto w = random_weights(GgmlType::Q4_0, 4, 64, 1);
+    auto W = upload_weights(gpu, GgmlType::Q4_0, w, 64);
+    auto big = gpu.output(1024);
+    auto small = gpu.output(4);
+    kv::vk::CommandStream cs(gpu.device());
+    cs.begin();
+    CHECK(!WeightKernels::supported(GgmlType::Q8_K));
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q8_K, 4, 256, whole(big), whole(big), 1); }) ==
+          KV_ERR_UNSUPPORTED);
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q4_0, 4, 48, whole(big), whole(big), 1); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // not a multiple of 32
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q4_0, 8, 64, whole(big), whole(big), 1); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // W too small
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q4_0, 4, 64, whole(small), whole(big), 2); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // x too small
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q4_0, 4, 64, whole(big), whole(big), 0); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { wk.get_rows(cs, W, GgmlType::Q4_0, 4, 64, whole(small), 5, whole(big)); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // ids too small
+    CHECK(status([&] { wk.get_rows(cs, W, GgmlType::Q4_0, 4, 64, whole(big), 3, whole(small)); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // out too small
+    cs.submit_and_wait();
+}
