@@ -277,6 +277,14 @@ TEST_CASE("stories260K: \"Once upon a time\" -> [1, 403, 407, 261, 378]") {
         CHECK(tok.token_type(3 + 0xD0) == TokenType::Byte);
         CHECK(tok.decode(ids2) == "\xD0\xB6");
         CHECK(tok.piece(3 + 0xD0) == "\xD0");
+        // The stream decoder holds a partial character back until it is complete.
+        StreamDecoder sd(tok);
+        CHECK(sd.push(ids2[0]) == "");  // "▁" at the start: the prefix space is stripped
+        CHECK(sd.push(ids2[1]) == "");  // 0xD0: incomplete
+        CHECK(sd.push(ids2[2]) == "\xD0\xB6");
+        CHECK(sd.push(3 + 0xE2) == "");
+        CHECK(sd.flush() == "\xE2");  // flush gives up on the rest
+        CHECK(sd.push(403) == " Once");
     }
 }
 
@@ -440,6 +448,17 @@ TEST_CASE("BPE: merges by rank, pre-tokenizer selection, special parsing") {
     CHECK(t3->pre_tokenizer() == uc::PreTokenizer::Llama3);
     CHECK(t3->add_bos());  // the llama3 default, but this vocab has no BOS id: nothing is added
     CHECK(t3->encode("hello", true, false) == std::vector<int32_t>{hello});
+
+    // llama-bpe ignores merges for a pre-token that is itself a token.
+    Bpe b4("llama-bpe");
+    b4.w.set_array_string("tokenizer.ggml.merges", {"h e"});  // no merge reaches "hello"
+    auto t4 = load(b4.w);
+    CHECK(t4->encode("hello", false, false) == std::vector<int32_t>{hello});
+    Bpe b5("gpt-2");
+    b5.w.set_array_string("tokenizer.ggml.merges", {"h e"});
+    auto t5 = load(b5.w);
+    CHECK(t5->encode("hello", false, false) ==
+          std::vector<int32_t>{t5->find_token("he"), 'l', 'l', 'o'});  // byte-level ids = bytes here
 }
 
 TEST_CASE("malformed tokenizer metadata gives the right status") {
