@@ -25,7 +25,12 @@
 //     tokens are split out first.
 //   - Invalid UTF-8 in the input is kept byte for byte: "llama" sends each invalid byte through
 //     byte fallback, "gpt2" classifies it as U+FFFD for pre-tokenization but encodes the original
-//     byte. decode(encode(x)) == x then holds for any bytes x (except around special-token text).
+//     byte. decode(encode(x)) == x then holds for any bytes x (except around special-token text)
+//     where the vocabulary can spell every byte: always for "llama" with <0xXX> tokens; for
+//     "gpt2" only if all 256 byte-level characters are normal tokens (gpt-2's are; refact lacks
+//     the bytes valid UTF-8 never uses, deepseek-coder has them only as user-defined tokens).
+//   - Not implemented: llama.cpp's per-model-name LSTRIP/RSTRIP attributes of special tokens,
+//     clean_up_tokenization_spaces on decode, and tokenizer models bert/t5/rwkv.
 //   - A gpt2 merge whose parts or result are not in the vocabulary is ignored (Hugging Face
 //     refuses to load such a file; llama.cpp would fall back to single bytes).
 //
