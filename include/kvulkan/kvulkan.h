@@ -237,12 +237,16 @@ typedef struct kv_runtime_desc {
     void* vk_queue;
     uint32_t vk_queue_family;
     uint32_t vk_api_version;    /* the apiVersion the host's instance was created with (0: 1.1) */
+    /* Most device memory (bytes) the runtime may hold for weights, KV caches and scratch; 0: no
+     * limit beyond the device's. Reaching it fails the call with KV_ERR_OUT_OF_DEVICE_MEMORY, as
+     * running out of real memory would. A game sets it to leave room for its own resources. */
+    uint64_t memory_budget;
 } kv_runtime_desc;
 
 #define KV_RUNTIME_DESC_INIT                                                               \
     {                                                                                      \
         (uint32_t)sizeof(kv_runtime_desc), 0u, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-            0u, 0u                                                                         \
+            0u, 0u, 0u                                                                     \
     }
 
 /* Lists the Vulkan devices kvulkan can use. `infos` may be NULL to query the count. On input
@@ -288,6 +292,212 @@ typedef struct kv_bandwidth_result {
  * GPU timestamps. Thread-safe with respect to other runtime calls. */
 KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t bytes,
                                               uint32_t iterations, kv_bandwidth_result* result);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Models (since 0.1.0)
+ *
+ * A kv_model is a GGUF file's architecture, tokenizer and weights. With a runtime, every weight
+ * tensor is uploaded to the device in its file format (shaders dequantize as they read), streamed
+ * through bounded staging memory. Without a runtime (runtime == NULL) the file is parsed and
+ * validated only: info and tokenization work, sessions do not (KV_ERR_BAD_STATE).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_model kv_model;
+typedef int32_t kv_token;
+
+/* How to load a model. Initialize with KV_MODEL_DESC_INIT. Exactly one of `path` or `data`. */
+typedef struct kv_model_desc {
+    uint32_t struct_size;
+    uint32_t flags;        /* reserved, 0 */
+    const char* path;      /* GGUF file, memory-mapped; borrowed for the call */
+    const void* data;      /* or: a GGUF file in memory (e.g. an Android asset) */
+    uint64_t size;         /* bytes at `data` */
+    uint32_t copy_data;    /* nonzero: kvulkan copies `data`; zero: `data` must outlive the model */
+    uint32_t reserved;
+} kv_model_desc;
+
+#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u }
+
+/* Loads, validates and (with a runtime) uploads a model. Errors: KV_ERR_INVALID_ARGUMENT,
+ * KV_ERR_IO (cannot open/map), KV_ERR_BAD_MODEL (malformed or inconsistent file; the message
+ * names the key, tensor or offset), KV_ERR_UNSUPPORTED (architecture or weight type; named),
+ * KV_ERR_OUT_OF_DEVICE_MEMORY (nothing is leaked), KV_ERR_DEVICE_LOST. The model must be
+ * destroyed before its runtime. A model may be used by several threads at once (sessions). */
+KV_API kv_status kv_model_load(kv_runtime* runtime, const kv_model_desc* desc, kv_model** out_model);
+
+/* Releases the model (its device memory and file mapping). NULL is a no-op. Every session of the
+ * model must be destroyed first. */
+KV_API void kv_model_destroy(kv_model* model);
+
+typedef struct kv_model_info {
+    uint32_t struct_size;
+    uint32_t on_device;            /* 1 when the weights were uploaded (loaded with a runtime) */
+    char architecture[32];         /* "llama", "qwen2" */
+    char name[KV_MAX_NAME];        /* general.name, may be empty */
+    char weight_types[KV_MAX_NAME];/* e.g. "q4_k: 14 tensors, ...; f32: 5 tensors, ..." (truncated) */
+    uint64_t n_params;             /* parameters (tied embedding counted once) */
+    uint64_t weight_bytes;         /* bytes of the weights as stored */
+    uint64_t file_size;            /* bytes of the GGUF file */
+    uint64_t device_bytes;         /* device memory held by the weights (0 without a runtime) */
+    uint32_t n_vocab;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t n_ff;
+    uint32_t n_ctx_train;          /* context length the model was trained with */
+    uint32_t rope_neox;            /* 1: NeoX rope pairing, 0: normal */
+    float rope_freq_base;
+    uint32_t tied_output;          /* 1: logits use the token embedding */
+    uint32_t reserved;
+} kv_model_info;
+
+/* Fills *info (set info->struct_size first). Thread-safe. */
+KV_API kv_status kv_model_get_info(const kv_model* model, kv_model_info* info);
+
+/* Special tokens: the id, or -1 when the model has none. */
+KV_API kv_token kv_model_token_bos(const kv_model* model);
+KV_API kv_token kv_model_token_eos(const kv_model* model);
+/* 1 when `token` ends generation (EOS, EOT, EOM, ...), else 0 (also for invalid arguments). */
+KV_API int kv_token_is_eog(const kv_model* model, kv_token token);
+
+/* Tokenizer flags. */
+enum {
+    KV_TOKENIZE_ADD_SPECIAL = 1u << 0,   /* add BOS (and EOS) as the model's metadata asks */
+    KV_TOKENIZE_PARSE_SPECIAL = 1u << 1  /* text of control tokens (e.g. "<|im_start|>") maps to them */
+};
+
+/* Text (UTF-8, `len` bytes; `len` may be (size_t)-1 for NUL-terminated) to token ids. On input
+ * *n_tokens is the capacity of `tokens` (which may be NULL with capacity 0); on output the number
+ * of tokens of the text. Returns KV_INCOMPLETE (writing nothing) if the capacity is too small.
+ * Thread-safe. */
+KV_API kv_status kv_tokenize(const kv_model* model, const char* text, size_t len, uint32_t flags,
+                             kv_token* tokens, uint32_t* n_tokens);
+
+/* Token ids to text bytes (not NUL-terminated). On input *len is the capacity of `text` (which may
+ * be NULL with capacity 0); on output the byte count. KV_INCOMPLETE when the capacity is too
+ * small (nothing written). KV_ERR_BAD_TOKEN for an id outside the vocabulary. The leading space a
+ * SentencePiece tokenizer adds is removed. Thread-safe. */
+KV_API kv_status kv_detokenize(const kv_model* model, const kv_token* tokens, uint32_t n_tokens,
+                               char* text, size_t* len);
+
+/* One token's bytes, for streaming (control tokens give ""); same buffer protocol as
+ * kv_detokenize. Concatenated pieces may differ from kv_detokenize only in the leading space. */
+KV_API kv_status kv_token_to_piece(const kv_model* model, kv_token token, char* text, size_t* len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions (since 0.1.0)
+ *
+ * A kv_session is one sequence: its KV cache (per layer, K and V of every processed position,
+ * written once and read by every later step), its position, its sampler and its last logits.
+ * Threading: one thread at a time per session; different sessions of one model may be used from
+ * different threads concurrently.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_session kv_session;
+
+typedef enum kv_cache_type {
+    KV_CACHE_F16 = 0, /* default: half the memory of F32, ~1e-3 relative logits error */
+    KV_CACHE_F32 = 1,
+    KV_CACHE_TYPE_FORCE32 = 0x7FFFFFFF
+} kv_cache_type;
+
+/* Sampling. Initialize with KV_SAMPLER_DESC_INIT (greedy). Applied in this order: repetition
+ * penalty over the last `repeat_last_n` tokens, top-k, temperature, softmax, min-p, top-p, draw. */
+typedef struct kv_sampler_desc {
+    uint32_t struct_size;
+    float temperature;     /* <= 0: greedy (argmax; computed on the GPU when no penalty applies) */
+    int32_t top_k;         /* <= 0: off */
+    float top_p;           /* >= 1: off */
+    float min_p;           /* <= 0: off */
+    float repeat_penalty;  /* 1: off; > 1 discourages repeats (llama.cpp semantics) */
+    uint32_t repeat_last_n;/* tokens looked back for the penalty (0: 64) */
+    uint32_t reserved;
+    uint64_t seed;         /* same seed + same inputs = same tokens */
+} kv_sampler_desc;
+
+#define KV_SAMPLER_DESC_INIT { (uint32_t)sizeof(kv_sampler_desc), 0.0f, 0, 1.0f, 0.0f, 1.0f, 64u, 0u, 0u }
+
+/* Session flags. */
+enum {
+    /* The baseline the KV cache exists to beat: every step recomputes the whole sequence from its
+     * first token (same results, quadratic work). For measurement. */
+    KV_SESSION_NO_CACHE = 1u << 0
+};
+
+typedef struct kv_session_desc {
+    uint32_t struct_size;
+    uint32_t flags;                  /* KV_SESSION_* */
+    uint32_t n_ctx;                  /* capacity in tokens (0: min(model context, 4096)); rounded up
+                                        to a whole number of KV pages */
+    kv_cache_type cache_type;
+    uint32_t n_batch;                /* most tokens per prefill pass (0: 512); bounds scratch memory */
+    uint32_t reserved;
+    const kv_sampler_desc* sampler;  /* NULL: greedy; copied */
+} kv_session_desc;
+
+#define KV_SESSION_DESC_INIT { (uint32_t)sizeof(kv_session_desc), 0u, 0u, KV_CACHE_F16, 0u, 0u, NULL }
+
+/* Creates a session of a model loaded with a runtime. Allocates its KV cache (exactly
+ * 2 x layers x kv_heads x head_dim x n_ctx x bytes-per-element) and scratch memory.
+ * Errors: KV_ERR_INVALID_ARGUMENT, KV_ERR_BAD_STATE (model without a runtime),
+ * KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_UNSUPPORTED (a cache larger than the device can bind). */
+KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc, kv_session** out_session);
+
+/* Releases the session. NULL is a no-op. */
+KV_API void kv_session_destroy(kv_session* session);
+
+/* Appends `n_tokens` tokens (the prompt, or what follows earlier calls) in batched passes of up to
+ * n_batch tokens, writing their K/V into the cache, and leaves the logits of the last one.
+ * Errors leave the session unchanged: KV_ERR_CONTEXT_FULL (more tokens than the remaining
+ * capacity), KV_ERR_BAD_TOKEN (an id outside the vocabulary), KV_ERR_INVALID_ARGUMENT,
+ * KV_ERR_DEVICE_LOST, KV_ERR_OUT_OF_DEVICE_MEMORY. */
+KV_API kv_status kv_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens);
+
+/* Samples the next token from the current logits (greedy: argmax on the GPU, only the id comes
+ * back), appends it (its K/V enter the cache) and computes the logits that follow, in one GPU
+ * submission. Returns KV_END_OF_GENERATION with *out_token set when the sampled token ends
+ * generation; it is then not appended. KV_ERR_BAD_STATE before any prefill; KV_ERR_CONTEXT_FULL
+ * at capacity; both leave the session unchanged. */
+KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token);
+
+/* Back to an empty sequence; keeps the allocations and the sampler (its random state restarts
+ * from the seed). */
+KV_API kv_status kv_session_reset(kv_session* session);
+
+/* Copies the current logits (after the last processed token; n_vocab floats) into `logits`, whose
+ * capacity is `capacity` floats. KV_ERR_BAD_STATE before any token; KV_ERR_INVALID_ARGUMENT when
+ * the capacity is below n_vocab. */
+KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t capacity);
+
+/* The lower-level call for evaluation and speculative decoding: appends `n_tokens` given tokens
+ * like kv_prefill and writes the logits of EVERY one of them (n_tokens x n_vocab floats, row-major)
+ * into `logits` (capacity in floats; NULL to skip). Same errors as kv_prefill. */
+KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
+                                 float* logits, uint64_t capacity);
+
+/* Replaces the sampler (copied). */
+KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler);
+
+typedef struct kv_session_stats {
+    uint32_t struct_size;
+    uint32_t n_tokens;           /* positions in the cache now */
+    uint32_t n_ctx;              /* capacity in tokens */
+    uint32_t page_size;          /* tokens per KV page */
+    uint64_t kv_bytes;           /* device bytes of the KV cache (K and V, all layers) */
+    uint64_t kv_bytes_per_token; /* 2 x layers x kv_heads x head_dim x bytes-per-element */
+    uint64_t tokens_prefilled;   /* since creation or reset */
+    uint64_t tokens_decoded;
+    double last_prefill_ms;      /* wall time of the last kv_prefill / kv_session_eval */
+    uint32_t last_prefill_tokens;
+    uint32_t reserved;
+    double last_decode_ms;       /* wall time of the last kv_decode_step */
+    double total_prefill_ms;
+    double total_decode_ms;
+    uint64_t scratch_bytes;      /* device bytes of activations/logits scratch */
+} kv_session_stats;
+
+KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats);
 
 #ifdef __cplusplus
 } /* extern "C" */

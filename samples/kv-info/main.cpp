@@ -2,6 +2,7 @@
 // runtime picks; with --bench, measures device-memory bandwidth (the decode floor).
 //
 //   kv-info [--bench [--bytes N] [--iters N]] [--device INDEX|NAME] [--validation]
+//   kv-info -m model.gguf      the model's architecture and sizes (parsed and validated; no GPU)
 #include <kvulkan/kvulkan.h>
 
 #include <cstdio>
@@ -53,8 +54,37 @@ static void print_device(const kv_device_info& d, bool chosen) {
 }
 
 static int usage() {
-    std::fprintf(stderr, "usage: kv-info [--bench [--bytes N] [--iters N]] [--device INDEX|NAME] [--validation]\n");
+    std::fprintf(stderr, "usage: kv-info [--bench [--bytes N] [--iters N]] [--device INDEX|NAME] [--validation]\n"
+                         "       kv-info -m model.gguf\n");
     return 2;
+}
+
+static int model_info(const char* path) {
+    kv_model_desc d = KV_MODEL_DESC_INIT;
+    d.path = path;
+    kv_model* m = nullptr;
+    kv_status s = kv_model_load(nullptr, &d, &m);
+    if (s != KV_OK) {
+        std::fprintf(stderr, "kv-info: %s: %s: %s\n", path, kv_status_string(s), kv_last_error_message());
+        return 1;
+    }
+    kv_model_info i{};
+    i.struct_size = sizeof i;
+    kv_model_get_info(m, &i);
+    std::printf("model: %s\n", path);
+    std::printf("  architecture: %s%s%s\n", i.architecture, i.name[0] ? ", name: " : "", i.name);
+    std::printf("  parameters: %llu (%.2fM), weights %.2f MiB, file %.2f MiB\n", (unsigned long long)i.n_params,
+                double(i.n_params) / 1e6, double(i.weight_bytes) / (1 << 20), double(i.file_size) / (1 << 20));
+    std::printf("  layers %u, embedding %u, heads %u, KV heads %u, head dim %u, ffn %u, vocab %u\n", i.n_layer,
+                i.n_embd, i.n_head, i.n_head_kv, i.head_dim, i.n_ff, i.n_vocab);
+    std::printf("  context length %u, rope %s, base %g, %s output\n", i.n_ctx_train, i.rope_neox ? "neox" : "normal",
+                double(i.rope_freq_base), i.tied_output ? "tied" : "separate");
+    std::printf("  weight types: %s\n", i.weight_types);
+    std::printf("  KV cache: %llu bytes per token in f16 (2 x %u layers x %u KV heads x %u head dim x 2 bytes)\n",
+                2ull * i.n_layer * i.n_head_kv * i.head_dim * 2, i.n_layer, i.n_head_kv, i.head_dim);
+    std::printf("  special tokens: BOS %d, EOS %d\n", kv_model_token_bos(m), kv_model_token_eos(m));
+    kv_model_destroy(m);
+    return 0;
 }
 
 int main(int argc, char** argv) {
@@ -71,6 +101,7 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
+        if (a == "-m" || a == "--model") return model_info(need("-m"));
         if (a == "--bench") bench = true;
         else if (a == "--bytes") bytes = std::strtoull(need("--bytes"), nullptr, 10);
         else if (a == "--iters") iters = static_cast<uint32_t>(std::strtoul(need("--iters"), nullptr, 10));

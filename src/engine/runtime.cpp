@@ -35,6 +35,7 @@ std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc) {
         rt->logger.info(std::string("kvulkan: using device ") + infos[static_cast<size_t>(chosen)].device_name);
     }
     rt->allocator = std::make_unique<vk::Allocator>(*rt->device);
+    rt->allocator->set_limit(desc.memory_budget);
     rt->pipelines = std::make_unique<vk::PipelineCache>(*rt->device);
     return rt;
 }

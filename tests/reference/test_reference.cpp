@@ -11,7 +11,7 @@
 
 #include "common/error.h"
 #include "common/helpers.h"
-#include "mini_json.h"
+#include "common/trace.h"
 #include "model/gguf.h"
 #include "reference/reference.h"
 #include "tiny_model.h"
@@ -21,38 +21,8 @@ using kv::reference::ReferenceSession;
 
 namespace {
 
-struct Trace {
-    std::string model_path;
-    std::vector<int32_t> prompt;
-    std::vector<int32_t> generated;
-    std::vector<std::vector<std::pair<int32_t, float>>> top5;  // per step
-    size_t n_vocab = 0;
-    std::vector<float> exact;  // 4 rows of n_vocab
-};
-
-Trace load_trace(const std::string& stem) {
-    const std::string dir = kvtest::shared_dir() + "/reference/";
-    std::vector<uint8_t> text = kvtest::read_file(dir + stem + ".json");
-    kvtest::json::Value j = kvtest::json::parse(std::string(text.begin(), text.end()));
-    Trace t;
-    const std::string model = j["model"].str;
-    t.model_path = kvtest::shared_dir() + "/models/" +
-                   (model.rfind("stories260K", 0) == 0 ? "stories260K/" : "fixtures/") + model;
-    t.prompt = j["prompt_ids"].as_int32_array();
-    t.generated = j["generated_ids"].as_int32_array();
-    t.n_vocab = static_cast<size_t>(j["n_vocab"].as_int());
-    for (const auto& step : j["steps"].arr) {
-        std::vector<std::pair<int32_t, float>> row;
-        for (const auto& e : step["top5"].arr)
-            row.emplace_back(static_cast<int32_t>(e[0].as_int()), static_cast<float>(e[1].num));
-        t.top5.push_back(row);
-    }
-    std::vector<uint8_t> raw = kvtest::read_file(dir + stem + ".exact.logits.f32");
-    REQUIRE(raw.size() == 4 * t.n_vocab * sizeof(float));
-    t.exact.resize(raw.size() / sizeof(float));
-    std::memcpy(t.exact.data(), raw.data(), raw.size());
-    return t;
-}
+using kvtest::Trace;
+using kvtest::load_trace;
 
 std::unique_ptr<ReferenceModel> load_model(const std::string& path) {
     std::unique_ptr<kv::model::GgufFile> f = kv::model::GgufFile::open(path);

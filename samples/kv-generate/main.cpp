@@ -1,0 +1,228 @@
+// kv-generate: generates text from a GGUF model on the GPU with kvulkan.
+//
+//   kv-generate -m model.gguf [-p "prompt" | --prompt-ids 1,2,3] [-n 128] [--temp 0] [--top-k 0]
+//               [--top-p 1] [--min-p 0] [--repeat-penalty 1] [--seed 0] [--ctx N] [--batch N]
+//               [--kv-type f16|f32] [--no-cache] [--device INDEX|NAME] [--ids]
+//               [--dump-logits FILE] [--quiet] [--validation]
+//
+// Streams the text as it is generated; at the end prints prefill and decode tok/s, the KV cache
+// bytes and the device (to stderr, so stdout is only the text, or the ids with --ids).
+#include <kvulkan/kvulkan.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const char* what, kv_status s) {
+    std::fprintf(stderr, "kv-generate: %s: %s: %s\n", what, kv_status_string(s), kv_last_error_message());
+    std::exit(1);
+}
+
+int usage(int rc) {
+    std::fprintf(rc ? stderr : stdout,
+                 "usage: kv-generate -m model.gguf [-p PROMPT | --prompt-ids 1,2,3] [-n N] [--temp T]\n"
+                 "         [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N]\n"
+                 "         [--batch N] [--kv-type f16|f32] [--no-cache] [--device INDEX|NAME] [--ids]\n"
+                 "         [--dump-logits FILE] [--quiet] [--validation]\n");
+    return rc;
+}
+
+bool parse_ids(const char* s, std::vector<kv_token>* out) {
+    while (*s) {
+        char* end = nullptr;
+        long v = std::strtol(s, &end, 10);
+        if (end == s) return false;
+        out->push_back(static_cast<kv_token>(v));
+        s = end;
+        if (*s == ',') ++s;
+        else if (*s) return false;
+    }
+    return !out->empty();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string model_path, prompt = "Once upon a time", dump_path;
+    std::vector<kv_token> prompt_ids;
+    bool have_ids = false, print_ids = false, quiet = false;
+    int n_predict = 128;
+    kv_sampler_desc sampler = KV_SAMPLER_DESC_INIT;
+    kv_session_desc sdesc = KV_SESSION_DESC_INIT;
+    kv_runtime_desc rdesc = KV_RUNTIME_DESC_INIT;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto val = [&]() -> const char* {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "kv-generate: %s needs a value\n", a.c_str());
+                std::exit(usage(2));
+            }
+            return argv[++i];
+        };
+        auto num = [&](double lo, double hi) {
+            const char* v = val();
+            char* end = nullptr;
+            double d = std::strtod(v, &end);
+            if (!end || *end || d < lo || d > hi) {
+                std::fprintf(stderr, "kv-generate: bad value '%s' for %s\n", v, a.c_str());
+                std::exit(usage(2));
+            }
+            return d;
+        };
+        if (a == "-m" || a == "--model") model_path = val();
+        else if (a == "-p" || a == "--prompt") prompt = val();
+        else if (a == "--prompt-ids") {
+            if (!parse_ids(val(), &prompt_ids)) {
+                std::fprintf(stderr, "kv-generate: --prompt-ids wants comma-separated integers\n");
+                return usage(2);
+            }
+            have_ids = true;
+        } else if (a == "-n") n_predict = int(num(0, 1e9));
+        else if (a == "--temp") sampler.temperature = float(num(0, 1e6));
+        else if (a == "--top-k") sampler.top_k = int32_t(num(0, 1e9));
+        else if (a == "--top-p") sampler.top_p = float(num(1e-6, 1));
+        else if (a == "--min-p") sampler.min_p = float(num(0, 0.999));
+        else if (a == "--repeat-penalty") sampler.repeat_penalty = float(num(1e-3, 1e3));
+        else if (a == "--seed") sampler.seed = uint64_t(num(0, 1.8e19));
+        else if (a == "--ctx") sdesc.n_ctx = uint32_t(num(1, 1 << 24));
+        else if (a == "--batch") sdesc.n_batch = uint32_t(num(1, 4096));
+        else if (a == "--kv-type") {
+            std::string t = val();
+            if (t == "f16") sdesc.cache_type = KV_CACHE_F16;
+            else if (t == "f32") sdesc.cache_type = KV_CACHE_F32;
+            else {
+                std::fprintf(stderr, "kv-generate: --kv-type must be f16 or f32, not '%s'\n", t.c_str());
+                return usage(2);
+            }
+        } else if (a == "--no-cache") sdesc.flags |= KV_SESSION_NO_CACHE;
+        else if (a == "--device") {
+            const char* v = val();
+            char* end = nullptr;
+            long idx = std::strtol(v, &end, 10);
+            if (end && *end == 0) rdesc.device_index = int32_t(idx);
+            else rdesc.device_name = v;
+        } else if (a == "--ids") print_ids = true;
+        else if (a == "--dump-logits") dump_path = val();
+        else if (a == "--quiet") quiet = true;
+        else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
+        else if (a == "-h" || a == "--help") return usage(0);
+        else {
+            std::fprintf(stderr, "kv-generate: unknown argument '%s'\n", a.c_str());
+            return usage(2);
+        }
+    }
+    if (model_path.empty()) {
+        std::fprintf(stderr, "kv-generate: no model: pass -m model.gguf\n");
+        return usage(2);
+    }
+
+    kv_runtime* rt = nullptr;
+    kv_status s = kv_runtime_create(&rdesc, &rt);
+    if (s != KV_OK) die("runtime", s);
+    kv_device_info dev{};
+    dev.struct_size = sizeof dev;
+    kv_runtime_get_info(rt, &dev);
+    kv_model_desc mdesc = KV_MODEL_DESC_INIT;
+    mdesc.path = model_path.c_str();
+    kv_model* model = nullptr;
+    if ((s = kv_model_load(rt, &mdesc, &model)) != KV_OK) die(model_path.c_str(), s);
+    kv_model_info info{};
+    info.struct_size = sizeof info;
+    kv_model_get_info(model, &info);
+    if (!have_ids) {
+        uint32_t n = 0;
+        kv_tokenize(model, prompt.data(), prompt.size(), KV_TOKENIZE_ADD_SPECIAL, nullptr, &n);
+        prompt_ids.resize(n);
+        if ((s = kv_tokenize(model, prompt.data(), prompt.size(), KV_TOKENIZE_ADD_SPECIAL, prompt_ids.data(), &n)) != KV_OK)
+            die("tokenize", s);
+    }
+    if (prompt_ids.empty()) {
+        std::fprintf(stderr, "kv-generate: the prompt has no tokens\n");
+        return 2;
+    }
+    sdesc.sampler = &sampler;
+    kv_session* session = nullptr;
+    if ((s = kv_session_create(model, &sdesc, &session)) != KV_OK) die("session", s);
+
+    FILE* dump = nullptr;
+    std::vector<float> logits(info.n_vocab);
+    if (!dump_path.empty()) {
+        dump = std::fopen(dump_path.c_str(), "wb");
+        if (!dump) {
+            std::fprintf(stderr, "kv-generate: cannot write %s\n", dump_path.c_str());
+            return 1;
+        }
+    }
+    auto dump_row = [&] {
+        if (!dump) return;
+        if (kv_session_logits(session, logits.data(), info.n_vocab) != KV_OK) die("logits", KV_ERR_INTERNAL);
+        std::fwrite(logits.data(), 4, logits.size(), dump);
+    };
+
+    if ((s = kv_prefill(session, prompt_ids.data(), uint32_t(prompt_ids.size()))) != KV_OK) die("prefill", s);
+    dump_row();
+    if (!print_ids && !quiet) {
+        // Echo the prompt, then stream the continuation.
+        std::vector<char> buf(prompt_ids.size() * 32 + 64);
+        size_t len = buf.size();
+        if (kv_detokenize(model, prompt_ids.data(), uint32_t(prompt_ids.size()), buf.data(), &len) == KV_OK)
+            std::fwrite(buf.data(), 1, len, stdout);
+        std::fflush(stdout);
+    }
+    std::vector<kv_token> generated;
+    char piece[256];
+    for (int i = 0; i < n_predict; ++i) {
+        kv_token tok = -1;
+        s = kv_decode_step(session, &tok);
+        if (s == KV_END_OF_GENERATION) break;
+        if (s == KV_ERR_CONTEXT_FULL) {
+            std::fprintf(stderr, "\nkv-generate: the context is full (%u tokens); stopping\n", sdesc.n_ctx);
+            break;
+        }
+        if (s != KV_OK) die("decode", s);
+        generated.push_back(tok);
+        if (i + 1 < n_predict) dump_row();
+        if (!print_ids && !quiet) {
+            size_t len = sizeof piece;
+            if (kv_token_to_piece(model, tok, piece, &len) == KV_OK) {
+                std::fwrite(piece, 1, len, stdout);
+                std::fflush(stdout);
+            }
+        }
+    }
+    if (print_ids) {
+        for (size_t i = 0; i < generated.size(); ++i) std::printf("%s%d", i ? "," : "", generated[i]);
+        std::printf("\n");
+    } else if (!quiet) {
+        std::printf("\n");
+    }
+    if (dump) std::fclose(dump);
+
+    kv_session_stats st{};
+    st.struct_size = sizeof st;
+    kv_session_get_stats(session, &st);
+    double prefill_tps = st.total_prefill_ms > 0 ? st.tokens_prefilled / (st.total_prefill_ms / 1e3) : 0;
+    double decode_tps = st.total_decode_ms > 0 ? st.tokens_decoded / (st.total_decode_ms / 1e3) : 0;
+    std::fprintf(stderr,
+                 "\n[kv-generate] device: %s\n"
+                 "[kv-generate] model: %s, %s, %.2fM params, %.1f MiB of weights\n"
+                 "[kv-generate] prefill: %llu tokens in %.1f ms (%.1f tok/s)\n"
+                 "[kv-generate] decode: %llu tokens in %.1f ms (%.1f tok/s, %.3f ms/token)%s\n"
+                 "[kv-generate] KV cache: %s, %u tokens capacity, %llu bytes (= 2 x %u layers x %u kv heads x "
+                 "%u head dim x %u tokens x %u bytes)\n",
+                 dev.device_name, info.architecture, info.name, double(info.n_params) / 1e6,
+                 double(info.weight_bytes) / (1 << 20), (unsigned long long)st.tokens_prefilled,
+                 st.total_prefill_ms, prefill_tps, (unsigned long long)st.tokens_decoded, st.total_decode_ms,
+                 decode_tps, st.tokens_decoded ? st.total_decode_ms / double(st.tokens_decoded) : 0.0,
+                 (sdesc.flags & KV_SESSION_NO_CACHE) ? " [no cache: full recompute every step]" : "",
+                 sdesc.cache_type == KV_CACHE_F32 ? "f32" : "f16", st.n_ctx, (unsigned long long)st.kv_bytes,
+                 info.n_layer, info.n_head_kv, info.head_dim, st.n_ctx, sdesc.cache_type == KV_CACHE_F32 ? 4u : 2u);
+    kv_session_destroy(session);
+    kv_model_destroy(model);
+    kv_runtime_destroy(rt);
+    return 0;
+}

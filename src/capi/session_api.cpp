@@ -1,0 +1,130 @@
+// C API: sessions — prefill, decode, logits, statistics.
+#include <cstring>
+
+#include "capi/api.h"
+#include "engine/runtime.h"
+#include "engine/session.h"
+
+using namespace kv;
+
+namespace {
+constexpr size_t kSessionDescV1 = sizeof(kv_session_desc);
+constexpr size_t kStatsV1 = sizeof(kv_session_stats);
+
+kv_session& need(kv_session* s) {
+    if (!s) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
+    if (s->model->runtime->device->lost())
+        fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
+    return *s;
+}
+}  // namespace
+
+extern "C" {
+
+KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc, kv_session** out_session) {
+    return api::guard([&] {
+        if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
+        if (!out_session) fail(KV_ERR_INVALID_ARGUMENT, "out_session is NULL");
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        if (desc) d = api::read_desc(desc, kSessionDescV1, "desc");
+        *out_session = engine::create_session(*model, d).release();
+        return KV_OK;
+    });
+}
+
+KV_API void kv_session_destroy(kv_session* session) {
+    if (!session) return;
+    api::guard([&] {
+        delete session;
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens) {
+    return api::guard([&] {
+        engine::prefill(need(session), tokens, n_tokens, nullptr);
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, uint32_t n_tokens, float* logits,
+                                 uint64_t capacity) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        uint64_t need_floats = uint64_t(n_tokens) * s.model->config().n_vocab;
+        if (logits && capacity < need_floats)
+            fail(KV_ERR_INVALID_ARGUMENT, "logits capacity %llu floats is below %u tokens x %u vocab",
+                 (unsigned long long)capacity, n_tokens, s.model->config().n_vocab);
+        engine::prefill(s, tokens, n_tokens, logits);
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token) {
+    return api::guard([&] { return engine::decode_step(need(session), out_token); });
+}
+
+KV_API kv_status kv_session_reset(kv_session* session) {
+    return api::guard([&] {
+        engine::reset(need(session));
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t capacity) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!logits) fail(KV_ERR_INVALID_ARGUMENT, "logits is NULL");
+        if (capacity < s.model->config().n_vocab)
+            fail(KV_ERR_INVALID_ARGUMENT, "capacity %u is below n_vocab %u", capacity, s.model->config().n_vocab);
+        engine::copy_logits(s, logits);
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!sampler) fail(KV_ERR_INVALID_ARGUMENT, "sampler is NULL");
+        if (sampler->struct_size < sizeof(kv_sampler_desc))
+            fail(KV_ERR_INVALID_ARGUMENT, "sampler->struct_size is %u, expected %zu", sampler->struct_size,
+                 sizeof(kv_sampler_desc));
+        kv_sampler_desc d;
+        std::memcpy(&d, sampler, sizeof d);
+        engine::check_sampler(d);
+        bool was_gpu = s.sampler->gpu_greedy();
+        s.sampler = std::make_unique<engine::Sampler>(d);
+        // The GPU argmax (or the host logits copy) of the current logits may be missing now.
+        if (was_gpu != s.sampler->gpu_greedy()) s.next_token_valid = false;
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats) {
+    return api::guard([&] {
+        if (!session) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
+        size_t n = api::out_size(stats, kStatsV1, "stats");
+        const kv_session& s = *session;
+        kv_session_stats r{};
+        r.struct_size = sizeof r;
+        r.n_tokens = s.n_past;
+        r.n_ctx = s.n_ctx;
+        r.page_size = s.page_size;
+        r.kv_bytes = s.kv_bytes();
+        r.kv_bytes_per_token = s.kv_bytes_per_token();
+        r.tokens_prefilled = s.tokens_prefilled;
+        r.tokens_decoded = s.tokens_decoded;
+        r.last_prefill_ms = s.last_prefill_ms;
+        r.last_prefill_tokens = s.last_prefill_tokens;
+        r.last_decode_ms = s.last_decode_ms;
+        r.total_prefill_ms = s.total_prefill_ms;
+        r.total_decode_ms = s.total_decode_ms;
+        r.scratch_bytes = s.scratch_bytes;
+        uint32_t size = stats->struct_size;
+        std::memcpy(stats, &r, n);
+        stats->struct_size = size;
+        return KV_OK;
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,101 @@
+#include "engine/model.h"
+
+#include "engine/runtime.h"
+
+namespace kv::engine {
+
+namespace {
+
+using model::GgmlType;
+using model::GgufTensorInfo;
+
+// Uploads a tensor in its file format (rows = every dim past the first). Host memory stays
+// bounded: the data is read from the mapping and streamed through the uploader's staging buffer.
+DeviceTensor upload_tensor(kv_runtime& rt, vk::Uploader& up, const model::GgufFile& file, const GgufTensorInfo& t) {
+    DeviceTensor d;
+    d.type = t.type;
+    d.cols = static_cast<uint32_t>(t.ne[0]);
+    d.rows = static_cast<uint32_t>(t.ne[1] * t.ne[2] * t.ne[3]);
+    uint64_t row = model::row_bytes(t.type, t.ne[0]);
+    d.data = vk::SplitBuffer(rt.allocator.get(), t.bytes, row, vk::MemoryUse::Device);
+    const uint8_t* src = file.tensor_data(t);
+    for (size_t i = 0; i < d.data.chunk_count(); ++i)
+        up.upload(d.data.chunk(i), 0, src + d.data.chunk_offset(i), d.data.chunk(i).size());
+    return d;
+}
+
+// Small 1-D tensors (norm weights, biases, rope factors) go to the device as f32, whatever their
+// file type: the kernels that read them take f32.
+DeviceTensor upload_f32(kv_runtime& rt, vk::Uploader& up, const model::GgufFile& file, const GgufTensorInfo& t) {
+    std::vector<float> v(t.elements());
+    model::dequantize_row(t.type, file.tensor_data(t), v.data(), static_cast<int64_t>(v.size()));
+    DeviceTensor d;
+    d.type = GgmlType::F32;
+    d.cols = static_cast<uint32_t>(v.size());
+    d.rows = 1;
+    d.data = vk::SplitBuffer(rt.allocator.get(), v.size() * 4, v.size() * 4, vk::MemoryUse::Device);
+    up.upload(d.data.chunk(0), 0, v.data(), v.size() * 4);
+    return d;
+}
+
+}  // namespace
+
+std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
+    if ((d.path != nullptr) == (d.data != nullptr))
+        fail(KV_ERR_INVALID_ARGUMENT, "exactly one of desc->path and desc->data must be set");
+    auto m = std::make_unique<kv_model>();
+    m->runtime = rt;
+    if (d.path) {
+        m->file = model::GgufFile::open(d.path);
+    } else {
+        if (d.size == 0) fail(KV_ERR_INVALID_ARGUMENT, "desc->size is 0");
+        m->file = model::GgufFile::from_memory(d.data, static_cast<size_t>(d.size), d.copy_data != 0);
+    }
+    m->desc = model::describe_model(*m->file);
+    m->tokenizer = std::make_unique<model::Tokenizer>(*m->file);
+    const auto& cfg = m->desc.config;
+    if (m->tokenizer->vocab_size() != cfg.n_vocab)
+        fail(KV_ERR_BAD_MODEL, "the tokenizer has %zu tokens but token_embd.weight has %u rows",
+             m->tokenizer->vocab_size(), cfg.n_vocab);
+    if (!rt) return m;
+
+    std::lock_guard<std::mutex> lock(rt->mutex);
+    const auto& T = m->desc.tensors;
+    auto& W = m->weights;
+    vk::Uploader up(*rt->allocator);
+    W.token_embd = upload_tensor(*rt, up, *m->file, *T.token_embd);
+    W.output_norm = upload_f32(*rt, up, *m->file, *T.output_norm);
+    if (!cfg.tied_output && T.output && T.output != T.token_embd) W.output = upload_tensor(*rt, up, *m->file, *T.output);
+    if (T.rope_freqs) W.rope_freqs = upload_f32(*rt, up, *m->file, *T.rope_freqs);
+    for (const auto& lt : T.layers) {
+        DeviceLayer L;
+        L.attn_norm = upload_f32(*rt, up, *m->file, *lt.attn_norm);
+        L.wq = upload_tensor(*rt, up, *m->file, *lt.wq);
+        L.wk = upload_tensor(*rt, up, *m->file, *lt.wk);
+        L.wv = upload_tensor(*rt, up, *m->file, *lt.wv);
+        L.wo = upload_tensor(*rt, up, *m->file, *lt.wo);
+        if (lt.bq) L.bq = upload_f32(*rt, up, *m->file, *lt.bq);
+        if (lt.bk) L.bk = upload_f32(*rt, up, *m->file, *lt.bk);
+        if (lt.bv) L.bv = upload_f32(*rt, up, *m->file, *lt.bv);
+        if (lt.bo) L.bo = upload_f32(*rt, up, *m->file, *lt.bo);
+        L.ffn_norm = upload_f32(*rt, up, *m->file, *lt.ffn_norm);
+        L.ffn_gate = upload_tensor(*rt, up, *m->file, *lt.ffn_gate);
+        L.ffn_up = upload_tensor(*rt, up, *m->file, *lt.ffn_up);
+        L.ffn_down = upload_tensor(*rt, up, *m->file, *lt.ffn_down);
+        W.layers.push_back(std::move(L));
+    }
+    auto add = [&](const DeviceTensor& t) {
+        for (size_t i = 0; i < t.data.chunk_count(); ++i) W.bytes += t.data.chunk(i).size();
+    };
+    add(W.token_embd), add(W.output_norm), add(W.output), add(W.rope_freqs);
+    for (auto& L : W.layers)
+        for (auto* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm,
+                        &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+            add(*t);
+    m->kernels = std::make_unique<Kernels>(*rt->device, *rt->pipelines);
+    m->weight_kernels = std::make_unique<WeightKernels>(*rt->device, *rt->pipelines, *m->kernels);
+    m->attention = std::make_unique<AttentionKernels>(*rt->device, *rt->pipelines);
+    return m;
+}
+
+}  // namespace kv::engine

@@ -1,0 +1,62 @@
+// kv_model: a GGUF file's architecture, tokenizer and (with a runtime) its weights on the device.
+#pragma once
+
+#include <kvulkan/kvulkan.h>
+
+#include <memory>
+#include <vector>
+
+#include "engine/attention.h"
+#include "engine/kernels.h"
+#include "engine/weight_kernels.h"
+#include "model/arch.h"
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+#include "vk/memory.h"
+
+namespace kv::engine {
+
+// One weight tensor on the device, in its file format, split into chunks of whole rows.
+struct DeviceTensor {
+    model::GgmlType type = model::GgmlType::F32;
+    uint32_t cols = 0;  // ne[0]
+    uint32_t rows = 0;  // ne[1] * ne[2] * ne[3]
+    vk::SplitBuffer data;
+    bool valid() const { return data.chunk_count() > 0; }
+    // The whole tensor as one binding (1-D tensors: norms, biases).
+    vk::BufferRange range() const { return vk::whole(data.chunk(0)); }
+};
+
+struct DeviceLayer {
+    DeviceTensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, ffn_norm, ffn_gate, ffn_up, ffn_down;
+};
+
+struct DeviceWeights {
+    DeviceTensor token_embd, output_norm, output, rope_freqs;  // output invalid when tied
+    std::vector<DeviceLayer> layers;
+    uint64_t bytes = 0;
+    const DeviceTensor& logits_matrix() const { return output.valid() ? output : token_embd; }
+};
+
+}  // namespace kv::engine
+
+struct kv_model {
+    kv_runtime* runtime = nullptr;  // null: parsed and validated only
+    std::unique_ptr<kv::model::GgufFile> file;
+    kv::model::ModelDesc desc;      // tensors borrowed from `file`
+    std::unique_ptr<kv::model::Tokenizer> tokenizer;
+    // Device side (runtime only).
+    kv::engine::DeviceWeights weights;
+    std::unique_ptr<kv::engine::Kernels> kernels;
+    std::unique_ptr<kv::engine::WeightKernels> weight_kernels;
+    std::unique_ptr<kv::engine::AttentionKernels> attention;
+
+    const kv::model::ModelConfig& config() const { return desc.config; }
+};
+
+namespace kv::engine {
+
+// Parses, validates and, with a runtime, uploads. Throws kv::Error.
+std::unique_ptr<kv_model> load_model(kv_runtime* runtime, const kv_model_desc& desc);
+
+}  // namespace kv::engine

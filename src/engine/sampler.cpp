@@ -1,0 +1,83 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_set>
+
+#include "common/error.h"
+
+namespace kv::engine {
+
+void check_sampler(const kv_sampler_desc& d) {
+    if (!(d.temperature == d.temperature) || d.temperature > 1e6f)  // NaN or absurd
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler temperature %g is invalid", double(d.temperature));
+    if (!(d.top_p == d.top_p) || d.top_p <= 0.f)
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler top_p %g must be in (0, 1] (>= 1: off)", double(d.top_p));
+    if (!(d.min_p == d.min_p) || d.min_p >= 1.f)
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler min_p %g must be < 1 (<= 0: off)", double(d.min_p));
+    if (!(d.repeat_penalty > 0.f) || d.repeat_penalty > 1e6f)
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler repeat_penalty %g must be > 0 (1: off)", double(d.repeat_penalty));
+}
+
+Sampler::Sampler(const kv_sampler_desc& desc) : desc_(desc), rng_(desc.seed) {
+    if (desc_.repeat_last_n == 0) desc_.repeat_last_n = 64;
+}
+
+int32_t Sampler::sample(float* logits, uint32_t n_vocab, const std::vector<int32_t>& history) {
+    if (penalized()) {
+        // llama.cpp semantics: a seen token's positive logit is divided, a negative one multiplied.
+        std::unordered_set<int32_t> seen;
+        size_t from = history.size() > desc_.repeat_last_n ? history.size() - desc_.repeat_last_n : 0;
+        for (size_t i = from; i < history.size(); ++i) seen.insert(history[i]);
+        for (int32_t t : seen)
+            if (t >= 0 && uint32_t(t) < n_vocab)
+                logits[t] = logits[t] > 0 ? logits[t] / desc_.repeat_penalty : logits[t] * desc_.repeat_penalty;
+    }
+    if (greedy()) {
+        uint32_t best = 0;
+        for (uint32_t i = 1; i < n_vocab; ++i)
+            if (logits[i] > logits[best]) best = i;
+        return static_cast<int32_t>(best);
+    }
+    auto& c = candidates_;
+    c.clear();
+    c.reserve(n_vocab);
+    for (uint32_t i = 0; i < n_vocab; ++i)
+        if (std::isfinite(logits[i])) c.emplace_back(logits[i], static_cast<int32_t>(i));
+    if (c.empty()) return 0;
+    auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+    size_t k = c.size();
+    if (desc_.top_k > 0 && size_t(desc_.top_k) < k) k = size_t(desc_.top_k);
+    std::partial_sort(c.begin(), c.begin() + long(k), c.end(), by_logit);
+    c.resize(k);
+    // Temperature and softmax (in double for stable sums).
+    double max = c[0].first, sum = 0;
+    std::vector<double> p(c.size());
+    for (size_t i = 0; i < c.size(); ++i) sum += p[i] = std::exp((double(c[i].first) - max) / double(desc_.temperature));
+    for (auto& x : p) x /= sum;
+    // min-p: drop tokens below min_p * p(top).
+    size_t n = c.size();
+    if (desc_.min_p > 0.f)
+        while (n > 1 && p[n - 1] < double(desc_.min_p) * p[0]) --n;
+    // top-p: the smallest prefix whose mass reaches top_p.
+    if (desc_.top_p < 1.f) {
+        double acc = 0;
+        for (size_t i = 0; i < n; ++i) {
+            acc += p[i];
+            if (acc >= double(desc_.top_p)) {
+                n = i + 1;
+                break;
+            }
+        }
+    }
+    double mass = 0;
+    for (size_t i = 0; i < n; ++i) mass += p[i];
+    double r = std::uniform_real_distribution<double>(0.0, mass)(rng_);
+    for (size_t i = 0; i < n; ++i) {
+        r -= p[i];
+        if (r <= 0) return c[i].second;
+    }
+    return c[n - 1].second;
+}
+
+}  // namespace kv::engine

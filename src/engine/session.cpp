@@ -1,0 +1,373 @@
+#include "engine/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "engine/runtime.h"
+
+namespace kv::engine {
+
+namespace {
+
+using model::GgmlType;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+vk::BufferRange span(const vk::Buffer& b, uint64_t bytes) {
+    KV_CHECK(bytes <= b.size());
+    return {b.handle(), 0, bytes};
+}
+
+enum class LogitsMode { None, Last, All };
+
+// Records and runs the forward pass of tokens [pos0, pos0 + T) (ids already in s.ids), in one
+// submission. Writes K/V of those positions into the cache. Afterwards `logits` holds the last
+// row (Last) or every row (All); the GPU argmax and the host copy are refreshed as the sampler needs.
+void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool want_host_logits) {
+    kv_model& m = *s.model;
+    const auto& cfg = m.config();
+    const auto& W = m.weights;
+    const Kernels& K = *m.kernels;
+    const WeightKernels& WK = *m.weight_kernels;
+    const AttentionKernels& A = *m.attention;
+    vk::CommandStream& cs = *s.cs;
+    const uint32_t E = cfg.n_embd, QD = cfg.q_dim(), KVD = cfg.kv_dim(), F = cfg.n_ff, V = cfg.n_vocab;
+
+    auto X = span(s.x, uint64_t(T) * E * 4), H = span(s.h, uint64_t(T) * E * 4);
+    auto Q = span(s.q, uint64_t(T) * QD * 4), Kb = span(s.k, uint64_t(T) * KVD * 4);
+    auto Vb = span(s.v, uint64_t(T) * KVD * 4), O = span(s.attn, uint64_t(T) * QD * 4);
+    auto G = span(s.gate, uint64_t(T) * F * 4), U = span(s.up, uint64_t(T) * F * 4);
+    auto ids = span(s.ids, uint64_t(T) * 4);
+    vk::BufferRange freqs{};
+    if (W.rope_freqs.valid()) freqs = W.rope_freqs.range();
+
+    RopeParams rq;
+    rq.n_tokens = T;
+    rq.n_heads = cfg.n_head;
+    rq.head_dim = cfg.head_dim;
+    rq.n_rot = cfg.n_rot;
+    rq.pos0 = pos0;
+    rq.freq_base = cfg.rope_freq_base;
+    rq.freq_scale = cfg.rope_freq_scale;
+    rq.neox = cfg.rope_type == model::RopeType::Neox;
+    RopeParams rk = rq;
+    rk.n_heads = cfg.n_head_kv;
+    AttentionParams ap;
+    ap.n_tokens = T;
+    ap.pos0 = pos0;
+    ap.n_head = cfg.n_head;
+    ap.n_head_kv = cfg.n_head_kv;
+    ap.head_dim = cfg.head_dim;
+    ap.page_size = s.page_size;
+    ap.kv_type = s.kv_type;
+    ap.scale = 1.0f / std::sqrt(float(cfg.head_dim));
+    auto bt = vk::whole(s.block_table);
+
+    cs.begin();
+    WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
+    cs.barrier();
+    for (uint32_t l = 0; l < cfg.n_layer; ++l) {
+        const DeviceLayer& L = W.layers[l];
+        // Attention block.
+        K.rms_norm(cs, X, L.attn_norm.range(), H, E, T, cfg.rms_eps);
+        cs.barrier();
+        WK.matmul(cs, L.wq.data, L.wq.type, QD, E, H, Q, T);
+        WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, H, Kb, T);
+        WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, H, Vb, T);
+        cs.barrier();
+        if (L.bq.valid()) K.add(cs, Q, L.bq.range(), Q, T * QD, QD);
+        if (L.bk.valid()) K.add(cs, Kb, L.bk.range(), Kb, T * KVD, KVD);
+        if (L.bv.valid()) K.add(cs, Vb, L.bv.range(), Vb, T * KVD, KVD);
+        if (L.bq.valid() || L.bk.valid() || L.bv.valid()) cs.barrier();
+        A.rope(cs, Q, freqs, rq);
+        A.rope(cs, Kb, freqs, rk);
+        cs.barrier();
+        ap.window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
+        A.kv_write(cs, Kb, Vb, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, ap);
+        cs.barrier();
+        A.attention(cs, Q, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, O, ap);
+        cs.barrier();
+        WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
+        cs.barrier();
+        if (L.bo.valid()) {
+            K.add(cs, H, L.bo.range(), H, T * E, E);
+            cs.barrier();
+        }
+        K.add(cs, X, H, X, T * E);
+        cs.barrier();
+        // Feed-forward block (SwiGLU).
+        K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
+        cs.barrier();
+        WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, H, G, T);
+        WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, H, U, T);
+        cs.barrier();
+        K.silu_mul(cs, G, U, G, T * F);
+        cs.barrier();
+        WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, H, T);
+        cs.barrier();
+        K.add(cs, X, H, X, T * E);
+        cs.barrier();
+    }
+    if (mode != LogitsMode::None) {
+        uint32_t rows = mode == LogitsMode::All ? T : 1;
+        // Last: only the final position's row goes through the output head.
+        vk::BufferRange src = X;
+        if (mode == LogitsMode::Last && T > 1) {
+            cs.copy({s.x.handle(), uint64_t(T - 1) * E * 4, uint64_t(E) * 4}, span(s.h, uint64_t(E) * 4));
+            cs.barrier();
+            src = span(s.h, uint64_t(E) * 4);
+        }
+        auto HN = span(s.h, uint64_t(rows) * E * 4);
+        K.rms_norm(cs, src, W.output_norm.range(), HN, E, rows, cfg.rms_eps);
+        cs.barrier();
+        const DeviceTensor& out = W.logits_matrix();
+        auto LG = span(s.logits, uint64_t(rows) * V * 4);
+        WK.matmul(cs, out.data, out.type, V, E, HN, LG, rows);
+        cs.barrier();
+        uint64_t last_off = uint64_t(rows - 1) * V * 4;
+        bool gpu_argmax = s.sampler->gpu_greedy();
+        if (gpu_argmax) {
+            vk::BufferRange last{s.logits.handle(), last_off, uint64_t(V) * 4};
+            if (last_off % s.model->runtime->device->limits().minStorageBufferOffsetAlignment) {
+                cs.copy(last, span(s.h, uint64_t(V) * 4 <= s.h.size() ? uint64_t(V) * 4 : 0));
+                last = span(s.h, uint64_t(V) * 4);  // (never taken: rows > 1 only in eval)
+                cs.barrier();
+            }
+            A.argmax(cs, last, vk::whole(s.argmax_out), V);
+            cs.barrier();
+            cs.copy({s.argmax_out.handle(), 0, 4}, {s.readback.handle(), uint64_t(s.max_logit_rows) * V * 4, 4});
+        }
+        if (want_host_logits) cs.copy(LG, span(s.readback, uint64_t(rows) * V * 4));
+        cs.host_barrier();
+        cs.submit_and_wait();
+        s.has_logits = true;
+        s.logits_row = rows - 1;
+        s.next_token_valid = gpu_argmax;
+        if (gpu_argmax) {
+            s.readback.invalidate(0, s.readback.size());
+            std::memcpy(&s.next_token, static_cast<const char*>(s.readback.mapped()) + uint64_t(s.max_logit_rows) * V * 4, 4);
+        }
+        s.host_logits_valid = false;
+        if (want_host_logits) {
+            s.readback.invalidate(0, uint64_t(rows) * V * 4);
+            const float* rb = static_cast<const float*>(s.readback.mapped());
+            s.host_logits.assign(rb + uint64_t(rows - 1) * V, rb + uint64_t(rows) * V);
+            s.host_logits_valid = true;
+        }
+    } else {
+        cs.submit_and_wait();
+    }
+}
+
+void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n) {
+    uint32_t nv = s.model->config().n_vocab;
+    for (uint32_t i = 0; i < n; ++i)
+        if (ids[i] < 0 || uint32_t(ids[i]) >= nv)
+            fail(KV_ERR_BAD_TOKEN, "token %u of %u is %d, outside the vocabulary [0, %u)", i, n, ids[i], nv);
+}
+
+// Runs tokens [from, tokens.size()) of s.tokens through the model in chunks, starting at
+// position `from`. The last chunk produces logits; `all_logits` (optional) receives every row.
+void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
+    uint32_t total = static_cast<uint32_t>(s.tokens.size());
+    uint32_t V = s.model->config().n_vocab;
+    uint32_t chunk = all_logits ? std::min(s.n_batch, s.max_logit_rows) : s.n_batch;
+    bool host = !s.sampler->gpu_greedy();
+    for (uint32_t p = from; p < total;) {
+        uint32_t T = std::min(chunk, total - p);
+        bool last = p + T == total;
+        std::memcpy(s.ids.mapped(), s.tokens.data() + p, size_t(T) * 4);
+        s.ids.flush(0, uint64_t(T) * 4);
+        LogitsMode mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
+        run_chunk(s, T, p, mode, host || all_logits);
+        if (all_logits) {
+            const float* rb = static_cast<const float*>(s.readback.mapped());
+            std::memcpy(all_logits + uint64_t(p - from) * V, rb, uint64_t(T) * V * 4);
+        }
+        p += T;
+        s.n_past = p;
+    }
+}
+
+}  // namespace
+
+}  // namespace kv::engine
+
+uint64_t kv_session::kv_bytes_per_token() const {
+    const auto& c = model->config();
+    uint64_t elem = kv_type == kv::model::GgmlType::F32 ? 4 : 2;
+    return 2ull * c.n_layer * c.n_head_kv * c.head_dim * elem;
+}
+
+namespace kv::engine {
+
+std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d) {
+    if (!m.runtime) fail(KV_ERR_BAD_STATE, "the model was loaded without a runtime (parse-only): it cannot run sessions");
+    const auto& cfg = m.config();
+    kv_runtime& rt = *m.runtime;
+    auto s = std::make_unique<kv_session>();
+    s->model = &m;
+    s->flags = d.flags;
+    switch (d.cache_type) {
+        case KV_CACHE_F16: s->kv_type = GgmlType::F16; break;
+        case KV_CACHE_F32: s->kv_type = GgmlType::F32; break;
+        default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(d.cache_type));
+    }
+    if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
+    kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
+    if (d.sampler) {
+        if (d.sampler->struct_size < sizeof(kv_sampler_desc))
+            fail(KV_ERR_INVALID_ARGUMENT, "sampler->struct_size is %u, expected %zu", d.sampler->struct_size, sizeof(kv_sampler_desc));
+        std::memcpy(&sd, d.sampler, sizeof sd);
+    }
+    check_sampler(sd);
+    s->sampler = std::make_unique<Sampler>(sd);
+
+    uint32_t n_ctx = d.n_ctx ? d.n_ctx : std::min<uint32_t>(cfg.n_ctx_train ? cfg.n_ctx_train : 4096, 4096);
+    if (n_ctx > (1u << 24)) fail(KV_ERR_INVALID_ARGUMENT, "n_ctx %u is too large", n_ctx);
+    uint32_t n_pages = (n_ctx + s->page_size - 1) / s->page_size;
+    s->n_ctx = n_pages * s->page_size;
+    s->n_batch = d.n_batch ? std::min<uint32_t>(d.n_batch, 4096) : 512;
+
+    vk::Device& dev = *rt.device;
+    uint64_t range = dev.max_storage_buffer_range();
+    uint64_t elem = s->kv_type == GgmlType::F32 ? 4 : 2;
+    uint64_t pool_bytes = uint64_t(s->n_ctx) * cfg.kv_dim() * elem;
+    if (pool_bytes > range)
+        fail(KV_ERR_UNSUPPORTED,
+             "a KV cache of %u tokens needs %llu bytes per layer for K, more than the device can bind (%llu); "
+             "use a smaller n_ctx",
+             s->n_ctx, (unsigned long long)pool_bytes, (unsigned long long)range);
+    // The largest scratch row set must fit one binding too.
+    uint64_t widest = std::max<uint64_t>({cfg.n_embd, cfg.q_dim(), cfg.n_ff}) * 4;
+    s->n_batch = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / widest)));
+    s->max_logit_rows = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / (uint64_t(cfg.n_vocab) * 4))));
+
+    vk::Allocator* al = rt.allocator.get();
+    for (uint32_t l = 0; l < cfg.n_layer; ++l) {
+        s->k_pool.emplace_back(al, pool_bytes, vk::MemoryUse::Device);
+        s->v_pool.emplace_back(al, pool_bytes, vk::MemoryUse::Device);
+    }
+    std::vector<uint32_t> table(n_pages);
+    for (uint32_t i = 0; i < n_pages; ++i) table[i] = i;  // contiguous: identity block table
+    s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Device);
+    s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);
+    s->transfer->upload(s->block_table, 0, table.data(), table.size() * 4);
+
+    uint64_t B = s->n_batch;
+    auto scratch = [&](uint64_t bytes, vk::MemoryUse use = vk::MemoryUse::Device) {
+        s->scratch_bytes += bytes;
+        return vk::Buffer(al, bytes, use);
+    };
+    s->ids = scratch(B * 4, vk::MemoryUse::Upload);
+    s->x = scratch(B * cfg.n_embd * 4);
+    // h also holds the last logits row for an unaligned argmax, so it is at least n_vocab wide.
+    s->h = scratch(std::max<uint64_t>(B * cfg.n_embd, cfg.n_vocab) * 4);
+    s->q = scratch(B * cfg.q_dim() * 4);
+    s->k = scratch(B * cfg.kv_dim() * 4);
+    s->v = scratch(B * cfg.kv_dim() * 4);
+    s->attn = scratch(B * cfg.q_dim() * 4);
+    s->gate = scratch(B * cfg.n_ff * 4);
+    s->up = scratch(B * cfg.n_ff * 4);
+    s->logits = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4);
+    s->argmax_out = scratch(16);
+    s->readback = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4 + 16, vk::MemoryUse::Readback);
+    s->cs = std::make_unique<vk::CommandStream>(dev, 4);
+    return s;
+}
+
+void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
+    if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
+    if (!ids) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
+    check_tokens(s, ids, n);
+    if (uint64_t(s.n_past) + n > s.n_ctx)
+        fail(KV_ERR_CONTEXT_FULL, "%u tokens do not fit: %u of %u positions are used", n, s.n_past, s.n_ctx);
+    auto t0 = Clock::now();
+    uint32_t old_past = s.n_past;
+    size_t old_size = s.tokens.size();
+    s.tokens.insert(s.tokens.end(), ids, ids + n);
+    try {
+        if (s.flags & KV_SESSION_NO_CACHE) {
+            // The baseline: recompute the whole sequence (all-logits rows are the new ones only).
+            if (all_logits) {
+                forward_tokens(s, 0, nullptr);  // refill the cache for positions before the new ones
+                s.n_past = old_past;
+                s.tokens.resize(old_size);
+                s.tokens.insert(s.tokens.end(), ids, ids + n);
+                forward_tokens(s, old_past, all_logits);
+            } else {
+                forward_tokens(s, 0, nullptr);
+            }
+        } else {
+            forward_tokens(s, old_past, all_logits);
+        }
+    } catch (...) {
+        s.n_past = old_past;
+        s.tokens.resize(old_size);
+        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+        throw;
+    }
+    s.last_prefill_ms = ms_since(t0);
+    s.total_prefill_ms += s.last_prefill_ms;
+    s.last_prefill_tokens = n;
+    s.tokens_prefilled += n;
+}
+
+kv_status decode_step(kv_session& s, int32_t* out_token) {
+    if (!out_token) fail(KV_ERR_INVALID_ARGUMENT, "out_token is NULL");
+    if (!s.has_logits) fail(KV_ERR_BAD_STATE, "no logits yet: call kv_prefill first");
+    if (s.n_past >= s.n_ctx) fail(KV_ERR_CONTEXT_FULL, "the context is full (%u of %u positions)", s.n_past, s.n_ctx);
+    auto t0 = Clock::now();
+    int32_t tok;
+    if (s.sampler->gpu_greedy() && s.next_token_valid) {
+        tok = s.next_token;
+    } else {
+        std::vector<float> l(s.model->config().n_vocab);
+        copy_logits(s, l.data());
+        tok = s.sampler->sample(l.data(), static_cast<uint32_t>(l.size()), s.tokens);
+    }
+    *out_token = tok;
+    if (s.model->tokenizer->is_eog(tok)) return KV_END_OF_GENERATION;
+    uint32_t old_past = s.n_past;
+    s.tokens.push_back(tok);
+    try {
+        forward_tokens(s, (s.flags & KV_SESSION_NO_CACHE) ? 0 : old_past, nullptr);
+    } catch (...) {
+        s.n_past = old_past;
+        s.tokens.pop_back();
+        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+        throw;
+    }
+    s.last_decode_ms = ms_since(t0);
+    s.total_decode_ms += s.last_decode_ms;
+    s.tokens_decoded += 1;
+    return KV_OK;
+}
+
+void reset(kv_session& s) {
+    s.n_past = 0;
+    s.tokens.clear();
+    s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+    s.tokens_prefilled = s.tokens_decoded = 0;
+    s.last_prefill_ms = s.last_decode_ms = s.total_prefill_ms = s.total_decode_ms = 0;
+    s.last_prefill_tokens = 0;
+    s.sampler->reset();
+}
+
+void copy_logits(kv_session& s, float* out) {
+    if (!s.has_logits) fail(KV_ERR_BAD_STATE, "no logits yet: no token has been processed");
+    uint32_t V = s.model->config().n_vocab;
+    if (!s.host_logits_valid) {
+        s.host_logits.resize(V);
+        s.transfer->download(s.logits, uint64_t(s.logits_row) * V * 4, s.host_logits.data(), uint64_t(V) * 4);
+        s.host_logits_valid = true;
+    }
+    std::memcpy(out, s.host_logits.data(), size_t(V) * 4);
+}
+
+}  // namespace kv::engine

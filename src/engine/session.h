@@ -1,0 +1,70 @@
+// kv_session: one sequence on the GPU — its KV cache, scratch activations, sampler and logits —
+// and the forward pass that records a whole chunk of tokens into one command-buffer submission.
+//
+// KV cache: per layer a K pool and a V pool of [n_pages][n_head_kv][page_size][head_dim] elements
+// (see attention.h) and a block table; for now each session owns its pages and its block table is
+// the identity, so the cache is contiguous per session. Bytes = 2 x layers x kv_heads x head_dim
+// x n_ctx x element size, with n_ctx a whole number of pages.
+#pragma once
+
+#include <kvulkan/kvulkan.h>
+
+#include <memory>
+#include <vector>
+
+#include "engine/model.h"
+#include "engine/sampler.h"
+#include "vk/command.h"
+
+struct kv_session {
+    kv_model* model = nullptr;
+    uint32_t flags = 0;
+    uint32_t n_ctx = 0;      // capacity in tokens (multiple of page_size)
+    uint32_t page_size = 16;
+    uint32_t n_batch = 512;  // most tokens per forward pass
+    uint32_t max_logit_rows = 1;  // rows of the logits scratch (kv_session_eval chunks by it)
+    kv::model::GgmlType kv_type = kv::model::GgmlType::F16;
+    std::unique_ptr<kv::engine::Sampler> sampler;
+
+    // Device state.
+    std::vector<kv::vk::Buffer> k_pool, v_pool;  // per layer
+    kv::vk::Buffer block_table;                  // uint32 [n_pages]
+    kv::vk::Buffer ids;                          // host-visible uint32 [n_batch]
+    kv::vk::Buffer x, h, q, k, v, attn, gate, up, logits, argmax_out;
+    kv::vk::Buffer readback;                     // host-visible: [max_logit_rows][n_vocab] f32 + token
+    std::unique_ptr<kv::vk::CommandStream> cs;
+    std::unique_ptr<kv::vk::Uploader> transfer;
+
+    // Sequence state.
+    uint32_t n_past = 0;
+    std::vector<int32_t> tokens;     // every token in the cache, in order
+    bool has_logits = false;         // logits of the last position are in `logits` (row logits_row)
+    uint32_t logits_row = 0;
+    bool host_logits_valid = false;  // ... and in host_logits
+    std::vector<float> host_logits;
+    bool next_token_valid = false;   // GPU argmax of the current logits
+    int32_t next_token = 0;
+
+    // Statistics.
+    uint64_t tokens_prefilled = 0, tokens_decoded = 0;
+    double last_prefill_ms = 0, last_decode_ms = 0, total_prefill_ms = 0, total_decode_ms = 0;
+    uint32_t last_prefill_tokens = 0;
+    uint64_t scratch_bytes = 0;
+
+    uint64_t kv_bytes_per_token() const;
+    uint64_t kv_bytes() const { return kv_bytes_per_token() * n_ctx; }
+};
+
+namespace kv::engine {
+
+std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_desc& desc);
+
+// kv_prefill / kv_session_eval: appends tokens; `logits` (n x n_vocab, may be null) receives every
+// position's logits when given.
+void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits);
+// kv_decode_step. Returns KV_OK or KV_END_OF_GENERATION.
+kv_status decode_step(kv_session& s, int32_t* out_token);
+void reset(kv_session& s);
+void copy_logits(kv_session& s, float* out);
+
+}  // namespace kv::engine

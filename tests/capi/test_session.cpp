@@ -1,0 +1,372 @@
+// The engine through the public API: GPU logits against the float64-exact reference rows for every
+// fixture and weight type, the KV-cache invariant (cached decode == no-cache recompute), greedy
+// generation against llama.cpp's trace, and the error paths that must leave a session intact.
+#include <doctest/doctest.h>
+#include <kvulkan/kvulkan.h>
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common/runtime_fixture.h"
+#include "common/trace.h"
+
+namespace {
+
+struct Model {
+    kv_model* m = nullptr;
+    Model(kv_runtime* rt, const std::string& path) {
+        kv_model_desc d = KV_MODEL_DESC_INIT;
+        d.path = path.c_str();
+        kv_status s = kv_model_load(rt, &d, &m);
+        REQUIRE_MESSAGE(s == KV_OK, path << ": " << kv_status_string(s) << ": " << kv_last_error_message());
+    }
+    ~Model() { kv_model_destroy(m); }
+    operator kv_model*() const { return m; }
+    uint32_t n_vocab() const {
+        kv_model_info info{};
+        info.struct_size = sizeof info;
+        REQUIRE(kv_model_get_info(m, &info) == KV_OK);
+        return info.n_vocab;
+    }
+};
+
+struct Session {
+    kv_session* s = nullptr;
+    Session(kv_model* m, kv_cache_type type, uint32_t flags = 0, uint32_t n_ctx = 256, uint32_t n_batch = 0) {
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        d.cache_type = type;
+        d.flags = flags;
+        d.n_ctx = n_ctx;
+        d.n_batch = n_batch;
+        kv_status st = kv_session_create(m, &d, &s);
+        REQUIRE_MESSAGE(st == KV_OK, kv_status_string(st) << ": " << kv_last_error_message());
+    }
+    ~Session() { kv_session_destroy(s); }
+    operator kv_session*() const { return s; }
+    std::vector<float> logits(uint32_t n_vocab) const {
+        std::vector<float> l(n_vocab);
+        REQUIRE(kv_session_logits(s, l.data(), n_vocab) == KV_OK);
+        return l;
+    }
+    kv_session_stats stats() const {
+        kv_session_stats st{};
+        st.struct_size = sizeof st;
+        REQUIRE(kv_session_get_stats(s, &st) == KV_OK);
+        return st;
+    }
+};
+
+void require_ok(kv_status s) { REQUIRE_MESSAGE(s == KV_OK, kv_status_string(s) << ": " << kv_last_error_message()); }
+
+// Prompt, then the first 3 generated tokens fed back: 4 logits rows vs the exact rows.
+double worst_vs_exact(kv_runtime* rt, const kvtest::Trace& t, kv_cache_type type, uint32_t n_batch = 0) {
+    Model model(rt, t.model_path);
+    const uint32_t V = model.n_vocab();
+    REQUIRE(V == t.n_vocab);
+    Session s(model, type, 0, 256, n_batch);
+    require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+    double worst = 0;
+    for (int row = 0; row < 4; ++row) {
+        if (row > 0) require_ok(kv_prefill(s, &t.generated[size_t(row - 1)], 1));
+        auto l = s.logits(V);
+        double e = kvtest::rel_l2(l.data(), t.exact.data() + size_t(row) * V, V);
+        worst = std::max(worst, e);
+    }
+    return worst;
+}
+
+}  // namespace
+
+TEST_CASE("engine: GPU logits vs float64-exact reference, every fixture and weight type, F32 and F16 KV") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    for (const std::string& stem : kvtest::fixture_stems()) {
+        kvtest::Trace t = kvtest::load_trace(stem);
+        double e32 = worst_vs_exact(rt, t, KV_CACHE_F32);
+        double e16 = worst_vs_exact(rt, t, KV_CACHE_F16);
+        MESSAGE(stem << ": rel L2 vs exact: F32 KV " << e32 << ", F16 KV " << e16);
+        CHECK_MESSAGE(e32 <= 1e-4, stem << " F32 KV rel L2 " << e32);
+        CHECK_MESSAGE(e16 <= 2e-3, stem << " F16 KV rel L2 " << e16);
+    }
+}
+
+TEST_CASE("engine: stories260K logits vs exact, and chunked prefill equals one batch") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
+    double e32 = worst_vs_exact(rt, t, KV_CACHE_F32);
+    double e16 = worst_vs_exact(rt, t, KV_CACHE_F16);
+    double e32_chunked = worst_vs_exact(rt, t, KV_CACHE_F32, 2);  // prompt in chunks of 2
+    MESSAGE("stories260K rel L2 vs exact: F32 " << e32 << ", F16 " << e16 << ", F32 chunked " << e32_chunked);
+    CHECK(e32 <= 1e-4);
+    CHECK(e16 <= 2e-3);
+    CHECK(e32_chunked <= 1e-4);
+}
+
+TEST_CASE("engine: stories260K greedy reproduces the 128 reference tokens, F32 and F16 KV") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
+    REQUIRE(t.generated.size() == 128);
+    Model model(rt, t.model_path);
+    for (kv_cache_type type : {KV_CACHE_F32, KV_CACHE_F16}) {
+        Session s(model, type);
+        require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+        std::vector<int32_t> got;
+        for (size_t i = 0; i < t.generated.size(); ++i) {
+            kv_token tok = -1;
+            kv_status st = kv_decode_step(s, &tok);
+            REQUIRE((st == KV_OK || st == KV_END_OF_GENERATION));
+            got.push_back(tok);
+            if (st == KV_END_OF_GENERATION) break;
+        }
+        CHECK_MESSAGE(got == t.generated, "cache type " << int(type));
+        auto st = s.stats();
+        CHECK(st.n_tokens == t.prompt.size() + got.size());
+        CHECK(st.tokens_decoded == got.size());
+    }
+}
+
+TEST_CASE("engine: cached decode equals the no-cache recompute over 64 steps (llama and qwen2, F32 KV)") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    for (const char* stem : {"llama-gqa.q8_0.short", "qwen2-bias.f16.short"}) {
+        kvtest::Trace t = kvtest::load_trace(stem);
+        Model model(rt, t.model_path);
+        const uint32_t V = model.n_vocab();
+        Session cached(model, KV_CACHE_F32);
+        Session nocache(model, KV_CACHE_F32, KV_SESSION_NO_CACHE);
+        require_ok(kv_prefill(cached, t.prompt.data(), uint32_t(t.prompt.size())));
+        require_ok(kv_prefill(nocache, t.prompt.data(), uint32_t(t.prompt.size())));
+        double worst = 0;
+        for (int step = 0; step < 64; ++step) {
+            auto a = cached.logits(V), b = nocache.logits(V);
+            worst = std::max(worst, kvtest::rel_l2(a.data(), b.data(), V));
+            kv_token ta = -1, tb = -2;
+            kv_status sa = kv_decode_step(cached, &ta), sb = kv_decode_step(nocache, &tb);
+            REQUIRE(sa == sb);
+            REQUIRE(ta == tb);
+            if (sa == KV_END_OF_GENERATION) break;
+        }
+        MESSAGE(std::string(stem) << ": cached vs no-cache worst rel L2 over 64 steps: " << worst);
+        CHECK(worst <= 1e-4);
+        CHECK(cached.stats().n_tokens == nocache.stats().n_tokens);
+    }
+}
+
+TEST_CASE("engine: kv_session_eval returns every position's logits, equal to step-by-step prefill") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("llama-gqa.f16.long");
+    Model model(rt, t.model_path);
+    const uint32_t V = model.n_vocab();
+    Session a(model, KV_CACHE_F32, 0, 256, 16);  // eval in chunks of 16
+    std::vector<float> all(t.prompt.size() * V, NAN);
+    require_ok(kv_session_eval(a, t.prompt.data(), uint32_t(t.prompt.size()), all.data(), all.size()));
+    Session b(model, KV_CACHE_F32);
+    double worst = 0;
+    for (size_t i = 0; i < t.prompt.size(); ++i) {
+        require_ok(kv_prefill(b, &t.prompt[i], 1));
+        auto l = b.logits(V);
+        worst = std::max(worst, kvtest::rel_l2(all.data() + i * V, l.data(), V));
+    }
+    MESSAGE("eval vs one-by-one: worst rel L2 " << worst);
+    CHECK(worst <= 1e-5);
+    // The last row is also the session's current logits.
+    auto cur = a.logits(V);
+    CHECK(kvtest::rel_l2(cur.data(), all.data() + (t.prompt.size() - 1) * V, V) == 0);
+}
+
+TEST_CASE("engine: context full, bad tokens and bad arguments leave the session intact") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("llama-gqa.q4_0.short");
+    Model model(rt, t.model_path);
+    const uint32_t V = model.n_vocab();
+    Session s(model, KV_CACHE_F16, 0, 16);  // one page
+    kv_token tok;
+    CHECK(kv_decode_step(s, &tok) == KV_ERR_BAD_STATE);  // nothing prefilled
+    require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+    auto before = s.logits(V);
+    auto st0 = s.stats();
+    CHECK(st0.n_ctx == 16);
+
+    std::vector<kv_token> many(9, 5);  // 8 + 9 > 16
+    CHECK(kv_prefill(s, many.data(), uint32_t(many.size())) == KV_ERR_CONTEXT_FULL);
+    CHECK(std::string(kv_last_error_message()).find("do not fit") != std::string::npos);
+    std::vector<kv_token> bad = {1, 2, int32_t(V)};
+    CHECK(kv_prefill(s, bad.data(), 3) == KV_ERR_BAD_TOKEN);
+    CHECK(std::string(kv_last_error_message()).find(std::to_string(V)) != std::string::npos);
+    kv_token neg = -1;
+    CHECK(kv_prefill(s, &neg, 1) == KV_ERR_BAD_TOKEN);
+    CHECK(kv_prefill(s, nullptr, 1) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(kv_prefill(s, bad.data(), 0) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(kv_decode_step(s, nullptr) == KV_ERR_INVALID_ARGUMENT);
+    std::vector<float> small(V - 1);
+    CHECK(kv_session_logits(s, small.data(), V - 1) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(kv_prefill(nullptr, bad.data(), 1) == KV_ERR_INVALID_ARGUMENT);
+
+    auto after = s.logits(V);
+    CHECK(before == after);
+    CHECK(s.stats().n_tokens == st0.n_tokens);
+
+    // Fill to capacity, then decode is refused and nothing changes.
+    std::vector<kv_token> fill(16 - t.prompt.size(), 7);
+    require_ok(kv_prefill(s, fill.data(), uint32_t(fill.size())));
+    auto full = s.logits(V);
+    CHECK(kv_decode_step(s, &tok) == KV_ERR_CONTEXT_FULL);
+    CHECK(s.stats().n_tokens == 16);
+    CHECK(s.logits(V) == full);
+
+    // Reset: empty again, same allocations, same results.
+    require_ok(kv_session_reset(s));
+    CHECK(s.stats().n_tokens == 0);
+    CHECK(kv_session_logits(s, after.data(), V) == KV_ERR_BAD_STATE);
+    require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+    CHECK(kvtest::rel_l2(s.logits(V), before) <= 1e-6);
+}
+
+TEST_CASE("engine: the KV cache size is exactly 2 x layers x kv_heads x head_dim x n_ctx x bytes") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("llama-gqa.f32.short");
+    Model model(rt, t.model_path);
+    kv_model_info info{};
+    info.struct_size = sizeof info;
+    require_ok(kv_model_get_info(model, &info));
+    for (auto [type, bytes] : {std::pair{KV_CACHE_F32, 4u}, std::pair{KV_CACHE_F16, 2u}}) {
+        Session s(model, type, 0, 100);  // rounded up to whole pages
+        auto st = s.stats();
+        CHECK(st.n_ctx % st.page_size == 0);
+        CHECK(st.n_ctx >= 100);
+        CHECK(st.kv_bytes == 2ull * info.n_layer * info.n_head_kv * info.head_dim * st.n_ctx * bytes);
+        CHECK(st.kv_bytes_per_token == 2ull * info.n_layer * info.n_head_kv * info.head_dim * bytes);
+    }
+}
+
+TEST_CASE("engine: out of device memory is a status, leaks nothing, and the runtime stays usable") {
+    if (!kvtest::require_shared()) return;
+    std::string path = kvtest::shared_dir() + "/models/fixtures/llama-gqa.f32.gguf";  // ~6.6 MB
+    kv_runtime_desc d = KV_RUNTIME_DESC_INIT;
+    d.memory_budget = 2 << 20;  // too small for the weights
+    if (kvtest::validation_layer_available()) d.flags |= KV_RUNTIME_VALIDATION;
+    kv_runtime* rt = nullptr;
+    require_ok(kv_runtime_create(&d, &rt));
+    kv_model_desc md = KV_MODEL_DESC_INIT;
+    md.path = path.c_str();
+    kv_model* m = nullptr;
+    CHECK(kv_model_load(rt, &md, &m) == KV_ERR_OUT_OF_DEVICE_MEMORY);
+    CHECK(m == nullptr);
+    CHECK(std::string(kv_last_error_message()).find("limit") != std::string::npos);
+    kv_runtime_destroy(rt);
+
+    d.memory_budget = 24 << 20;  // weights fit; a huge cache does not
+    require_ok(kv_runtime_create(&d, &rt));
+    require_ok(kv_model_load(rt, &md, &m));
+    kv_session_desc sd = KV_SESSION_DESC_INIT;
+    sd.n_ctx = 65536;
+    sd.cache_type = KV_CACHE_F32;
+    kv_session* s = nullptr;
+    CHECK(kv_session_create(m, &sd, &s) == KV_ERR_OUT_OF_DEVICE_MEMORY);
+    CHECK(s == nullptr);
+    sd.n_ctx = 64;  // and a small one still fits: nothing leaked
+    require_ok(kv_session_create(m, &sd, &s));
+    kv_token p[] = {1, 2, 3};
+    require_ok(kv_prefill(s, p, 3));
+    kv_session_destroy(s);
+    kv_model_destroy(m);
+    CHECK(kv_runtime_validation_message_count(rt) == 0);
+    kv_runtime_destroy(rt);
+}
+
+TEST_CASE("engine: sampling is reproducible with a seed and greedy at temperature 0") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
+    Model model(rt, t.model_path);
+    auto run = [&](const kv_sampler_desc& sd) {
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        d.sampler = &sd;
+        kv_session* s = nullptr;
+        require_ok(kv_session_create(model, &d, &s));
+        require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+        std::vector<kv_token> out;
+        for (int i = 0; i < 24; ++i) {
+            kv_token tok;
+            if (kv_decode_step(s, &tok) != KV_OK) break;
+            out.push_back(tok);
+        }
+        kv_session_destroy(s);
+        return out;
+    };
+    kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
+    sd.temperature = 0.9f;
+    sd.top_k = 40;
+    sd.top_p = 0.95f;
+    sd.min_p = 0.02f;
+    sd.repeat_penalty = 1.1f;
+    sd.seed = 1234;
+    auto a = run(sd), b = run(sd);
+    CHECK(a == b);
+    CHECK(a.size() == 24);
+    sd.seed = 99;
+    auto c = run(sd);
+    CHECK(c != a);  // (24 tokens from a 512 vocab at T=0.9: equal only by extreme coincidence)
+    kv_sampler_desc greedy = KV_SAMPLER_DESC_INIT;
+    auto g = run(greedy);
+    CHECK(std::vector<int32_t>(t.generated.begin(), t.generated.begin() + long(g.size())) == g);
+    kv_sampler_desc bad = KV_SAMPLER_DESC_INIT;
+    bad.top_p = 0;
+    kv_session_desc d = KV_SESSION_DESC_INIT;
+    d.sampler = &bad;
+    kv_session* s = nullptr;
+    CHECK(kv_session_create(model, &d, &s) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(kv_last_error_message()).find("top_p") != std::string::npos);
+}
+
+TEST_CASE("engine: a model loaded without a runtime tokenizes but cannot run sessions") {
+    if (!kvtest::require_shared()) return;
+    std::string path = kvtest::shared_dir() + "/models/stories260K/stories260K.gguf";
+    kv_model_desc md = KV_MODEL_DESC_INIT;
+    md.path = path.c_str();
+    kv_model* m = nullptr;
+    require_ok(kv_model_load(nullptr, &md, &m));
+    kv_model_info info{};
+    info.struct_size = sizeof info;
+    require_ok(kv_model_get_info(m, &info));
+    CHECK(info.on_device == 0);
+    CHECK(std::string(info.architecture) == "llama");
+    CHECK(info.n_layer == 5);
+    CHECK(info.n_head_kv == 4);
+    kv_token ids[16];
+    uint32_t n = 16;
+    require_ok(kv_tokenize(m, "Once upon a time", size_t(-1), KV_TOKENIZE_ADD_SPECIAL, ids, &n));
+    CHECK(std::vector<kv_token>(ids, ids + n) == std::vector<kv_token>{1, 403, 407, 261, 378});
+    uint32_t small = 2;
+    CHECK(kv_tokenize(m, "Once upon a time", size_t(-1), KV_TOKENIZE_ADD_SPECIAL, ids, &small) == KV_INCOMPLETE);
+    CHECK(small == 5);
+    char text[64];
+    size_t len = sizeof text;
+    require_ok(kv_detokenize(m, ids, n, text, &len));
+    CHECK(std::string(text, len) == "Once upon a time");
+    kv_session* s = nullptr;
+    CHECK(kv_session_create(m, nullptr, &s) == KV_ERR_BAD_STATE);
+    kv_model_destroy(m);
+
+    // From memory, copied, and a broken file gives KV_ERR_BAD_MODEL.
+    auto bytes = kvtest::read_file(path);
+    md = KV_MODEL_DESC_INIT;
+    md.data = bytes.data();
+    md.size = bytes.size();
+    md.copy_data = 1;
+    require_ok(kv_model_load(nullptr, &md, &m));
+    kv_model_destroy(m);
+    md.size = bytes.size() / 2;
+    CHECK(kv_model_load(nullptr, &md, &m) == KV_ERR_BAD_MODEL);
+    CHECK(std::strlen(kv_last_error_message()) > 0);
+    md = KV_MODEL_DESC_INIT;
+    md.path = "/nonexistent/model.gguf";
+    CHECK(kv_model_load(nullptr, &md, &m) == KV_ERR_IO);
+}
