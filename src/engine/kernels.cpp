@@ -81,16 +81,22 @@ struct MatvecPush {
 Kernels::Kernels(vk::Device& device, vk::PipelineCache& pipelines, const KernelOptions& options)
     : device_(device), pipelines_(pipelines) {
     subgroup_ops_ = options.subgroup_ops && device_has_subgroup_arithmetic(device);
+    // CPU devices (lavapipe) run a workgroup on one thread and pay for every barrier by
+    // switching between invocation batches, so kernels with reductions get narrow workgroups
+    // there (measured on lavapipe, Mesa 22.3, 256 rows x 4096: softmax 6 ms at 8 invocations,
+    // 40 ms at 256; rms_norm 4.7 ms against 8.1 ms).
+    const bool cpu = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     eltwise_wg_ = fit_workgroup(device, 256);
-    row_wg_ = fit_workgroup(device, 256);
+    if (options.row_workgroup != 0 && !is_pow2(options.row_workgroup))
+        fail(KV_ERR_INVALID_ARGUMENT, "row workgroup %u is not a power of two",
+             options.row_workgroup);
+    row_wg_ = fit_workgroup(device, options.row_workgroup ? options.row_workgroup : cpu ? 8 : 256);
     if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
         fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
              options.matvec_workgroup);
     // Default matvec shape. GPUs: 128 invocations stream each row in coalesced 16-byte loads,
-    // 2 rows per workgroup share the x loads. CPU devices (lavapipe) pay per workgroup barrier
-    // and per workgroup launch, so there a narrow workgroup over 8 rows is several times
-    // faster (measured on lavapipe / Mesa 22.3: 16 x 8 rows ~4.4 GB/s, 128 x 2 ~0.3 GB/s).
-    const bool cpu = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    // 2 rows per workgroup share the x loads. On CPU devices see above: 16 x 8 rows measured
+    // ~4.4 GB/s on lavapipe against ~0.3 GB/s for 128 x 2.
     matvec_rows_ = options.matvec_rows ? options.matvec_rows : cpu ? 8 : 2;
     if (matvec_rows_ > 8)
         fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", matvec_rows_);

@@ -29,6 +29,9 @@ struct KernelOptions {
     // Use the subgroup-arithmetic shader variants where the device supports subgroup arithmetic
     // in compute shaders; false forces the shared-memory reductions (tests run both).
     bool subgroup_ops = true;
+    // Invocations per workgroup of the one-row-per-workgroup kernels (rms_norm, softmax_rows; a
+    // power of two); 0 picks the default (GPU 256, CPU device 8).
+    uint32_t row_workgroup = 0;
     // Matvec tuning: invocations per workgroup (a power of two) and rows per workgroup (1..8);
     // 0 picks the default for the device type (GPU: 128 x 2 rows, CPU device: 16 x 8 rows).
     uint32_t matvec_workgroup = 0;
@@ -75,6 +78,8 @@ public:
 
     // True when the subgroup-arithmetic variants are in use.
     bool subgroup_ops() const { return subgroup_ops_; }
+    // Workgroup size of rms_norm / softmax_rows in use.
+    uint32_t row_workgroup() const { return row_wg_; }
     // Matvec workgroup size and rows per workgroup in use (after clamping to the device).
     uint32_t matvec_workgroup() const { return matvec_wg_; }
     uint32_t matvec_rows() const { return matvec_rows_; }
