@@ -15,9 +15,12 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "model/ggml_types.h"
 #include "vk/command.h"
+#include "vk/memory.h"
 #include "vk/pipeline.h"
 
 namespace kv::engine {
@@ -45,12 +48,37 @@ struct AttentionParams {
     uint32_t window = 0;       // sliding window (0: full causal): query p sees keys (p - window, p]
 };
 
+// Tuning and scratch. Defaults suit any device; tests use the knobs to force each path.
+struct AttentionOptions {
+    // Subgroup-arithmetic reductions where the device supports them (false: shared memory only).
+    bool subgroup_ops = true;
+    // Split-KV ("flash-decoding") scratch owned by the kernels object, used by the attention()
+    // overload without a scratch argument. Null allocator: that overload never splits (still
+    // correct for any context length, just one workgroup per query block and KV head).
+    vk::Allocator* allocator = nullptr;
+    uint64_t scratch_bytes = 8ull << 20;
+    // Split-KV policy: split the keys of each (query block, KV head) into up to max_splits
+    // ranges of at least min_keys_per_split keys until about target_workgroups workgroups run.
+    // max_splits = 1 disables splitting; force_splits > 0 uses exactly that many (as far as the
+    // scratch holds) regardless of the policy (tests).
+    uint32_t max_splits = 64;
+    uint32_t min_keys_per_split = 256;
+    uint32_t target_workgroups = 512;
+    uint32_t force_splits = 0;
+    // Query rows (token x head of one KV group) above which the shared-memory tiled kernel is
+    // used instead of the decode kernel; 0 never tiles.
+    uint32_t tile_min_rows = 16;
+};
+
 class AttentionKernels {
 public:
-    AttentionKernels(vk::Device& device, vk::PipelineCache& pipelines);
+    AttentionKernels(vk::Device& device, vk::PipelineCache& pipelines,
+                     const AttentionOptions& options = {});
 
     // In place on x [n_tokens][n_heads][head_dim]. freq_factors: [n_rot / 2] f32 (angles divided
-    // by it, Llama 3) or an empty range (buffer VK_NULL_HANDLE) for none.
+    // by it, Llama 3) or an empty range (buffer VK_NULL_HANDLE) for none. Semantics of
+    // reference::rope; angles are carried in double-float precision, so the error stays ~1e-7
+    // at any position (< 2^24).
     void rope(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& freq_factors,
               const RopeParams& p) const;
 
@@ -62,17 +90,52 @@ public:
 
     // out = softmax(scale * q K^T + causal mask) V over the cached positions, per query head.
     // Works for any n_tokens (decode: 1; prefill: many) and any context length; fp32 math.
+    // Records one dispatch, or two with a barrier between them when the keys are split across
+    // workgroups (then it uses the internal scratch: see AttentionOptions::allocator; calls that
+    // share it must be separated by a barrier, as consecutive layers always are, and must not
+    // run concurrently on the GPU from different streams; use the overload below for that).
+    // out must not alias q.
     void attention(vk::CommandStream& cs, const vk::BufferRange& q, const vk::BufferRange& k_pool,
                    const vk::BufferRange& v_pool, const vk::BufferRange& block_table,
                    const vk::BufferRange& out, const AttentionParams& p) const;
+    // The same with caller-owned split-KV scratch (f32 partials; any size: the split count is
+    // limited to what fits, and an empty range disables splitting). scratch_bytes(p) is what the
+    // split policy would like for p.
+    void attention(vk::CommandStream& cs, const vk::BufferRange& q, const vk::BufferRange& k_pool,
+                   const vk::BufferRange& v_pool, const vk::BufferRange& block_table,
+                   const vk::BufferRange& out, const AttentionParams& p,
+                   const vk::BufferRange& scratch) const;
+    uint64_t scratch_bytes(const AttentionParams& p) const;
+
+    // How a call with these parameters and `scratch_bytes` of scratch would run (tests, logs).
+    struct Plan {
+        bool tiled = false;      // shared-memory tiled kernel (else the decode kernel)
+        uint32_t rows = 0;       // query rows per workgroup
+        uint32_t tile_keys = 0;  // keys per tile
+        uint32_t workgroup = 0;  // invocations per workgroup
+        uint32_t splits = 1;     // KV splits (1: no scratch, no reduce pass)
+        uint32_t keys_per_split = 0;
+    };
+    Plan plan(const AttentionParams& p, uint64_t scratch_bytes) const;
 
     // out[0] = index of the largest of x[0..n) (the lowest index among equal maxima), as uint32.
+    // NaNs are never chosen (a row of NaNs only gives 0). One workgroup; 4 bytes come back.
     void argmax(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out,
                 uint32_t n) const;
 
+    const AttentionOptions& options() const { return options_; }
+    bool subgroup_ops() const { return subgroup_ops_; }
+
 private:
+    vk::Pipeline& pipeline(const std::string& name, uint32_t bindings, uint32_t push_bytes,
+                           std::vector<uint32_t> spec) const;
+    void check(const AttentionParams& p, const char* what) const;
+
     vk::Device& device_;
     vk::PipelineCache& pipelines_;
+    AttentionOptions options_;
+    bool subgroup_ops_ = false;
+    vk::Buffer scratch_;  // split-KV partials (options_.allocator), or empty
 };
 
 }  // namespace kv::engine

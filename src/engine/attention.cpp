@@ -1,0 +1,367 @@
+#include "engine/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.h"
+
+namespace kv::engine {
+
+namespace {
+
+using model::GgmlType;
+
+constexpr uint64_t kF32 = 4;
+
+uint32_t floor_pow2(uint32_t v) {
+    uint32_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+}
+
+uint32_t div_up(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+// Largest power of two <= want that the device accepts as a 1D workgroup.
+uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
+    const VkPhysicalDeviceLimits& l = device.limits();
+    const uint32_t cap = std::min(l.maxComputeWorkGroupInvocations, l.maxComputeWorkGroupSize[0]);
+    return floor_pow2(std::max(1u, std::min(want, cap)));
+}
+
+void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
+    if (r.buffer == VK_NULL_HANDLE)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
+    if (r.size < bytes)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel,
+             what, static_cast<unsigned long long>(r.size),
+             static_cast<unsigned long long>(bytes));
+}
+
+bool device_has_subgroup_arithmetic(const vk::Device& device) {
+    if (device.instance().api_version() < VK_API_VERSION_1_1 ||
+        device.properties().apiVersion < VK_API_VERSION_1_1)
+        return false;
+    VkPhysicalDeviceSubgroupProperties sg{};
+    sg.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
+    VkPhysicalDeviceProperties2 p2{};
+    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
+    p2.pNext = &sg;
+    vkGetPhysicalDeviceProperties2(device.physical(), &p2);
+    const VkSubgroupFeatureFlags need =
+        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    return (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
+           (sg.supportedOperations & need) == need && sg.subgroupSize >= 1;
+}
+
+uint64_t kv_bytes_per_elem(GgmlType t) { return t == GgmlType::F16 ? 2 : 4; }
+
+// Dispatches over `groups` workgroups as an x * y grid (grid.glsl's kv_group_index).
+void grid(const vk::Device& device, uint64_t groups, uint32_t* gx, uint32_t* gy) {
+    const uint64_t max_x = device.limits().maxComputeWorkGroupCount[0];
+    const uint64_t max_y = device.limits().maxComputeWorkGroupCount[1];
+    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
+    if (groups <= max_x) {
+        *gx = static_cast<uint32_t>(groups);
+        *gy = 1;
+        return;
+    }
+    const uint64_t y = (groups + max_x - 1) / max_x;
+    if (y > max_y)
+        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
+             static_cast<unsigned long long>(groups));
+    *gy = static_cast<uint32_t>(y);
+    *gx = static_cast<uint32_t>((groups + y - 1) / y);
+}
+
+struct RopePush {
+    uint32_t n_tokens, n_heads, head_dim, n_rot, pos0, neox;
+    float freq_scale, r_hi, r_lo;
+};
+
+struct KvWritePush {
+    uint32_t n_tokens, pos0, n_head_kv, head_dim, page_size;
+};
+
+struct AttnPush {
+    uint32_t n_tokens, pos0, n_head, n_head_kv, page_size, window, n_split, keys_per_split;
+    float scale;
+};
+
+struct ReducePush {
+    uint32_t n_out, n_split, head_dim;
+};
+
+constexpr uint32_t kDecodeMaxRows = 8;
+constexpr uint32_t kReduceWg = 64;
+
+// Shared memory (bytes) of the kernels, as declared in the shaders.
+uint64_t decode_shared(uint32_t wg, uint32_t d, uint32_t r) {
+    return (uint64_t(r) * d + 2ull * r * wg) * 4;
+}
+uint64_t tile_shared(uint32_t d, uint32_t br, uint32_t bc) {
+    return (uint64_t(br) * d + uint64_t(bc) * (d + 1) + uint64_t(br) * bc + 3ull * br) * 4;
+}
+
+}  // namespace
+
+AttentionKernels::AttentionKernels(vk::Device& device, vk::PipelineCache& pipelines,
+                                   const AttentionOptions& options)
+    : device_(device), pipelines_(pipelines), options_(options) {
+    subgroup_ops_ = options.subgroup_ops && device_has_subgroup_arithmetic(device);
+    if (options_.max_splits == 0) options_.max_splits = 1;
+    if (options_.min_keys_per_split == 0) options_.min_keys_per_split = 1;
+    if (options_.allocator && options_.scratch_bytes > 0) {
+        const uint64_t bytes =
+            std::min<uint64_t>(options_.scratch_bytes, device.max_storage_buffer_range());
+        scratch_ = vk::Buffer(options_.allocator, bytes, vk::MemoryUse::Device);
+    }
+}
+
+vk::Pipeline& AttentionKernels::pipeline(const std::string& name, uint32_t bindings,
+                                         uint32_t push_bytes, std::vector<uint32_t> spec) const {
+    vk::PipelineDesc d;
+    d.shader = name;
+    d.bindings = bindings;
+    d.push_constant_bytes = push_bytes;
+    d.spec = std::move(spec);
+    return pipelines_.get(d);
+}
+
+// ---- rope --------------------------------------------------------------------------------------
+
+void AttentionKernels::rope(vk::CommandStream& cs, const vk::BufferRange& x,
+                            const vk::BufferRange& freq_factors, const RopeParams& p) const {
+    if (p.n_tokens == 0 || p.n_heads == 0 || p.head_dim == 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "rope: empty shape");
+    if (p.n_rot == 0 || p.n_rot % 2 != 0 || p.n_rot > p.head_dim)
+        fail(KV_ERR_INVALID_ARGUMENT, "rope: n_rot %u must be even, nonzero and <= head_dim %u",
+             p.n_rot, p.head_dim);
+    if (uint64_t(p.pos0) + p.n_tokens > (1u << 24))
+        fail(KV_ERR_UNSUPPORTED, "rope: positions beyond 2^24 are not supported");
+    if (!(p.freq_base > 0.f) || !(p.freq_scale > 0.f))
+        fail(KV_ERR_INVALID_ARGUMENT, "rope: freq_base and freq_scale must be positive");
+    need_bytes(x, uint64_t(p.n_tokens) * p.n_heads * p.head_dim * kF32, "rope", "x");
+    const bool ff = freq_factors.buffer != VK_NULL_HANDLE;
+    if (ff) need_bytes(freq_factors, uint64_t(p.n_rot / 2) * kF32, "rope", "freq_factors");
+
+    // r = base^(-2/n_rot) as a float pair (the shader raises it to the i-th power).
+    const double r = std::pow(double(p.freq_base), -2.0 / double(p.n_rot));
+    const float r_hi = static_cast<float>(r);
+    const float r_lo = static_cast<float>(r - double(r_hi));
+    RopePush pc{p.n_tokens, p.n_heads, p.head_dim, p.n_rot, p.pos0, p.neox ? 1u : 0u,
+                p.freq_scale, r_hi, r_lo};
+    const uint32_t wg = fit_workgroup(device_, 256);
+    vk::Pipeline& pl = pipeline(ff ? "rope_f32_ff" : "rope_f32", ff ? 2 : 1, sizeof(pc), {wg});
+    uint32_t gx, gy;
+    grid(device_, div_up(uint64_t(p.n_tokens) * p.n_heads * (p.n_rot / 2), wg), &gx, &gy);
+    if (ff)
+        cs.dispatch(pl, {x, freq_factors}, &pc, sizeof(pc), gx, gy);
+    else
+        cs.dispatch(pl, {x}, &pc, sizeof(pc), gx, gy);
+}
+
+// ---- KV cache ----------------------------------------------------------------------------------
+
+void AttentionKernels::check(const AttentionParams& p, const char* what) const {
+    if (p.n_tokens == 0 || p.n_head == 0 || p.n_head_kv == 0 || p.head_dim == 0 ||
+        p.page_size == 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: empty shape", what);
+    if (p.n_head % p.n_head_kv != 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %u heads are not a multiple of %u KV heads", what,
+             p.n_head, p.n_head_kv);
+    if (p.head_dim % 2 != 0)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: head_dim %u is odd", what, p.head_dim);
+    if (p.kv_type != GgmlType::F32 && p.kv_type != GgmlType::F16) {
+        const model::TypeTraits* t = model::type_traits(p.kv_type);
+        fail(KV_ERR_UNSUPPORTED, "%s: KV type %s is not supported", what, t ? t->name : "unknown");
+    }
+    if (uint64_t(p.pos0) + p.n_tokens > 0xFFFFFFFFull)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: positions overflow", what);
+}
+
+static void check_pools(const AttentionParams& p, const vk::BufferRange& k_pool,
+                        const vk::BufferRange& v_pool, const vk::BufferRange& block_table,
+                        const char* what) {
+    const uint64_t page_bytes =
+        uint64_t(p.n_head_kv) * p.page_size * p.head_dim * kv_bytes_per_elem(p.kv_type);
+    need_bytes(k_pool, page_bytes, what, "k_pool");
+    need_bytes(v_pool, page_bytes, what, "v_pool");
+    const uint64_t pages = (uint64_t(p.pos0) + p.n_tokens + p.page_size - 1) / p.page_size;
+    need_bytes(block_table, pages * 4, what, "block_table");
+}
+
+void AttentionKernels::kv_write(vk::CommandStream& cs, const vk::BufferRange& k,
+                                const vk::BufferRange& v, const vk::BufferRange& k_pool,
+                                const vk::BufferRange& v_pool, const vk::BufferRange& block_table,
+                                const AttentionParams& p) const {
+    // kv_write ignores n_head.
+    AttentionParams pk = p;
+    pk.n_head = p.n_head_kv;
+    check(pk, "kv_write");
+    const uint64_t row_bytes = uint64_t(p.n_tokens) * p.n_head_kv * p.head_dim * kF32;
+    need_bytes(k, row_bytes, "kv_write", "k");
+    need_bytes(v, row_bytes, "kv_write", "v");
+    check_pools(p, k_pool, v_pool, block_table, "kv_write");
+    KvWritePush pc{p.n_tokens, p.pos0, p.n_head_kv, p.head_dim, p.page_size};
+    const uint32_t wg = fit_workgroup(device_, 256);
+    vk::Pipeline& pl = pipeline(p.kv_type == GgmlType::F16 ? "kv_write_f16" : "kv_write_f32", 5,
+                                sizeof(pc), {wg});
+    uint32_t gx, gy;
+    grid(device_, div_up(uint64_t(p.n_tokens) * p.n_head_kv * (p.head_dim / 2), wg), &gx, &gy);
+    cs.dispatch(pl, {k, v, k_pool, v_pool, block_table}, &pc, sizeof(pc), gx, gy);
+}
+
+// ---- attention ---------------------------------------------------------------------------------
+
+AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
+                                              uint64_t scratch_bytes) const {
+    check(p, "attention");
+    const VkPhysicalDeviceLimits& lim = device_.limits();
+    const uint64_t shared_cap = lim.maxComputeSharedMemorySize;
+    const uint32_t d = p.head_dim;
+    const uint32_t G = p.n_head / p.n_head_kv;
+    const uint64_t n_rows = uint64_t(p.n_tokens) * G;  // per KV head
+
+    Plan pl;
+    pl.tiled = options_.tile_min_rows != 0 && n_rows >= options_.tile_min_rows;
+    if (pl.tiled) {
+        pl.workgroup = fit_workgroup(device_, 128);
+        // Rows: up to 32 (at most 32 accumulators per invocation), keys per tile up to 32,
+        // shrunk to the shared memory (16 KiB on some phones).
+        uint32_t br = 32;
+        while (br > 1 && (uint64_t(br) * d > 32ull * pl.workgroup || br > pl.workgroup)) br /= 2;
+        while (br > 8 && br / 2 >= n_rows) br /= 2;
+        uint32_t bc = 32;
+        while (tile_shared(d, br, bc) > shared_cap && bc > 8) bc /= 2;
+        while (tile_shared(d, br, bc) > shared_cap && br > 1) br /= 2;
+        while (tile_shared(d, br, bc) > shared_cap && bc > 1) bc /= 2;
+        if (tile_shared(d, br, bc) > shared_cap) pl.tiled = false;
+        pl.rows = br;
+        pl.tile_keys = bc;
+    }
+    if (!pl.tiled) {
+        uint32_t wg = fit_workgroup(device_, 128);
+        uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(kDecodeMaxRows, n_rows));
+        while (decode_shared(wg, d, r) > shared_cap && wg > 32) wg /= 2;
+        while (decode_shared(wg, d, r) > shared_cap && r > 1) --r;
+        while (decode_shared(wg, d, r) > shared_cap && wg > 1) wg /= 2;
+        if (decode_shared(wg, d, r) > shared_cap)
+            fail(KV_ERR_UNSUPPORTED, "attention: head_dim %u needs more shared memory than the "
+                 "device's %llu bytes", d, static_cast<unsigned long long>(shared_cap));
+        pl.workgroup = wg;
+        pl.rows = r;
+        pl.tile_keys = wg;
+    }
+
+    // Split-KV: more workgroups over the keys when the (row block x KV head) grid is small.
+    const uint64_t n_keys = uint64_t(p.pos0) + p.n_tokens;
+    const uint64_t blocks = div_up(n_rows, pl.rows) * uint64_t(p.n_head_kv);
+    const uint64_t n_out = uint64_t(p.n_tokens) * p.n_head;
+    const uint64_t per_split = n_out * (uint64_t(d) + 2) * kF32;
+    uint64_t splits = 1;
+    if (options_.force_splits > 0) {
+        splits = options_.force_splits;
+    } else if (options_.max_splits > 1) {
+        splits = std::max<uint64_t>(1, div_up(options_.target_workgroups, blocks));
+        splits = std::min<uint64_t>(splits, options_.max_splits);
+        splits = std::min<uint64_t>(splits, n_keys / options_.min_keys_per_split);
+    }
+    splits = std::min<uint64_t>(splits, scratch_bytes / per_split);
+    splits = std::min<uint64_t>(splits, n_keys);
+    splits = std::min<uint64_t>(splits, lim.maxComputeWorkGroupCount[2]);
+    if (splits < 2) splits = 1;
+    // Keys per split: a whole number of tiles; recount the splits that are then needed.
+    uint64_t kps = div_up(n_keys, splits);
+    if (splits > 1) {
+        // Whole tiles per split where that costs little (large splits).
+        if (kps >= 4ull * pl.tile_keys) kps = uint64_t(div_up(kps, pl.tile_keys)) * pl.tile_keys;
+        splits = div_up(n_keys, kps);
+        if (splits < 2) {
+            splits = 1;
+            kps = n_keys;
+        }
+    }
+    pl.splits = static_cast<uint32_t>(splits);
+    pl.keys_per_split = static_cast<uint32_t>(std::min<uint64_t>(kps, 0xFFFFFFFFull));
+    return pl;
+}
+
+uint64_t AttentionKernels::scratch_bytes(const AttentionParams& p) const {
+    const Plan pl = plan(p, ~0ull);
+    if (pl.splits < 2) return 0;
+    return uint64_t(pl.splits) * p.n_tokens * p.n_head * (uint64_t(p.head_dim) + 2) * kF32;
+}
+
+void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q,
+                                 const vk::BufferRange& k_pool, const vk::BufferRange& v_pool,
+                                 const vk::BufferRange& block_table, const vk::BufferRange& out,
+                                 const AttentionParams& p) const {
+    vk::BufferRange scratch{};
+    if (scratch_.valid()) scratch = vk::whole(scratch_);
+    attention(cs, q, k_pool, v_pool, block_table, out, p, scratch);
+}
+
+void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q,
+                                 const vk::BufferRange& k_pool, const vk::BufferRange& v_pool,
+                                 const vk::BufferRange& block_table, const vk::BufferRange& out,
+                                 const AttentionParams& p, const vk::BufferRange& scratch) const {
+    check(p, "attention");
+    const uint64_t act_bytes = uint64_t(p.n_tokens) * p.n_head * p.head_dim * kF32;
+    need_bytes(q, act_bytes, "attention", "q");
+    need_bytes(out, act_bytes, "attention", "out");
+    check_pools(p, k_pool, v_pool, block_table, "attention");
+    const Plan pl = plan(p, scratch.buffer != VK_NULL_HANDLE ? scratch.size : 0);
+
+    const VkPhysicalDeviceLimits& lim = device_.limits();
+    const uint32_t G = p.n_head / p.n_head_kv;
+    const uint64_t blocks = div_up(uint64_t(p.n_tokens) * G, pl.rows);
+    if (blocks > lim.maxComputeWorkGroupCount[0] || p.n_head_kv > lim.maxComputeWorkGroupCount[1])
+        fail(KV_ERR_UNSUPPORTED, "attention: %u tokens x %u heads exceed the device's grid",
+             p.n_tokens, p.n_head);
+
+    const bool f16 = p.kv_type == GgmlType::F16;
+    AttnPush pc{p.n_tokens, p.pos0,    p.n_head,  p.n_head_kv,       p.page_size,
+                p.window,   pl.splits, pl.keys_per_split, p.scale};
+    std::string name;
+    std::vector<uint32_t> spec;
+    if (pl.tiled) {
+        name = f16 ? "attn_tile_f16" : "attn_tile_f32";
+        spec = {pl.workgroup, p.head_dim, pl.rows, pl.tile_keys};
+    } else {
+        name = f16 ? "attn_decode_f16" : "attn_decode_f32";
+        if (subgroup_ops_) name += "_sg";
+        spec = {pl.workgroup, p.head_dim, pl.rows};
+    }
+    vk::Pipeline& attn = pipeline(name, 5, sizeof(pc), std::move(spec));
+    const uint32_t n_out = p.n_tokens * p.n_head;
+    const uint64_t used = uint64_t(pl.splits) * n_out * (uint64_t(p.head_dim) + 2) * kF32;
+    const vk::BufferRange dst =
+        pl.splits > 1 ? vk::BufferRange{scratch.buffer, scratch.offset, used} : out;
+    cs.dispatch(attn, {q, k_pool, v_pool, block_table, dst}, &pc, sizeof(pc),
+                static_cast<uint32_t>(blocks), p.n_head_kv, pl.splits);
+    if (pl.splits > 1) {
+        cs.barrier();
+        ReducePush rp{n_out, pl.splits, p.head_dim};
+        const uint32_t wg = fit_workgroup(device_, kReduceWg);
+        vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg});
+        uint32_t gx, gy;
+        grid(device_, n_out, &gx, &gy);
+        cs.dispatch(red, {dst, out}, &rp,
+                    sizeof(rp), gx, gy);
+    }
+}
+
+// ---- argmax ------------------------------------------------------------------------------------
+
+void AttentionKernels::argmax(vk::CommandStream& cs, const vk::BufferRange& x,
+                              const vk::BufferRange& out, uint32_t n) const {
+    if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "argmax: empty row");
+    need_bytes(x, uint64_t(n) * kF32, "argmax", "x");
+    need_bytes(out, 4, "argmax", "out");
+    uint32_t wg = fit_workgroup(device_, 256);
+    while (wg > 1 && uint64_t(wg) * 8 > device_.limits().maxComputeSharedMemorySize) wg /= 2;
+    vk::Pipeline& pl = pipeline("argmax", 2, 4, {wg});
+    cs.dispatch(pl, {x, out}, &n, 4, 1);
+}
+
+}  // namespace kv::engine
