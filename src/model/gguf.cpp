@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -38,6 +39,9 @@ constexpr uint32_t kMaxArrayDepth = 16;
 // models hold a few hundred thousand (vocabularies and merges).
 constexpr uint64_t kMaxValues = uint64_t(1) << 24;
 constexpr uint32_t kMaxDims = 4;
+// general.alignment: a power of two up to 16 MiB (real files use 32; page or huge-page
+// alignment fits); larger values only serve to make a writer emit gigabytes of padding.
+constexpr uint64_t kMaxAlignment = uint64_t(1) << 24;
 
 using ull = unsigned long long;
 
@@ -297,6 +301,8 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
         f->parse();
     } catch (const Error& e) {
         throw Error(e.status(), path + ": " + e.what());
+    } catch (const std::bad_alloc&) {
+        fail(KV_ERR_OUT_OF_HOST_MEMORY, "%s: out of memory while reading the GGUF metadata", path.c_str());
     }
     return f;
 }
@@ -312,7 +318,11 @@ std::unique_ptr<GgufFile> GgufFile::from_memory(const void* data, size_t size, b
         f->base_ = static_cast<const uint8_t*>(data);
     }
     f->size_ = size;
-    f->parse();
+    try {
+        f->parse();
+    } catch (const std::bad_alloc&) {
+        fail(KV_ERR_OUT_OF_HOST_MEMORY, "GGUF: out of memory while reading the metadata");
+    }
     return f;
 }
 
@@ -349,7 +359,9 @@ void GgufFile::parse() {
 
     // Metadata.
     ValueParser vp{cur};
-    kv_.reserve(static_cast<size_t>(n_kv));
+    // Counts are only upper bounds checked against the remaining bytes (which include tensor
+    // data), so reserve no more than a sane amount up front; entries are added as they parse.
+    kv_.reserve(static_cast<size_t>(std::min<uint64_t>(n_kv, 4096)));
     std::unordered_set<std::string_view> keys;
     for (uint64_t k = 0; k < n_kv; ++k) {
         const uint64_t at = cur.pos();
@@ -373,14 +385,14 @@ void GgufFile::parse() {
             fail(KV_ERR_BAD_MODEL, "GGUF: general.alignment has type %s, expected uint32",
                  gguf_type_name(static_cast<uint32_t>(a->type)));
         const uint64_t al = as_uint("general.alignment", *a);
-        if (al == 0 || (al & (al - 1)) != 0 || al > (uint64_t(1) << 30))
-            fail(KV_ERR_BAD_MODEL, "GGUF: general.alignment is %llu, expected a power of two up to 2^30",
-                 ull(al));
+        if (al == 0 || (al & (al - 1)) != 0 || al > kMaxAlignment)
+            fail(KV_ERR_BAD_MODEL, "GGUF: general.alignment is %llu, expected a power of two up to %llu",
+                 ull(al), ull(kMaxAlignment));
         alignment_ = al;
     }
 
     // Tensor infos.
-    tensors_.reserve(static_cast<size_t>(n_tensors));
+    tensors_.reserve(static_cast<size_t>(std::min<uint64_t>(n_tensors, 4096)));
     std::unordered_set<std::string_view> names;
     for (uint64_t ti = 0; ti < n_tensors; ++ti) {
         const uint64_t at = cur.pos();
@@ -433,7 +445,7 @@ void GgufFile::parse() {
 
     // Data section.
     const uint64_t info_end = cur.pos();
-    data_offset_ = align_up(info_end, alignment_);  // info_end <= size_ < 2^63, alignment <= 2^30
+    data_offset_ = align_up(info_end, alignment_);  // info_end <= size_ < 2^63, alignment <= 2^24
     if (tensors_.empty()) {
         data_offset_ = std::min(data_offset_, size_);  // vocab-only files may end without padding
         return;
@@ -567,9 +579,7 @@ public:
         const uint8_t* q = static_cast<const uint8_t*>(p);
         b.insert(b.end(), q, q + n);
     }
-    void pad_to(uint64_t a) {
-        while (b.size() % a) b.push_back(0);
-    }
+    void pad_to(uint64_t a) { b.resize(static_cast<size_t>(align_up(b.size(), a)), 0); }
 };
 
 // Serializes v's payload (no type tag); v.type must be `t`.
@@ -656,8 +666,9 @@ GgufWriter::GgufWriter() : impl_(new Impl()) {}
 GgufWriter::~GgufWriter() = default;
 
 void GgufWriter::set_alignment(uint32_t a) {
-    if (a == 0 || (a & (a - 1)) != 0 || a > (1u << 30))
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: alignment %u is not a power of two up to 2^30", a);
+    if (a == 0 || (a & (a - 1)) != 0 || a > kMaxAlignment)
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: alignment %u is not a power of two up to %llu", a,
+             ull(kMaxAlignment));
     impl_->alignment = a;
     set_u32("general.alignment", a);
 }

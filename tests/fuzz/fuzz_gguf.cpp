@@ -131,6 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;
     }
     exercise(*f);
-    round_trip(*f);
+    // Large alignments are valid but make every round trip allocate and clear that much padding.
+    if (f->alignment() <= (1u << 20)) round_trip(*f);
     return 0;
 }

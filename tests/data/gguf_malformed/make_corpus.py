@@ -98,6 +98,8 @@ def files():
     out['bad_model-overlap'] = gguf([], [tinfo('a', [16], 0, 0), tinfo('b', [16], 0, 32)], b'\0' * 96)
     out['bad_model-alignment-0'] = gguf([kv('general.alignment', U32, struct.pack('<I', 0))], [])
     out['bad_model-alignment-3'] = gguf([kv('general.alignment', U32, struct.pack('<I', 3))], [])
+    out['bad_model-alignment-2pow25'] = gguf([kv('general.alignment', U32, struct.pack('<I', 2**25))], [])
+    out['ok-alignment-2pow24-no-tensors'] = gguf([kv('general.alignment', U32, struct.pack('<I', 2**24))], [])
     out['bad_model-alignment-float'] = gguf([kv('general.alignment', F32, struct.pack('<f', 32))], [])
     out['bad_model-data-section-past-end'] = gguf([], [tinfo('t', [0], 0, 0)], b'')[:-1]
     return out
