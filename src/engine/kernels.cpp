@@ -34,9 +34,8 @@ vk::BufferRange fit(const vk::BufferRange& r, uint64_t bytes, const char* kernel
     if (r.buffer == VK_NULL_HANDLE)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
     if (r.size < bytes)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel,
-             what, static_cast<unsigned long long>(r.size),
-             static_cast<unsigned long long>(bytes));
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
+             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
     return {r.buffer, r.offset, bytes};
 }
 
@@ -101,8 +100,8 @@ Kernels::Kernels(vk::Device& device, vk::PipelineCache& pipelines, const KernelO
     if (matvec_rows_ > 8)
         fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", matvec_rows_);
     matvec_wg_ = fit_workgroup(device, options.matvec_workgroup ? options.matvec_workgroup
-                                        : cpu                      ? 16
-                                                                   : 128);
+                                       : cpu                    ? 16
+                                                                : 128);
     // Shared memory of the reduction: matvec_rows floats per invocation.
     while (matvec_wg_ > 1 &&
            uint64_t(matvec_wg_) * matvec_rows_ * 4 > device.limits().maxComputeSharedMemorySize)
@@ -204,8 +203,7 @@ std::string Kernels::matvec_variant(GgmlType type, uint32_t cols) const {
         case GgmlType::F16:
             if (cols % 8 == 0) return "matvec_f16_v8";
             if (cols % 2 == 0) return "matvec_f16";
-            fail(KV_ERR_UNSUPPORTED, "matvec: F16 weights need an even row length (got %u)",
-                 cols);
+            fail(KV_ERR_UNSUPPORTED, "matvec: F16 weights need an even row length (got %u)", cols);
         default: {
             const model::TypeTraits* t = model::type_traits(type);
             fail(KV_ERR_UNSUPPORTED, "matvec: weight type %s is not supported yet",
@@ -236,11 +234,10 @@ static uint64_t matvec_row_bytes(GgmlType type, uint32_t cols) {
     return type == GgmlType::F16 ? uint64_t(cols) * 2 : uint64_t(cols) * 4;
 }
 
-void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType type,
-                     uint32_t rows, uint32_t cols, const vk::BufferRange& x,
-                     const vk::BufferRange& y, uint32_t n_vecs) const {
-    if (rows == 0 || cols == 0 || n_vecs == 0)
-        fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
+void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType type, uint32_t rows,
+                     uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y,
+                     uint32_t n_vecs) const {
+    if (rows == 0 || cols == 0 || n_vecs == 0) fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
     matvec_variant(type, cols);  // throws for unsupported types / shapes
     if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
@@ -250,11 +247,10 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType t
     matvec_chunk(cs, bw, type, 0, rows, rows, cols, bx, by, n_vecs);
 }
 
-void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
-                     uint32_t rows, uint32_t cols, const vk::BufferRange& x,
-                     const vk::BufferRange& y, uint32_t n_vecs) const {
-    if (rows == 0 || cols == 0 || n_vecs == 0)
-        fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
+void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type, uint32_t rows,
+                     uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y,
+                     uint32_t n_vecs) const {
+    if (rows == 0 || cols == 0 || n_vecs == 0) fail(KV_ERR_INVALID_ARGUMENT, "matvec: empty shape");
     matvec_variant(type, cols);
     if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);

@@ -54,7 +54,8 @@ public:
     // out[i] = a[i] * b[i % nb], as add.
     void mul(vk::CommandStream& cs, const vk::BufferRange& a, const vk::BufferRange& b,
              const vk::BufferRange& out, uint32_t n, uint32_t nb = 0) const;
-    // out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i]. out may be gate or up.
+    // out[i] = silu(gate[i]) * up[i] = gate[i] / (1 + exp(-gate[i])) * up[i]. out may be gate or
+    // up.
     void silu_mul(vk::CommandStream& cs, const vk::BufferRange& gate, const vk::BufferRange& up,
                   const vk::BufferRange& out, uint32_t n) const;
 

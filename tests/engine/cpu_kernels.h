@@ -91,7 +91,8 @@ inline std::vector<float> matvec_abs(const std::vector<float>& W, size_t rows, s
     for (size_t b = 0; b < n_vecs; ++b)
         for (size_t r = 0; r < rows; ++r) {
             double s = 0;
-            for (size_t c = 0; c < cols; ++c) s += std::fabs(double(W[r * cols + c]) * x[b * cols + c]);
+            for (size_t c = 0; c < cols; ++c)
+                s += std::fabs(double(W[r * cols + c]) * x[b * cols + c]);
             a[b * rows + r] = float(s);
         }
     return a;

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <random>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "common/helpers.h"
@@ -74,8 +74,8 @@ void check_dots(const std::vector<float>& got, const std::vector<float>& want,
             at = i;
         }
     }
-    CHECK_MESSAGE(worst <= tol, "worst error " << worst << " x sum|w x| at output " << at << ": got "
-                                               << got[at] << " want " << want[at]);
+    CHECK_MESSAGE(worst <= tol, "worst error " << worst << " x sum|w x| at output " << at
+                                               << ": got " << got[at] << " want " << want[at]);
 }
 
 std::vector<uint16_t> to_f16(const std::vector<float>& v) {
@@ -103,14 +103,16 @@ TEST_CASE("rms_norm matches the CPU on odd and large shapes") {
             INFO("cols " << s.cols << " rows " << s.rows << " subgroup " << k.subgroup_ops()
                          << " workgroup " << k.row_workgroup());
             const float eps = 1e-5f;
-            auto x = kvtest::random_floats(size_t(s.cols) * s.rows, kvtest::fresh_seed(), -3.f, 3.f);
+            auto x =
+                kvtest::random_floats(size_t(s.cols) * s.rows, kvtest::fresh_seed(), -3.f, 3.f);
             auto w = kvtest::random_floats(s.cols, kvtest::fresh_seed(), -2.f, 2.f);
             auto bx = gpu.upload(x), bw = gpu.upload(w);
             auto bo = gpu.output(x.size());
             gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
                 k.rms_norm(cs, whole(bx), whole(bw), whole(bo), s.cols, s.rows, eps);
             });
-            check_close(gpu.download(bo, x.size()), kvtest::cpu::rms_norm(x, w, s.cols, s.rows, eps),
+            check_close(gpu.download(bo, x.size()),
+                        kvtest::cpu::rms_norm(x, w, s.cols, s.rows, eps),
                         row_tol(s.cols, k.row_workgroup()));
         }
     }
@@ -121,7 +123,8 @@ TEST_CASE("rms_norm in place, and more rows than one grid dimension holds") {
     Kernels k(gpu.device(), gpu.pipelines());
     // More rows than maxComputeWorkGroupCount[0] (65535 on lavapipe) forces a 2D grid.
     const uint32_t cols = 5;
-    const uint32_t rows = std::max<uint32_t>(70000, gpu.device().limits().maxComputeWorkGroupCount[0] + 3);
+    const uint32_t rows =
+        std::max<uint32_t>(70000, gpu.device().limits().maxComputeWorkGroupCount[0] + 3);
     auto x = kvtest::random_floats(size_t(cols) * rows, kvtest::fresh_seed());
     auto w = kvtest::random_floats(cols, kvtest::fresh_seed());
     auto bx = gpu.upload(x), bw = gpu.upload(w);
@@ -169,8 +172,8 @@ TEST_CASE("add, mul and silu_mul match the CPU, plain, broadcast and in place") 
         auto g = kvtest::random_floats(n, kvtest::fresh_seed());
         auto ba = gpu.upload(a), bb = gpu.upload(b), bg = gpu.upload(g);
         gpu.run({}, [&](kv::vk::CommandStream& cs) {
-            k.add(cs, whole(ba), whole(bb), whole(ba), n);         // a += b
-            k.silu_mul(cs, whole(bg), whole(bb), whole(bb), n);    // b = silu(g) * b
+            k.add(cs, whole(ba), whole(bb), whole(ba), n);       // a += b
+            k.silu_mul(cs, whole(bg), whole(bb), whole(bb), n);  // b = silu(g) * b
         });
         check_close(gpu.download(ba, n), kvtest::cpu::add(a, b), 1e-7);
         check_close(gpu.download(bb, n), kvtest::cpu::silu_mul(g, b), 1e-6);
@@ -185,9 +188,8 @@ TEST_CASE("silu_mul saturates without NaN for large gates") {
     const uint32_t n = static_cast<uint32_t>(g.size());
     auto bg = gpu.upload(g), bu = gpu.upload(u);
     auto bo = gpu.output(n);
-    gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
-        k.silu_mul(cs, whole(bg), whole(bu), whole(bo), n);
-    });
+    gpu.run({whole(bo)},
+            [&](kv::vk::CommandStream& cs) { k.silu_mul(cs, whole(bg), whole(bu), whole(bo), n); });
     auto got = gpu.download(bo, n);
     auto want = kvtest::cpu::silu_mul(g, u);
     for (size_t i = 0; i < g.size(); ++i) {
@@ -202,20 +204,22 @@ TEST_CASE("softmax_rows matches the CPU, with scale and -inf masks") {
     const struct {
         uint32_t cols, rows;
         float scale;
-    } shapes[] = {{1, 1, 1.f}, {5, 3, 1.f}, {255, 2, 0.125f}, {256, 4, 1.f}, {257, 3, 2.f},
-                  {4099, 2, 0.088f}, {32000, 1, 1.f}};
+    } shapes[] = {{1, 1, 1.f},   {5, 3, 1.f},       {255, 2, 0.125f}, {256, 4, 1.f},
+                  {257, 3, 2.f}, {4099, 2, 0.088f}, {32000, 1, 1.f}};
     for (const KernelOptions& opt : reduction_paths()) {
         Kernels k(gpu.device(), gpu.pipelines(), opt);
         for (auto s : shapes) {
             INFO("cols " << s.cols << " rows " << s.rows << " subgroup " << k.subgroup_ops()
                          << " workgroup " << k.row_workgroup());
-            auto x = kvtest::random_floats(size_t(s.cols) * s.rows, kvtest::fresh_seed(), -8.f, 8.f);
+            auto x =
+                kvtest::random_floats(size_t(s.cols) * s.rows, kvtest::fresh_seed(), -8.f, 8.f);
             auto bx = gpu.upload(x);
             auto bo = gpu.output(x.size());
             gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
                 k.softmax_rows(cs, whole(bx), whole(bo), s.cols, s.rows, s.scale);
             });
-            check_close(gpu.download(bo, x.size()), kvtest::cpu::softmax_rows(x, s.cols, s.rows, s.scale),
+            check_close(gpu.download(bo, x.size()),
+                        kvtest::cpu::softmax_rows(x, s.cols, s.rows, s.scale),
                         row_tol(s.cols, k.row_workgroup()));
         }
     }
@@ -225,9 +229,9 @@ TEST_CASE("softmax_rows matches the CPU, with scale and -inf masks") {
         const float inf = std::numeric_limits<float>::infinity();
         auto x = kvtest::random_floats(size_t(cols) * rows, kvtest::fresh_seed(), -5.f, 5.f);
         for (uint32_t i = 0; i < cols; ++i) {
-            if (i % 3 == 0) x[i] = -inf;          // row 0: every third masked
-            if (i > 40) x[cols + i] = -inf;       // row 1: causal-style tail
-            x[2 * cols + i] = -inf;               // row 2: all masked -> zeros
+            if (i % 3 == 0) x[i] = -inf;     // row 0: every third masked
+            if (i > 40) x[cols + i] = -inf;  // row 1: causal-style tail
+            x[2 * cols + i] = -inf;          // row 2: all masked -> zeros
         }
         auto bx = gpu.upload(x);
         gpu.run({}, [&](kv::vk::CommandStream& cs) {
@@ -249,9 +253,9 @@ namespace {
 // One matvec on fresh data: W [rows][cols] of `type` in one buffer, n_vecs vectors.
 void check_matvec(kvtest::Gpu& gpu, const Kernels& k, GgmlType type, uint32_t rows, uint32_t cols,
                   uint32_t n_vecs) {
-    INFO((type == GgmlType::F16 ? "f16" : "f32") << " rows " << rows << " cols " << cols << " vecs "
-         << n_vecs << " variant " << k.matvec_variant(type, cols) << " subgroup "
-         << k.subgroup_ops());
+    INFO((type == GgmlType::F16 ? "f16" : "f32")
+         << " rows " << rows << " cols " << cols << " vecs " << n_vecs << " variant "
+         << k.matvec_variant(type, cols) << " subgroup " << k.subgroup_ops());
     auto w = kvtest::random_floats(size_t(rows) * cols, kvtest::fresh_seed());
     auto x = kvtest::random_floats(size_t(cols) * n_vecs, kvtest::fresh_seed());
     kv::vk::Buffer bw;
@@ -267,7 +271,8 @@ void check_matvec(kvtest::Gpu& gpu, const Kernels& k, GgmlType type, uint32_t ro
     gpu.run({whole(by)}, [&](kv::vk::CommandStream& cs) {
         k.matvec(cs, whole(bw), type, rows, cols, whole(bx), whole(by), n_vecs);
     });
-    check_dots(gpu.download(by, size_t(rows) * n_vecs), kvtest::cpu::matvec(w, rows, cols, x, n_vecs),
+    check_dots(gpu.download(by, size_t(rows) * n_vecs),
+               kvtest::cpu::matvec(w, rows, cols, x, n_vecs),
                kvtest::cpu::matvec_abs(w, rows, cols, x, n_vecs));
 }
 
@@ -277,7 +282,7 @@ TEST_CASE("matvec F32 and F16 match the CPU on every variant") {
     kvtest::Gpu gpu;
     const struct {
         uint32_t rows, cols, vecs;
-    } shapes[] = {{1, 8, 1},    {7, 3, 1},      {3, 1002, 1},   {257, 1000, 1},
+    } shapes[] = {{1, 8, 1},      {7, 3, 1},      {3, 1002, 1},  {257, 1000, 1},
                   {129, 4096, 1}, {1023, 130, 1}, {64, 2048, 3}, {5, 5000, 2}};
     for (const KernelOptions& opt : subgroup_paths()) {
         Kernels k(gpu.device(), gpu.pipelines(), opt);
@@ -310,7 +315,8 @@ TEST_CASE("matvec with several rows per workgroup and other workgroup sizes") {
 TEST_CASE("matvec over more rows than one grid dimension holds") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
-    const uint32_t rows = std::max<uint32_t>(70001, gpu.device().limits().maxComputeWorkGroupCount[0] + 5);
+    const uint32_t rows =
+        std::max<uint32_t>(70001, gpu.device().limits().maxComputeWorkGroupCount[0] + 5);
     check_matvec(gpu, k, GgmlType::F16, rows, 16, 1);
     check_matvec(gpu, k, GgmlType::F32, rows, 7, 1);
 }
@@ -324,13 +330,16 @@ TEST_CASE("matvec on an F16 matrix larger than maxStorageBufferRange, split by r
     const uint64_t bytes = row_bytes * rows;
     const uint64_t max_range = gpu.device().max_storage_buffer_range();
     kv::vk::SplitBuffer W(&gpu.allocator(), bytes, row_bytes, kv::vk::MemoryUse::Device);
-    if (bytes > max_range) CHECK(W.chunk_count() >= 2);
-    else MESSAGE("maxStorageBufferRange " << max_range << " holds the whole matrix: one chunk");
+    if (bytes > max_range)
+        CHECK(W.chunk_count() >= 2);
+    else
+        MESSAGE("maxStorageBufferRange " << max_range << " holds the whole matrix: one chunk");
     MESSAGE(W.chunk_count() << " chunk(s)");
 
     // Fresh random fp16 weights, uploaded chunk by chunk; the oracle decodes the same halves.
     std::vector<float> table(65536);
-    for (uint32_t h = 0; h < 65536; ++h) table[h] = kv::model::fp16_to_fp32(static_cast<uint16_t>(h));
+    for (uint32_t h = 0; h < 65536; ++h)
+        table[h] = kv::model::fp16_to_fp32(static_cast<uint16_t>(h));
     std::mt19937 rng(kvtest::fresh_seed());
     std::uniform_real_distribution<float> dist(-1.f, 1.f);
     std::vector<uint16_t> h(size_t(rows) * cols);
@@ -379,19 +388,25 @@ TEST_CASE("kernels reject bad shapes and unsupported weight types") {
         }
         return static_cast<kv_status>(KV_OK);
     };
-    CHECK(status([&] { k.matvec(cs, whole(big), GgmlType::Q4_0, 4, 32, whole(big), whole(big)); }) ==
-          KV_ERR_UNSUPPORTED);
+    CHECK(status([&] {
+              k.matvec(cs, whole(big), GgmlType::Q4_0, 4, 32, whole(big), whole(big));
+          }) == KV_ERR_UNSUPPORTED);
     CHECK(status([&] { k.matvec(cs, whole(big), GgmlType::F16, 4, 33, whole(big), whole(big)); }) ==
           KV_ERR_UNSUPPORTED);
-    CHECK(status([&] { k.matvec(cs, whole(small), GgmlType::F32, 4, 8, whole(big), whole(big)); }) ==
-          KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { k.matvec(cs, whole(big), GgmlType::F32, 4, 8, whole(small), whole(big), 3); }) ==
-          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] {
+              k.matvec(cs, whole(small), GgmlType::F32, 4, 8, whole(big), whole(big));
+          }) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] {
+              k.matvec(cs, whole(big), GgmlType::F32, 4, 8, whole(small), whole(big), 3);
+          }) == KV_ERR_INVALID_ARGUMENT);
     CHECK(status([&] { k.rms_norm(cs, whole(big), whole(small), whole(big), 32, 4, 1e-5f); }) ==
           KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { k.add(cs, whole(big), whole(big), whole(small), 32); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { k.add(cs, whole(big), whole(big), whole(big), 30, 7); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { k.softmax_rows(cs, whole(big), whole(big), 0, 4); }) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { k.add(cs, whole(big), whole(big), whole(small), 32); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { k.add(cs, whole(big), whole(big), whole(big), 30, 7); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { k.softmax_rows(cs, whole(big), whole(big), 0, 4); }) ==
+          KV_ERR_INVALID_ARGUMENT);
     cs.submit_and_wait();  // nothing was recorded
 }
 
@@ -432,8 +447,8 @@ TEST_CASE("kernels on sub-ranges of shared buffers touch only their ranges") {
     const VkBuffer I = bin.handle(), O = bout.handle();
     gpu.run({whole(bout)}, [&](kv::vk::CommandStream& cs) {
         // Input ranges run to the end of the buffer: the kernels bind only what they read.
-        k.matvec(cs, {I, o_w, in.size() - o_w}, GgmlType::F16, rows, cols, {I, o_x, in.size() - o_x},
-                 {O, o_y, uint64_t(rows) * 4});
+        k.matvec(cs, {I, o_w, in.size() - o_w}, GgmlType::F16, rows, cols,
+                 {I, o_x, in.size() - o_x}, {O, o_y, uint64_t(rows) * 4});
         k.rms_norm(cs, {I, o_nx, in.size() - o_nx}, {I, o_nw, uint64_t(ncols) * 4},
                    {O, o_norm, uint64_t(ncols) * nrows * 4}, ncols, nrows, 1e-5f);
         k.softmax_rows(cs, {I, o_nx, uint64_t(ncols) * nrows * 4},
@@ -445,10 +460,10 @@ TEST_CASE("kernels on sub-ranges of shared buffers touch only their ranges") {
     };
     check_dots(slice(o_y, rows), kvtest::cpu::matvec(w, rows, cols, x, 1),
                kvtest::cpu::matvec_abs(w, rows, cols, x, 1));
-    check_close(slice(o_norm, size_t(ncols) * nrows), kvtest::cpu::rms_norm(nx, nw, ncols, nrows, 1e-5f),
-                kTol);
-    check_close(slice(o_soft, size_t(ncols) * nrows), kvtest::cpu::softmax_rows(nx, ncols, nrows, 0.5f),
-                kTol);
+    check_close(slice(o_norm, size_t(ncols) * nrows),
+                kvtest::cpu::rms_norm(nx, nw, ncols, nrows, 1e-5f), kTol);
+    check_close(slice(o_soft, size_t(ncols) * nrows),
+                kvtest::cpu::softmax_rows(nx, ncols, nrows, 0.5f), kTol);
     // Everything outside the three output ranges still holds the poison.
     size_t written_outside = 0;
     for (uint64_t i = 0; i < out.size(); ++i) {

@@ -54,7 +54,8 @@ double time_matvec(kvtest::Gpu& gpu, const Kernels& k, const kv::vk::SplitBuffer
     auto t0 = std::chrono::steady_clock::now();
     cs.submit_and_wait();
     auto t1 = std::chrono::steady_clock::now();
-    const double sec = ts ? cs.elapsed_ns(0, 1) * 1e-9 : std::chrono::duration<double>(t1 - t0).count();
+    const double sec =
+        ts ? cs.elapsed_ns(0, 1) * 1e-9 : std::chrono::duration<double>(t1 - t0).count();
     return sec / iters;
 }
 
@@ -64,7 +65,8 @@ TEST_CASE("matvec bandwidth (prints GB/s of weight reads)") {
     kvtest::Gpu gpu;
     kv_device_info info{};
     info.struct_size = sizeof(info);
-    kv::vk::describe_physical_device(gpu.device().instance().handle(), gpu.device().physical(), &info);
+    kv::vk::describe_physical_device(gpu.device().instance().handle(), gpu.device().physical(),
+                                     &info);
     const bool cpu = info.device_type == KV_DEVICE_TYPE_CPU;
     const std::vector<Shape> gpu_shapes = {
         {"f16 4096x4096 (attn q/o)", GgmlType::F16, 4096, 4096},
@@ -128,10 +130,10 @@ TEST_CASE("matvec bandwidth (prints GB/s of weight reads)") {
             char line[256];
             std::snprintf(line, sizeof line,
                           "%-30s %s wg %3u rows/wg %u sg %d: %8.2f us  %7.1f GB/s  (%zu chunk%s)",
-                          s.what, k.matvec_variant(s.type, s.cols).c_str(),
-                          k.matvec_workgroup(), k.matvec_rows(),
-                          int(k.subgroup_ops()), sec * 1e6, double(bytes) / sec * 1e-9,
-                          W.chunk_count(), W.chunk_count() > 1 ? "s" : "");
+                          s.what, k.matvec_variant(s.type, s.cols).c_str(), k.matvec_workgroup(),
+                          k.matvec_rows(), int(k.subgroup_ops()), sec * 1e6,
+                          double(bytes) / sec * 1e-9, W.chunk_count(),
+                          W.chunk_count() > 1 ? "s" : "");
             MESSAGE(line);
             std::printf("%s\n", line);
             // The result of the last run: check a sample of rows in double.
