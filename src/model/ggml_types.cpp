@@ -327,7 +327,7 @@ void q_q4_0(const float* x, uint8_t* b) {
     store_u16(b, fp32_to_fp16(d));
     uint8_t* qs = b + 2;
     auto q = [&](float v) -> uint8_t {
-        float t = v * id + 8.5f;  // ggml: MIN(15, (int8_t)(x*id + 8.5f)), truncation toward zero
+        float t = v * id + 8.5f;     // ggml: MIN(15, (int8_t)(x*id + 8.5f)), truncation toward zero
         if (!(t >= 0.0f)) t = 0.0f;  // non-finite input only
         if (t > 15.0f) t = 15.0f;
         return static_cast<uint8_t>(static_cast<int>(t));
@@ -385,11 +385,11 @@ uint16_t fp32_to_fp16(float f) {
         // NaN: keep the top payload bits, force quiet so it never becomes inf.
         return static_cast<uint16_t>(sign | 0x7E00u | (mant >> 13));
     }
-    const int e = static_cast<int>(exp) - 127 + 15;  // biased half exponent
+    const int e = static_cast<int>(exp) - 127 + 15;             // biased half exponent
     if (e >= 31) return static_cast<uint16_t>(sign | 0x7C00u);  // overflow -> inf
     if (e <= 0) {
         // Result is subnormal (or zero): value / 2^-24, rounded to nearest even.
-        if (e < -10) return sign;  // below half the smallest subnormal
+        if (e < -10) return sign;             // below half the smallest subnormal
         const uint32_t m = mant | 0x800000u;  // implicit bit
         const int shift = 14 - e;             // 14..24
         const uint32_t q = m >> shift;
@@ -415,10 +415,13 @@ uint16_t fp32_to_bf16(float f) {
 
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     const TypeTraits* t = type_traits(type);
-    if (!t) fail(KV_ERR_BAD_MODEL, "dequantize: unknown ggml type id %u", static_cast<unsigned>(type));
-    if (!t->supported) fail(KV_ERR_UNSUPPORTED, "dequantize: weight type %s is not supported", t->name);
+    if (!t)
+        fail(KV_ERR_BAD_MODEL, "dequantize: unknown ggml type id %u", static_cast<unsigned>(type));
+    if (!t->supported)
+        fail(KV_ERR_UNSUPPORTED, "dequantize: weight type %s is not supported", t->name);
     if (n < 0 || n % t->block_size != 0)
-        fail(KV_ERR_INVALID_ARGUMENT, "dequantize: %lld elements is not a multiple of %s's block size %u",
+        fail(KV_ERR_INVALID_ARGUMENT,
+             "dequantize: %lld elements is not a multiple of %s's block size %u",
              static_cast<long long>(n), t->name, t->block_size);
     const uint8_t* s = static_cast<const uint8_t*>(src);
     switch (type) {
@@ -436,17 +439,38 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
     }
     void (*fn)(const uint8_t*, float*) = nullptr;
     switch (type) {
-        case GgmlType::Q4_0: fn = deq_q4_0; break;
-        case GgmlType::Q4_1: fn = deq_q4_1; break;
-        case GgmlType::Q5_0: fn = deq_q5_0; break;
-        case GgmlType::Q5_1: fn = deq_q5_1; break;
-        case GgmlType::Q8_0: fn = deq_q8_0; break;
-        case GgmlType::Q2_K: fn = deq_q2_k; break;
-        case GgmlType::Q3_K: fn = deq_q3_k; break;
-        case GgmlType::Q4_K: fn = deq_q4_k; break;
-        case GgmlType::Q5_K: fn = deq_q5_k; break;
-        case GgmlType::Q6_K: fn = deq_q6_k; break;
-        default: fail(KV_ERR_INTERNAL, "dequantize: no dequantizer for supported type %s", t->name);
+        case GgmlType::Q4_0:
+            fn = deq_q4_0;
+            break;
+        case GgmlType::Q4_1:
+            fn = deq_q4_1;
+            break;
+        case GgmlType::Q5_0:
+            fn = deq_q5_0;
+            break;
+        case GgmlType::Q5_1:
+            fn = deq_q5_1;
+            break;
+        case GgmlType::Q8_0:
+            fn = deq_q8_0;
+            break;
+        case GgmlType::Q2_K:
+            fn = deq_q2_k;
+            break;
+        case GgmlType::Q3_K:
+            fn = deq_q3_k;
+            break;
+        case GgmlType::Q4_K:
+            fn = deq_q4_k;
+            break;
+        case GgmlType::Q5_K:
+            fn = deq_q5_k;
+            break;
+        case GgmlType::Q6_K:
+            fn = deq_q6_k;
+            break;
+        default:
+            fail(KV_ERR_INTERNAL, "dequantize: no dequantizer for supported type %s", t->name);
     }
     const int64_t nb = n / t->block_size;
     for (int64_t i = 0; i < nb; ++i) fn(s + i * t->type_size, dst + i * t->block_size);
@@ -454,13 +478,16 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
 
 void quantize_row(GgmlType type, const float* src, void* dst, int64_t n) {
     const TypeTraits* t = type_traits(type);
-    if (!t) fail(KV_ERR_INVALID_ARGUMENT, "quantize: unknown ggml type id %u", static_cast<unsigned>(type));
-    if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 && type != GgmlType::Q8_0 &&
-        type != GgmlType::Q4_0)
-        fail(KV_ERR_UNSUPPORTED, "quantize: cannot quantize to %s (supported: f32, f16, bf16, q8_0, q4_0)",
-             t->name);
+    if (!t)
+        fail(KV_ERR_INVALID_ARGUMENT, "quantize: unknown ggml type id %u",
+             static_cast<unsigned>(type));
+    if (type != GgmlType::F32 && type != GgmlType::F16 && type != GgmlType::BF16 &&
+        type != GgmlType::Q8_0 && type != GgmlType::Q4_0)
+        fail(KV_ERR_UNSUPPORTED,
+             "quantize: cannot quantize to %s (supported: f32, f16, bf16, q8_0, q4_0)", t->name);
     if (n < 0 || n % t->block_size != 0)
-        fail(KV_ERR_INVALID_ARGUMENT, "quantize: %lld elements is not a multiple of %s's block size %u",
+        fail(KV_ERR_INVALID_ARGUMENT,
+             "quantize: %lld elements is not a multiple of %s's block size %u",
              static_cast<long long>(n), t->name, t->block_size);
     uint8_t* d = static_cast<uint8_t*>(dst);
     switch (type) {

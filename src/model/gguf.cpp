@@ -46,21 +46,34 @@ constexpr uint64_t kMaxAlignment = uint64_t(1) << 24;
 using ull = unsigned long long;
 
 const char* gguf_type_name(uint32_t t) {
-    static const char* const names[] = {"uint8", "int8",   "uint16", "int16", "uint32",
-                                        "int32", "float32", "bool",  "string", "array",
-                                        "uint64", "int64",  "float64"};
+    static const char* const names[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                        "int32",  "float32", "bool",   "string", "array",
+                                        "uint64", "int64",   "float64"};
     return t < 13 ? names[t] : "invalid";
 }
 
 // Smallest encoding of one value of type t (t already validated).
 uint64_t min_value_bytes(GgufType t) {
     switch (t) {
-        case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
-        case GgufType::UINT16: case GgufType::INT16: return 2;
-        case GgufType::UINT32: case GgufType::INT32: case GgufType::FLOAT32: return 4;
-        case GgufType::UINT64: case GgufType::INT64: case GgufType::FLOAT64: return 8;
-        case GgufType::STRING: return 8;
-        case GgufType::ARRAY: return 12;
+        case GgufType::UINT8:
+        case GgufType::INT8:
+        case GgufType::BOOL:
+            return 1;
+        case GgufType::UINT16:
+        case GgufType::INT16:
+            return 2;
+        case GgufType::UINT32:
+        case GgufType::INT32:
+        case GgufType::FLOAT32:
+            return 4;
+        case GgufType::UINT64:
+        case GgufType::INT64:
+        case GgufType::FLOAT64:
+            return 8;
+        case GgufType::STRING:
+            return 8;
+        case GgufType::ARRAY:
+            return 12;
     }
     return 1;
 }
@@ -135,8 +148,8 @@ struct ValueParser {
 
     void count_values(uint64_t n, const std::string& ctx) {
         if (n > kMaxValues - values)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s: more than %llu metadata values in the file", ctx.c_str(),
-                 ull(kMaxValues));
+            fail(KV_ERR_BAD_MODEL, "GGUF: %s: more than %llu metadata values in the file",
+                 ctx.c_str(), ull(kMaxValues));
         values += n;
     }
 
@@ -144,7 +157,8 @@ struct ValueParser {
         const uint64_t at = cur.pos();
         const uint32_t t = cur.read<uint32_t>(what, ctx);
         if (t > static_cast<uint32_t>(GgufType::FLOAT64))
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s has invalid %s %u at byte %llu", ctx.c_str(), what, t, ull(at));
+            fail(KV_ERR_BAD_MODEL, "GGUF: %s has invalid %s %u at byte %llu", ctx.c_str(), what, t,
+                 ull(at));
         return static_cast<GgufType>(t);
     }
 
@@ -152,30 +166,56 @@ struct ValueParser {
     void parse(GgufType t, GgufValue& v, uint32_t depth, const std::string& ctx) {
         v.type = t;
         switch (t) {
-            case GgufType::UINT8: v.u = cur.read<uint8_t>("uint8 value", ctx); return;
-            case GgufType::INT8: v.i = cur.read<int8_t>("int8 value", ctx); return;
-            case GgufType::UINT16: v.u = cur.read<uint16_t>("uint16 value", ctx); return;
-            case GgufType::INT16: v.i = cur.read<int16_t>("int16 value", ctx); return;
-            case GgufType::UINT32: v.u = cur.read<uint32_t>("uint32 value", ctx); return;
-            case GgufType::INT32: v.i = cur.read<int32_t>("int32 value", ctx); return;
-            case GgufType::UINT64: v.u = cur.read<uint64_t>("uint64 value", ctx); return;
-            case GgufType::INT64: v.i = cur.read<int64_t>("int64 value", ctx); return;
-            case GgufType::FLOAT32: v.f = cur.read<float>("float32 value", ctx); return;
-            case GgufType::FLOAT64: v.f = cur.read<double>("float64 value", ctx); return;
-            case GgufType::BOOL: v.u = cur.read<uint8_t>("bool value", ctx) != 0; return;
-            case GgufType::STRING: v.s = cur.str("string value", ctx); return;
-            case GgufType::ARRAY: break;
+            case GgufType::UINT8:
+                v.u = cur.read<uint8_t>("uint8 value", ctx);
+                return;
+            case GgufType::INT8:
+                v.i = cur.read<int8_t>("int8 value", ctx);
+                return;
+            case GgufType::UINT16:
+                v.u = cur.read<uint16_t>("uint16 value", ctx);
+                return;
+            case GgufType::INT16:
+                v.i = cur.read<int16_t>("int16 value", ctx);
+                return;
+            case GgufType::UINT32:
+                v.u = cur.read<uint32_t>("uint32 value", ctx);
+                return;
+            case GgufType::INT32:
+                v.i = cur.read<int32_t>("int32 value", ctx);
+                return;
+            case GgufType::UINT64:
+                v.u = cur.read<uint64_t>("uint64 value", ctx);
+                return;
+            case GgufType::INT64:
+                v.i = cur.read<int64_t>("int64 value", ctx);
+                return;
+            case GgufType::FLOAT32:
+                v.f = cur.read<float>("float32 value", ctx);
+                return;
+            case GgufType::FLOAT64:
+                v.f = cur.read<double>("float64 value", ctx);
+                return;
+            case GgufType::BOOL:
+                v.u = cur.read<uint8_t>("bool value", ctx) != 0;
+                return;
+            case GgufType::STRING:
+                v.s = cur.str("string value", ctx);
+                return;
+            case GgufType::ARRAY:
+                break;
         }
         if (depth >= kMaxArrayDepth)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s: arrays nested deeper than %u levels at byte %llu", ctx.c_str(),
-                 kMaxArrayDepth, ull(cur.pos()));
+            fail(KV_ERR_BAD_MODEL, "GGUF: %s: arrays nested deeper than %u levels at byte %llu",
+                 ctx.c_str(), kMaxArrayDepth, ull(cur.pos()));
         v.array_type = value_type("array element type", ctx);
         const uint64_t at = cur.pos();
         const uint64_t n = cur.read<uint64_t>("array length", ctx);
         const uint64_t min = min_value_bytes(v.array_type);
         if (n > cur.remaining() / min)
             fail(KV_ERR_BAD_MODEL,
-                 "GGUF: %s: array of %llu %s elements at byte %llu cannot fit in the %llu bytes that remain",
+                 "GGUF: %s: array of %llu %s elements at byte %llu cannot fit in the %llu bytes "
+                 "that remain",
                  ctx.c_str(), ull(n), gguf_type_name(static_cast<uint32_t>(v.array_type)), ull(at),
                  ull(cur.remaining()));
         count_values(n, ctx);
@@ -193,8 +233,14 @@ uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 namespace {
 bool is_integer_type(GgufType type) {
     switch (type) {
-        case GgufType::UINT8: case GgufType::INT8: case GgufType::UINT16: case GgufType::INT16:
-        case GgufType::UINT32: case GgufType::INT32: case GgufType::UINT64: case GgufType::INT64:
+        case GgufType::UINT8:
+        case GgufType::INT8:
+        case GgufType::UINT16:
+        case GgufType::INT16:
+        case GgufType::UINT32:
+        case GgufType::INT32:
+        case GgufType::UINT64:
+        case GgufType::INT64:
         case GgufType::BOOL:
             return true;
         default:
@@ -210,15 +256,16 @@ bool GgufValue::is_float() const { return type == GgufType::FLOAT32 || type == G
 namespace {
 
 bool is_signed(GgufType t) {
-    return t == GgufType::INT8 || t == GgufType::INT16 || t == GgufType::INT32 || t == GgufType::INT64;
+    return t == GgufType::INT8 || t == GgufType::INT16 || t == GgufType::INT32 ||
+           t == GgufType::INT64;
 }
 
 std::string key_ctx(std::string_view key) { return "key '" + printable(key) + "'"; }
 
 [[noreturn]] void bad_type(std::string_view key, const GgufValue& v, const char* wanted) {
     if (v.type == GgufType::ARRAY)
-        fail(KV_ERR_BAD_MODEL, "GGUF: key '%s' is an array of %s, expected %s", printable(key).c_str(),
-             gguf_type_name(static_cast<uint32_t>(v.array_type)), wanted);
+        fail(KV_ERR_BAD_MODEL, "GGUF: key '%s' is an array of %s, expected %s",
+             printable(key).c_str(), gguf_type_name(static_cast<uint32_t>(v.array_type)), wanted);
     fail(KV_ERR_BAD_MODEL, "GGUF: key '%s' has type %s, expected %s", printable(key).c_str(),
          gguf_type_name(static_cast<uint32_t>(v.type)), wanted);
 }
@@ -238,13 +285,15 @@ int64_t as_int(std::string_view key, const GgufValue& v) {
     if (!v.is_integer()) bad_type(key, v, "an integer");
     if (is_signed(v.type)) return v.i;
     if (v.u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        fail(KV_ERR_BAD_MODEL, "GGUF: key '%s' is %llu, out of range of int64", printable(key).c_str(), ull(v.u));
+        fail(KV_ERR_BAD_MODEL, "GGUF: key '%s' is %llu, out of range of int64",
+             printable(key).c_str(), ull(v.u));
     return static_cast<int64_t>(v.u);
 }
 
 double as_float(std::string_view key, const GgufValue& v) {
     if (v.is_float()) return v.f;
-    if (v.is_integer()) return is_signed(v.type) ? static_cast<double>(v.i) : static_cast<double>(v.u);
+    if (v.is_integer())
+        return is_signed(v.type) ? static_cast<double>(v.i) : static_cast<double>(v.u);
     bad_type(key, v, "a number");
 }
 
@@ -302,13 +351,15 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     } catch (const Error& e) {
         throw Error(e.status(), path + ": " + e.what());
     } catch (const std::bad_alloc&) {
-        fail(KV_ERR_OUT_OF_HOST_MEMORY, "%s: out of memory while reading the GGUF metadata", path.c_str());
+        fail(KV_ERR_OUT_OF_HOST_MEMORY, "%s: out of memory while reading the GGUF metadata",
+             path.c_str());
     }
     return f;
 }
 
 std::unique_ptr<GgufFile> GgufFile::from_memory(const void* data, size_t size, bool copy) {
-    if (!data && size) fail(KV_ERR_INVALID_ARGUMENT, "GGUF: from_memory given a null buffer of %zu bytes", size);
+    if (!data && size)
+        fail(KV_ERR_INVALID_ARGUMENT, "GGUF: from_memory given a null buffer of %zu bytes", size);
     std::unique_ptr<GgufFile> f(new GgufFile());
     if (copy) {
         const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -331,19 +382,24 @@ void GgufFile::parse() {
     const std::string none;
 
     // Header.
-    if (size_ < 4) fail(KV_ERR_BAD_MODEL, "GGUF: file is %llu bytes, too small for a GGUF header", ull(size_));
+    if (size_ < 4)
+        fail(KV_ERR_BAD_MODEL, "GGUF: file is %llu bytes, too small for a GGUF header", ull(size_));
     if (std::memcmp(base_, "GGUF", 4) != 0)
-        fail(KV_ERR_BAD_MODEL, "GGUF: not a GGUF file (magic bytes %02x %02x %02x %02x, expected \"GGUF\")",
-             base_[0], base_[1], base_[2], base_[3]);
+        fail(KV_ERR_BAD_MODEL,
+             "GGUF: not a GGUF file (magic bytes %02x %02x %02x %02x, expected \"GGUF\")", base_[0],
+             base_[1], base_[2], base_[3]);
     cur.read<uint32_t>("magic", none);
     version_ = cur.read<uint32_t>("version", none);
     if (version_ == 1)
-        fail(KV_ERR_UNSUPPORTED, "GGUF: version 1 files are not supported (convert it again with a current tool)");
+        fail(KV_ERR_UNSUPPORTED,
+             "GGUF: version 1 files are not supported (convert it again with a current tool)");
     if (version_ == 0x02000000u || version_ == 0x03000000u)
-        fail(KV_ERR_UNSUPPORTED, "GGUF: big-endian GGUF (version field 0x%08x) is not supported", version_);
+        fail(KV_ERR_UNSUPPORTED, "GGUF: big-endian GGUF (version field 0x%08x) is not supported",
+             version_);
     if (version_ != 2 && version_ != 3) {
         if (version_ > 3 && version_ < 256)
-            fail(KV_ERR_UNSUPPORTED, "GGUF: version %u is newer than this reader (supports 2 and 3)", version_);
+            fail(KV_ERR_UNSUPPORTED,
+                 "GGUF: version %u is newer than this reader (supports 2 and 3)", version_);
         fail(KV_ERR_BAD_MODEL, "GGUF: invalid version %u at byte 4", version_);
     }
     const uint64_t n_tensors = cur.read<uint64_t>("tensor count", none);
@@ -351,10 +407,12 @@ void GgufFile::parse() {
     // Smallest possible metadata entry: empty key (8) + type (4) + uint8 (1); tensor info: empty
     // name (8) + n_dims (4) + type (4) + offset (8).
     if (n_kv > cur.remaining() / 13)
-        fail(KV_ERR_BAD_MODEL, "GGUF: metadata count %llu at byte 16 cannot fit in the %llu bytes that follow",
+        fail(KV_ERR_BAD_MODEL,
+             "GGUF: metadata count %llu at byte 16 cannot fit in the %llu bytes that follow",
              ull(n_kv), ull(cur.remaining()));
     if (n_tensors > cur.remaining() / 24)
-        fail(KV_ERR_BAD_MODEL, "GGUF: tensor count %llu at byte 8 cannot fit in the %llu bytes that follow",
+        fail(KV_ERR_BAD_MODEL,
+             "GGUF: tensor count %llu at byte 8 cannot fit in the %llu bytes that follow",
              ull(n_tensors), ull(cur.remaining()));
 
     // Metadata.
@@ -386,8 +444,9 @@ void GgufFile::parse() {
                  gguf_type_name(static_cast<uint32_t>(a->type)));
         const uint64_t al = as_uint("general.alignment", *a);
         if (al == 0 || (al & (al - 1)) != 0 || al > kMaxAlignment)
-            fail(KV_ERR_BAD_MODEL, "GGUF: general.alignment is %llu, expected a power of two up to %llu",
-                 ull(al), ull(kMaxAlignment));
+            fail(KV_ERR_BAD_MODEL,
+                 "GGUF: general.alignment is %llu, expected a power of two up to %llu", ull(al),
+                 ull(kMaxAlignment));
         alignment_ = al;
     }
 
@@ -400,34 +459,39 @@ void GgufFile::parse() {
         const std::string_view name = cur.str("name", idx);
         const std::string ctx = "tensor '" + printable(name) + "'";
         if (!names.insert(name).second)
-            fail(KV_ERR_BAD_MODEL, "GGUF: duplicate tensor name '%s' (tensor info %llu at byte %llu)",
+            fail(KV_ERR_BAD_MODEL,
+                 "GGUF: duplicate tensor name '%s' (tensor info %llu at byte %llu)",
                  printable(name).c_str(), ull(ti), ull(at));
         GgufTensorInfo t;
         t.name = std::string(name);
         t.n_dims = cur.read<uint32_t>("n_dims", ctx);
         if (t.n_dims > kMaxDims)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s has %u dimensions (at most %u supported)", ctx.c_str(), t.n_dims,
-                 kMaxDims);
+            fail(KV_ERR_BAD_MODEL, "GGUF: %s has %u dimensions (at most %u supported)", ctx.c_str(),
+                 t.n_dims, kMaxDims);
         uint64_t elems = 1;
         bool overflow = false;
         for (uint32_t d = 0; d < t.n_dims; ++d) {
             t.ne[d] = cur.read<uint64_t>("dimension", ctx);
-            if (t.ne[d] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+            if (t.ne[d] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+                overflow = true;
             if (!overflow && mul_overflows(elems, t.ne[d], &elems)) overflow = true;
-            if (!overflow && elems > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+            if (!overflow && elems > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+                overflow = true;
         }
         if (overflow)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s has shape [%llu, %llu, %llu, %llu] whose element count overflows",
+            fail(KV_ERR_BAD_MODEL,
+                 "GGUF: %s has shape [%llu, %llu, %llu, %llu] whose element count overflows",
                  ctx.c_str(), ull(t.ne[0]), ull(t.ne[1]), ull(t.ne[2]), ull(t.ne[3]));
         const uint64_t type_at = cur.pos();
         const uint32_t type = cur.read<uint32_t>("type", ctx);
         const TypeTraits* tt = type_traits(type);
         if (!tt)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s has unknown ggml type id %u (at byte %llu)", ctx.c_str(), type,
-                 ull(type_at));
+            fail(KV_ERR_BAD_MODEL, "GGUF: %s has unknown ggml type id %u (at byte %llu)",
+                 ctx.c_str(), type, ull(type_at));
         t.type = static_cast<GgmlType>(type);
         if (t.ne[0] % tt->block_size != 0)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s: row length %llu is not a multiple of %s's block size %u", ctx.c_str(),
+            fail(KV_ERR_BAD_MODEL,
+                 "GGUF: %s: row length %llu is not a multiple of %s's block size %u", ctx.c_str(),
                  ull(t.ne[0]), tt->name, tt->block_size);
         uint64_t bytes = 0;
         if (mul_overflows(t.ne[0] / tt->block_size, tt->type_size, &bytes) ||
@@ -438,8 +502,10 @@ void GgufFile::parse() {
         const uint64_t off_at = cur.pos();
         t.offset = cur.read<uint64_t>("data offset", ctx);
         if (t.offset % alignment_ != 0)
-            fail(KV_ERR_BAD_MODEL, "GGUF: %s: data offset %llu (at byte %llu) is not a multiple of the alignment %llu",
-                 ctx.c_str(), ull(t.offset), ull(off_at), ull(alignment_));
+            fail(
+                KV_ERR_BAD_MODEL,
+                "GGUF: %s: data offset %llu (at byte %llu) is not a multiple of the alignment %llu",
+                ctx.c_str(), ull(t.offset), ull(off_at), ull(alignment_));
         tensors_.push_back(std::move(t));
     }
 
@@ -452,7 +518,8 @@ void GgufFile::parse() {
     }
     if (data_offset_ > size_)
         fail(KV_ERR_BAD_MODEL,
-             "GGUF: truncated file: the data section starts at byte %llu (tensor infos end at %llu, alignment "
+             "GGUF: truncated file: the data section starts at byte %llu (tensor infos end at "
+             "%llu, alignment "
              "%llu) but the file is %llu bytes",
              ull(data_offset_), ull(info_end), ull(alignment_), ull(size_));
     const uint64_t data_size = size_ - data_offset_;
@@ -462,22 +529,23 @@ void GgufFile::parse() {
         const GgufTensorInfo& t = tensors_[i];
         if (t.offset > data_size || t.bytes > data_size - t.offset)
             fail(KV_ERR_BAD_MODEL,
-                 "GGUF: tensor '%s' data [%llu, +%llu bytes) at file byte %llu runs past the end of the file "
+                 "GGUF: tensor '%s' data [%llu, +%llu bytes) at file byte %llu runs past the end "
+                 "of the file "
                  "(data section is %llu bytes from byte %llu)",
-                 printable(t.name).c_str(), ull(t.offset), ull(t.bytes), ull(data_offset_ + t.offset),
-                 ull(data_size), ull(data_offset_));
+                 printable(t.name).c_str(), ull(t.offset), ull(t.bytes),
+                 ull(data_offset_ + t.offset), ull(data_size), ull(data_offset_));
         if (t.bytes) order.push_back(i);
     }
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        return tensors_[a].offset < tensors_[b].offset;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return tensors_[a].offset < tensors_[b].offset; });
     for (size_t k = 1; k < order.size(); ++k) {
         const GgufTensorInfo& p = tensors_[order[k - 1]];
         const GgufTensorInfo& c = tensors_[order[k]];
         if (p.offset + p.bytes > c.offset)
-            fail(KV_ERR_BAD_MODEL, "GGUF: tensor '%s' data [%llu, %llu) overlaps tensor '%s' data [%llu, %llu)",
-                 printable(c.name).c_str(), ull(c.offset), ull(c.offset + c.bytes), printable(p.name).c_str(),
-                 ull(p.offset), ull(p.offset + p.bytes));
+            fail(KV_ERR_BAD_MODEL,
+                 "GGUF: tensor '%s' data [%llu, %llu) overlaps tensor '%s' data [%llu, %llu)",
+                 printable(c.name).c_str(), ull(c.offset), ull(c.offset + c.bytes),
+                 printable(p.name).c_str(), ull(p.offset), ull(p.offset + p.bytes));
     }
 }
 
@@ -526,10 +594,12 @@ std::optional<std::string_view> GgufFile::get_string(std::string_view key) const
     return v->s;
 }
 
-std::optional<std::vector<std::string_view>> GgufFile::get_string_array(std::string_view key) const {
+std::optional<std::vector<std::string_view>> GgufFile::get_string_array(
+    std::string_view key) const {
     const GgufValue* v = find(key);
     if (!v) return std::nullopt;
-    if (v->type != GgufType::ARRAY || v->array_type != GgufType::STRING) bad_type(key, *v, "an array of strings");
+    if (v->type != GgufType::ARRAY || v->array_type != GgufType::STRING)
+        bad_type(key, *v, "an array of strings");
     std::vector<std::string_view> out;
     out.reserve(v->array.size());
     for (const auto& e : v->array) out.push_back(e.s);
@@ -539,7 +609,8 @@ std::optional<std::vector<std::string_view>> GgufFile::get_string_array(std::str
 std::optional<std::vector<float>> GgufFile::get_float_array(std::string_view key) const {
     const GgufValue* v = find(key);
     if (!v) return std::nullopt;
-    if (v->type != GgufType::ARRAY || v->array_type == GgufType::STRING || v->array_type == GgufType::ARRAY)
+    if (v->type != GgufType::ARRAY || v->array_type == GgufType::STRING ||
+        v->array_type == GgufType::ARRAY)
         bad_type(key, *v, "an array of numbers");
     std::vector<float> out;
     out.reserve(v->array.size());
@@ -585,28 +656,56 @@ public:
 // Serializes v's payload (no type tag); v.type must be `t`.
 void put_value(Bytes& out, GgufType t, const GgufValue& v, const std::string& key, uint32_t depth) {
     if (v.type != t)
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: key '%s': array element of type %s in an array of %s",
-             key.c_str(), gguf_type_name(static_cast<uint32_t>(v.type)), gguf_type_name(static_cast<uint32_t>(t)));
+        fail(KV_ERR_INVALID_ARGUMENT,
+             "GgufWriter: key '%s': array element of type %s in an array of %s", key.c_str(),
+             gguf_type_name(static_cast<uint32_t>(v.type)),
+             gguf_type_name(static_cast<uint32_t>(t)));
     switch (t) {
-        case GgufType::UINT8: out.put(static_cast<uint8_t>(v.u)); return;
-        case GgufType::INT8: out.put(static_cast<int8_t>(v.i)); return;
-        case GgufType::UINT16: out.put(static_cast<uint16_t>(v.u)); return;
-        case GgufType::INT16: out.put(static_cast<int16_t>(v.i)); return;
-        case GgufType::UINT32: out.put(static_cast<uint32_t>(v.u)); return;
-        case GgufType::INT32: out.put(static_cast<int32_t>(v.i)); return;
-        case GgufType::UINT64: out.put(v.u); return;
-        case GgufType::INT64: out.put(v.i); return;
-        case GgufType::FLOAT32: out.put(static_cast<float>(v.f)); return;
-        case GgufType::FLOAT64: out.put(v.f); return;
-        case GgufType::BOOL: out.put(static_cast<uint8_t>(v.u != 0)); return;
-        case GgufType::STRING: out.str(v.s); return;
-        case GgufType::ARRAY: break;
+        case GgufType::UINT8:
+            out.put(static_cast<uint8_t>(v.u));
+            return;
+        case GgufType::INT8:
+            out.put(static_cast<int8_t>(v.i));
+            return;
+        case GgufType::UINT16:
+            out.put(static_cast<uint16_t>(v.u));
+            return;
+        case GgufType::INT16:
+            out.put(static_cast<int16_t>(v.i));
+            return;
+        case GgufType::UINT32:
+            out.put(static_cast<uint32_t>(v.u));
+            return;
+        case GgufType::INT32:
+            out.put(static_cast<int32_t>(v.i));
+            return;
+        case GgufType::UINT64:
+            out.put(v.u);
+            return;
+        case GgufType::INT64:
+            out.put(v.i);
+            return;
+        case GgufType::FLOAT32:
+            out.put(static_cast<float>(v.f));
+            return;
+        case GgufType::FLOAT64:
+            out.put(v.f);
+            return;
+        case GgufType::BOOL:
+            out.put(static_cast<uint8_t>(v.u != 0));
+            return;
+        case GgufType::STRING:
+            out.str(v.s);
+            return;
+        case GgufType::ARRAY:
+            break;
     }
     if (depth >= kMaxArrayDepth)
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: key '%s': arrays nested deeper than %u levels", key.c_str(),
-             kMaxArrayDepth);
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: key '%s': arrays nested deeper than %u levels",
+             key.c_str(), kMaxArrayDepth);
     if (static_cast<uint32_t>(v.array_type) > static_cast<uint32_t>(GgufType::FLOAT64))
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: key '%s': invalid array element type", key.c_str());
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: key '%s': invalid array element type",
+             key.c_str());
     out.put(static_cast<uint32_t>(v.array_type));
     out.put(static_cast<uint64_t>(v.array.size()));
     for (const auto& e : v.array) put_value(out, v.array_type, e, key, depth + 1);
@@ -640,22 +739,28 @@ struct GgufWriter::Impl {
     }
 
     // Validates name/shape and returns the byte size for `type`.
-    uint64_t check_tensor(const std::string& name, GgmlType type, const std::vector<uint64_t>& ne) const {
+    uint64_t check_tensor(const std::string& name, GgmlType type,
+                          const std::vector<uint64_t>& ne) const {
         const TypeTraits* tt = type_traits(type);
         if (!tt)
-            fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': unknown ggml type id %u", name.c_str(),
-                 static_cast<unsigned>(type));
+            fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': unknown ggml type id %u",
+                 name.c_str(), static_cast<unsigned>(type));
         if (ne.empty() || ne.size() > kMaxDims)
-            fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s' has %zu dimensions (1..4 allowed)", name.c_str(),
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "GgufWriter: tensor '%s' has %zu dimensions (1..4 allowed)", name.c_str(),
                  ne.size());
         for (const auto& t : tensors)
-            if (t.name == name) fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: duplicate tensor name '%s'", name.c_str());
+            if (t.name == name)
+                fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: duplicate tensor name '%s'",
+                     name.c_str());
         if (ne[0] % tt->block_size != 0)
-            fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': row length %llu is not a multiple of %s's block size %u",
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "GgufWriter: tensor '%s': row length %llu is not a multiple of %s's block size %u",
                  name.c_str(), ull(ne[0]), tt->name, tt->block_size);
         uint64_t bytes = 0;
         bool overflow = mul_overflows(ne[0] / tt->block_size, tt->type_size, &bytes);
-        for (size_t d = 1; d < ne.size() && !overflow; ++d) overflow = mul_overflows(bytes, ne[d], &bytes);
+        for (size_t d = 1; d < ne.size() && !overflow; ++d)
+            overflow = mul_overflows(bytes, ne[d], &bytes);
         if (overflow || bytes > std::numeric_limits<size_t>::max() / 2)
             fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s' is too large", name.c_str());
         return bytes;
@@ -667,8 +772,8 @@ GgufWriter::~GgufWriter() = default;
 
 void GgufWriter::set_alignment(uint32_t a) {
     if (a == 0 || (a & (a - 1)) != 0 || a > kMaxAlignment)
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: alignment %u is not a power of two up to %llu", a,
-             ull(kMaxAlignment));
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: alignment %u is not a power of two up to %llu",
+             a, ull(kMaxAlignment));
     impl_->alignment = a;
     set_u32("general.alignment", a);
 }
@@ -748,20 +853,25 @@ void GgufWriter::add_tensor(const std::string& name, GgmlType type, const std::v
                             const void* data, size_t bytes) {
     const uint64_t want = impl_->check_tensor(name, type, ne);
     if (bytes != want)
-        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s' of type %s needs %llu bytes, given %zu", name.c_str(),
+        fail(KV_ERR_INVALID_ARGUMENT,
+             "GgufWriter: tensor '%s' of type %s needs %llu bytes, given %zu", name.c_str(),
              type_traits(type)->name, ull(want), bytes);
-    if (!data && bytes) fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': null data", name.c_str());
+    if (!data && bytes)
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': null data", name.c_str());
     Impl::Tensor t{name, type, ne, {}};
-    if (bytes) t.data.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes);
+    if (bytes)
+        t.data.assign(static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(data) + bytes);
     impl_->tensors.push_back(std::move(t));
 }
 
-void GgufWriter::add_tensor_f32(const std::string& name, GgmlType type, const std::vector<uint64_t>& ne,
-                                const float* data) {
+void GgufWriter::add_tensor_f32(const std::string& name, GgmlType type,
+                                const std::vector<uint64_t>& ne, const float* data) {
     const uint64_t bytes = impl_->check_tensor(name, type, ne);
     uint64_t n = 1;
-    for (uint64_t d : ne) n *= d;  // no overflow: bytes did not overflow and type_size >= 1 per block
-    if (!data && n) fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': null data", name.c_str());
+    for (uint64_t d : ne)
+        n *= d;  // no overflow: bytes did not overflow and type_size >= 1 per block
+    if (!data && n)
+        fail(KV_ERR_INVALID_ARGUMENT, "GgufWriter: tensor '%s': null data", name.c_str());
     Impl::Tensor t{name, type, ne, std::vector<uint8_t>(static_cast<size_t>(bytes))};
     if (n) quantize_row(type, data, t.data.data(), static_cast<int64_t>(n));
     impl_->tensors.push_back(std::move(t));

@@ -50,7 +50,8 @@ void exercise(const GgufFile& f) {
             try {
                 fn();
             } catch (const kv::Error& e) {
-                if (e.status() != KV_ERR_BAD_MODEL) violated("getter threw a status other than BAD_MODEL");
+                if (e.status() != KV_ERR_BAD_MODEL)
+                    violated("getter threw a status other than BAD_MODEL");
             }
         };
         attempt([&] { f.get_uint(kv.first); });
@@ -69,7 +70,8 @@ void exercise(const GgufFile& f) {
     for (const auto& t : f.tensors()) {
         if (f.find_tensor(t.name) == nullptr) violated("find_tensor() misses a tensor");
         if (t.n_dims > 4) violated("n_dims > 4 accepted");
-        if (f.data_offset() + t.offset + t.bytes > f.file_size()) violated("tensor data outside the file");
+        if (f.data_offset() + t.offset + t.bytes > f.file_size())
+            violated("tensor data outside the file");
         if (t.bytes == 0) continue;
         const uint8_t* p = f.tensor_data(t);
         sink = static_cast<uint8_t>(sink + p[0] + p[t.bytes - 1]);
@@ -113,7 +115,8 @@ void round_trip(const GgufFile& f) {
         if (a.name != b.name || a.type != b.type || a.bytes != b.bytes ||
             std::memcmp(a.ne, b.ne, sizeof a.ne) != 0)
             violated("round trip changed a tensor info");
-        if (a.bytes && std::memcmp(f.tensor_data(a), g->tensor_data(b), static_cast<size_t>(a.bytes)) != 0)
+        if (a.bytes &&
+            std::memcmp(f.tensor_data(a), g->tensor_data(b), static_cast<size_t>(a.bytes)) != 0)
             violated("round trip changed tensor data");
     }
 }

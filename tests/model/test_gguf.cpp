@@ -1,16 +1,17 @@
 // GGUF reader and writer: round trips of every value and tensor type, the shared models, and a
 // malformed-file suite built from a valid file (truncations, corrupted counts, lengths, types,
 // offsets, alignment, version, magic) plus the checked-in corpus tests/data/gguf_malformed/.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <functional>
 #include <random>
 #include <string>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <vector>
 
 #include "common/error.h"
@@ -57,11 +58,12 @@ Outcome try_parse(const Bytes& b, bool copy = false) {
     return o;
 }
 
-#define EXPECT_REJECTED(bytes, want_status, what)                                                  \
-    do {                                                                                           \
-        const Outcome o_ = try_parse(bytes);                                                       \
-        CHECK_MESSAGE(o_.status == (want_status), what << ": status " << o_.status << " (" << o_.message << ")"); \
-        CHECK_MESSAGE(o_.message.size() > 10, what);                                               \
+#define EXPECT_REJECTED(bytes, want_status, what)                                     \
+    do {                                                                              \
+        const Outcome o_ = try_parse(bytes);                                          \
+        CHECK_MESSAGE(o_.status == (want_status),                                     \
+                      what << ": status " << o_.status << " (" << o_.message << ")"); \
+        CHECK_MESSAGE(o_.message.size() > 10, what);                                  \
     } while (0)
 
 template <typename T>
@@ -198,8 +200,9 @@ Bytes base_file() {
     w.set_string("test.str", "hello");
     w.set_array_i32("test.arr", {1, 2, 3});
     w.set_array_string("test.strs", {"a", "bc", ""});
-    w.set_value("test.nested", array_of(GgufType::ARRAY, {array_of(GgufType::UINT16, {scalar(GgufType::UINT16, 5)}),
-                                                          array_of(GgufType::UINT16, {})}));
+    w.set_value("test.nested", array_of(GgufType::ARRAY,
+                                        {array_of(GgufType::UINT16, {scalar(GgufType::UINT16, 5)}),
+                                         array_of(GgufType::UINT16, {})}));
     w.set_f32("test.f32", 1.5f);
     std::vector<float> a(16), b(128), c(4);
     for (size_t i = 0; i < a.size(); ++i) a[i] = float(i);
@@ -220,7 +223,8 @@ std::string data_dir() {
 
 std::string temp_path(const char* tag) {
     const char* tmp = std::getenv("TMPDIR");
-    return std::string(tmp && *tmp ? tmp : "/tmp") + "/kv_test_gguf_" + std::to_string(getpid()) + "_" + tag;
+    return std::string(tmp && *tmp ? tmp : "/tmp") + "/kv_test_gguf_" + std::to_string(getpid()) +
+           "_" + tag;
 }
 
 }  // namespace
@@ -248,16 +252,20 @@ TEST_CASE("gguf: every metadata value type round-trips, nested arrays included")
     w.set_array_i32("v.ai32", {-1, 0, 2147483647});
     w.set_array_string("v.astr", {"x", "", "hello world"});
     w.set_array_string("v.aempty", {});
-    w.set_value("v.au8", array_of(GgufType::UINT8, {scalar(GgufType::UINT8, 1), scalar(GgufType::UINT8, 255)}));
+    w.set_value("v.au8", array_of(GgufType::UINT8,
+                                  {scalar(GgufType::UINT8, 1), scalar(GgufType::UINT8, 255)}));
     w.set_value("v.ai64", array_of(GgufType::INT64, {scalar(GgufType::INT64, 0, -5)}));
-    w.set_value("v.abool", array_of(GgufType::BOOL, {scalar(GgufType::BOOL, 1), scalar(GgufType::BOOL, 0)}));
+    w.set_value("v.abool",
+                array_of(GgufType::BOOL, {scalar(GgufType::BOOL, 1), scalar(GgufType::BOOL, 0)}));
     w.set_value("v.af64", array_of(GgufType::FLOAT64, {scalar(GgufType::FLOAT64, 0, 0, -0.5)}));
     // [[["p", "q"], []], [["r"]]]
-    w.set_value("v.nested",
-                array_of(GgufType::ARRAY,
-                         {array_of(GgufType::ARRAY, {array_of(GgufType::STRING, {str_value("p"), str_value("q")}),
-                                                     array_of(GgufType::STRING, {})}),
-                          array_of(GgufType::ARRAY, {array_of(GgufType::STRING, {str_value("r")})})}));
+    w.set_value(
+        "v.nested",
+        array_of(GgufType::ARRAY,
+                 {array_of(GgufType::ARRAY,
+                           {array_of(GgufType::STRING, {str_value("p"), str_value("q")}),
+                            array_of(GgufType::STRING, {})}),
+                  array_of(GgufType::ARRAY, {array_of(GgufType::STRING, {str_value("r")})})}));
     w.set_u32("v.replaced", 1);
     w.set_u32("v.replaced", 2);  // replaces in place
     const Bytes bytes = w.to_bytes();
@@ -400,10 +408,12 @@ TEST_CASE("gguf: tensors of every type, shape and alignment round-trip") {
             CHECK(t.name == want[i].name);
             CHECK(t.type == want[i].type);
             CHECK(t.n_dims == want[i].ne.size());
-            for (size_t d = 0; d < 4; ++d) CHECK(t.ne[d] == (d < want[i].ne.size() ? want[i].ne[d] : 1));
+            for (size_t d = 0; d < 4; ++d)
+                CHECK(t.ne[d] == (d < want[i].ne.size() ? want[i].ne[d] : 1));
             CHECK(t.offset % alignment == 0);
             REQUIRE(t.bytes == want[i].data.size());
-            CHECK((t.bytes == 0 || std::memcmp(f->tensor_data(t), want[i].data.data(), t.bytes) == 0));
+            CHECK((t.bytes == 0 ||
+                   std::memcmp(f->tensor_data(t), want[i].data.data(), t.bytes) == 0));
             CHECK(f->find_tensor(want[i].name) == &t);
         }
         CHECK(f->find_tensor("nope") == nullptr);
@@ -415,11 +425,13 @@ TEST_CASE("gguf: add_tensor_f32 converts and quantizes") {
     INFO("seed " << seed);
     const auto x = kvtest::random_floats(64 * 3, seed);
     GgufWriter w;
-    for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0})
+    for (GgmlType t :
+         {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0})
         w.add_tensor_f32(type_traits(t)->name, t, {64, 3}, x.data());
     const Bytes b = w.to_bytes();
     auto f = GgufFile::from_memory(b.data(), b.size(), false);
-    for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0}) {
+    for (GgmlType t :
+         {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0}) {
         const GgufTensorInfo* ti = f->find_tensor(type_traits(t)->name);
         REQUIRE(ti != nullptr);
         CHECK(ti->type == t);
@@ -450,16 +462,24 @@ TEST_CASE("gguf: writer rejects bad input") {
     CHECK(status([&] { w.set_alignment(0); }) == KV_ERR_INVALID_ARGUMENT);
     CHECK(status([&] { w.set_alignment(48); }) == KV_ERR_INVALID_ARGUMENT);
     CHECK(status([&] { w.set_alignment(1u << 25); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 15); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::Q8_0, {33}, buf, 34); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {}, buf, 4); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {1, 1, 1, 1, 1}, buf, 4); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", static_cast<GgmlType>(4), {1}, buf, 4); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 16); }) == KV_OK);
-    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 16); }) == KV_ERR_INVALID_ARGUMENT);  // dup
-    CHECK(status([&] { w.add_tensor_f32("b", GgmlType::Q4_0, {48}, x); }) == KV_ERR_INVALID_ARGUMENT);
-    CHECK(status([&] { w.set_value("bad", array_of(GgufType::UINT8, {scalar(GgufType::INT8)})); }) ==
+    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 15); }) ==
           KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { w.add_tensor("a", GgmlType::Q8_0, {33}, buf, 34); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {}, buf, 4); }) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] {
+              w.add_tensor("a", GgmlType::F32, {1, 1, 1, 1, 1}, buf, 4);
+          }) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { w.add_tensor("a", static_cast<GgmlType>(4), {1}, buf, 4); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 16); }) == KV_OK);
+    CHECK(status([&] { w.add_tensor("a", GgmlType::F32, {4}, buf, 16); }) ==
+          KV_ERR_INVALID_ARGUMENT);  // dup
+    CHECK(status([&] { w.add_tensor_f32("b", GgmlType::Q4_0, {48}, x); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    CHECK(status([&] {
+              w.set_value("bad", array_of(GgufType::UINT8, {scalar(GgufType::INT8)}));
+          }) == KV_ERR_INVALID_ARGUMENT);
     CHECK(status([&] { w.write("/nonexistent-dir/x.gguf"); }) == KV_ERR_IO);
 }
 
@@ -519,7 +539,8 @@ TEST_CASE("gguf: from_memory copies when asked") {
 TEST_CASE("gguf: the shared models parse with known facts") {
     if (!kvtest::require_shared()) return;
     const std::string s = kvtest::shared_dir() + "/models/";
-    for (const std::string name : {"stories260K/stories260K.gguf", "stories260K/stories260K-ggml-org.gguf"}) {
+    for (const std::string name :
+         {"stories260K/stories260K.gguf", "stories260K/stories260K-ggml-org.gguf"}) {
         CAPTURE(name);
         auto f = GgufFile::open(s + name);
         CHECK(f->version() == 3);
@@ -531,7 +552,8 @@ TEST_CASE("gguf: the shared models parse with known facts") {
         CHECK(*f->get_uint("llama.feed_forward_length") == 172);
         CHECK(*f->get_uint("llama.attention.head_count") == 8);
         CHECK(*f->get_uint("llama.attention.head_count_kv") == 4);
-        CHECK(*f->get_uint("llama.context_length") == (name.find("ggml-org") != std::string::npos ? 2048u : 128u));
+        CHECK(*f->get_uint("llama.context_length") ==
+              (name.find("ggml-org") != std::string::npos ? 2048u : 128u));
         CHECK(*f->get_float("llama.attention.layer_norm_rms_epsilon") == doctest::Approx(1e-5));
         CHECK(*f->get_string("tokenizer.ggml.model") == "llama");
         const auto tokens = *f->get_string_array("tokenizer.ggml.tokens");
@@ -550,7 +572,8 @@ TEST_CASE("gguf: the shared models parse with known facts") {
         uint64_t params = 0;
         for (const auto& t : f->tensors()) params += t.elements();
         CHECK(params == 292800);  // dim 64, hidden 172, 5 layers, kv_dim 32, vocab 512, untied
-        // The weights equal the llama2.c checkpoint's (token embedding first, after its 28-byte header).
+        // The weights equal the llama2.c checkpoint's (token embedding first, after its 28-byte
+        // header).
         const std::string bin = s + "stories260K/stories260K.bin";
         if (kvtest::file_exists(bin)) {
             const auto raw = kvtest::read_file(bin);
@@ -577,17 +600,20 @@ TEST_CASE("gguf: the shared models parse with known facts") {
 
 TEST_CASE("gguf: re-writing a shared model reproduces it byte for byte") {
     if (!kvtest::require_shared()) return;
-    for (const std::string name : {"stories260K/stories260K.gguf", "llama-2-tiny-random/llama-2-tiny-random.gguf",
-                             "fixtures/llama-gqa.q4_k_m.gguf", "vocab/ggml-vocab-gpt-2.gguf"}) {
+    for (const std::string name :
+         {"stories260K/stories260K.gguf", "llama-2-tiny-random/llama-2-tiny-random.gguf",
+          "fixtures/llama-gqa.q4_k_m.gguf", "vocab/ggml-vocab-gpt-2.gguf"}) {
         CAPTURE(name);
         const auto orig = kvtest::read_file(kvtest::shared_dir() + "/models/" + name);
         auto f = GgufFile::from_memory(orig.data(), orig.size(), false);
         GgufWriter w;
         for (const auto& kv : f->metadata()) w.set_value(kv.first, kv.second);
         for (const auto& t : f->tensors())
-            w.add_tensor(t.name, t.type, std::vector<uint64_t>(t.ne, t.ne + t.n_dims), f->tensor_data(t), t.bytes);
+            w.add_tensor(t.name, t.type, std::vector<uint64_t>(t.ne, t.ne + t.n_dims),
+                         f->tensor_data(t), t.bytes);
         Bytes out = w.to_bytes();
-        if (f->tensors().empty()) out.resize(std::min(out.size(), orig.size()));  // no trailing padding there
+        if (f->tensors().empty())
+            out.resize(std::min(out.size(), orig.size()));  // no trailing padding there
         CHECK(out.size() == orig.size());
         CHECK(out == orig);
     }
@@ -622,14 +648,17 @@ TEST_CASE("gguf malformed: every truncation of a valid file is rejected") {
 
 TEST_CASE("gguf malformed: truncations of the shared models are rejected") {
     if (!kvtest::require_shared()) return;
-    for (const std::string name : {"stories260K/stories260K.gguf", "llama-2-tiny-random/llama-2-tiny-random.gguf"}) {
+    for (const std::string name :
+         {"stories260K/stories260K.gguf", "llama-2-tiny-random/llama-2-tiny-random.gguf"}) {
         CAPTURE(name);
         const auto orig = kvtest::read_file(kvtest::shared_dir() + "/models/" + name);
         auto f = GgufFile::from_memory(orig.data(), orig.size(), false);
         uint64_t need = 0;
-        for (const auto& t : f->tensors()) need = std::max(need, f->data_offset() + t.offset + t.bytes);
+        for (const auto& t : f->tensors())
+            need = std::max(need, f->data_offset() + t.offset + t.bytes);
         std::vector<size_t> cuts;
-        for (size_t n = 0; n < std::min<size_t>(f->data_offset() + 64, orig.size()); n += (n < 4096 ? 1 : 97))
+        for (size_t n = 0; n < std::min<size_t>(f->data_offset() + 64, orig.size());
+             n += (n < 4096 ? 1 : 97))
             cuts.push_back(n);
         for (size_t n = f->data_offset(); n < orig.size(); n += 4099) cuts.push_back(n);
         cuts.push_back(need - 1);
@@ -656,22 +685,31 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
 
     // Magic and version.
     for (size_t i = 0; i < 4; ++i)
-        EXPECT_REJECTED(with([&](Bytes& b) { b[i] ^= 0x20; }), KV_ERR_BAD_MODEL, "magic byte " << i);
+        EXPECT_REJECTED(with([&](Bytes& b) { b[i] ^= 0x20; }), KV_ERR_BAD_MODEL,
+                        "magic byte " << i);
     EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 0); }), KV_ERR_BAD_MODEL, "version 0");
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 0xFFFFFFFFu); }), KV_ERR_BAD_MODEL, "version ~0");
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 1); }), KV_ERR_UNSUPPORTED, "version 1");
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 4); }), KV_ERR_UNSUPPORTED, "version 4");
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 0x03000000u); }), KV_ERR_UNSUPPORTED, "big-endian");
-    CHECK(try_parse(with([&](Bytes& b) { put<uint32_t>(b, 4, 2); })).status == KV_OK);  // v2 is the same layout
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 0xFFFFFFFFu); }), KV_ERR_BAD_MODEL,
+                    "version ~0");
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 1); }), KV_ERR_UNSUPPORTED,
+                    "version 1");
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 4); }), KV_ERR_UNSUPPORTED,
+                    "version 4");
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, 4, 0x03000000u); }), KV_ERR_UNSUPPORTED,
+                    "big-endian");
+    CHECK(try_parse(with([&](Bytes& b) { put<uint32_t>(b, 4, 2); })).status ==
+          KV_OK);  // v2 is the same layout
 
     // Counts.
     for (uint64_t h : huge) {
-        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, 8, h); }), KV_ERR_BAD_MODEL, "n_tensors " << h);
-        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, 16, h); }), KV_ERR_BAD_MODEL, "n_kv " << h);
+        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, 8, h); }), KV_ERR_BAD_MODEL,
+                        "n_tensors " << h);
+        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, 16, h); }), KV_ERR_BAD_MODEL,
+                        "n_kv " << h);
     }
     const Outcome more_tensors = try_parse(with([&](Bytes& b) { put<uint64_t>(b, 8, 4); }));
     CHECK(more_tensors.status == KV_ERR_BAD_MODEL);  // the 4th info would be read from padding/data
-    for (uint64_t n : {uint64_t(0), uint64_t(2), uint64_t(10)}) {  // fewer/more: garbage, never a crash
+    for (uint64_t n :
+         {uint64_t(0), uint64_t(2), uint64_t(10)}) {  // fewer/more: garbage, never a crash
         const Outcome o = try_parse(with([&](Bytes& b) { put<uint64_t>(b, 16, n); }));
         CHECK((o.status == KV_OK || o.status == KV_ERR_BAD_MODEL));
     }
@@ -688,8 +726,10 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
             EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, at, h); }), KV_ERR_BAD_MODEL,
                             "string length at " << at << " = " << h);
         for (int64_t d : {-1, 1, 7}) {  // off by a little: misparse, never a crash
-            const Outcome o = try_parse(with([&](Bytes& b) { put<uint64_t>(b, at, get<uint64_t>(b, at) + d); }));
-            CHECK((o.status == KV_OK || o.status == KV_ERR_BAD_MODEL || o.status == KV_ERR_UNSUPPORTED));
+            const Outcome o =
+                try_parse(with([&](Bytes& b) { put<uint64_t>(b, at, get<uint64_t>(b, at) + d); }));
+            CHECK((o.status == KV_OK || o.status == KV_ERR_BAD_MODEL ||
+                   o.status == KV_ERR_UNSUPPORTED));
         }
     }
 
@@ -697,21 +737,23 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
     for (const auto& kv : l.kvs) {
         CAPTURE(kv.key);
         for (uint32_t t : {13u, 100u, 0xFFFFFFFFu})
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, kv.type_at, t); }), KV_ERR_BAD_MODEL, "type " << t);
+            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, kv.type_at, t); }),
+                            KV_ERR_BAD_MODEL, "type " << t);
         for (uint32_t t = 0; t <= 12; ++t) {  // another valid type: misparse, never a crash
             const Outcome o = try_parse(with([&](Bytes& b) { put<uint32_t>(b, kv.type_at, t); }));
             CHECK((o.status == KV_OK || o.status == KV_ERR_BAD_MODEL));
         }
         if (kv.type == 9) {
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, kv.arr_type_at, 13); }), KV_ERR_BAD_MODEL,
-                            "array type");
+            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, kv.arr_type_at, 13); }),
+                            KV_ERR_BAD_MODEL, "array type");
             for (uint64_t h : huge)
-                EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, kv.arr_count_at, h); }), KV_ERR_BAD_MODEL,
-                                "array count " << h);
+                EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, kv.arr_count_at, h); }),
+                                KV_ERR_BAD_MODEL, "array count " << h);
         }
     }
     {
-        const Outcome o = try_parse(with([&](Bytes& b) { put<uint64_t>(b, l.kv("test.strs").arr_count_at, 1u << 30); }));
+        const Outcome o = try_parse(
+            with([&](Bytes& b) { put<uint64_t>(b, l.kv("test.strs").arr_count_at, 1u << 30); }));
         CHECK(o.message.find("test.strs") != std::string::npos);
     }
 
@@ -732,10 +774,11 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
     for (const auto& ti : l.tis) {
         CAPTURE(ti.name);
         for (uint32_t nd : {5u, 100u, 0xFFFFFFFFu})
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, ti.n_dims_at, nd); }), KV_ERR_BAD_MODEL,
-                            "n_dims " << nd);
+            EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, ti.n_dims_at, nd); }),
+                            KV_ERR_BAD_MODEL, "n_dims " << nd);
         for (uint64_t h : huge)
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.ne_at[0], h); }), KV_ERR_BAD_MODEL, "ne0 " << h);
+            EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.ne_at[0], h); }),
+                            KV_ERR_BAD_MODEL, "ne0 " << h);
         if (ti.n_dims >= 2) {
             // 2^32 x 2^32 elements: element count overflows.
             const Bytes o = with([&](Bytes& b) {
@@ -744,8 +787,8 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
             });
             EXPECT_REJECTED(o, KV_ERR_BAD_MODEL, "element overflow");
             CHECK(try_parse(o).message.find(ti.name) != std::string::npos);
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.ne_at[1], 1000); }), KV_ERR_BAD_MODEL,
-                            "data past the end");
+            EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.ne_at[1], 1000); }),
+                            KV_ERR_BAD_MODEL, "data past the end");
         }
         for (uint32_t t : {4u, 5u, 31u, 40u, 1000u, 0xFFFFFFFFu}) {
             const Bytes o = with([&](Bytes& b) { put<uint32_t>(b, ti.type_at, t); });
@@ -753,18 +796,20 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
             CHECK(try_parse(o).message.find(ti.name) != std::string::npos);
         }
         for (uint64_t h : huge)
-            EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, h & ~uint64_t(31)); }),
-                            KV_ERR_BAD_MODEL, "offset " << h);
+            EXPECT_REJECTED(
+                with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, h & ~uint64_t(31)); }),
+                KV_ERR_BAD_MODEL, "offset " << h);
         const uint64_t off = get<uint64_t>(base, ti.offset_at);
-        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, off + 1); }), KV_ERR_BAD_MODEL,
-                        "misaligned offset");
-        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, off + 16); }), KV_ERR_BAD_MODEL,
-                        "misaligned offset");
+        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, off + 1); }),
+                        KV_ERR_BAD_MODEL, "misaligned offset");
+        EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, ti.offset_at, off + 16); }),
+                        KV_ERR_BAD_MODEL, "misaligned offset");
     }
     // Q4_0 tensor: row length not a multiple of 32.
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, l.ti("t.b").ne_at[0], 48); }), KV_ERR_BAD_MODEL,
-                    "partial block");
-    // A known type kvulkan cannot compute with is accepted by the reader (iq4_nl has q4_0's block size).
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint64_t>(b, l.ti("t.b").ne_at[0], 48); }),
+                    KV_ERR_BAD_MODEL, "partial block");
+    // A known type kvulkan cannot compute with is accepted by the reader (iq4_nl has q4_0's block
+    // size).
     {
         const Bytes o = with([&](Bytes& b) { put<uint32_t>(b, l.ti("t.b").type_at, 20); });
         auto f = GgufFile::from_memory(o.data(), o.size(), false);
@@ -778,7 +823,8 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
     }
     // n_dims 0 is a scalar (1 element): the rest of the info is then misread, never a crash.
     {
-        const Outcome o = try_parse(with([&](Bytes& b) { put<uint32_t>(b, l.ti("t.a").n_dims_at, 0); }));
+        const Outcome o =
+            try_parse(with([&](Bytes& b) { put<uint32_t>(b, l.ti("t.a").n_dims_at, 0); }));
         CHECK((o.status == KV_OK || o.status == KV_ERR_BAD_MODEL));
     }
 
@@ -786,8 +832,10 @@ TEST_CASE("gguf malformed: corrupted header, counts, lengths, types, offsets and
     const auto& al = l.kv("general.alignment");
     REQUIRE(al.type == 4);
     for (uint32_t a : {0u, 3u, 48u, 0x80000000u})
-        EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, al.value_at, a); }), KV_ERR_BAD_MODEL, "alignment " << a);
-    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, al.type_at, 6); }), KV_ERR_BAD_MODEL, "float alignment");
+        EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, al.value_at, a); }), KV_ERR_BAD_MODEL,
+                        "alignment " << a);
+    EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, al.type_at, 6); }), KV_ERR_BAD_MODEL,
+                    "float alignment");
     EXPECT_REJECTED(with([&](Bytes& b) { put<uint32_t>(b, al.value_at, 64); }), KV_ERR_BAD_MODEL,
                     "alignment 64 (offsets become misaligned)");
     {
@@ -851,7 +899,8 @@ TEST_CASE("gguf malformed: hostile structures") {
         b.resize(b.size() + 12 * 999);  // one element short
         EXPECT_REJECTED(b, KV_ERR_BAD_MODEL, "array of arrays too long");
     }
-    // A single q8_0 row of nearly 2^63 elements: element count fits int64, data cannot fit the file.
+    // A single q8_0 row of nearly 2^63 elements: element count fits int64, data cannot fit the
+    // file.
     {
         Bytes b = header(1, 0);
         app_str(b, "t");
@@ -884,12 +933,18 @@ TEST_CASE("gguf malformed: random mutations never crash") {
         for (int e = 0; e < edits; ++e) {
             const size_t at = rng() % b.size();
             switch (rng() % 4) {
-                case 0: b[at] = static_cast<uint8_t>(rng()); break;
-                case 1: b[at] ^= static_cast<uint8_t>(1u << (rng() % 8)); break;
+                case 0:
+                    b[at] = static_cast<uint8_t>(rng());
+                    break;
+                case 1:
+                    b[at] ^= static_cast<uint8_t>(1u << (rng() % 8));
+                    break;
                 case 2:
                     if (at + 8 <= b.size()) put<uint64_t>(b, at, uint64_t(rng()) << (rng() % 40));
                     break;
-                case 3: b.resize(at); break;
+                case 3:
+                    b.resize(at);
+                    break;
             }
             if (b.empty()) break;
         }
@@ -898,7 +953,8 @@ TEST_CASE("gguf malformed: random mutations never crash") {
             ++ok;
         } else {
             ++bad;
-            REQUIRE_MESSAGE((o.status == KV_ERR_BAD_MODEL || o.status == KV_ERR_UNSUPPORTED), o.message);
+            REQUIRE_MESSAGE((o.status == KV_ERR_BAD_MODEL || o.status == KV_ERR_UNSUPPORTED),
+                            o.message);
             REQUIRE(!o.message.empty());
         }
     }

@@ -1,15 +1,16 @@
 // Weight formats: type traits, fp16/bf16 conversion, dequantization (bit-exact against the
 // reference dequantizer's output in ../shared/models/fixtures/*.dequant.gguf) and the Q8_0/Q4_0
 // quantizers on fresh random data.
+#include <dirent.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
 #include <ios>
+#include <limits>
 #include <random>
 #include <set>
-#include <dirent.h>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -73,13 +74,13 @@ TEST_CASE("type traits of every ggml type id") {
         bool supported;
     };
     const Expect ex[] = {
-        {GgmlType::F32, "f32", 1, 4, true},       {GgmlType::F16, "f16", 1, 2, true},
-        {GgmlType::BF16, "bf16", 1, 2, true},     {GgmlType::Q4_0, "q4_0", 32, 18, true},
-        {GgmlType::Q4_1, "q4_1", 32, 20, true},   {GgmlType::Q5_0, "q5_0", 32, 22, true},
-        {GgmlType::Q5_1, "q5_1", 32, 24, true},   {GgmlType::Q8_0, "q8_0", 32, 34, true},
-        {GgmlType::Q8_1, "q8_1", 32, 36, false},  {GgmlType::Q2_K, "q2_k", 256, 84, true},
-        {GgmlType::Q3_K, "q3_k", 256, 110, true}, {GgmlType::Q4_K, "q4_k", 256, 144, true},
-        {GgmlType::Q5_K, "q5_k", 256, 176, true}, {GgmlType::Q6_K, "q6_k", 256, 210, true},
+        {GgmlType::F32, "f32", 1, 4, true},        {GgmlType::F16, "f16", 1, 2, true},
+        {GgmlType::BF16, "bf16", 1, 2, true},      {GgmlType::Q4_0, "q4_0", 32, 18, true},
+        {GgmlType::Q4_1, "q4_1", 32, 20, true},    {GgmlType::Q5_0, "q5_0", 32, 22, true},
+        {GgmlType::Q5_1, "q5_1", 32, 24, true},    {GgmlType::Q8_0, "q8_0", 32, 34, true},
+        {GgmlType::Q8_1, "q8_1", 32, 36, false},   {GgmlType::Q2_K, "q2_k", 256, 84, true},
+        {GgmlType::Q3_K, "q3_k", 256, 110, true},  {GgmlType::Q4_K, "q4_k", 256, 144, true},
+        {GgmlType::Q5_K, "q5_k", 256, 176, true},  {GgmlType::Q6_K, "q6_k", 256, 210, true},
         {GgmlType::Q8_K, "q8_k", 256, 292, false},
     };
     for (const auto& e : ex) {
@@ -91,7 +92,8 @@ TEST_CASE("type traits of every ggml type id") {
         CHECK(t->supported == e.supported);
     }
     // Defined by ggml but not supported here: named, so the loader can say which.
-    for (uint32_t id : {16u, 17u, 18u, 19u, 20u, 21u, 22u, 23u, 24u, 25u, 26u, 27u, 28u, 29u, 34u, 35u}) {
+    for (uint32_t id :
+         {16u, 17u, 18u, 19u, 20u, 21u, 22u, 23u, 24u, 25u, 26u, 27u, 28u, 29u, 34u, 35u}) {
         const TypeTraits* t = type_traits(id);
         REQUIRE_MESSAGE(t != nullptr, id);
         CHECK_FALSE(t->supported);
@@ -126,7 +128,9 @@ TEST_CASE("fp16: every half value round-trips through float") {
             // exact value check against the definition
             const int e = (h >> 10) & 0x1F;
             const int m = h & 0x3FF;
-            double v = e == 0 ? std::ldexp(m, -24) : e == 31 ? INFINITY : std::ldexp(1024 + m, e - 25);
+            double v = e == 0    ? std::ldexp(m, -24)
+                       : e == 31 ? INFINITY
+                                 : std::ldexp(1024 + m, e - 25);
             if (h & 0x8000) v = -v;
             REQUIRE_MESSAGE(f == static_cast<float>(v), "half 0x" << std::hex << h);
             REQUIRE(std::signbit(f) == bool(h & 0x8000));
@@ -144,17 +148,18 @@ TEST_CASE("fp16: float to half rounds to nearest even, with inf, denormals and N
     CHECK(fp32_to_fp16(65520.0f) == 0x7C00);   // tie at max: rounds to even = inf
     CHECK(fp32_to_fp16(1e10f) == 0x7C00);
     CHECK(fp32_to_fp16(-INFINITY) == 0xFC00);
-    CHECK(fp32_to_fp16(std::ldexp(1.0f, -24)) == 0x0001);          // smallest denormal
-    CHECK(fp32_to_fp16(std::ldexp(1.0f, -25)) == 0x0000);          // tie -> even (0)
-    CHECK(fp32_to_fp16(std::ldexp(3.0f, -26)) == 0x0001);          // 0.75 ulp -> 1
-    CHECK(fp32_to_fp16(std::ldexp(3.0f, -25)) == 0x0002);          // 1.5 ulp tie -> even 2
-    CHECK(fp32_to_fp16(-std::ldexp(1.0f, -26)) == 0x8000);         // -0
-    CHECK(fp32_to_fp16(std::ldexp(1023.5f, -24)) == 0x0400);       // rounds up into the normals
-    CHECK(fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);   // tie -> even
-    CHECK(fp32_to_fp16(1.0f + std::ldexp(3.0f, -11)) == 0x3C02);   // tie -> even (up)
+    CHECK(fp32_to_fp16(std::ldexp(1.0f, -24)) == 0x0001);         // smallest denormal
+    CHECK(fp32_to_fp16(std::ldexp(1.0f, -25)) == 0x0000);         // tie -> even (0)
+    CHECK(fp32_to_fp16(std::ldexp(3.0f, -26)) == 0x0001);         // 0.75 ulp -> 1
+    CHECK(fp32_to_fp16(std::ldexp(3.0f, -25)) == 0x0002);         // 1.5 ulp tie -> even 2
+    CHECK(fp32_to_fp16(-std::ldexp(1.0f, -26)) == 0x8000);        // -0
+    CHECK(fp32_to_fp16(std::ldexp(1023.5f, -24)) == 0x0400);      // rounds up into the normals
+    CHECK(fp32_to_fp16(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);  // tie -> even
+    CHECK(fp32_to_fp16(1.0f + std::ldexp(3.0f, -11)) == 0x3C02);  // tie -> even (up)
     CHECK(fp32_to_fp16(std::numeric_limits<float>::denorm_min()) == 0);
     CHECK(std::isnan(fp16_to_fp32(fp32_to_fp16(NAN))));
-    CHECK(std::isnan(fp16_to_fp32(fp32_to_fp16(from_bits(0x7F800001u)))));  // payload only in low bits
+    CHECK(std::isnan(
+        fp16_to_fp32(fp32_to_fp16(from_bits(0x7F800001u)))));  // payload only in low bits
 
     // Random floats over the whole half range: the result is a nearest half, ties to even.
     const uint32_t seed = kvtest::fresh_seed();
@@ -200,9 +205,9 @@ TEST_CASE("bf16: round trips, rounding, NaN and denormals") {
     CHECK(fp32_to_bf16(from_bits(0x3F808000u)) == 0x3F80);  // tie -> even (down)
     CHECK(fp32_to_bf16(from_bits(0x3F818000u)) == 0x3F82);  // tie -> even (up)
     CHECK(fp32_to_bf16(from_bits(0x3F808001u)) == 0x3F81);
-    CHECK(fp32_to_bf16(from_bits(0x7F7FFFFFu)) == 0x7F80);  // FLT_MAX rounds to inf
-    CHECK(fp32_to_bf16(from_bits(0x00000001u)) == 0x0000);  // tiny denormal -> 0
-    CHECK(fp32_to_bf16(from_bits(0x00018000u)) == 0x0002);  // denormal tie -> even
+    CHECK(fp32_to_bf16(from_bits(0x7F7FFFFFu)) == 0x7F80);                  // FLT_MAX rounds to inf
+    CHECK(fp32_to_bf16(from_bits(0x00000001u)) == 0x0000);                  // tiny denormal -> 0
+    CHECK(fp32_to_bf16(from_bits(0x00018000u)) == 0x0002);                  // denormal tie -> even
     CHECK(std::isnan(bf16_to_fp32(fp32_to_bf16(from_bits(0x7F800001u)))));  // NaN stays NaN
     CHECK(std::isnan(bf16_to_fp32(fp32_to_bf16(from_bits(0xFFFFFFFFu)))));
 }
@@ -233,8 +238,8 @@ TEST_CASE("dequantize: hand-built blocks") {
     const uint32_t qh = 0x80000001u;  // element 0 and 31 get the high bit
     std::memcpy(q5 + 2, &qh, 4);
     dequantize_row(GgmlType::Q5_0, q5, y, 32);
-    CHECK(y[0] == 0.0f);     // 16 - 16
-    CHECK(y[1] == -16.0f);   // 0 - 16
+    CHECK(y[0] == 0.0f);    // 16 - 16
+    CHECK(y[1] == -16.0f);  // 0 - 16
     CHECK(y[31] == 0.0f);
     CHECK(y[16] == -16.0f);
 
@@ -264,7 +269,8 @@ TEST_CASE("dequantize: bit-exact against the reference dequantizer on every fixt
     std::set<std::string> types_seen;
     for (const auto& dq_path : files) {
         CAPTURE(dq_path);
-        const std::string src_path = dq_path.substr(0, dq_path.size() - std::strlen(".dequant.gguf")) + ".gguf";
+        const std::string src_path =
+            dq_path.substr(0, dq_path.size() - std::strlen(".dequant.gguf")) + ".gguf";
         auto dq = GgufFile::open(dq_path);
         auto src = GgufFile::open(src_path);
         REQUIRE(dq->tensors().size() >= 1);
@@ -291,18 +297,21 @@ TEST_CASE("dequantize: bit-exact against the reference dequantizer on every fixt
                     ++mismatches;
                 }
             }
-            CHECK_MESSAGE(mismatches == 0, mismatches << " of " << n << " values differ, first at " << first);
+            CHECK_MESSAGE(mismatches == 0,
+                          mismatches << " of " << n << " values differ, first at " << first);
             // Row by row gives the same as the whole tensor at once.
             std::vector<float> row(ref.ne[0]);
             const uint64_t rb = row_bytes(t->type, ref.ne[0]);
             const uint64_t last = ref.ne[1] - 1;
-            dequantize_row(t->type, src->tensor_data(*t) + last * rb, row.data(), static_cast<int64_t>(ref.ne[0]));
+            dequantize_row(t->type, src->tensor_data(*t) + last * rb, row.data(),
+                           static_cast<int64_t>(ref.ne[0]));
             CHECK(std::memcmp(row.data(), out.data() + last * ref.ne[0], row.size() * 4) == 0);
             types_seen.insert(type_traits(t->type)->name);
         }
     }
     // Every supported non-F32 format is covered by some fixture.
-    for (const char* name : {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k"})
+    for (const char* name : {"f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k",
+                             "q4_k", "q5_k", "q6_k"})
         CHECK_MESSAGE(types_seen.count(name) == 1, "no fixture covers " << name);
 }
 
@@ -363,8 +372,10 @@ TEST_CASE("quantize: Q8_0 and Q4_0 error bounds on fresh random data") {
             const double bound = (is8 ? 0.5 : 1.0) * step + amax * 2e-3 + denorm;
             for (int j = 0; j < 32; ++j) {
                 const double err = std::fabs(double(xb[j]) - double(yb[j]));
-                if (step >= std::ldexp(1.0, -14)) worst = std::max(worst, err / step);  // normal scales
-                REQUIRE_MESSAGE(err <= bound, "block " << b << " elem " << j << ": " << xb[j] << " -> " << yb[j]);
+                if (step >= std::ldexp(1.0, -14))
+                    worst = std::max(worst, err / step);  // normal scales
+                REQUIRE_MESSAGE(err <= bound,
+                                "block " << b << " elem " << j << ": " << xb[j] << " -> " << yb[j]);
             }
             if (!is8) {
                 // The element of largest magnitude is reproduced up to the fp16 rounding of d.
@@ -376,7 +387,8 @@ TEST_CASE("quantize: Q8_0 and Q4_0 error bounds on fresh random data") {
         }
         for (int j = 0; j < 32; ++j) CHECK(y[static_cast<size_t>(5 * 32 + j)] == 0.0f);
         const double rel = kvtest::rel_l2(y, x);
-        MESSAGE(name << ": rel L2 " << rel << ", worst error " << worst << " grid steps (blocks with a normal fp16 scale)");
+        MESSAGE(name << ": rel L2 " << rel << ", worst error " << worst
+                     << " grid steps (blocks with a normal fp16 scale)");
         CHECK(rel < (is8 ? 0.01 : 0.12));
         CHECK(rel > 0);  // lossy, so the test could fail
     }
