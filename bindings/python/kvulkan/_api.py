@@ -1,0 +1,1037 @@
+"""The Pythonic layer: Runtime, Model, Session and friends over the ctypes prototypes.
+
+Lifetimes (see README.md, "Lifetimes"): every child holds a strong reference to its parent
+(Session -> Model -> Runtime), so garbage collection can never destroy a parent's native object
+first. ``close()`` is idempotent. Closing a parent that still has open children *defers* the
+native destroy: the parent is closed for the caller at once (new children and further calls on it
+raise BadStateError) and its native object is destroyed when its last child closes. Children keep
+working meanwhile. ``__del__`` simply calls ``close()``.
+"""
+from __future__ import annotations
+
+import array
+import codecs
+import ctypes
+import enum
+import logging
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+
+from . import _native as N
+from ._errors import (
+    BadStateError,
+    InvalidArgumentError,
+    KvError,
+    Status,
+    check,
+)
+
+# ------------------------------------------------------------------------------------------------
+# Versions
+# ------------------------------------------------------------------------------------------------
+
+
+def version() -> int:
+    """kv_version(): the loaded library's packed version (KV_MAKE_VERSION layout)."""
+    return int(N.lib().kv_version())
+
+
+def version_string() -> str:
+    """kv_version_string(), e.g. "0.1.0"."""
+    return N.lib().kv_version_string().decode("ascii", "replace")
+
+
+def version_tuple() -> tuple:
+    """(major, minor, patch) of the loaded library."""
+    v = version()
+    return (v >> 22, (v >> 12) & 0x3FF, v & 0xFFF)
+
+
+# ------------------------------------------------------------------------------------------------
+# Enums and flags
+# ------------------------------------------------------------------------------------------------
+
+
+class LogLevel(enum.IntEnum):
+    DEBUG = N.KV_LOG_DEBUG
+    INFO = N.KV_LOG_INFO
+    WARNING = N.KV_LOG_WARNING
+    ERROR = N.KV_LOG_ERROR
+    VALIDATION = N.KV_LOG_VALIDATION  # a Vulkan validation-layer message: a bug
+
+
+class DeviceType(enum.IntEnum):
+    OTHER = 0
+    INTEGRATED_GPU = 1
+    DISCRETE_GPU = 2
+    VIRTUAL_GPU = 3
+    CPU = 4
+
+
+class Feature(enum.IntFlag):
+    SHADER_FLOAT16 = 1 << 0
+    STORAGE_16BIT = 1 << 1
+    STORAGE_8BIT = 1 << 2
+    SHADER_INT8 = 1 << 3
+    INTEGER_DOT_PRODUCT = 1 << 4
+    COOPMAT_NV = 1 << 5
+    COOPMAT_KHR = 1 << 6
+    MEMORY_BUDGET = 1 << 7
+    SUBGROUP_SIZE_CONTROL = 1 << 8
+    TIMESTAMPS = 1 << 9
+    UNIFIED_MEMORY = 1 << 10
+    SHADER_INT64 = 1 << 11
+
+
+class SubgroupOp(enum.IntFlag):
+    BASIC = 1 << 0
+    VOTE = 1 << 1
+    ARITHMETIC = 1 << 2
+    BALLOT = 1 << 3
+    SHUFFLE = 1 << 4
+    SHUFFLE_RELATIVE = 1 << 5
+    CLUSTERED = 1 << 6
+    QUAD = 1 << 7
+
+
+class CacheType(enum.IntEnum):
+    F16 = N.KV_CACHE_F16
+    F32 = N.KV_CACHE_F32
+
+
+def _enum_or_int(cls, value):
+    try:
+        return cls(value)
+    except ValueError:
+        return int(value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Logging
+# ------------------------------------------------------------------------------------------------
+
+LogCallback = Callable[[LogLevel, str], None]
+
+_PY_LEVELS = {
+    LogLevel.DEBUG: logging.DEBUG,
+    LogLevel.INFO: logging.INFO,
+    LogLevel.WARNING: logging.WARNING,
+    LogLevel.ERROR: logging.ERROR,
+    LogLevel.VALIDATION: logging.ERROR,
+}
+
+
+def logging_callback(level: LogLevel, message: str) -> None:
+    """A ready-made log callback forwarding to the standard ``logging`` module, logger
+    "kvulkan" (validation-layer messages at ERROR)."""
+    logging.getLogger("kvulkan").log(_PY_LEVELS.get(level, logging.WARNING), "%s", message)
+
+
+def _make_log_thunk(fn: Optional[LogCallback]):
+    """Wraps a Python callable as a kv_log_fn. The returned object must stay referenced for as
+    long as the library may call it (the runtime keeps it until its native destroy returns)."""
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "log_callback must be callable")
+
+    def thunk(_user_data, level, message):
+        # Called from any kvulkan thread; nothing may propagate back into C.
+        try:
+            text = ctypes.string_at(message).decode("utf-8", "replace") if message else ""
+            fn(_enum_or_int(LogLevel, level), text)
+        except BaseException:  # noqa: BLE001 - an exception must never unwind into the library
+            try:
+                traceback.print_exc()
+            except BaseException:  # noqa: BLE001 - interpreter shutting down
+                pass
+
+    return N.kv_log_fn(thunk)
+
+
+# ------------------------------------------------------------------------------------------------
+# Plain-data results
+# ------------------------------------------------------------------------------------------------
+
+
+def _s(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class MemoryHeap:
+    size: int
+    budget: int
+    usage: int
+    device_local: bool
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """kv_device_info as Python values."""
+
+    index: int
+    device_name: str
+    driver_name: str
+    driver_info: str
+    device_type: DeviceType
+    vendor_id: int
+    device_id: int
+    api_version: int
+    driver_version: int
+    features: Feature
+    subgroup_size: int
+    subgroup_size_min: int
+    subgroup_size_max: int
+    subgroup_ops: SubgroupOp
+    max_storage_buffer_range: int
+    max_allocation_size: int
+    max_shared_memory: int
+    max_workgroup_invocations: int
+    max_workgroup_count_x: int
+    memory_heaps: List[MemoryHeap]
+    timestamp_period_ns: float
+
+    @property
+    def api_version_tuple(self) -> tuple:
+        """(major, minor, patch) of api_version (VK_MAKE_API_VERSION layout)."""
+        v = self.api_version
+        return ((v >> 22) & 0x7F, (v >> 12) & 0x3FF, v & 0xFFF)
+
+    @classmethod
+    def _from_c(cls, c: N.kv_device_info) -> "DeviceInfo":
+        n = min(int(c.memory_heap_count), N.KV_MAX_MEMORY_HEAPS)
+        heaps = [
+            MemoryHeap(int(h.size), int(h.budget), int(h.usage), bool(h.device_local))
+            for h in c.memory_heaps[:n]
+        ]
+        return cls(
+            index=int(c.index),
+            device_name=_s(c.device_name),
+            driver_name=_s(c.driver_name),
+            driver_info=_s(c.driver_info),
+            device_type=_enum_or_int(DeviceType, c.device_type),
+            vendor_id=int(c.vendor_id),
+            device_id=int(c.device_id),
+            api_version=int(c.api_version),
+            driver_version=int(c.driver_version),
+            features=Feature(c.features),
+            subgroup_size=int(c.subgroup_size),
+            subgroup_size_min=int(c.subgroup_size_min),
+            subgroup_size_max=int(c.subgroup_size_max),
+            subgroup_ops=SubgroupOp(c.subgroup_ops),
+            max_storage_buffer_range=int(c.max_storage_buffer_range),
+            max_allocation_size=int(c.max_allocation_size),
+            max_shared_memory=int(c.max_shared_memory),
+            max_workgroup_invocations=int(c.max_workgroup_invocations),
+            max_workgroup_count_x=int(c.max_workgroup_count_x),
+            memory_heaps=heaps,
+            timestamp_period_ns=float(c.timestamp_period_ns),
+        )
+
+
+@dataclass(frozen=True)
+class BandwidthResult:
+    bytes: int
+    read_gbps: float
+    copy_gbps: float
+    write_gbps: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """kv_model_info as Python values."""
+
+    on_device: bool
+    architecture: str
+    name: str
+    weight_types: str
+    n_params: int
+    weight_bytes: int
+    file_size: int
+    device_bytes: int
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    n_ctx_train: int
+    rope_neox: bool
+    rope_freq_base: float
+    tied_output: bool
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """kv_session_stats as Python values."""
+
+    n_tokens: int
+    n_ctx: int
+    page_size: int
+    kv_bytes: int
+    kv_bytes_per_token: int
+    tokens_prefilled: int
+    tokens_decoded: int
+    last_prefill_ms: float
+    last_prefill_tokens: int
+    last_decode_ms: float
+    total_prefill_ms: float
+    total_decode_ms: float
+    scratch_bytes: int
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """kv_sampler_desc. The defaults are KV_SAMPLER_DESC_INIT: greedy (argmax on the GPU).
+
+    Applied in this order: repetition penalty over the last ``repeat_last_n`` tokens, top-k,
+    temperature, softmax, min-p, top-p, draw. ``temperature <= 0`` is greedy."""
+
+    temperature: float = 0.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    seed: int = 0
+
+    @classmethod
+    def greedy(cls) -> "Sampler":
+        return cls()
+
+    def _to_c(self) -> N.kv_sampler_desc:
+        d = N.sampler_desc_init()
+        d.temperature = float(self.temperature)
+        d.top_k = int(self.top_k)
+        d.top_p = float(self.top_p)
+        d.min_p = float(self.min_p)
+        d.repeat_penalty = float(self.repeat_penalty)
+        d.repeat_last_n = int(self.repeat_last_n)
+        d.seed = int(self.seed) & 0xFFFFFFFFFFFFFFFF
+        return d
+
+
+def _sampler(value) -> Optional[Sampler]:
+    if value is None or isinstance(value, Sampler):
+        return value
+    if isinstance(value, dict):
+        return Sampler(**value)
+    raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "sampler must be a kvulkan.Sampler, a dict or None")
+
+
+# ------------------------------------------------------------------------------------------------
+# Buffers
+# ------------------------------------------------------------------------------------------------
+
+assert array.array("i").itemsize == 4 and array.array("f").itemsize == 4
+
+
+def _numpy():
+    try:
+        import numpy  # noqa: PLC0415 - optional dependency
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("numpy=True needs numpy, which is not installed") from e
+    return numpy
+
+
+def _token_array(tokens) -> array.array:
+    if isinstance(tokens, (str, bytes)):
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "expected token ids, not text (use Model.tokenize)")
+    if isinstance(tokens, int):
+        tokens = (tokens,)
+    try:
+        return array.array("i", (int(t) for t in tokens))
+    except OverflowError as e:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, f"a token id is out of the int32 range: {e}") from None
+
+
+def _first_capacity(estimate: int) -> int:
+    """The first capacity of a two-call (KV_INCOMPLETE) output buffer; tests shrink it to 1 to
+    exercise the retry."""
+    return max(estimate, 1)
+
+
+def _ptr(arr: array.array, ctype):
+    """A ctypes pointer to an array.array's storage (NULL for an empty array)."""
+    if len(arr) == 0:
+        return None
+    addr, _ = arr.buffer_info()
+    return ctypes.cast(addr, ctypes.POINTER(ctype))
+
+
+# ------------------------------------------------------------------------------------------------
+# Lifetime bookkeeping
+# ------------------------------------------------------------------------------------------------
+
+
+class _Object:
+    """A native handle, its parent, and the deferred-close protocol described in the module doc."""
+
+    _kind = "object"
+
+    def __init__(self):
+        # Set first so that __del__ of a half-constructed object is harmless.
+        self._handle: Optional[int] = None
+        self._destroy_fn = None
+        self._parent: Optional[_Object] = None
+        self._closed = False
+        self._live_children = 0
+        self._lock = threading.RLock()
+
+    def _attach(self, handle: int, destroy_fn, parent: Optional["_Object"]) -> None:
+        self._handle = handle
+        self._destroy_fn = destroy_fn  # kept: module globals may be gone at interpreter exit
+        self._parent = parent
+        if parent is not None:
+            with parent._lock:
+                parent._live_children += 1
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called (the native object may outlive it: see close())."""
+        return self._closed
+
+    def _h(self) -> int:
+        """The native handle, or BadStateError when closed."""
+        if self._closed or self._handle is None:
+            raise BadStateError(N.KV_ERR_BAD_STATE, f"the {self._kind} is closed")
+        return self._handle
+
+    def close(self) -> None:
+        """Releases the native object. Idempotent. A parent with open children is closed for
+        the caller now and destroyed natively when its last child closes."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._release_if_unused()
+
+    def _release_if_unused(self) -> None:
+        with self._lock:
+            if not self._closed or self._live_children > 0 or self._handle is None:
+                return
+            handle, self._handle = self._handle, None
+            self._destroy_fn(handle)
+            self._on_destroyed()
+            parent = self._parent
+        if parent is not None:
+            parent._child_released()
+
+    def _on_destroyed(self) -> None:
+        pass
+
+    def _child_released(self) -> None:
+        with self._lock:
+            self._live_children -= 1
+        self._release_if_unused()
+
+    def _check_open_for_children(self) -> int:
+        return self._h()
+
+    def __enter__(self):
+        self._h()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except BaseException:  # noqa: BLE001 - never raise from a finalizer
+            pass
+
+
+# ------------------------------------------------------------------------------------------------
+# Devices and runtime
+# ------------------------------------------------------------------------------------------------
+
+
+def _runtime_desc(
+    *,
+    device=None,
+    validation: bool = False,
+    ignore_environment: bool = False,
+    memory_budget: int = 0,
+    log_thunk=None,
+    flags: int = 0,
+    vk_instance: int = 0,
+    vk_physical_device: int = 0,
+    vk_device: int = 0,
+    vk_queue: int = 0,
+    vk_queue_family: int = 0,
+    vk_api_version: int = 0,
+):
+    d = N.runtime_desc_init()
+    f = int(flags)
+    if validation:
+        f |= N.KV_RUNTIME_VALIDATION
+    if ignore_environment:
+        f |= N.KV_RUNTIME_IGNORE_ENVIRONMENT
+    d.flags = f
+    name_bytes = None
+    if isinstance(device, DeviceInfo):
+        device = device.index
+    if device is None:
+        pass
+    elif isinstance(device, bool):
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "device must be an index, a name substring or None")
+    elif isinstance(device, int):
+        if device < 0:
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, f"device index {device} is negative")
+        d.device_index = device
+    elif isinstance(device, str):
+        name_bytes = device.encode("utf-8")
+        d.device_name = name_bytes
+    else:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "device must be an index, a name substring or None")
+    if log_thunk is not None:
+        d.log_callback = log_thunk
+    d.memory_budget = int(memory_budget)
+    d.vk_instance = vk_instance or None
+    d.vk_physical_device = vk_physical_device or None
+    d.vk_device = vk_device or None
+    d.vk_queue = vk_queue or None
+    d.vk_queue_family = int(vk_queue_family)
+    d.vk_api_version = int(vk_api_version)
+    return d, name_bytes
+
+
+def enumerate_devices(
+    *, validation: bool = False, ignore_environment: bool = False, log_callback: Optional[LogCallback] = None
+) -> List[DeviceInfo]:
+    """kv_enumerate_devices: the Vulkan devices kvulkan can use, in index order."""
+    lib = N.lib()
+    thunk = _make_log_thunk(log_callback)
+    desc, _keep = _runtime_desc(validation=validation, ignore_environment=ignore_environment, log_thunk=thunk)
+    for _ in range(8):  # devices may appear between the two calls: KV_INCOMPLETE asks again
+        count = ctypes.c_uint32(0)
+        check(lib.kv_enumerate_devices(ctypes.byref(desc), None, ctypes.byref(count)))
+        n = count.value
+        if n == 0:
+            return []
+        infos = (N.kv_device_info * n)()
+        for info in infos:
+            info.struct_size = ctypes.sizeof(N.kv_device_info)
+        count.value = n
+        st = check(lib.kv_enumerate_devices(ctypes.byref(desc), infos, ctypes.byref(count)))
+        if st != N.KV_INCOMPLETE:
+            return [DeviceInfo._from_c(infos[i]) for i in range(count.value)]
+    raise KvError(N.KV_ERR_INTERNAL, "the device list kept changing during enumeration")
+
+
+class Runtime(_Object):
+    """A kv_runtime: Vulkan instance, device, compute queue, memory pools, pipeline cache.
+
+    ``device``: an index into enumerate_devices(), a case-insensitive name substring, a
+    DeviceInfo, or None (KV_DEVICE, else the best by type). ``validation=True`` forces the
+    Khronos validation layer on (KV_VALIDATION=1 also turns it on unless ``ignore_environment``).
+    ``memory_budget`` caps the device bytes the runtime may hold (0: no cap).
+    ``log_callback(level: LogLevel, message: str)`` may be called from any thread; it is kept
+    alive by the Runtime until the native runtime is destroyed (``kvulkan.logging_callback``
+    forwards to the ``logging`` module). The vk_* arguments adopt a host application's Vulkan
+    objects, as raw handle integers (see kv_runtime_desc in kvulkan.h).
+    """
+
+    _kind = "runtime"
+
+    def __init__(
+        self,
+        device: Union[int, str, DeviceInfo, None] = None,
+        *,
+        validation: bool = False,
+        ignore_environment: bool = False,
+        memory_budget: int = 0,
+        log_callback: Optional[LogCallback] = None,
+        flags: int = 0,
+        vk_instance: int = 0,
+        vk_physical_device: int = 0,
+        vk_device: int = 0,
+        vk_queue: int = 0,
+        vk_queue_family: int = 0,
+        vk_api_version: int = 0,
+    ):
+        super().__init__()
+        lib = N.lib()
+        # Referenced by the Runtime for its whole life: the library may call it until
+        # kv_runtime_destroy returns (validation messages arrive during teardown too).
+        self._log_thunk = _make_log_thunk(log_callback)
+        self._log_callback = log_callback
+        desc, _name = _runtime_desc(
+            device=device,
+            validation=validation,
+            ignore_environment=ignore_environment,
+            memory_budget=memory_budget,
+            log_thunk=self._log_thunk,
+            flags=flags,
+            vk_instance=vk_instance,
+            vk_physical_device=vk_physical_device,
+            vk_device=vk_device,
+            vk_queue=vk_queue,
+            vk_queue_family=vk_queue_family,
+            vk_api_version=vk_api_version,
+        )
+        out = ctypes.c_void_p()
+        check(lib.kv_runtime_create(ctypes.byref(desc), ctypes.byref(out)))
+        self._attach(out.value, lib.kv_runtime_destroy, None)
+        self._info_cache: Optional[DeviceInfo] = None
+
+    def get_info(self) -> DeviceInfo:
+        """kv_runtime_get_info: the device, with heap usage and budget read now."""
+        info = N.new_struct(N.kv_device_info)
+        check(N.lib().kv_runtime_get_info(self._h(), ctypes.byref(info)))
+        return DeviceInfo._from_c(info)
+
+    info = get_info
+
+    @property
+    def device_name(self) -> str:
+        if self._info_cache is None:
+            self._info_cache = self.get_info()
+        return self._info_cache.device_name
+
+    def validation_message_count(self) -> int:
+        """Validation-layer messages received so far (0 when validation is off)."""
+        return int(N.lib().kv_runtime_validation_message_count(self._h()))
+
+    def measure_bandwidth(self, bytes: int = 0, iterations: int = 0) -> BandwidthResult:  # noqa: A002
+        """kv_runtime_measure_bandwidth: device-memory bandwidth on a ``bytes``-byte buffer
+        (0: a size that defeats caches), best of ``iterations`` (0: 10)."""
+        r = N.new_struct(N.kv_bandwidth_result)
+        check(N.lib().kv_runtime_measure_bandwidth(self._h(), int(bytes), int(iterations), ctypes.byref(r)))
+        return BandwidthResult(int(r.bytes), float(r.read_gbps), float(r.copy_gbps), float(r.write_gbps))
+
+    def load_model(self, source, *, copy_data: bool = True) -> "Model":
+        """Model(source, runtime=self)."""
+        return Model(source, self, copy_data=copy_data)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<kvulkan.Runtime {state} handle=0x{self._handle or 0:x}>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------
+
+
+class Model(_Object):
+    """A kv_model: a GGUF file's architecture, tokenizer and weights.
+
+    ``source`` is a path (str / os.PathLike) or the file's bytes (bytes, bytearray, memoryview or
+    any contiguous buffer). With a ``runtime`` the weights are uploaded to its device; without,
+    the file is only parsed (info and tokenization work, sessions raise BadStateError).
+    ``copy_data=False`` lets the library use an in-memory buffer in place; the Model then keeps
+    a reference to the buffer (a bytearray cannot be resized meanwhile).
+    """
+
+    _kind = "model"
+
+    def __init__(self, source, runtime: Optional[Runtime] = None, *, copy_data: bool = True):
+        super().__init__()
+        lib = N.lib()
+        if runtime is not None and not isinstance(runtime, Runtime):
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "runtime must be a kvulkan.Runtime or None")
+        desc = N.model_desc_init()
+        self._data_keepalive = None
+        self.path: Optional[str] = None
+        if isinstance(source, (str, os.PathLike)):
+            self.path = os.fspath(source)
+            desc.path = os.fsencode(self.path)
+        else:
+            try:
+                mv = memoryview(source)
+            except TypeError:
+                raise InvalidArgumentError(
+                    N.KV_ERR_INVALID_ARGUMENT, "source must be a path or a bytes-like object"
+                ) from None
+            if isinstance(source, bytes):
+                buf = source
+                addr = ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p).value
+            else:
+                mv = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
+                if mv.readonly:
+                    buf = mv.tobytes()
+                    addr = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value
+                else:
+                    buf = (ctypes.c_char * mv.nbytes).from_buffer(mv)
+                    addr = ctypes.addressof(buf)
+            desc.data = addr
+            desc.size = mv.nbytes
+            desc.copy_data = 1 if copy_data else 0
+            if not copy_data:
+                self._data_keepalive = buf  # the library reads it for the model's whole life
+            _call_buf = buf  # noqa: F841 - alive across kv_model_load in every case
+        rt_handle = runtime._check_open_for_children() if runtime is not None else None
+        out = ctypes.c_void_p()
+        check(lib.kv_model_load(rt_handle, ctypes.byref(desc), ctypes.byref(out)))
+        self._attach(out.value, lib.kv_model_destroy, runtime)
+        self._info = self._get_info()
+
+    def _on_destroyed(self) -> None:
+        self._data_keepalive = None
+
+    @property
+    def runtime(self) -> Optional[Runtime]:
+        return self._parent  # type: ignore[return-value]
+
+    def _get_info(self) -> ModelInfo:
+        c = N.new_struct(N.kv_model_info)
+        check(N.lib().kv_model_get_info(self._h(), ctypes.byref(c)))
+        return ModelInfo(
+            on_device=bool(c.on_device),
+            architecture=_s(c.architecture),
+            name=_s(c.name),
+            weight_types=_s(c.weight_types),
+            n_params=int(c.n_params),
+            weight_bytes=int(c.weight_bytes),
+            file_size=int(c.file_size),
+            device_bytes=int(c.device_bytes),
+            n_vocab=int(c.n_vocab),
+            n_embd=int(c.n_embd),
+            n_layer=int(c.n_layer),
+            n_head=int(c.n_head),
+            n_head_kv=int(c.n_head_kv),
+            head_dim=int(c.head_dim),
+            n_ff=int(c.n_ff),
+            n_ctx_train=int(c.n_ctx_train),
+            rope_neox=bool(c.rope_neox),
+            rope_freq_base=float(c.rope_freq_base),
+            tied_output=bool(c.tied_output),
+        )
+
+    def get_info(self) -> ModelInfo:
+        """kv_model_get_info."""
+        return self._get_info()
+
+    info = get_info
+
+    @property
+    def n_vocab(self) -> int:
+        return self._info.n_vocab
+
+    @property
+    def bos(self) -> Optional[int]:
+        """The BOS token id, or None when the model has none."""
+        t = int(N.lib().kv_model_token_bos(self._h()))
+        return None if t < 0 else t
+
+    @property
+    def eos(self) -> Optional[int]:
+        """The EOS token id, or None when the model has none."""
+        t = int(N.lib().kv_model_token_eos(self._h()))
+        return None if t < 0 else t
+
+    def is_eog(self, token: int) -> bool:
+        """True when ``token`` ends generation (EOS, EOT, ...); False for invalid ids."""
+        token = int(token)
+        if not -(2**31) <= token < 2**31:
+            return False
+        return bool(N.lib().kv_token_is_eog(self._h(), token))
+
+    def tokenize(self, text: Union[str, bytes], *, add_special: bool = True, parse_special: bool = False) -> List[int]:
+        """kv_tokenize: UTF-8 text (str or bytes) to token ids. ``add_special`` adds BOS (and
+        EOS) as the model's metadata asks; ``parse_special`` maps control-token text (e.g.
+        "<|im_start|>") to those tokens."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        flags = (N.KV_TOKENIZE_ADD_SPECIAL if add_special else 0) | (N.KV_TOKENIZE_PARSE_SPECIAL if parse_special else 0)
+        h = self._h()
+        lib = N.lib()
+        cap = _first_capacity(len(data) + 8)  # >= the token count: at most one per byte + specials
+        for _ in range(4):
+            buf = (ctypes.c_int32 * cap)()
+            n = ctypes.c_uint32(cap)
+            st = check(lib.kv_tokenize(h, data, len(data), flags, buf, ctypes.byref(n)))
+            if st != N.KV_INCOMPLETE:
+                return list(buf[: n.value])
+            cap = n.value  # the two-call protocol: now we know the count
+        raise KvError(N.KV_ERR_INTERNAL, "kv_tokenize kept answering KV_INCOMPLETE")
+
+    def _bytes_call(self, call, guess: int) -> bytes:
+        cap = _first_capacity(max(guess, 16))
+        for _ in range(4):
+            buf = ctypes.create_string_buffer(cap)
+            n = ctypes.c_size_t(cap)
+            st = check(call(buf, ctypes.byref(n)))
+            if st != N.KV_INCOMPLETE:
+                return buf.raw[: n.value]
+            cap = n.value
+        raise KvError(N.KV_ERR_INTERNAL, "the library kept answering KV_INCOMPLETE")
+
+    def detokenize_bytes(self, tokens: Iterable[int]) -> bytes:
+        """kv_detokenize: token ids to their bytes (possibly not valid UTF-8)."""
+        arr = _token_array(tokens)
+        h = self._h()
+        lib = N.lib()
+        p = _ptr(arr, ctypes.c_int32)
+        return self._bytes_call(lambda buf, n: lib.kv_detokenize(h, p, len(arr), buf, n), 8 * len(arr))
+
+    def detokenize(self, tokens: Iterable[int], errors: str = "replace") -> str:
+        """kv_detokenize, decoded as UTF-8 (invalid bytes handled per ``errors``)."""
+        return self.detokenize_bytes(tokens).decode("utf-8", errors)
+
+    def token_to_piece(self, token: int) -> bytes:
+        """kv_token_to_piece: one token's bytes, for streaming (control tokens give b"").
+        A piece may be part of a UTF-8 sequence: decode a stream with an incremental decoder
+        (Session.generate_text does)."""
+        token = int(token)
+        if not -(2**31) <= token < 2**31:
+            from ._errors import BadTokenError  # noqa: PLC0415
+
+            raise BadTokenError(N.KV_ERR_BAD_TOKEN, f"token id {token} is out of the int32 range")
+        h = self._h()
+        lib = N.lib()
+        return self._bytes_call(lambda buf, n: lib.kv_token_to_piece(h, token, buf, n), 32)
+
+    def session(self, **kwargs) -> "Session":
+        """Session(self, **kwargs)."""
+        return Session(self, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        where = "on device" if self._info.on_device else "parse-only"
+        return f"<kvulkan.Model {self._info.architecture} {self._info.name!r} {where} {state}>"
+
+
+# ------------------------------------------------------------------------------------------------
+# Sessions
+# ------------------------------------------------------------------------------------------------
+
+_CACHE_TYPES = {"f16": N.KV_CACHE_F16, "f32": N.KV_CACHE_F32}
+
+
+class Session(_Object):
+    """A kv_session: one sequence with its KV cache, position, sampler and last logits.
+
+    ``n_ctx``: capacity in tokens (0: min(model context, 4096); rounded up to whole KV pages).
+    ``cache_type``: "f16" (default) or "f32" (or a CacheType). ``n_batch``: most tokens per
+    prefill pass (0: 512). ``no_cache``: recompute the whole sequence every step (a baseline
+    for measurement). ``sampler``: a Sampler (or dict of its fields); None is greedy.
+
+    Calls on one Session are serialized by a lock (the C API allows one thread at a time per
+    session); different sessions may run on different threads concurrently.
+    """
+
+    _kind = "session"
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        n_ctx: int = 0,
+        cache_type: Union[str, int] = "f16",
+        n_batch: int = 0,
+        no_cache: bool = False,
+        sampler: Union[Sampler, dict, None] = None,
+    ):
+        super().__init__()
+        lib = N.lib()
+        if not isinstance(model, Model):
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "model must be a kvulkan.Model")
+        if isinstance(cache_type, str):
+            try:
+                ct = _CACHE_TYPES[cache_type.lower()]
+            except KeyError:
+                raise InvalidArgumentError(
+                    N.KV_ERR_INVALID_ARGUMENT, f"cache_type must be 'f16' or 'f32', not {cache_type!r}"
+                ) from None
+        else:
+            ct = int(cache_type)
+        desc = N.session_desc_init()
+        desc.flags = N.KV_SESSION_NO_CACHE if no_cache else 0
+        desc.n_ctx = int(n_ctx)
+        desc.cache_type = ct
+        desc.n_batch = int(n_batch)
+        smp = _sampler(sampler)
+        c_smp = smp._to_c() if smp is not None else None
+        if c_smp is not None:
+            desc.sampler = ctypes.pointer(c_smp)
+        self._sampler = smp or Sampler()
+        out = ctypes.c_void_p()
+        check(lib.kv_session_create(model._check_open_for_children(), ctypes.byref(desc), ctypes.byref(out)))
+        self._attach(out.value, lib.kv_session_destroy, model)
+        self._n_vocab = model.n_vocab
+        #: The end-of-generation token the last decode_step sampled (not appended), else None.
+        self.eog_token: Optional[int] = None
+
+    @property
+    def model(self) -> Model:
+        return self._parent  # type: ignore[return-value]
+
+    @property
+    def sampler(self) -> Sampler:
+        return self._sampler
+
+    # -- feeding tokens --------------------------------------------------------------------------
+
+    def prefill(self, tokens: Iterable[int]) -> None:
+        """kv_prefill: appends tokens (batched) and leaves the logits of the last one. Errors
+        (ContextFullError, BadTokenError, ...) leave the session unchanged."""
+        arr = _token_array(tokens)
+        with self._lock:
+            check(N.lib().kv_prefill(self._h(), _ptr(arr, ctypes.c_int32), len(arr)))
+
+    def eval(self, tokens: Iterable[int], *, logits: bool = True, numpy: bool = False):
+        """kv_session_eval: appends tokens like prefill and returns the logits of EVERY one:
+        a list of n_tokens array.array('f') rows of n_vocab floats, or with ``numpy=True`` an
+        (n_tokens, n_vocab) float32 ndarray; None with ``logits=False``."""
+        arr = _token_array(tokens)
+        n, v = len(arr), self._n_vocab
+        lib = N.lib()
+        tp = _ptr(arr, ctypes.c_int32)
+        if not logits:
+            with self._lock:
+                check(lib.kv_session_eval(self._h(), tp, n, None, 0))
+            return None
+        if numpy:
+            np = _numpy()
+            out = np.empty((n, v), dtype=np.float32)
+            with self._lock:
+                check(lib.kv_session_eval(self._h(), tp, n, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), n * v))
+            return out
+        flat = array.array("f", bytes(4 * n * v))
+        with self._lock:
+            check(lib.kv_session_eval(self._h(), tp, n, _ptr(flat, ctypes.c_float), n * v))
+        return [flat[i * v : (i + 1) * v] for i in range(n)]
+
+    # -- generating ------------------------------------------------------------------------------
+
+    def decode_step(self) -> Optional[int]:
+        """kv_decode_step: samples the next token, appends it and computes the following logits.
+
+        Returns the token id, or None at end of generation: the sampled token ends generation
+        (EOS/EOT), was NOT appended, and is in ``self.eog_token``. Raises BadStateError before
+        any prefill and ContextFullError at capacity (both leave the session unchanged)."""
+        tok = ctypes.c_int32(-1)
+        with self._lock:
+            st = check(N.lib().kv_decode_step(self._h(), ctypes.byref(tok)))
+        if st == N.KV_END_OF_GENERATION:
+            self.eog_token = int(tok.value)
+            return None
+        self.eog_token = None
+        return int(tok.value)
+
+    def generate(self, max_tokens: Optional[int] = None) -> Iterator[int]:
+        """Yields generated token ids until end of generation (the EOG token is not yielded;
+        see ``eog_token``) or ``max_tokens`` (None: no limit). Reaching the context's capacity
+        first raises ContextFullError (the session keeps every token generated so far)."""
+        produced = 0
+        while max_tokens is None or produced < max_tokens:
+            tok = self.decode_step()
+            if tok is None:
+                return
+            produced += 1
+            yield tok
+
+    def generate_text(self, max_tokens: Optional[int] = None, errors: str = "replace") -> Iterator[str]:
+        """Like generate(), yielding text: each token's piece (kv_token_to_piece) through an
+        incremental UTF-8 decoder, so a character split across tokens comes out whole."""
+        dec = codecs.getincrementaldecoder("utf-8")(errors)
+        model = self.model
+        for tok in self.generate(max_tokens):
+            s = dec.decode(model.token_to_piece(tok))
+            if s:
+                yield s
+        tail = dec.decode(b"", final=True)
+        if tail:
+            yield tail
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """kv_session_reset: back to an empty sequence (allocations and sampler kept; the
+        sampler's random state restarts from its seed)."""
+        with self._lock:
+            check(N.lib().kv_session_reset(self._h()))
+        self.eog_token = None
+
+    def logits(self, *, numpy: bool = False):
+        """kv_session_logits: the current logits (after the last processed token) as an
+        array.array('f') of n_vocab floats, or a float32 ndarray with ``numpy=True``.
+        BadStateError before any token."""
+        v = self._n_vocab
+        lib = N.lib()
+        if numpy:
+            np = _numpy()
+            out = np.empty(v, dtype=np.float32)
+            with self._lock:
+                check(lib.kv_session_logits(self._h(), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), v))
+            return out
+        out = array.array("f", bytes(4 * v))
+        with self._lock:
+            check(lib.kv_session_logits(self._h(), _ptr(out, ctypes.c_float), v))
+        return out
+
+    def set_sampler(self, sampler: Union[Sampler, dict, None] = None) -> None:
+        """kv_session_set_sampler (None: greedy)."""
+        smp = _sampler(sampler) or Sampler()
+        c = smp._to_c()
+        with self._lock:
+            check(N.lib().kv_session_set_sampler(self._h(), ctypes.byref(c)))
+        self._sampler = smp
+
+    def get_stats(self) -> SessionStats:
+        """kv_session_get_stats."""
+        c = N.new_struct(N.kv_session_stats)
+        with self._lock:
+            check(N.lib().kv_session_get_stats(self._h(), ctypes.byref(c)))
+        return SessionStats(
+            n_tokens=int(c.n_tokens),
+            n_ctx=int(c.n_ctx),
+            page_size=int(c.page_size),
+            kv_bytes=int(c.kv_bytes),
+            kv_bytes_per_token=int(c.kv_bytes_per_token),
+            tokens_prefilled=int(c.tokens_prefilled),
+            tokens_decoded=int(c.tokens_decoded),
+            last_prefill_ms=float(c.last_prefill_ms),
+            last_prefill_tokens=int(c.last_prefill_tokens),
+            last_decode_ms=float(c.last_decode_ms),
+            total_prefill_ms=float(c.total_prefill_ms),
+            total_decode_ms=float(c.total_decode_ms),
+            scratch_bytes=int(c.scratch_bytes),
+        )
+
+    stats = get_stats
+
+    @property
+    def n_tokens(self) -> int:
+        """Positions in the cache now."""
+        return self.get_stats().n_tokens
+
+    @property
+    def n_ctx(self) -> int:
+        """Capacity in tokens."""
+        return self.get_stats().n_ctx
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<kvulkan.Session {state} handle=0x{self._handle or 0:x}>"
+
+
+__all__ = [
+    "BandwidthResult",
+    "CacheType",
+    "DeviceInfo",
+    "DeviceType",
+    "Feature",
+    "LogLevel",
+    "MemoryHeap",
+    "Model",
+    "ModelInfo",
+    "Runtime",
+    "Sampler",
+    "Session",
+    "SessionStats",
+    "SubgroupOp",
+    "enumerate_devices",
+    "logging_callback",
+    "version",
+    "version_string",
+    "version_tuple",
+]

@@ -1,0 +1,143 @@
+"""Version, status codes, errors, struct layouts and library lookup: no device needed."""
+import ctypes
+import os
+
+import pytest
+
+import kvulkan as kv
+from kvulkan import _native as N
+
+
+def test_version(lib):
+    v = kv.version()
+    assert v == N.make_version(*kv.version_tuple())
+    assert kv.version_string() == "%d.%d.%d" % kv.version_tuple()
+    # Same major as the header these bindings mirror, and not older than it.
+    assert kv.version_tuple()[0] == N.HEADER_VERSION_MAJOR
+    assert v >= kv.HEADER_VERSION
+
+
+def test_status_strings(lib):
+    for st in kv.Status:
+        text = kv.status_string(st)
+        assert text.startswith(st.c_name + ": "), (st, text)
+    assert kv.status_string(-1000) == "unknown status"
+    assert kv.Status.ERR_CONTEXT_FULL == -7 and kv.Status.END_OF_GENERATION == 2
+
+
+@pytest.mark.parametrize(
+    "status,cls",
+    [
+        (-1, kv.InvalidArgumentError),
+        (-2, kv.KvIOError),
+        (-3, kv.BadModelError),
+        (-4, kv.UnsupportedError),
+        (-5, kv.OutOfHostMemoryError),
+        (-6, kv.OutOfDeviceMemoryError),
+        (-7, kv.ContextFullError),
+        (-8, kv.DeviceLostError),
+        (-9, kv.NoDeviceError),
+        (-10, kv.InternalError),
+        (-11, kv.BadStateError),
+        (-12, kv.BadTokenError),
+    ],
+)
+def test_error_classes(status, cls):
+    from kvulkan._errors import error_for
+
+    e = error_for(status, "boom")
+    assert type(e) is cls and isinstance(e, kv.KvError)
+    assert e.status == status and e.message == "boom"
+    assert str(e) == f"{kv.Status(status).c_name}: boom"
+
+
+def test_error_unknown_status():
+    from kvulkan._errors import check, error_for
+
+    e = error_for(-99, "x")
+    assert type(e) is kv.KvError and e.status == -99 and "kv_status(-99)" in str(e)
+    assert check(0) == 0 and check(1) == 1 and check(2) == 2
+
+
+def test_last_error_message_after_failure(lib, tmp_path):
+    missing = str(tmp_path / "missing.gguf")
+    with pytest.raises(kv.KvIOError) as ei:
+        kv.Model(missing)
+    assert ei.value.status == kv.Status.ERR_IO
+    assert ei.value.message and "missing.gguf" in ei.value.message
+    # The C message is still there (no kv_* call failed or succeeded in between on this thread).
+    assert kv.last_error_message() == ei.value.message
+
+
+# Sizes and offsets of the C structs on LP64, computed from the header by hand (and checked once
+# against offsetof()): a ctypes layout that drifts from the header fails here.
+EXPECTED_SIZES = {
+    "kv_memory_heap_info": 32,
+    "kv_device_info": 1368,
+    "kv_runtime_desc": 88,
+    "kv_bandwidth_result": 40,
+    "kv_model_desc": 40,
+    "kv_model_info": 632,
+    "kv_sampler_desc": 40,
+    "kv_session_desc": 32,
+    "kv_session_stats": 96,
+}
+EXPECTED_OFFSETS = [
+    ("kv_device_info", "device_type", 776),
+    ("kv_device_info", "max_storage_buffer_range", 816),
+    ("kv_device_info", "memory_heaps", 848),
+    ("kv_device_info", "timestamp_period_ns", 1360),
+    ("kv_runtime_desc", "device_name", 16),
+    ("kv_runtime_desc", "log_callback", 24),
+    ("kv_runtime_desc", "vk_queue_family", 72),
+    ("kv_runtime_desc", "memory_budget", 80),
+    ("kv_model_desc", "size", 24),
+    ("kv_model_desc", "copy_data", 32),
+    ("kv_model_info", "n_params", 552),
+    ("kv_model_info", "n_vocab", 584),
+    ("kv_model_info", "rope_freq_base", 620),
+    ("kv_model_info", "tied_output", 624),
+    ("kv_sampler_desc", "repeat_last_n", 24),
+    ("kv_sampler_desc", "seed", 32),
+    ("kv_session_desc", "cache_type", 12),
+    ("kv_session_desc", "sampler", 24),
+    ("kv_session_stats", "last_prefill_ms", 48),
+    ("kv_session_stats", "last_decode_ms", 64),
+    ("kv_session_stats", "scratch_bytes", 88),
+]
+
+
+@pytest.mark.skipif(ctypes.sizeof(ctypes.c_void_p) != 8, reason="layouts computed for LP64")
+def test_struct_layouts():
+    for name, size in EXPECTED_SIZES.items():
+        assert ctypes.sizeof(getattr(N, name)) == size, name
+    for name, field, off in EXPECTED_OFFSETS:
+        assert getattr(getattr(N, name), field).offset == off, (name, field)
+
+
+def test_init_helpers_match_macros():
+    d = N.runtime_desc_init()
+    assert d.struct_size == 88 and d.device_index == -1 and d.flags == 0 and not d.log_callback
+    s = N.sampler_desc_init()
+    assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.repeat_last_n, s.seed) == (
+        0.0, 0, 1.0, 0.0, 1.0, 64, 0)
+    sd = N.session_desc_init()
+    assert sd.struct_size == 32 and sd.cache_type == N.KV_CACHE_F16 and not sd.sampler
+    assert N.model_desc_init().struct_size == 40
+
+
+def test_library_lookup_order(monkeypatch, tmp_path):
+    monkeypatch.setenv("KV_LIBRARY", "/x/libkvulkan.so")
+    monkeypatch.setenv("KV_BUILD_DIR", str(tmp_path))
+    paths = N.candidate_paths()
+    assert paths[0] == "/x/libkvulkan.so"
+    assert os.path.join(str(tmp_path), "libkvulkan.so") in paths
+    assert paths.index(os.path.join(str(tmp_path), "libkvulkan.so")) > 1  # after next-to-package
+
+
+def test_load_library_bad_path(lib, tmp_path):
+    with pytest.raises(kv.LibraryNotFoundError) as ei:
+        kv.load_library(str(tmp_path / "nope.so"))
+    assert "nope.so" in str(ei.value)
+    # The loaded library is untouched.
+    assert N.lib() is not None

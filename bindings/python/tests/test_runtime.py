@@ -1,0 +1,138 @@
+"""Devices and the runtime: enumeration, creation options, info, logging, bandwidth."""
+import ctypes
+import gc
+
+import pytest
+
+import kvulkan as kv
+from kvulkan import _native as N
+
+
+def test_enumerate_devices(lib):
+    devs = kv.enumerate_devices()
+    assert devs, "no Vulkan device (lavapipe should always be there)"
+    for i, d in enumerate(devs):
+        assert d.index == i
+        assert d.device_name and d.driver_name
+        assert isinstance(d.device_type, kv.DeviceType)
+        assert d.api_version_tuple >= (1, 1, 0)
+        assert 0 < len(d.memory_heaps) <= N.KV_MAX_MEMORY_HEAPS
+        assert d.subgroup_size_min <= d.subgroup_size <= d.subgroup_size_max
+        assert d.max_workgroup_invocations >= 128  # Vulkan's guaranteed minimum
+
+
+def test_enumerate_devices_incomplete_protocol(lib):
+    """The raw two-call protocol the wrapper relies on: a too-small array gives KV_INCOMPLETE
+    with the first entries written, NULL gives the count."""
+    count = ctypes.c_uint32(0)
+    assert lib.kv_enumerate_devices(None, None, ctypes.byref(count)) == N.KV_OK
+    total = count.value
+    assert total >= 1
+    infos = (N.kv_device_info * 1)()
+    infos[0].struct_size = ctypes.sizeof(N.kv_device_info)
+    count.value = 0
+    assert lib.kv_enumerate_devices(None, infos, ctypes.byref(count)) == (N.KV_INCOMPLETE if total > 0 else N.KV_OK)
+    assert count.value == 0
+    count.value = 1
+    st = lib.kv_enumerate_devices(None, infos, ctypes.byref(count))
+    assert st == (N.KV_INCOMPLETE if total > 1 else N.KV_OK) and count.value == 1
+    assert infos[0].device_name.decode() == kv.enumerate_devices()[0].device_name
+
+
+def test_struct_size_is_checked(lib):
+    """struct_size from ctypes.sizeof is accepted; a smaller one is rejected by the library, so
+    the size we send really is the header's."""
+    infos = (N.kv_device_info * 1)()
+    infos[0].struct_size = ctypes.sizeof(N.kv_device_info) - 8
+    count = ctypes.c_uint32(1)
+    assert lib.kv_enumerate_devices(None, infos, ctypes.byref(count)) == N.KV_ERR_INVALID_ARGUMENT
+    assert "struct_size" in kv.last_error_message()
+    d = N.runtime_desc_init()
+    d.struct_size -= 8
+    out = ctypes.c_void_p()
+    assert lib.kv_runtime_create(ctypes.byref(d), ctypes.byref(out)) == N.KV_ERR_INVALID_ARGUMENT
+    assert not out.value
+
+
+def test_runtime_info(runtime, runtime_logs):
+    info = runtime.get_info()
+    devs = kv.enumerate_devices()
+    assert info.device_name == devs[info.index].device_name
+    assert info.vendor_id == devs[info.index].vendor_id
+    assert runtime.device_name == info.device_name
+    assert any(info.device_name in m for m in runtime_logs.of_level(kv.LogLevel.INFO)), runtime_logs.messages
+
+
+def test_runtime_device_choice(lib):
+    devs = kv.enumerate_devices()
+    with kv.Runtime(device=0, ignore_environment=True) as rt:
+        assert rt.get_info().index == 0
+    name = devs[-1].device_name
+    with kv.Runtime(device=name[: max(3, len(name) // 2)].upper(), ignore_environment=True) as rt:
+        assert rt.get_info().device_name.lower().startswith(name[: max(3, len(name) // 2)].lower())
+    with kv.Runtime(device=devs[0]) as rt:
+        assert rt.get_info().index == 0
+
+
+def test_runtime_bad_device(lib):
+    with pytest.raises(kv.NoDeviceError) as ei:
+        kv.Runtime(device="no-such-device-anywhere")
+    assert ei.value.message
+    # The header leaves it open whether an out-of-range index is a bad argument or "no device
+    # matched the choice"; the library answers KV_ERR_INVALID_ARGUMENT today.
+    with pytest.raises((kv.InvalidArgumentError, kv.NoDeviceError)) as ei:
+        kv.Runtime(device=999)
+    assert "999" in ei.value.message
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.Runtime(device=-2)
+    with pytest.raises(ValueError):  # InvalidArgumentError is a ValueError
+        kv.Runtime(device=1.5)
+
+
+def test_log_callback_kept_alive(lib, stories_path):
+    """The CFUNCTYPE thunk lives as long as the runtime, not as long as the caller's lambda."""
+    seen = []
+    rt = kv.Runtime(log_callback=lambda level, msg: seen.append((level, msg)))
+    gc.collect()
+    assert seen and seen[0][0] == kv.LogLevel.INFO and "using device" in seen[0][1]
+    # Work that may log, after the caller's references to the callable are gone.
+    with kv.Model(stories_path, rt) as m, m.session(n_ctx=32) as s:
+        s.prefill([1, 403])
+        assert s.decode_step() is not None
+    rt.close()
+
+
+def test_log_callback_exception_does_not_propagate(lib, capsys):
+    def bad(level, msg):
+        raise RuntimeError("callback failure")
+
+    with kv.Runtime(log_callback=bad) as rt:  # the INFO "using device" line calls it
+        assert rt.get_info().device_name
+    assert "callback failure" in capsys.readouterr().err
+
+
+def test_logging_callback_forwards(lib, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="kvulkan"):
+        with kv.Runtime(log_callback=kv.logging_callback):
+            pass
+    assert any("using device" in r.getMessage() for r in caplog.records)
+
+
+def test_measure_bandwidth(runtime):
+    r = runtime.measure_bandwidth(bytes=1 << 20, iterations=2)
+    assert r.bytes >= 1 << 20 or r.bytes > 0
+    assert r.read_gbps > 0 and r.copy_gbps > 0 and r.write_gbps > 0
+
+
+def test_memory_budget(lib, stories_path):
+    # A budget below the model's weights: loading fails cleanly, nothing leaks.
+    with kv.Runtime(memory_budget=4096) as rt:
+        with pytest.raises(kv.OutOfDeviceMemoryError) as ei:
+            kv.Model(stories_path, rt)
+        assert ei.value.message
+
+
+def test_validation_clean_so_far(runtime):
+    assert runtime.validation_message_count() == 0
