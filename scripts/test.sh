@@ -10,6 +10,9 @@ BUILD=${KV_BUILD_DIR:-build}
 export KV_VALIDATION=1
 (cd "$BUILD" && ctest --output-on-failure -j"$(nproc)" --timeout 900)
 if [ -d bindings/python/tests ]; then
+  # Debian's python3-pytest belongs to /usr/bin/python3 (another python3 may come first on PATH).
+  PY=python3
+  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import pytest" 2>/dev/null; then PY=/usr/bin/python3; fi
   KV_LIBRARY="$PWD/$BUILD/libkvulkan.so" KV_BUILD_DIR="$PWD/$BUILD" PYTHONPATH="$PWD/bindings/python" \
-    python3 -m pytest -q bindings/python/tests
+    "$PY" -m pytest -q bindings/python/tests
 fi
