@@ -378,10 +378,19 @@ def load_library(path: str | None = None):
             raise LibraryNotFoundError(
                 "cannot load the kvulkan shared library; set KV_LIBRARY to its path. Tried: " + "; ".join(tried)
             )
-        for name, (restype, argtypes) in _PROTOTYPES.items():
-            fn = getattr(lib, name)
-            fn.restype = restype
-            fn.argtypes = argtypes
+        try:
+            for name, (restype, argtypes) in _PROTOTYPES.items():
+                fn = getattr(lib, name)
+                fn.restype = restype
+                fn.argtypes = argtypes
+        except AttributeError as e:
+            raise LibraryNotFoundError(f"{lib._name} is not a kvulkan library these bindings know: {e}") from None
+        major = lib.kv_version() >> 22
+        if major != HEADER_VERSION_MAJOR:
+            raise LibraryNotFoundError(
+                f"{lib._name} is kvulkan {lib.kv_version_string().decode()}, but these bindings mirror the "
+                f"{HEADER_VERSION_MAJOR}.x header: incompatible ABI"
+            )
         _lib = lib
         return lib
 

@@ -151,3 +151,44 @@ def test_sessions_on_threads(runtime, stories):
         t.join()
     assert len(results) == 3 and all(r == results[0] for r in results.values())
     assert results[0][:2] == [432, 383]
+
+
+EXIT_SCRIPT = r"""
+import sys
+import kvulkan as kv
+msgs = []
+rt = kv.Runtime(log_callback=lambda level, m: msgs.append(m))
+m = rt.load_model(sys.argv[1])
+s = m.session(n_ctx=16)
+s.prefill([1, 403])
+s.decode_step()
+cycle = {"s": s, "m": m}
+s.cycle = cycle
+s2 = m.session(n_ctx=16)
+s2.prefill([1])
+rt.close()                      # deferred: children are open
+gen = s2.generate(100)
+next(gen)                       # a suspended generator holding the session
+parse_only = kv.Model(sys.argv[1])
+print("reached the end")
+"""
+
+
+def test_interpreter_exit_with_open_objects(lib, stories_path, tmp_path):
+    """Exiting with open runtimes, models, sessions, reference cycles, a suspended generator
+    and a log callback: finalizers run in interpreter-shutdown order and must not crash."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_script.py"
+    script.write_text(EXIT_SCRIPT)
+    env = dict(os.environ)
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(kv.__file__)))
+    env["PYTHONPATH"] = pkg + os.pathsep + env.get("PYTHONPATH", "")
+    env["KV_LIBRARY"] = lib._name
+    r = subprocess.run([sys.executable, str(script), stories_path], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "reached the end" in r.stdout
+    assert "Exception ignored" not in r.stderr and "Traceback" not in r.stderr, r.stderr
