@@ -27,6 +27,7 @@
 #include <unistd.h>
 #else
 #include <fstream>
+#include <iterator>
 #endif
 
 namespace kv::model {

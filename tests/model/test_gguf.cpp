@@ -483,7 +483,7 @@ TEST_CASE("gguf: writer rejects bad input") {
     CHECK(status([&] { w.write("/nonexistent-dir/x.gguf"); }) == KV_ERR_IO);
 }
 
-TEST_CASE("gguf: write to a file and open it; open errors") {
+TEST_CASE("gguf: write to a file and open it, and open errors") {
     GgufWriter w;
     w.set_string("general.architecture", "test");
     const float x[4] = {1, 2, 3, 4};

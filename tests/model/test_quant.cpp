@@ -424,7 +424,7 @@ TEST_CASE("quantize: Q4_0 matches ggml's reference rounding on a known block") {
     CHECK(static_cast<int8_t>(q8[5]) == 0);
 }
 
-TEST_CASE("quantize: non-finite input stays defined; bad arguments throw") {
+TEST_CASE("quantize: non-finite input stays defined and bad arguments throw") {
     float x[32];
     for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j);
     x[7] = NAN;
