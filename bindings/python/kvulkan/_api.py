@@ -312,8 +312,8 @@ class Sampler:
         d.top_p = float(self.top_p)
         d.min_p = float(self.min_p)
         d.repeat_penalty = float(self.repeat_penalty)
-        d.repeat_last_n = int(self.repeat_last_n)
-        d.seed = int(self.seed) & 0xFFFFFFFFFFFFFFFF
+        d.repeat_last_n = _unsigned("repeat_last_n", self.repeat_last_n, 32)
+        d.seed = int(self.seed) & 0xFFFFFFFFFFFFFFFF  # any int: only its low 64 bits matter
         return d
 
 
@@ -355,6 +355,18 @@ def _first_capacity(estimate: int) -> int:
     """The first capacity of a two-call (KV_INCOMPLETE) output buffer; tests shrink it to 1 to
     exercise the retry."""
     return max(estimate, 1)
+
+
+def _unsigned(name: str, value, bits: int) -> int:
+    """An unsigned C field from a Python int, refusing what ctypes would silently wrap."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(value.__index__())
+        except AttributeError:
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, f"{name} must be an integer, not {value!r}") from None
+    if not 0 <= value < (1 << bits):
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, f"{name} = {value} is outside [0, 2^{bits})")
+    return value
 
 
 def _ptr(arr: array.array, ctype):
@@ -493,13 +505,13 @@ def _runtime_desc(
         raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "device must be an index, a name substring or None")
     if log_thunk is not None:
         d.log_callback = log_thunk
-    d.memory_budget = int(memory_budget)
+    d.memory_budget = _unsigned("memory_budget", memory_budget, 64)
     d.vk_instance = vk_instance or None
     d.vk_physical_device = vk_physical_device or None
     d.vk_device = vk_device or None
     d.vk_queue = vk_queue or None
-    d.vk_queue_family = int(vk_queue_family)
-    d.vk_api_version = int(vk_api_version)
+    d.vk_queue_family = _unsigned("vk_queue_family", vk_queue_family, 32)
+    d.vk_api_version = _unsigned("vk_api_version", vk_api_version, 32)
     return d, name_bytes
 
 
@@ -604,7 +616,11 @@ class Runtime(_Object):
         """kv_runtime_measure_bandwidth: device-memory bandwidth on a ``bytes``-byte buffer
         (0: a size that defeats caches), best of ``iterations`` (0: 10)."""
         r = N.new_struct(N.kv_bandwidth_result)
-        check(N.lib().kv_runtime_measure_bandwidth(self._h(), int(bytes), int(iterations), ctypes.byref(r)))
+        check(
+            N.lib().kv_runtime_measure_bandwidth(
+                self._h(), _unsigned("bytes", bytes, 64), _unsigned("iterations", iterations, 32), ctypes.byref(r)
+            )
+        )
         return BandwidthResult(int(r.bytes), float(r.read_gbps), float(r.copy_gbps), float(r.write_gbps))
 
     def load_model(self, source, *, copy_data: bool = True) -> "Model":
@@ -845,9 +861,9 @@ class Session(_Object):
             ct = int(cache_type)
         desc = N.session_desc_init()
         desc.flags = N.KV_SESSION_NO_CACHE if no_cache else 0
-        desc.n_ctx = int(n_ctx)
+        desc.n_ctx = _unsigned("n_ctx", n_ctx, 32)
         desc.cache_type = ct
-        desc.n_batch = int(n_batch)
+        desc.n_batch = _unsigned("n_batch", n_batch, 32)
         smp = _sampler(sampler)
         c_smp = smp._to_c() if smp is not None else None
         if c_smp is not None:

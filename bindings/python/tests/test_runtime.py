@@ -87,6 +87,8 @@ def test_runtime_bad_device(lib):
         kv.Runtime(device=-2)
     with pytest.raises(ValueError):  # InvalidArgumentError is a ValueError
         kv.Runtime(device=1.5)
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.Runtime(memory_budget=-1)
 
 
 def test_log_callback_kept_alive(lib, stories_path):

@@ -182,6 +182,9 @@ def test_session_options(stories, stories_ref):
             assert list(s.generate(8)) == ref, kwargs
     with pytest.raises(kv.InvalidArgumentError):
         stories.session(cache_type="bf16")
+    for bad in [dict(n_ctx=-1), dict(n_batch=2**32), dict(n_ctx="16"), dict(cache_type=7)]:
+        with pytest.raises(kv.InvalidArgumentError):  # from the bindings, or from the library
+            stories.session(**bad)
 
 
 def test_stats(stories):
