@@ -15,18 +15,17 @@ import ctypes
 import enum
 import logging
 import os
-import sys
 import threading
 import traceback
-from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, List, Optional, Union
 
 from . import _native as N
 from ._errors import (
     BadStateError,
     InvalidArgumentError,
+    BadTokenError,
     KvError,
-    Status,
     check,
 )
 
@@ -681,9 +680,9 @@ class Model(_Object):
             desc.data = addr
             desc.size = mv.nbytes
             desc.copy_data = 1 if copy_data else 0
-            if not copy_data:
-                self._data_keepalive = buf  # the library reads it for the model's whole life
-            _call_buf = buf  # noqa: F841 - alive across kv_model_load in every case
+            # `buf` stays referenced across kv_model_load; without copy_data the library reads it
+            # for the model's whole life, so the model keeps it.
+            self._data_keepalive = None if copy_data else buf
         rt_handle = runtime._check_open_for_children() if runtime is not None else None
         out = ctypes.c_void_p()
         check(lib.kv_model_load(rt_handle, ctypes.byref(desc), ctypes.byref(out)))
@@ -798,8 +797,6 @@ class Model(_Object):
         (Session.generate_text does)."""
         token = int(token)
         if not -(2**31) <= token < 2**31:
-            from ._errors import BadTokenError  # noqa: PLC0415
-
             raise BadTokenError(N.KV_ERR_BAD_TOKEN, f"token id {token} is out of the int32 range")
         h = self._h()
         lib = N.lib()
