@@ -11,7 +11,8 @@
 // the invocation computes its key's scores for the R rows (q in shared memory, K read straight
 // from the pool), the workgroup reduces per-row max and sum (reduce.glsl: shared memory or
 // subgroup arithmetic, any subgroup size), and the invocations then accumulate P V over the
-// tile, each owning D-slices of the R output rows. Online softmax (running max m, sum l) in
+// tile, each owning units of U elements (one 16-byte load in the VEC variants) of the R
+// output rows. Online softmax (running max m, sum l) in
 // fp32; masked scores are -inf and get weight exactly 0.
 //
 // Output: n_split == 1: out[t][h][:] = acc / l (normalized).
@@ -19,7 +20,10 @@
 //           o part: [n_split][n_tokens * n_head][D]  (unnormalized acc)
 //           m, l:   at float offset n_split * n_tokens * n_head * D: [n_split][n_tokens * n_head][2]
 // Shared memory: R * D + 2 * R * WG floats.
+// Variants: f32/f16 pools x VEC (16-byte loads: D % 4 == 0 for F32, D % 8 == 0 for F16, pool
+// bindings 16-byte aligned) x subgroup-arithmetic reductions (_sg).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;  // power of two
@@ -31,16 +35,51 @@ layout(constant_id = 2) const uint R = 8;     // query rows per workgroup
 #include "reduce.glsl"
 
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
-#if KV_F16
+// K/V are read in units of U elements (one load each).
+#if KV_F16 && VEC
+#define U 8
+layout(std430, binding = 1) readonly buffer Kb { uvec4 k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { uvec4 v_pool[]; };
+#define LOAD_UNIT(pool, u, out_v)                 \
+    {                                             \
+        const uvec4 w_ = pool[u];                 \
+        const vec2 a_ = unpackHalf2x16(w_.x);     \
+        const vec2 b_ = unpackHalf2x16(w_.y);     \
+        const vec2 c_ = unpackHalf2x16(w_.z);     \
+        const vec2 d_ = unpackHalf2x16(w_.w);     \
+        out_v[0] = a_.x; out_v[1] = a_.y;         \
+        out_v[2] = b_.x; out_v[3] = b_.y;         \
+        out_v[4] = c_.x; out_v[5] = c_.y;         \
+        out_v[6] = d_.x; out_v[7] = d_.y;         \
+    }
+#elif KV_F16
+#define U 2
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
-#define K_PAIR(w) unpackHalf2x16(k_pool[w])
-#define V_ELEM(e) unpackHalf2x16(v_pool[(e) >> 1])[(e) & 1]
+#define LOAD_UNIT(pool, u, out_v)                 \
+    {                                             \
+        const vec2 a_ = unpackHalf2x16(pool[u]);  \
+        out_v[0] = a_.x; out_v[1] = a_.y;         \
+    }
+#elif VEC
+#define U 4
+layout(std430, binding = 1) readonly buffer Kb { vec4 k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { vec4 v_pool[]; };
+#define LOAD_UNIT(pool, u, out_v)                 \
+    {                                             \
+        const vec4 a_ = pool[u];                  \
+        out_v[0] = a_.x; out_v[1] = a_.y;         \
+        out_v[2] = a_.z; out_v[3] = a_.w;         \
+    }
 #else
+#define U 2
 layout(std430, binding = 1) readonly buffer Kb { float k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
-#define K_PAIR(w) vec2(k_pool[2 * (w)], k_pool[2 * (w) + 1])
-#define V_ELEM(e) v_pool[e]
+#define LOAD_UNIT(pool, u, out_v)                 \
+    {                                             \
+        out_v[0] = pool[2 * (u)];                 \
+        out_v[1] = pool[2 * (u) + 1];             \
+    }
 #endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
@@ -60,13 +99,14 @@ layout(push_constant) uniform Push {
 } pc;
 
 const float LOWEST = -3.402823466e+38;     // finite start for running maxima
-const uint HD = D / 2;                     // pairs per row
-// Output ownership: NG groups of D invocations split the keys of a tile (when D < WG);
-// invocation t owns dims t % D + k * WG, k < DPT.
-const uint NG = WG >= D ? WG / D : 1;
-const uint DPT = (D + WG - 1) / WG;
+const uint HD = D / 2;                     // q pairs per row
+const uint NU = D / U;                     // load units per K/V row
+// P V ownership: NG groups of NU invocations split the keys of a tile (when NU < WG);
+// invocation t owns units t % NU + k * WG, k < UPT, of all R rows.
+const uint NG = WG >= NU ? WG / NU : 1;
+const uint UPT = (NU + WG - 1) / WG;
 
-shared vec2 q_sh[R * HD];
+shared vec2 q_sh[R * HD];  // after the key loop: the buffer that combines the NG groups
 shared float p_sh[R * WG];
 
 void main() {
@@ -101,36 +141,41 @@ void main() {
     k0 = max(k0, split * pc.keys_per_split);
     k1 = min(k1, (split + 1) * pc.keys_per_split);
 
-    float m[R], l[R], acc[R * DPT];
-    for (uint i = 0; i < R; ++i) {
+    float m[R], l[R], acc[R * UPT * U];
+    [[unroll]] for (uint i = 0; i < R; ++i) {
         m[i] = LOWEST;
         l[i] = 0.0;
     }
-    for (uint i = 0; i < R * DPT; ++i) acc[i] = 0.0;
-    const uint grp = t / D;
+    [[unroll]] for (uint i = 0; i < R * UPT * U; ++i) acc[i] = 0.0;
+    const uint grp = t / NU;
     barrier();
 
     for (uint kt = k0; kt < k1; kt += WG) {
         const uint j = kt + t;
         float s[R];
-        for (uint i = 0; i < R; ++i) s[i] = 0.0;
+        [[unroll]] for (uint i = 0; i < R; ++i) s[i] = 0.0;
         if (j < k1) {
-            const uint kw = kv_row(j, kvh, pc.page_size, pc.n_head_kv) * HD;
-            for (uint d = 0; d < HD; ++d) {
-                const vec2 kk = K_PAIR(kw + d);
-                for (uint i = 0; i < R; ++i) s[i] += dot(q_sh[i * HD + d], kk);
+            const uint ku = kv_row(j, kvh, pc.page_size, pc.n_head_kv) * NU;
+            for (uint u = 0; u < NU; ++u) {
+                float kk[U];
+                LOAD_UNIT(k_pool, ku + u, kk)
+                [[unroll]] for (uint h = 0; h < U / 2; ++h) {
+                    const vec2 k2 = vec2(kk[2 * h], kk[2 * h + 1]);
+                    [[unroll]] for (uint i = 0; i < R; ++i)
+                        s[i] += dot(q_sh[i * HD + u * (U / 2) + h], k2);
+                }
             }
         }
-        for (uint i = 0; i < R; ++i) {
+        [[unroll]] for (uint i = 0; i < R; ++i) {
             const uint p = pc.pos0 + (row0 + i) / G;
             const bool vis = j < k1 && i < n_valid && j <= p && (pc.window == 0 || j + pc.window > p);
             s[i] = vis ? s[i] * pc.scale : NEG_INF;
         }
         float mx[R];
-        for (uint i = 0; i < R; ++i) mx[i] = s[i];
+        [[unroll]] for (uint i = 0; i < R; ++i) mx[i] = s[i];
         red_max(mx);
         float alpha[R];
-        for (uint i = 0; i < R; ++i) {
+        [[unroll]] for (uint i = 0; i < R; ++i) {
             const float mn = max(m[i], mx[i]);
             alpha[i] = exp(m[i] - mn);
             m[i] = mn;
@@ -138,19 +183,24 @@ void main() {
             p_sh[i * WG + t] = s[i];
         }
         red_sum(s);  // its barriers also publish p_sh
-        for (uint i = 0; i < R; ++i) l[i] = l[i] * alpha[i] + s[i];
+        [[unroll]] for (uint i = 0; i < R; ++i) l[i] = l[i] * alpha[i] + s[i];
 
-        for (uint i = 0; i < R; ++i)
-            for (uint k = 0; k < DPT; ++k) acc[i * DPT + k] *= alpha[i];
+        [[unroll]] for (uint i = 0; i < R; ++i)
+            [[unroll]] for (uint k = 0; k < UPT * U; ++k) acc[i * UPT * U + k] *= alpha[i];
         const uint nc = min(WG, k1 - kt);
         if (grp < NG) {
             for (uint c = grp; c < nc; c += NG) {
-                const uint vrow = kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * D;
-                for (uint k = 0; k < DPT; ++k) {
-                    const uint d = t % D + k * WG;
-                    if (d < D) {
-                        const float v = V_ELEM(vrow + d);
-                        for (uint i = 0; i < R; ++i) acc[i * DPT + k] += p_sh[i * WG + c] * v;
+                const uint vu = kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * NU;
+                [[unroll]] for (uint k = 0; k < UPT; ++k) {
+                    const uint u = t % NU + k * WG;
+                    if (u < NU) {
+                        float vv[U];
+                        LOAD_UNIT(v_pool, vu + u, vv)
+                        [[unroll]] for (uint i = 0; i < R; ++i) {
+                            const float pw = p_sh[i * WG + c];
+                            [[unroll]] for (uint x = 0; x < U; ++x)
+                                acc[(i * UPT + k) * U + x] += pw * vv[x];
+                        }
                     }
                 }
             }
@@ -158,41 +208,46 @@ void main() {
         barrier();  // p_sh is rewritten by the next tile
     }
 
-    // Combine the NG key groups (p_sh holds R * WG >= R * NG * D floats).
+    // Combine the NG key groups into group 0, one group at a time through q_sh (R * D floats;
+    // NG > 1 means UPT == 1 and each group holds all R x D outputs).
     if (NG > 1) {
-        if (grp < NG)
-            for (uint i = 0; i < R; ++i) p_sh[(i * NG + grp) * D + t % D] = acc[i * DPT];
-        barrier();
-        if (grp == 0)
-            for (uint i = 0; i < R; ++i) {
-                float a = 0.0;
-                for (uint g = 0; g < NG; ++g) a += p_sh[(i * NG + g) * D + t];
-                acc[i * DPT] = a;
-            }
+        for (uint g = 1; g < NG; ++g) {
+            if (grp == g)
+                [[unroll]] for (uint i = 0; i < R; ++i)
+                    [[unroll]] for (uint x = 0; x < U / 2; ++x)
+                        q_sh[i * HD + (t % NU) * (U / 2) + x] =
+                            vec2(acc[i * U + 2 * x], acc[i * U + 2 * x + 1]);
+            barrier();
+            if (grp == 0)
+                [[unroll]] for (uint i = 0; i < R; ++i)
+                    [[unroll]] for (uint x = 0; x < U / 2; ++x) {
+                        const vec2 o2 = q_sh[i * HD + t * (U / 2) + x];
+                        acc[i * U + 2 * x] += o2.x;
+                        acc[i * U + 2 * x + 1] += o2.y;
+                    }
+            barrier();
+        }
         if (grp != 0) return;  // after the last barrier
     }
 
     const uint n_out = pc.n_tokens * pc.n_head;
-    for (uint i = 0; i < n_valid; ++i) {
+    [[unroll]] for (uint i = 0; i < R; ++i) {
+        if (i >= n_valid) break;
         const uint r = row0 + i;
         const uint orow = (r / G) * pc.n_head + kvh * G + r % G;
-        if (pc.n_split == 1) {
-            const float inv = 1.0 / l[i];
-            for (uint k = 0; k < DPT; ++k) {
-                const uint d = t % D + k * WG;
-                if (d < D) o[orow * D + d] = acc[i * DPT + k] * inv;
-            }
-        } else {
-            const uint prow = split * n_out + orow;
-            for (uint k = 0; k < DPT; ++k) {
-                const uint d = t % D + k * WG;
-                if (d < D) o[prow * D + d] = acc[i * DPT + k];
-            }
-            if (t == 0) {
-                const uint ml = pc.n_split * n_out * D + 2 * prow;
-                o[ml] = m[i];
-                o[ml + 1] = l[i];
-            }
+        const bool final_out = pc.n_split == 1;
+        const float w = final_out ? 1.0 / l[i] : 1.0;
+        const uint obase = final_out ? orow * D : (split * n_out + orow) * D;
+        [[unroll]] for (uint k = 0; k < UPT; ++k) {
+            const uint u = t % NU + k * WG;
+            if (u < NU)
+                [[unroll]] for (uint x = 0; x < U; ++x)
+                    o[obase + u * U + x] = acc[(i * UPT + k) * U + x] * w;
+        }
+        if (!final_out && t == 0) {
+            const uint ml = pc.n_split * n_out * D + 2 * (split * n_out + orow);
+            o[ml] = m[i];
+            o[ml + 1] = l[i];
         }
     }
 }

@@ -3,30 +3,46 @@
 // Rows, visibility, splits and the output/partials layout are those of attn_decode.comp.
 //
 // Workgroup (x, y, z) = (block of BR rows, KV head, split). Per tile of BC keys, K and then V
-// are staged in shared memory (rows padded to D + 1 floats: the score loop reads a column of
-// keys across invocations without bank conflicts), so each K/V element read from the pool
-// serves BR query rows. Scores S[BR][BC] go to shared memory; one invocation per row updates
-// its running max/sum (online softmax, fp32) and rescales; each invocation owns NACC of the
-// BR x D output accumulators. Shared memory: BR*D + BC*(D+1) + BR*BC + 3*BR floats.
+// are staged in shared memory as vec4 rows padded to D/4 + 1 (conflict-free column reads), so
+// each K/V element read from the pool serves BR query rows.
+//   scores: invocation t takes key c = t % BC for rows t / BC + k * (WG / BC): one K vec4 load
+//           serves NS rows (the q loads are broadcasts).
+//   softmax: one invocation per row updates its running max/sum (online softmax, fp32).
+//   P V:    invocation t owns output column vec4 t % D4 of rows t / D4 + k * (WG / D4): per
+//           4 keys, 4 V vec4 loads and one vec4 of P per row feed 16 FMAs per row.
+// Needs D % 4 == 0, BC % 4 == 0, BC <= WG, D / 4 <= WG. Shared memory:
+// BR*D + BC*(D+4) + BR*BC + 3*BR floats.
+// Variants: f32/f16 pools x VEC (one 16-byte (F32) or 8-byte (F16) load per 4 elements; pool
+// bindings 16-byte aligned).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 
 layout(local_size_x_id = 0) in;
-layout(constant_id = 0) const uint WG = 128;
-layout(constant_id = 1) const uint D = 128;   // head_dim, even
-layout(constant_id = 2) const uint BR = 16;   // query rows per workgroup (<= WG)
-layout(constant_id = 3) const uint BC = 16;   // keys per tile
+layout(constant_id = 0) const uint WG = 128;  // power of two
+layout(constant_id = 1) const uint D = 128;   // head_dim, multiple of 4
+layout(constant_id = 2) const uint BR = 16;   // query rows per workgroup
+layout(constant_id = 3) const uint BC = 16;   // keys per tile, multiple of 4, <= WG
 
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
-#if KV_F16
+// LOAD4(pool, e): elements e..e+3 (e % 4 == 0) as a vec4.
+#if KV_F16 && VEC
+layout(std430, binding = 1) readonly buffer Kb { uvec2 k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { uvec2 v_pool[]; };
+#define LOAD4(pool, e) \
+    vec4(unpackHalf2x16(pool[(e) >> 2].x), unpackHalf2x16(pool[(e) >> 2].y))
+#elif KV_F16
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
-#define K_PAIR(w) unpackHalf2x16(k_pool[w])
-#define V_PAIR(w) unpackHalf2x16(v_pool[w])
+#define LOAD4(pool, e) \
+    vec4(unpackHalf2x16(pool[(e) >> 1]), unpackHalf2x16(pool[((e) >> 1) + 1]))
+#elif VEC
+layout(std430, binding = 1) readonly buffer Kb { vec4 k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { vec4 v_pool[]; };
+#define LOAD4(pool, e) pool[(e) >> 2]
 #else
 layout(std430, binding = 1) readonly buffer Kb { float k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
-#define K_PAIR(w) vec2(k_pool[2 * (w)], k_pool[2 * (w) + 1])
-#define V_PAIR(w) vec2(v_pool[2 * (w)], v_pool[2 * (w) + 1])
+#define LOAD4(pool, e) vec4(pool[e], pool[(e) + 1], pool[(e) + 2], pool[(e) + 3])
 #endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
@@ -46,13 +62,17 @@ layout(push_constant) uniform Push {
 } pc;
 
 const float LOWEST = -3.402823466e+38;
-const uint HD = D / 2;
-const uint DP = D + 1;  // padded shared row
-const uint NACC = (BR * D + WG - 1) / WG;
+const uint D4 = D / 4;
+const uint DP4 = D4 + 1;        // padded shared row, in vec4
+const uint BC4 = BC / 4;
+const uint NRS = WG / BC;        // row groups of the score phase
+const uint NS = (BR + NRS - 1) / NRS;
+const uint NRA = WG / D4;        // row groups of the P V phase
+const uint NA = (BR + NRA - 1) / NRA;
 
-shared float q_sh[BR * D];
-shared float kv_sh[BC * DP];
-shared float s_sh[BR * BC];
+shared vec4 q_sh[BR * D4];       // q * scale
+shared vec4 kv_sh[BC * DP4];
+shared vec4 s_sh[BR * BC4];      // scores, then probabilities
 shared float m_sh[BR];
 shared float l_sh[BR];
 shared float a_sh[BR];
@@ -68,16 +88,15 @@ void main() {
     if (row0 >= n_rows) return;
     const uint n_valid = min(BR, n_rows - row0);
 
-    for (uint e = t; e < BR * HD; e += WG) {
-        const uint i = e / HD, d = 2 * (e % HD);
-        vec2 v = vec2(0.0);
+    for (uint e = t; e < BR * D4; e += WG) {
+        const uint i = e / D4;
+        vec4 v = vec4(0.0);
         if (i < n_valid) {
             const uint r = row0 + i;
-            const uint qe = ((r / G) * pc.n_head + kvh * G + r % G) * D + d;
-            v = vec2(q[qe], q[qe + 1]);
+            const uint qe = ((r / G) * pc.n_head + kvh * G + r % G) * D + 4 * (e % D4);
+            v = vec4(q[qe], q[qe + 1], q[qe + 2], q[qe + 3]) * pc.scale;
         }
-        q_sh[i * D + d] = v.x;
-        q_sh[i * D + d + 1] = v.y;
+        q_sh[e] = v;
     }
     for (uint i = t; i < BR; i += WG) {
         m_sh[i] = LOWEST;
@@ -91,48 +110,65 @@ void main() {
     k0 = max(k0, split * pc.keys_per_split);
     k1 = min(k1, (split + 1) * pc.keys_per_split);
 
-    float acc[NACC];
-    for (uint k = 0; k < NACC; ++k) acc[k] = 0.0;
+    const uint sc = t % BC, srg = t / BC;  // score phase: key, row group
+    const uint ad = t % D4, arg = t / D4;  // P V phase: column, row group (idle if >= NRA)
+    vec4 acc[NA];
+    [[unroll]] for (uint k = 0; k < NA; ++k) acc[k] = vec4(0.0);
     barrier();
 
     for (uint kt = k0; kt < k1; kt += BC) {
-        for (uint e = t; e < BC * HD; e += WG) {
-            const uint c = e / HD, d = 2 * (e % HD);
-            vec2 v = vec2(0.0);
-            if (kt + c < k1) v = K_PAIR(kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * HD + d / 2);
-            kv_sh[c * DP + d] = v.x;
-            kv_sh[c * DP + d + 1] = v.y;
+        for (uint e = t; e < BC * D4; e += WG) {
+            const uint c = e / D4, d4 = e % D4;
+            vec4 v = vec4(0.0);
+            if (kt + c < k1) v = LOAD4(k_pool, kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * D + 4 * d4);
+            kv_sh[c * DP4 + d4] = v;
         }
         barrier();
-        for (uint e = t; e < BR * BC; e += WG) {
-            const uint r = e / BC, c = e % BC, j = kt + c;
-            const uint p = pc.pos0 + (row0 + r) / G;
-            float s = NEG_INF;
-            if (r < n_valid && j < k1 && j <= p && (pc.window == 0 || j + pc.window > p)) {
-                float a = 0.0;
-                for (uint d = 0; d < D; ++d) a += q_sh[r * D + d] * kv_sh[c * DP + d];
-                s = a * pc.scale;
+        {
+            float s[NS];
+            [[unroll]] for (uint k = 0; k < NS; ++k) s[k] = 0.0;
+            for (uint d4 = 0; d4 < D4; ++d4) {
+                const vec4 kk = kv_sh[sc * DP4 + d4];
+                [[unroll]] for (uint k = 0; k < NS; ++k) {
+                    const uint r = min(srg + k * NRS, BR - 1);
+                    s[k] += dot(q_sh[r * D4 + d4], kk);
+                }
             }
-            s_sh[e] = s;
+            const uint j = kt + sc;
+            [[unroll]] for (uint k = 0; k < NS; ++k) {
+                const uint r = srg + k * NRS;
+                if (r < BR) {
+                    const uint p = pc.pos0 + (row0 + r) / G;
+                    const bool vis = r < n_valid && j < k1 && j <= p &&
+                                     (pc.window == 0 || j + pc.window > p);
+                    s_sh[r * BC4 + sc / 4][sc % 4] = vis ? s[k] : NEG_INF;
+                }
+            }
         }
         barrier();
-        for (uint e = t; e < BC * HD; e += WG) {
-            const uint c = e / HD, d = 2 * (e % HD);
-            vec2 v = vec2(0.0);
-            if (kt + c < k1) v = V_PAIR(kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * HD + d / 2);
-            kv_sh[c * DP + d] = v.x;
-            kv_sh[c * DP + d + 1] = v.y;
+        for (uint e = t; e < BC * D4; e += WG) {
+            const uint c = e / D4, d4 = e % D4;
+            vec4 v = vec4(0.0);
+            if (kt + c < k1) v = LOAD4(v_pool, kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * D + 4 * d4);
+            kv_sh[c * DP4 + d4] = v;
         }
         for (uint r = t; r < BR; r += WG) {
             const float mo = m_sh[r];
             float mx = mo;
-            for (uint c = 0; c < BC; ++c) mx = max(mx, s_sh[r * BC + c]);
+            for (uint c4 = 0; c4 < BC4; ++c4) {
+                const vec4 sv = s_sh[r * BC4 + c4];
+                mx = max(mx, max(max(sv.x, sv.y), max(sv.z, sv.w)));
+            }
             float sum = 0.0;
-            for (uint c = 0; c < BC; ++c) {
-                const float s = s_sh[r * BC + c];
-                const float pr = s == NEG_INF ? 0.0 : exp(s - mx);
-                s_sh[r * BC + c] = pr;
-                sum += pr;
+            for (uint c4 = 0; c4 < BC4; ++c4) {
+                const vec4 sv = s_sh[r * BC4 + c4];
+                vec4 pr;
+                pr.x = sv.x == NEG_INF ? 0.0 : exp(sv.x - mx);
+                pr.y = sv.y == NEG_INF ? 0.0 : exp(sv.y - mx);
+                pr.z = sv.z == NEG_INF ? 0.0 : exp(sv.z - mx);
+                pr.w = sv.w == NEG_INF ? 0.0 : exp(sv.w - mx);
+                s_sh[r * BC4 + c4] = pr;
+                sum += (pr.x + pr.y) + (pr.z + pr.w);
             }
             const float a = exp(mo - mx);
             a_sh[r] = a;
@@ -140,36 +176,37 @@ void main() {
             m_sh[r] = mx;
         }
         barrier();
-        for (uint k = 0; k < NACC; ++k) {
-            const uint e = t + k * WG;
-            if (e < BR * D) {
-                const uint r = e / D, d = e % D;
-                float a = acc[k] * a_sh[r];
-                for (uint c = 0; c < BC; ++c) a += s_sh[r * BC + c] * kv_sh[c * DP + d];
-                acc[k] = a;
+        if (arg < NRA) {
+            [[unroll]] for (uint k = 0; k < NA; ++k) acc[k] *= a_sh[min(arg + k * NRA, BR - 1)];
+            for (uint c4 = 0; c4 < BC4; ++c4) {
+                const vec4 v0 = kv_sh[(4 * c4 + 0) * DP4 + ad];
+                const vec4 v1 = kv_sh[(4 * c4 + 1) * DP4 + ad];
+                const vec4 v2 = kv_sh[(4 * c4 + 2) * DP4 + ad];
+                const vec4 v3 = kv_sh[(4 * c4 + 3) * DP4 + ad];
+                [[unroll]] for (uint k = 0; k < NA; ++k) {
+                    const vec4 pw = s_sh[min(arg + k * NRA, BR - 1) * BC4 + c4];
+                    acc[k] += pw.x * v0 + pw.y * v1 + pw.z * v2 + pw.w * v3;
+                }
             }
         }
         barrier();
     }
 
+    if (arg >= NRA) return;  // after the last barrier
     const uint n_out = pc.n_tokens * pc.n_head;
-    for (uint k = 0; k < NACC; ++k) {
-        const uint e = t + k * WG;
-        if (e >= BR * D) break;
-        const uint i = e / D, d = e % D;
+    [[unroll]] for (uint k = 0; k < NA; ++k) {
+        const uint i = arg + k * NRA;
         if (i >= n_valid) break;
         const uint r = row0 + i;
         const uint orow = (r / G) * pc.n_head + kvh * G + r % G;
-        if (pc.n_split == 1) {
-            o[orow * D + d] = acc[k] / l_sh[i];
-        } else {
-            o[(split * n_out + orow) * D + d] = acc[k];
-        }
-    }
-    if (pc.n_split > 1) {
-        for (uint i = t; i < n_valid; i += WG) {
-            const uint r = row0 + i;
-            const uint orow = (r / G) * pc.n_head + kvh * G + r % G;
+        const bool final_out = pc.n_split == 1;
+        const vec4 v = final_out ? acc[k] / l_sh[i] : acc[k];
+        const uint ob = (final_out ? orow : split * n_out + orow) * D + 4 * ad;
+        o[ob] = v.x;
+        o[ob + 1] = v.y;
+        o[ob + 2] = v.z;
+        o[ob + 3] = v.w;
+        if (!final_out && ad == 0) {
             const uint ml = pc.n_split * n_out * D + 2 * (split * n_out + orow);
             o[ml] = m_sh[i];
             o[ml + 1] = l_sh[i];

@@ -99,7 +99,7 @@ uint64_t decode_shared(uint32_t wg, uint32_t d, uint32_t r) {
     return (uint64_t(r) * d + 2ull * r * wg) * 4;
 }
 uint64_t tile_shared(uint32_t d, uint32_t br, uint32_t bc) {
-    return (uint64_t(br) * d + uint64_t(bc) * (d + 1) + uint64_t(br) * bc + 3ull * br) * 4;
+    return (uint64_t(br) * d + uint64_t(bc) * (d + 4) + uint64_t(br) * bc + 3ull * br) * 4;
 }
 
 }  // namespace
@@ -217,25 +217,31 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
                                               uint64_t scratch_bytes) const {
     check(p, "attention");
     const VkPhysicalDeviceLimits& lim = device_.limits();
-    const uint64_t shared_cap = lim.maxComputeSharedMemorySize;
+    uint64_t shared_cap = lim.maxComputeSharedMemorySize;
+    if (options_.max_shared_bytes != 0)
+        shared_cap = std::min<uint64_t>(shared_cap, options_.max_shared_bytes);
     const uint32_t d = p.head_dim;
     const uint32_t G = p.n_head / p.n_head_kv;
     const uint64_t n_rows = uint64_t(p.n_tokens) * G;  // per KV head
 
     Plan pl;
-    pl.tiled = options_.tile_min_rows != 0 && n_rows >= options_.tile_min_rows;
+    pl.tiled = options_.tile_min_rows != 0 && n_rows >= options_.tile_min_rows && d % 4 == 0;
     if (pl.tiled) {
         pl.workgroup = fit_workgroup(device_, 128);
-        // Rows: up to 32 (at most 32 accumulators per invocation), keys per tile up to 32,
-        // shrunk to the shared memory (16 KiB on some phones).
-        uint32_t br = 32;
-        while (br > 1 && (uint64_t(br) * d > 32ull * pl.workgroup || br > pl.workgroup)) br /= 2;
-        while (br > 8 && br / 2 >= n_rows) br /= 2;
-        uint32_t bc = 32;
+        // Rows: up to 32 (at most 32 accumulators per invocation) or options_.tile_rows; keys
+        // per tile up to 32; both shrunk to the shared memory (16 KiB on some phones).
+        uint32_t br = options_.tile_rows ? floor_pow2(options_.tile_rows) : 32;
+        if (!options_.tile_rows) {
+            while (br > 1 && uint64_t(br) * d > 32ull * pl.workgroup) br /= 2;
+            while (br > 8 && br / 2 >= n_rows) br /= 2;
+        }
+        uint32_t bc = options_.tile_keys ? floor_pow2(options_.tile_keys) : 32;
+        bc = std::max(4u, std::min(bc, pl.workgroup));
         while (tile_shared(d, br, bc) > shared_cap && bc > 8) bc /= 2;
         while (tile_shared(d, br, bc) > shared_cap && br > 1) br /= 2;
-        while (tile_shared(d, br, bc) > shared_cap && bc > 1) bc /= 2;
-        if (tile_shared(d, br, bc) > shared_cap) pl.tiled = false;
+        while (tile_shared(d, br, bc) > shared_cap && bc > 4) bc /= 2;
+        if (tile_shared(d, br, bc) > shared_cap || d / 4 > pl.workgroup || bc > pl.workgroup)
+            pl.tiled = false;
         pl.rows = br;
         pl.tile_keys = bc;
     }
@@ -326,9 +332,15 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
     std::vector<uint32_t> spec;
     if (pl.tiled) {
         name = f16 ? "attn_tile_f16" : "attn_tile_f32";
+        if (k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 && options_.vector_loads)
+            name += "_v";
         spec = {pl.workgroup, p.head_dim, pl.rows, pl.tile_keys};
     } else {
         name = f16 ? "attn_decode_f16" : "attn_decode_f32";
+        // 16-byte loads: whole units per row and 16-byte aligned bindings.
+        const bool vec = p.head_dim % (f16 ? 8 : 4) == 0 && k_pool.offset % 16 == 0 &&
+                         v_pool.offset % 16 == 0 && options_.vector_loads;
+        if (vec) name += "_v";
         if (subgroup_ops_) name += "_sg";
         spec = {pl.workgroup, p.head_dim, pl.rows};
     }

@@ -68,6 +68,15 @@ struct AttentionOptions {
     // Query rows (token x head of one KV group) above which the shared-memory tiled kernel is
     // used instead of the decode kernel; 0 never tiles.
     uint32_t tile_min_rows = 16;
+    // Tiled kernel: query rows per workgroup and keys per tile (powers of two; 0: automatic).
+    uint32_t tile_rows = 0;
+    uint32_t tile_keys = 0;
+    // Shared memory the kernels may use, bytes (0: the device limit). Tests set 16384 to run
+    // the configurations of phones with 16 KiB.
+    uint32_t max_shared_bytes = 0;
+    // 16-byte K/V loads in the decode kernel where head_dim and the pool offsets allow
+    // (false: 4-byte loads; tests run both).
+    bool vector_loads = true;
 };
 
 class AttentionKernels {

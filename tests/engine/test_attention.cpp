@@ -11,6 +11,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/helpers.h"
@@ -231,6 +232,7 @@ struct Configs {
         add(def);
         AttentionOptions plain;  // decode kernel only, no split, shared-memory reductions
         plain.subgroup_ops = false;
+        plain.vector_loads = false;
         plain.tile_min_rows = 0;
         plain.max_splits = 1;
         add(plain);
@@ -442,6 +444,39 @@ TEST_CASE("attention: sliding window, decode and prefill") {
     MESSAGE("window worst relative L2 error " << worst);
 }
 
+TEST_CASE("attention: head_dim 256 and 16 KiB of shared memory (phone-sized tiles)") {
+    kvtest::Gpu gpu;
+    Configs cfg(gpu);
+    std::vector<std::unique_ptr<AttentionKernels>> small;
+    for (uint32_t tile_min_rows : {0u, 1u}) {
+        AttentionOptions o;
+        o.allocator = &gpu.allocator();
+        o.max_shared_bytes = 16384;
+        o.tile_min_rows = tile_min_rows;
+        o.force_splits = 2;
+        small.push_back(std::make_unique<AttentionKernels>(gpu.device(), gpu.pipelines(), o));
+        cfg.all.push_back(small.back().get());
+    }
+    const AttnCase cases[] = {
+        {1, 200, 8, 1, 256, 16, GgmlType::F16, 0},
+        {24, 40, 4, 2, 256, 32, GgmlType::F32, 0},
+        {40, 9, 8, 8, 128, 16, GgmlType::F16, 0},
+    };
+    double worst = 0;
+    for (const AttnCase& c : cases) {
+        for (size_t i = cfg.all.size() - 2; i < cfg.all.size(); ++i) {
+            const auto pl = cfg.all[i]->plan(params_of(c), 4 << 20);
+            const uint64_t shared =
+                pl.tiled ? (uint64_t(pl.rows) * c.head_dim + uint64_t(pl.tile_keys) * (c.head_dim + 4) +
+                            uint64_t(pl.rows) * pl.tile_keys + 3ull * pl.rows) * 4
+                         : (uint64_t(pl.rows) * c.head_dim + 2ull * pl.rows * pl.workgroup) * 4;
+            CHECK(shared <= 16384);
+        }
+        worst = std::max(worst, check_attention(gpu, cfg.all, c, true));
+    }
+    MESSAGE("head_dim 256 / small shared memory worst relative L2 error " << worst);
+}
+
 TEST_CASE("attention: caller scratch, tiny scratch and plans") {
     kvtest::Gpu gpu;
     AttentionKernels ak(gpu.device(), gpu.pipelines());  // no allocator: no internal scratch
@@ -554,5 +589,120 @@ TEST_CASE("argmax: lowest index among ties, NaNs ignored, huge rows") {
         uint32_t got = 0;
         gpu.uploader().download(bo, 0, &got, 4);
         CHECK(got == want);
+    }
+}
+
+// Throughput of attention over the paged cache: decode (bandwidth-bound: figure = K/V bytes
+// read per second) and prefill (compute-bound: figure = 4 * visible (q, k) pairs * head_dim
+// FLOP/s). On a CPU device one small shape runs (CI); on a GPU, Llama-3-8B-like shapes
+// (32 heads, 8 KV heads, head_dim 128, F16 pages of 16). Checks the result against the CPU.
+TEST_CASE("attention benchmark") {
+    kvtest::Gpu gpu;
+    const bool cpu_device = gpu.device().properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    AttentionOptions opt;
+    opt.allocator = &gpu.allocator();
+    opt.scratch_bytes = 64ull << 20;
+    AttentionKernels ak_default(gpu.device(), gpu.pipelines(), opt);
+    AttentionOptions opt_decode = opt, opt_tiled = opt;
+    opt_decode.tile_min_rows = 0;
+    opt_tiled.tile_min_rows = 1;
+    AttentionKernels ak_decode(gpu.device(), gpu.pipelines(), opt_decode);
+    AttentionKernels ak_tiled(gpu.device(), gpu.pipelines(), opt_tiled);
+    struct Shape {
+        uint32_t n_tokens, ctx;
+    };
+    const Shape cpu_shapes[] = {{1, 300}, {16, 64}};
+    const Shape gpu_shapes[] = {{1, 1024},   {1, 8192},  {1, 32768},    {1, 131072},
+                                {4, 32768},  {512, 512}, {2048, 2048}, {512, 8192}};
+    const Shape* shapes = cpu_device ? cpu_shapes : gpu_shapes;
+    const size_t n_shapes = cpu_device ? std::size(cpu_shapes) : std::size(gpu_shapes);
+    const int iters = cpu_device ? 2 : 20;
+    for (size_t si = 0; si < n_shapes; ++si) {
+        const Shape& s = shapes[si];
+        AttnCase ac{s.n_tokens, s.ctx - s.n_tokens, 32, 8, 128, 16, GgmlType::F16, 0};
+        INFO(describe(ac));
+        const AttentionParams p = params_of(ac);
+        // The cache: random K/V written straight into identity-table pools as f16.
+        Cache c;
+        c.p = p;
+        c.n_ctx = s.ctx;
+        c.pool_pages = (s.ctx + p.page_size - 1) / p.page_size;
+        c.table.resize(c.pool_pages);
+        std::iota(c.table.begin(), c.table.end(), 0u);
+        const uint64_t n_elem = c.page_elems() * c.pool_pages;
+        std::vector<uint16_t> kh(n_elem), vh(n_elem);
+        std::mt19937 rng(kvtest::fresh_seed());
+        std::uniform_real_distribution<float> dist(-1.f, 1.f);
+        for (uint64_t i = 0; i < n_elem; ++i) {
+            kh[i] = kv::model::fp32_to_fp16(dist(rng));
+            vh[i] = kv::model::fp32_to_fp16(dist(rng));
+        }
+        c.k_pool = gpu.upload_bytes(kh.data(), n_elem * 2);
+        c.v_pool = gpu.upload_bytes(vh.data(), n_elem * 2);
+        c.bt = gpu.upload_bytes(c.table.data(), c.table.size() * 4);
+        auto q = kvtest::random_floats(size_t(p.n_tokens) * p.n_head * p.head_dim,
+                                       kvtest::fresh_seed(), -4.f, 4.f);
+        auto bq = gpu.upload(q);
+        auto bo = gpu.output(q.size());
+
+        const AttentionKernels* kernels[] = {&ak_default, &ak_decode, &ak_tiled};
+        for (const AttentionKernels* akp : kernels) {
+        if (akp != &ak_default && cpu_device) continue;
+        const AttentionKernels& ak = *akp;
+        const bool ts = gpu.device().timestamps();
+        kv::vk::CommandStream cs(gpu.device(), ts ? 2 : 0);
+        auto record = [&](int n) {
+            cs.begin();
+            cs.barrier();
+            if (ts) cs.timestamp(0);
+            for (int i = 0; i < n; ++i) {
+                ak.attention(cs, whole(bq), whole(c.k_pool), whole(c.v_pool), whole(c.bt),
+                             whole(bo), p);
+                cs.barrier();
+            }
+            if (ts) cs.timestamp(1);
+        };
+        record(1);
+        cs.submit_and_wait();
+        record(iters);
+        const auto t0 = std::chrono::steady_clock::now();
+        cs.submit_and_wait();
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double sec = (ts ? cs.elapsed_ns(0, 1) * 1e-9 : wall) / iters;
+
+        // Check a sample of heads against the CPU (all of them for small shapes).
+        const auto got = gpu.download(bo, q.size());
+        std::vector<float> kf(n_elem), vf(n_elem);
+        for (uint64_t i = 0; i < n_elem; ++i) {
+            kf[i] = kv::model::fp16_to_fp32(kh[i]);
+            vf[i] = kv::model::fp16_to_fp32(vh[i]);
+        }
+        const auto kc = gather(c, kf), vc = gather(c, vf);
+        AttentionParams one = p;  // the last token only (the longest row) keeps the CPU quick
+        one.n_tokens = 1;
+        one.pos0 = p.pos0 + p.n_tokens - 1;
+        const size_t last = size_t(p.n_tokens - 1) * p.n_head * p.head_dim;
+        std::vector<float> q_last(size_t(p.n_head) * p.head_dim), got_last(q_last.size());
+        for (size_t i = 0; i < q_last.size(); ++i) {
+            q_last[i] = q[last + i];
+            got_last[i] = got[last + i];
+        }
+        const auto want = cpu_attention(q_last, kc, vc, one);
+        const double err = kvtest::rel_l2(got_last, want);
+        CHECK(kvtest::count_nan(got) == 0);
+        CHECK_MESSAGE(err < kAttnTol, "relative L2 error " << err);
+
+        const auto plan = ak.plan(p, opt.scratch_bytes);
+        const char* which = akp == &ak_default ? "default" : akp == &ak_decode ? "decode" : "tiled";
+        double pairs = 0;  // visible (query, key) pairs per head
+        for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
+        const double kv_bytes = double(s.ctx) * p.n_head_kv * p.head_dim * 2 * 2;
+        const double flops = 4.0 * pairs * p.n_head * p.head_dim;
+        MESSAGE(describe(ac) << " [" << std::string(which) << "]: " << sec * 1e6 << " us, KV read " << kv_bytes / sec * 1e-9
+                             << " GB/s, " << flops / sec * 1e-12 << " TFLOP/s (plan: "
+                             << std::string(plan.tiled ? "tiled" : "decode") << " rows " << plan.rows
+                             << " tile " << plan.tile_keys << " splits " << plan.splits
+                             << "), err " << err);
+        }
     }
 }
