@@ -8,6 +8,7 @@
 // Workgroup g handles id g / groups_per_id, part g % groups_per_id of its row: WG invocations each
 // dequantize one 16-element sub-block (or one element for the float types).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "grid.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -46,7 +47,7 @@ void main() {
         float v[16];
         deq16(rb + b * DQ_BB, sub, v);
         const uint o = i * pc.cols + 16u * e;
-        for (uint j = 0u; j < 16u; ++j) outv[o + j] = v[j];
+        [[unroll]] for (uint j = 0u; j < 16u; ++j) outv[o + j] = v[j];
     }
 #endif
 }

@@ -10,16 +10,16 @@
 // tokens tn + j * BN / TN (interleaved, so neighbouring invocations read neighbouring shared words
 // and write neighbouring rows of y).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "grid.glsl"
-
-#define TM 4
-#define TN 4
-#define BK 32  // a multiple of 16; quantized rows are multiples of 32 (every block size is)
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WGS = 256;  // (BM / TM) * (BN / TN)
 layout(constant_id = 1) const uint BM = 64;    // multiple of TM
 layout(constant_id = 2) const uint BN = 64;    // multiple of TN
+layout(constant_id = 3) const uint BK = 32;    // 16 or 32 (quantized rows are multiples of 32)
+layout(constant_id = 4) const uint TM = 4;
+layout(constant_id = 5) const uint TN = 4;
 
 layout(std430, binding = 0) readonly buffer Wb { uint w_words[]; };
 #define DQ_W w_words
@@ -52,7 +52,7 @@ void main() {
     const uint tn = t / (BM / TM);
 
     float acc[TM * TN];
-    for (uint i = 0u; i < TM * TN; ++i) acc[i] = 0.0;
+    [[unroll]] for (uint i = 0u; i < TM * TN; ++i) acc[i] = 0.0;
 
     for (uint k0 = 0u; k0 < pc.cols; k0 += BK) {
         // W tile -> Ws[k][r]
@@ -74,9 +74,9 @@ void main() {
             if (row < pc.rows) {
                 deq16(row * pc.row_bytes + (k / DQ_BS) * DQ_BB, (k % DQ_BS) / 16u, v);
             } else {
-                for (uint j = 0u; j < 16u; ++j) v[j] = 0.0;
+                [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = 0.0;
             }
-            for (uint j = 0u; j < 16u; ++j) Ws[(16u * s + j) * WSS + r] = v[j];
+            [[unroll]] for (uint j = 0u; j < 16u; ++j) Ws[(16u * s + j) * WSS + r] = v[j];
         }
 #endif
         // x tile -> Xs[k][n]
@@ -89,20 +89,20 @@ void main() {
         }
         barrier();
 
-        for (uint kk = 0u; kk < BK; ++kk) {
+        [[unroll]] for (uint kk = 0u; kk < BK; ++kk) {
             float a[TM], b[TN];
-            for (uint i = 0u; i < TM; ++i) a[i] = Ws[kk * WSS + tm + i * (BM / TM)];
-            for (uint j = 0u; j < TN; ++j) b[j] = Xs[kk * XSS + tn + j * (BN / TN)];
-            for (uint i = 0u; i < TM; ++i)
-                for (uint j = 0u; j < TN; ++j) acc[i * TN + j] += a[i] * b[j];
+            [[unroll]] for (uint i = 0u; i < TM; ++i) a[i] = Ws[kk * WSS + tm + i * (BM / TM)];
+            [[unroll]] for (uint j = 0u; j < TN; ++j) b[j] = Xs[kk * XSS + tn + j * (BN / TN)];
+            [[unroll]] for (uint i = 0u; i < TM; ++i)
+                [[unroll]] for (uint j = 0u; j < TN; ++j) acc[i * TN + j] += a[i] * b[j];
         }
         barrier();
     }
 
-    for (uint i = 0u; i < TM; ++i) {
+    [[unroll]] for (uint i = 0u; i < TM; ++i) {
         const uint row = row0 + tm + i * (BM / TM);
         if (row >= pc.rows) continue;
-        for (uint j = 0u; j < TN; ++j) {
+        [[unroll]] for (uint j = 0u; j < TN; ++j) {
             const uint tok = n0 + tn + j * (BN / TN);
             if (tok < pc.n_tokens) y[tok * pc.y_stride + pc.y_row0 + row] = acc[i * TN + j];
         }

@@ -10,6 +10,7 @@
 // 16-element sub-blocks are dotted with x, then the workgroup reduces (reduce.glsl: subgroup
 // arithmetic in the *_sg variants, shared memory otherwise).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "grid.glsl"
 
 layout(local_size_x_id = 0) in;
@@ -45,7 +46,7 @@ void main() {
     // Rows past the end of the chunk re-read the last row (valid memory); their sums are dropped.
     uint rbase[NR];
     float acc[NR];
-    for (uint r = 0u; r < NR; ++r) {
+    [[unroll]] for (uint r = 0u; r < NR; ++r) {
         rbase[r] = min(row0 + r, pc.rows - 1u) * pc.row_bytes;
         acc[r] = 0.0;
     }
@@ -53,25 +54,25 @@ void main() {
 #if DQ_ELEM
     for (uint k = t; k < pc.cols; k += WG) {
         const float xv = x[k];
-        for (uint r = 0u; r < NR; ++r) acc[r] += deq1(rbase[r], k) * xv;
+        [[unroll]] for (uint r = 0u; r < NR; ++r) acc[r] += deq1(rbase[r], k) * xv;
     }
 #else
     const uint units = (pc.cols / DQ_BS) * DQ_UPB;
     for (uint k = t; k < units; k += WG) {
         const uint b = k / DQ_UPB;
         const uint u = k % DQ_UPB;
-        for (uint i = 0u; i < DQ_SPU; ++i) {
+        [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
             const uint sub = dq_unit_sub(u, i);
             const uint xo = b * DQ_BS + 16u * sub;
             vec4 xv[4];
             if (pc.x_vec4 != 0u) {
-                for (uint j = 0u; j < 4u; ++j) xv[j] = x4[xo / 4u + j];
+                [[unroll]] for (uint j = 0u; j < 4u; ++j) xv[j] = x4[xo / 4u + j];
             } else {
-                for (uint j = 0u; j < 4u; ++j)
+                [[unroll]] for (uint j = 0u; j < 4u; ++j)
                     xv[j] = vec4(x[xo + 4u * j], x[xo + 4u * j + 1u], x[xo + 4u * j + 2u],
                                  x[xo + 4u * j + 3u]);
             }
-            for (uint r = 0u; r < NR; ++r) {
+            [[unroll]] for (uint r = 0u; r < NR; ++r) {
                 float v[16];
                 deq16(rbase[r] + b * DQ_BB, sub, v);
                 acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), xv[0]) +
@@ -86,7 +87,7 @@ void main() {
     red_sum(acc);
 
     if (t == 0u) {
-        for (uint r = 0u; r < NR; ++r)
+        [[unroll]] for (uint r = 0u; r < NR; ++r)
             if (row0 + r < pc.rows) y[pc.y_row0 + row0 + r] = acc[r];
     }
 }

@@ -19,6 +19,8 @@
 //       matvec "units": the block's DQ_BS / 16 sub-blocks grouped DQ_SPU at a time (DQ_UPB units)
 //       so that the sub-blocks of one unit read the same bytes (one thread reads them once).
 //
+// The including shader enables GL_EXT_control_flow_attributes ([[unroll]]).
+//
 // Byte offsets are within the binding; the binding covers whole 32-bit words (the buffer is
 // padded to a multiple of 4 bytes), so a word that holds a block's last bytes may be read whole.
 #ifndef KV_DEQUANT_GLSL
@@ -82,9 +84,9 @@ uint dq_unit_sub(uint u, uint i) { return 0u; }
 void deq16(uint blk, uint sub, out float v[16]) {
     const uint w0 = blk >> 2;
 #if W_F32
-    for (uint j = 0u; j < 16u; ++j) v[j] = uintBitsToFloat(DQ_W[w0 + j]);
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = uintBitsToFloat(DQ_W[w0 + j]);
 #else
-    for (uint j = 0u; j < 8u; ++j) {
+    [[unroll]] for (uint j = 0u; j < 8u; ++j) {
         const uint q = DQ_W[w0 + j];
 #if W_F16
         const vec2 h = unpackHalf2x16(q);
@@ -115,7 +117,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const float d = dq_f16(blk);
     const uvec4 q = dq_u128(blk + 2u);
     const uint sh = sub * 4u;
-    for (uint j = 0u; j < 16u; ++j) v[j] = float(int((dq_byte(q, j) >> sh) & 15u) - 8) * d;
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = float(int((dq_byte(q, j) >> sh) & 15u) - 8) * d;
 }
 
 #elif W_Q4_1
@@ -130,7 +132,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const vec2 dm = unpackHalf2x16(DQ_W[blk >> 2]);  // blk % 4 == 0
     const uvec4 q = dq_u128(blk + 4u);
     const uint sh = sub * 4u;
-    for (uint j = 0u; j < 16u; ++j) v[j] = float((dq_byte(q, j) >> sh) & 15u) * dm.x + dm.y;
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = float((dq_byte(q, j) >> sh) & 15u) * dm.x + dm.y;
 }
 
 #elif W_Q5_0
@@ -146,7 +148,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const uint qh = dq_u32(blk + 2u) >> (sub * 16u);
     const uvec4 q = dq_u128(blk + 6u);
     const uint sh = sub * 4u;
-    for (uint j = 0u; j < 16u; ++j)
+    [[unroll]] for (uint j = 0u; j < 16u; ++j)
         v[j] = float(int(((dq_byte(q, j) >> sh) & 15u) | (((qh >> j) & 1u) << 4)) - 16) * d;
 }
 
@@ -164,7 +166,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const uvec4 q = uvec4(DQ_W[(blk >> 2) + 2u], DQ_W[(blk >> 2) + 3u], DQ_W[(blk >> 2) + 4u],
                           DQ_W[(blk >> 2) + 5u]);
     const uint sh = sub * 4u;
-    for (uint j = 0u; j < 16u; ++j)
+    [[unroll]] for (uint j = 0u; j < 16u; ++j)
         v[j] = float(((dq_byte(q, j) >> sh) & 15u) | (((qh >> j) & 1u) << 4)) * dm.x + dm.y;
 }
 
@@ -179,7 +181,7 @@ uint dq_unit_sub(uint u, uint i) { return u; }
 void deq16(uint blk, uint sub, out float v[16]) {
     const float d = dq_f16(blk);
     const uvec4 q = dq_u128(blk + 2u + 16u * sub);
-    for (uint j = 0u; j < 16u; ++j)
+    [[unroll]] for (uint j = 0u; j < 16u; ++j)
         v[j] = float(bitfieldExtract(int(q[j >> 2]), int((j & 3u) * 8u), 8)) * d;
 }
 
@@ -199,7 +201,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const float ml = dd.y * float(sc >> 4);
     const uvec4 q = dq_u128(blk + 16u + 32u * (sub >> 3) + 16u * (sub & 1u));
     const uint sh = ((sub & 7u) >> 1) * 2u;
-    for (uint j = 0u; j < 16u; ++j) v[j] = dl * float((dq_byte(q, j) >> sh) & 3u) - ml;
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = dl * float((dq_byte(q, j) >> sh) & 3u) - ml;
 }
 
 #elif W_Q3_K
@@ -222,7 +224,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const uvec4 h = dq_u128(blk + 16u * (sub & 1u));
     const uint sh = 2u * j4;
     const uint hb = 4u * nh + j4;
-    for (uint j = 0u; j < 16u; ++j) {
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) {
         const int hv = ((dq_byte(h, j) >> hb) & 1u) != 0u ? 0 : 4;
         v[j] = dl * float(int((dq_byte(q, j) >> sh) & 3u) - hv);
     }
@@ -270,10 +272,10 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const uint ho = b4 + 4u + 4u * lh;
     const uvec4 h = uvec4(DQ_W[ho], DQ_W[ho + 1u], DQ_W[ho + 2u], DQ_W[ho + 3u]);
     const uint hb = 2u * c + n;
-    for (uint j = 0u; j < 16u; ++j)
+    [[unroll]] for (uint j = 0u; j < 16u; ++j)
         v[j] = d1 * float(((dq_byte(q, j) >> sh) & 15u) + (((dq_byte(h, j) >> hb) & 1u) << 4)) - m1;
 #else
-    for (uint j = 0u; j < 16u; ++j) v[j] = d1 * float((dq_byte(q, j) >> sh) & 15u) - m1;
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = d1 * float((dq_byte(q, j) >> sh) & 15u) - m1;
 #endif
 }
 
@@ -298,7 +300,7 @@ void deq16(uint blk, uint sub, out float v[16]) {
     const uvec4 qh = dq_u128(blk + 128u + 32u * nh + 16u * lh);
     const uint sl = 4u * (qr >> 1);
     const uint shh = 2u * qr;
-    for (uint j = 0u; j < 16u; ++j) {
+    [[unroll]] for (uint j = 0u; j < 16u; ++j) {
         const int qv = int(((dq_byte(ql, j) >> sl) & 15u) | (((dq_byte(qh, j) >> shh) & 3u) << 4)) - 32;
         v[j] = ds * float(qv);
     }

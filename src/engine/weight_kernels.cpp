@@ -10,9 +10,16 @@ using model::GgmlType;
 
 constexpr uint64_t kF32 = 4;
 
-// Prefill tile (shaders/mul_mat.comp): BM rows x BN tokens, BK columns per step, TM x TN per
-// invocation. BN is chosen per device (shared memory, invocations).
-constexpr uint32_t kBM = 64, kBK = 32, kTM = 4, kTN = 4;
+// Prefill tiles (shaders/mul_mat.comp): BM rows x BN tokens, BK columns per step, TM x TN
+// outputs per invocation, (BM / TM) x (BN / TN) invocations.
+struct Tile {
+    uint32_t bm, bn, bk, tm, tn;
+    uint32_t invocations() const { return (bm / tm) * (bn / tn); }
+    uint64_t shared_bytes() const { return uint64_t(bk) * (bm + 1 + bn + 1) * 4; }
+};
+constexpr Tile kSmallTile64{64, 64, 32, 4, 4};
+constexpr Tile kSmallTile32{64, 32, 32, 4, 4};
+constexpr Tile kLargeTile{128, 128, 16, 8, 8};
 
 struct MatvecPush {
     uint32_t cols, rows, y_row0, row_bytes, x_vec4;
@@ -100,20 +107,18 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
         mv_wg_ /= 2;
     gr_wg_ = floor_pow2(std::min(64u, max_inv));
 
-    // Tile: BK x (BM + 1) + BK x (BN + 1) floats of shared memory, (BM/TM) x (BN/TN) invocations.
-    auto fits = [&](uint32_t bn) {
-        return uint64_t(kBK) * (kBM + 1 + bn + 1) * 4 <= l.maxComputeSharedMemorySize &&
-               (kBM / kTM) * (bn / kTN) <= max_inv &&
-               (kBM / kTM) * (bn / kTN) <= l.maxComputeWorkGroupSize[0];
+    auto fits = [&](const Tile& t) {
+        return t.shared_bytes() <= l.maxComputeSharedMemorySize && t.invocations() <= max_inv;
     };
-    if (options.matmul_tile_tokens != 0 && options.matmul_tile_tokens != 32 &&
-        options.matmul_tile_tokens != 64)
-        fail(KV_ERR_INVALID_ARGUMENT, "matmul tile of %u tokens (32 or 64)",
-             options.matmul_tile_tokens);
-    mm_bm_ = kBM;
-    mm_bn_ = options.matmul_tile_tokens ? options.matmul_tile_tokens : 64;
-    if (!fits(mm_bn_)) mm_bn_ = 32;
-    if (!fits(mm_bn_)) fail(KV_ERR_UNSUPPORTED, "device too small for the matmul tile");
+    const uint32_t force = options.matmul_tile_tokens;
+    if (force != 0 && force != 32 && force != 64 && force != 128)
+        fail(KV_ERR_INVALID_ARGUMENT, "matmul tile of %u tokens (32, 64 or 128)", force);
+    small_tile_ = force == 32 || !fits(kSmallTile64) ? 0 : 1;
+    if (!fits(kSmallTile32)) fail(KV_ERR_UNSUPPORTED, "device too small for the matmul tile");
+    // The large tile pays off on GPUs with enough tokens; CPU devices keep the small one.
+    const bool cpu = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    large_tile_ = fits(kLargeTile) && (force == 128 || (force == 0 && !cpu));
+    large_min_tokens_ = force == 128 ? 2 : 96;
 }
 
 void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
@@ -240,16 +245,19 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
         }
         return;
     }
-    const uint32_t token_tiles = (n_tokens + mm_bn_ - 1) / mm_bn_;
+    const Tile& tile = large_tile_ && n_tokens >= large_min_tokens_ ? kLargeTile
+                       : small_tile_ == 1                           ? kSmallTile64
+                                                                    : kSmallTile32;
+    const uint32_t token_tiles = (n_tokens + tile.bn - 1) / tile.bn;
     if (token_tiles > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matmul: %u tokens exceed the device's grid", n_tokens);
     d.push_constant_bytes = sizeof(MatmulPush);
-    d.spec = {(mm_bm_ / kTM) * (mm_bn_ / kTN), mm_bm_, mm_bn_};
+    d.spec = {tile.invocations(), tile.bm, tile.bn, tile.bk, tile.tm, tile.tn};
     vk::Pipeline& p = pipelines_.get(d);
     for (const Chunk& c : cks) {
         MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows};
         uint32_t gx, gy;
-        grid((uint64_t(c.rows) + mm_bm_ - 1) / mm_bm_, &gx, &gy);
+        grid((uint64_t(c.rows) + tile.bm - 1) / tile.bm, &gx, &gy);
         cs.dispatch(p, {c.range, x, y}, &pc, sizeof(pc), gx, gy, token_tiles);
     }
 }

@@ -22,7 +22,9 @@ struct WeightKernelOptions {
     uint32_t matvec_rows = 0;
     // F32 and (even-length) F16 decode through Kernels::matvec; false uses this class's shader.
     bool float_matvec_via_basic = true;
-    // Prefill tile: tokens per workgroup tile, 32 or 64 (0: 64 where shared memory allows).
+    // Prefill tile: 0 picks per device and token count (64 x 64 or 64 x 32 tiles, 128 x 128
+    // on GPUs for 96+ tokens); 32, 64 or 128 forces that many tokens per tile (128: for any
+    // token count, where the device allows).
     uint32_t matmul_tile_tokens = 0;
 };
 
@@ -71,7 +73,9 @@ private:
     uint32_t mv_wg_ = 64;
     uint32_t mv_rows_ = 2;
     uint32_t gr_wg_ = 64;
-    uint32_t mm_bm_ = 64, mm_bn_ = 64;
+    uint32_t small_tile_ = 1;  // 1: 64 x 64, 0: 64 x 32
+    bool large_tile_ = false;
+    uint32_t large_min_tokens_ = 96;
 };
 
 }  // namespace kv::engine

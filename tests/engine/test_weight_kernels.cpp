@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -302,15 +305,20 @@ TEST_CASE("matmul (n_tokens > 1) matches the CPU for every weight type") {
     }
 }
 
-TEST_CASE("matmul with 32-token tiles") {
+TEST_CASE("matmul with every tile shape") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
-    WeightKernelOptions wo;
-    wo.matmul_tile_tokens = 32;
-    WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
-    check_matmul(gpu, wk, GgmlType::Q8_0, 70, 128, 33);
-    check_matmul(gpu, wk, GgmlType::Q3_K, 65, 256, 65);
-    check_matmul(gpu, wk, GgmlType::F16, 65, 45, 31);
+    for (uint32_t tile : {32u, 64u, 128u}) {
+        WeightKernelOptions wo;
+        wo.matmul_tile_tokens = tile;
+        WeightKernels wk(gpu.device(), gpu.pipelines(), k, wo);
+        INFO("tile tokens " << tile);
+        check_matmul(gpu, wk, GgmlType::Q8_0, 70, 128, 33);
+        check_matmul(gpu, wk, GgmlType::Q3_K, 130, 256, 65);
+        check_matmul(gpu, wk, GgmlType::Q4_K, 129, 512, 130);
+        check_matmul(gpu, wk, GgmlType::F16, 65, 45, 31);
+        check_matmul(gpu, wk, GgmlType::BF16, 200, 40, 129);
+    }
 }
 
 TEST_CASE("weights split into several chunks: one dispatch per chunk") {
@@ -395,4 +403,100 @@ TEST_CASE("weight kernels reject bad shapes and unsupported types") {
     CHECK(status([&] { wk.get_rows(cs, W, GgmlType::Q4_0, 4, 64, whole(big), 3, whole(small)); }) ==
           KV_ERR_INVALID_ARGUMENT);  // out too small
     cs.submit_and_wait();
+}
+
+namespace {
+
+// Seconds per call of `record`, averaged over `iters` back-to-back calls with a barrier between
+// them (as consecutive layers would have); GPU timestamps where available.
+double time_gpu(kvtest::Gpu& gpu, const std::function<void(kv::vk::CommandStream&)>& record,
+                int iters) {
+    const bool ts = gpu.device().timestamps();
+    kv::vk::CommandStream cs(gpu.device(), ts ? 2 : 0);
+    auto run = [&](int n) {
+        cs.begin();
+        cs.barrier();
+        if (ts) cs.timestamp(0);
+        for (int i = 0; i < n; ++i) {
+            record(cs);
+            cs.barrier();
+        }
+        if (ts) cs.timestamp(1);
+        auto t0 = std::chrono::steady_clock::now();
+        cs.submit_and_wait();
+        auto t1 = std::chrono::steady_clock::now();
+        return ts ? cs.elapsed_ns(0, 1) * 1e-9 : std::chrono::duration<double>(t1 - t0).count();
+    };
+    run(1);  // warm-up: pipeline creation, first touch
+    return run(iters) / iters;
+}
+
+}  // namespace
+
+TEST_CASE("weight kernels throughput (prints GB/s of weight reads and GFLOP/s)") {
+    kvtest::Gpu gpu;
+    const bool cpu = gpu.device().properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    Kernels k(gpu.device(), gpu.pipelines());
+    std::vector<WeightKernelOptions> configs(1);
+    const char* sweep = std::getenv("KV_BENCH_SWEEP");
+    if (sweep && *sweep == '1' && !cpu) {
+        configs.clear();
+        for (uint32_t wg : {32u, 64u, 128u, 256u})
+            for (uint32_t nr : {1u, 2u, 4u}) {
+                WeightKernelOptions o;
+                o.matvec_workgroup = wg;
+                o.matvec_rows = nr;
+                o.float_matvec_via_basic = false;
+                configs.push_back(o);
+            }
+    }
+    struct Shape {
+        GgmlType type;
+        uint32_t rows, cols, tokens;
+    };
+    std::vector<Shape> shapes;
+    if (cpu) {
+        shapes = {{GgmlType::Q4_K, 256, 1024, 1}, {GgmlType::Q4_K, 64, 256, 16}};
+    } else {
+        for (GgmlType t : kAllTypes) shapes.push_back({t, 4096, 4096, 1});
+        shapes.push_back({GgmlType::F16, 14336, 4096, 1});
+        shapes.push_back({GgmlType::BF16, 14336, 4096, 1});
+        shapes.push_back({GgmlType::Q4_0, 4096, 14336, 1});
+        shapes.push_back({GgmlType::Q4_K, 14336, 4096, 1});
+        shapes.push_back({GgmlType::Q4_0, 14336, 4096, 1});
+        shapes.push_back({GgmlType::Q8_0, 14336, 4096, 1});
+        shapes.push_back({GgmlType::Q6_K, 14336, 4096, 1});
+        for (GgmlType t :
+             {GgmlType::F16, GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K})
+            shapes.push_back({t, 4096, 4096, 512});
+    }
+    for (const WeightKernelOptions& o : configs) {
+        WeightKernels wk(gpu.device(), gpu.pipelines(), k, o);
+        for (const Shape& s : shapes) {
+            if (configs.size() > 1 && s.tokens > 1) continue;
+            auto w = random_weights(s.type, s.rows, s.cols, kvtest::fresh_seed());
+            auto W = upload_weights(gpu, s.type, w, s.cols);
+            auto x = kvtest::random_floats(size_t(s.cols) * s.tokens, kvtest::fresh_seed());
+            auto bx = gpu.upload(x);
+            auto by = gpu.output(size_t(s.rows) * s.tokens);
+            const int iters = cpu ? 2 : s.tokens > 1 ? 10 : 50;
+            const double sec = time_gpu(
+                gpu,
+                [&](kv::vk::CommandStream& cs) {
+                    wk.matmul(cs, W, s.type, s.rows, s.cols, whole(bx), whole(by), s.tokens);
+                },
+                iters);
+            const double gbs = double(w.size()) / sec * 1e-9;
+            const double gflops = 2.0 * s.rows * s.cols * s.tokens / sec * 1e-9;
+            char line[256];
+            std::snprintf(
+                line, sizeof(line),
+                "%-5s %6ux%-6u x%-4u %-22s wg %3u rows %u: %9.1f us %8.1f GB/s %9.1f GFLOP/s",
+                name(s.type).c_str(), s.rows, s.cols, s.tokens,
+                wk.matmul_variant(s.type, s.cols, s.tokens).c_str(), wk.matvec_workgroup(),
+                wk.matvec_rows(), sec * 1e6, gbs, gflops);
+            MESSAGE(line);
+            CHECK(kvtest::count_nan(gpu.download(by, size_t(s.rows) * s.tokens)) == 0);
+        }
+    }
 }
