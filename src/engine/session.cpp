@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "engine/runtime.h"
@@ -68,18 +70,27 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
     ap.scale = 1.0f / std::sqrt(float(cfg.head_dim));
     auto bt = vk::whole(s.block_table);
 
+    Profile* prof = s.profile.get();
+    auto mark = [&](const char* label) {
+        if (prof) prof->mark(cs, label);
+    };
+    auto t_record = Clock::now();
     cs.begin();
+    if (prof) prof->begin(cs);
     WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
     cs.barrier();
     for (uint32_t l = 0; l < cfg.n_layer; ++l) {
         const DeviceLayer& L = W.layers[l];
         // Attention block.
+        mark("other");
         K.rms_norm(cs, X, L.attn_norm.range(), H, E, T, cfg.rms_eps);
         cs.barrier();
+        mark("rms_norm");
         WK.matmul(cs, L.wq.data, L.wq.type, QD, E, H, Q, T);
         WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, H, Kb, T);
         WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, H, Vb, T);
         cs.barrier();
+        mark("matmul qkv");
         if (L.bq.valid()) K.add(cs, Q, L.bq.range(), Q, T * QD, QD);
         if (L.bk.valid()) K.add(cs, Kb, L.bk.range(), Kb, T * KVD, KVD);
         if (L.bv.valid()) K.add(cs, Vb, L.bv.range(), Vb, T * KVD, KVD);
@@ -87,29 +98,38 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         A.rope(cs, Q, freqs, rq);
         A.rope(cs, Kb, freqs, rk);
         cs.barrier();
+        mark("bias+rope");
         ap.window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
         A.kv_write(cs, Kb, Vb, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, ap);
         cs.barrier();
+        mark("kv_write");
         A.attention(cs, Q, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, O, ap);
         cs.barrier();
+        mark("attention");
         WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
         cs.barrier();
+        mark("matmul o");
         if (L.bo.valid()) {
             K.add(cs, H, L.bo.range(), H, T * E, E);
             cs.barrier();
         }
         K.add(cs, X, H, X, T * E);
         cs.barrier();
+        mark("other");
         // Feed-forward block (SwiGLU).
         K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
         cs.barrier();
+        mark("rms_norm");
         WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, H, G, T);
         WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, H, U, T);
         cs.barrier();
+        mark("matmul gate+up");
         K.silu_mul(cs, G, U, G, T * F);
         cs.barrier();
+        mark("silu_mul");
         WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, H, T);
         cs.barrier();
+        mark("matmul down");
         K.add(cs, X, H, X, T * E);
         cs.barrier();
     }
@@ -129,6 +149,7 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         auto LG = span(s.logits, uint64_t(rows) * V * 4);
         WK.matmul(cs, out.data, out.type, V, E, HN, LG, rows);
         cs.barrier();
+        mark("output head");
         uint64_t last_off = uint64_t(rows - 1) * V * 4;
         bool gpu_argmax = s.sampler->gpu_greedy();
         if (gpu_argmax) {
@@ -144,7 +165,10 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         }
         if (want_host_logits) cs.copy(LG, span(s.readback, uint64_t(rows) * V * 4));
         cs.host_barrier();
+        mark("sampling");
+        if (prof) prof->submitted(ms_since(t_record));
         cs.submit_and_wait();
+        if (prof) prof->collect(cs, T);
         s.has_logits = true;
         s.logits_row = rows - 1;
         s.next_token_valid = gpu_argmax;
@@ -160,7 +184,10 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
             s.host_logits_valid = true;
         }
     } else {
+        mark("other");
+        if (prof) prof->submitted(ms_since(t_record));
         cs.submit_and_wait();
+        if (prof) prof->collect(cs, T);
     }
 }
 
@@ -195,6 +222,51 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
 }
 
 }  // namespace
+
+}  // namespace kv::engine
+
+namespace kv::engine {
+
+void Profile::begin(vk::CommandStream& cs) {
+    labels_.clear();
+    cs.timestamp(0);
+    labels_.push_back("start");
+}
+
+void Profile::mark(vk::CommandStream& cs, const char* label) {
+    if (labels_.size() >= kSlots) return;
+    cs.timestamp(static_cast<uint32_t>(labels_.size()));
+    labels_.push_back(label);
+}
+
+void Profile::collect(const vk::CommandStream& cs, uint32_t n_tokens) {
+    double total = 0;
+    for (uint32_t i = 1; i < labels_.size(); ++i) {
+        double ns = cs.elapsed_ns(i - 1, i);
+        total += ns;
+        auto it = std::find_if(totals_.begin(), totals_.end(), [&](const auto& p) { return p.first == labels_[i]; });
+        if (it == totals_.end()) totals_.emplace_back(labels_[i], ns);
+        else it->second += ns;
+    }
+    gpu_ms_ += total / 1e6;
+    ++passes_;
+    tokens_ += n_tokens;
+    if (n_tokens == 1) {
+        ++single_token_passes_;
+        single_token_gpu_ms_ += total / 1e6;
+    }
+}
+
+Profile::~Profile() {
+    if (!passes_) return;
+    std::fprintf(stderr, "[kv-profile] %llu passes, %llu tokens: GPU %.3f ms, host recording %.3f ms",
+                 (unsigned long long)passes_, (unsigned long long)tokens_, gpu_ms_, record_ms_);
+    if (single_token_passes_)
+        std::fprintf(stderr, "; single-token passes: %.3f ms GPU each", single_token_gpu_ms_ / double(single_token_passes_));
+    std::fprintf(stderr, "\n");
+    for (auto& [label, ns] : totals_)
+        std::fprintf(stderr, "[kv-profile]   %-16s %9.3f ms  %5.1f%%\n", label.c_str(), ns / 1e6, 100.0 * ns / 1e6 / gpu_ms_);
+}
 
 }  // namespace kv::engine
 
@@ -277,7 +349,9 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->logits = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4);
     s->argmax_out = scratch(16);
     s->readback = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4 + 16, vk::MemoryUse::Readback);
-    s->cs = std::make_unique<vk::CommandStream>(dev, 4);
+    const char* prof = std::getenv("KV_PROFILE");
+    if (prof && *prof && std::string(prof) != "0" && dev.timestamps()) s->profile = std::make_unique<Profile>();
+    s->cs = std::make_unique<vk::CommandStream>(dev, s->profile ? Profile::kSlots : 4);
     return s;
 }
 

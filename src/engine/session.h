@@ -10,11 +10,33 @@
 #include <kvulkan/kvulkan.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "vk/command.h"
+
+namespace kv::engine {
+// KV_PROFILE=1: GPU timestamps after each kernel group of the forward pass, summed per group and
+// printed to stderr when the session is destroyed (a developer tool; off by default).
+class Profile {
+public:
+    static constexpr uint32_t kSlots = 2048;
+    void begin(vk::CommandStream& cs);
+    void mark(vk::CommandStream& cs, const char* label);
+    void submitted(double record_ms) { record_ms_ += record_ms; }
+    void collect(const vk::CommandStream& cs, uint32_t n_tokens);
+    ~Profile();
+
+private:
+    std::vector<const char*> labels_;
+    std::vector<std::pair<std::string, double>> totals_;  // label -> ns, in first-seen order
+    double record_ms_ = 0, gpu_ms_ = 0;
+    uint64_t passes_ = 0, tokens_ = 0, single_token_passes_ = 0;
+    double single_token_gpu_ms_ = 0;
+};
+}  // namespace kv::engine
 
 struct kv_session {
     kv_model* model = nullptr;
@@ -33,6 +55,7 @@ struct kv_session {
     kv::vk::Buffer x, h, q, k, v, attn, gate, up, logits, argmax_out;
     kv::vk::Buffer readback;                     // host-visible: [max_logit_rows][n_vocab] f32 + token
     std::unique_ptr<kv::vk::CommandStream> cs;
+    std::unique_ptr<kv::engine::Profile> profile;  // KV_PROFILE=1 only
     std::unique_ptr<kv::vk::Uploader> transfer;
 
     // Sequence state.

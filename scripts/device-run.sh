@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine from the repository root, after scripts/device-pack.sh here:
+# the Vulkan loader from .gl/ (see the device notes), the device report and bandwidth probe, the
+# GPU tests that need no validation layer, then the ~1B-parameter benchmark (TinyLlama's shape,
+# random weights made by kv-make-model) in F16, Q8_0 and Q4_0.
+#   scripts/device-run.sh [tests|bench|all]
+set -uo pipefail
+what=${1:-all}
+for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done
+ldconfig
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+export LD_LIBRARY_PATH=$PWD/.dev/lib
+D=$PWD/.dev
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+"$D/bin/kv-info" --bench --iters 20 2>&1 | tee "$OUT/kv-info.txt"
+if [ "$what" = tests ] || [ "$what" = all ]; then
+  export KV_SHARED_DIR=$D/shared
+  for t in test_vk test_engine; do "$D/tests/$t" 2>&1 | tail -4; done
+  "$D/tests/test_capi" -tc="engine: stories*,engine: cached*,engine: context*,engine: kv_session_eval*,engine: sampling*,runtime*,abi*" 2>&1 | tail -4
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  for ty in f16 q8_0 q4_0; do
+    "$D/bin/kv-make-model" -o /tmp/tl-$ty.gguf --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 \
+      --vocab 32000 --ctx 32768 --type $ty >/dev/null &
+  done
+  wait
+  for ty in f16 q8_0 q4_0; do
+    echo "== 1.1B ($ty weights), 512-token prompt, 128 decoded"
+    "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt 512 --gen 128 --reps 2 2>&1 | tail -4
+  done
+  for n in 4096 16384; do
+    echo "== 1.1B (q8_0 weights), $n cached tokens"
+    "$D/bin/kv-bench" -m /tmp/tl-q8_0.gguf --prompt $n --gen 64 --reps 1 --batch 512 2>&1 | tail -4
+  done
+fi
