@@ -50,7 +50,7 @@ GgmlType unsupported_type() {
 
 }  // namespace
 
-TEST_CASE("arch: a valid tiny llama parses; counts and summary") {
+TEST_CASE("arch: a valid tiny llama parses, with counts and summary") {
     kvtest::TinySpec s;
     kv::model::ModelDesc d = describe(s);
     const kv::model::ModelConfig& c = d.config;
@@ -229,7 +229,7 @@ TEST_CASE("arch: unsupported weight type -> KV_ERR_UNSUPPORTED naming tensor and
     expect_error(s, KV_ERR_UNSUPPORTED, {"blk.1.attn_q.weight", kv::model::type_traits(bad)->name});
 }
 
-TEST_CASE("arch: rope scaling; yarn and MoE -> KV_ERR_UNSUPPORTED") {
+TEST_CASE("arch: rope scaling, yarn and MoE -> KV_ERR_UNSUPPORTED") {
     kvtest::TinySpec moe;
     moe.u32_overrides = {{"llama.expert_count", 8}};
     expect_error(moe, KV_ERR_UNSUPPORTED, {"llama.expert_count"});

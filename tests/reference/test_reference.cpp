@@ -191,7 +191,7 @@ TEST_CASE("stories260K: 128 greedy tokens, cached and without cache") {
                                              << " s; max cached-vs-recomputed rel L2 " << worst);
 }
 
-TEST_CASE("session: batched prefill == token-by-token decode; truncate rolls back") {
+TEST_CASE("session: batched prefill == token-by-token decode, truncate rolls back") {
     kvtest::TinySpec spec;
     spec.seed = kvtest::fresh_seed();
     std::vector<uint8_t> bytes = kvtest::build_tiny_model(spec);
