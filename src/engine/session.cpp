@@ -239,14 +239,19 @@ void Profile::mark(vk::CommandStream& cs, const char* label) {
     labels_.push_back(label);
 }
 
+void Profile::add(Totals& t, const char* label, double ns) {
+    auto it = std::find_if(t.begin(), t.end(), [&](const auto& p) { return p.first == label; });
+    if (it == t.end()) t.emplace_back(label, ns);
+    else it->second += ns;
+}
+
 void Profile::collect(const vk::CommandStream& cs, uint32_t n_tokens) {
     double total = 0;
     for (uint32_t i = 1; i < labels_.size(); ++i) {
         double ns = cs.elapsed_ns(i - 1, i);
         total += ns;
-        auto it = std::find_if(totals_.begin(), totals_.end(), [&](const auto& p) { return p.first == labels_[i]; });
-        if (it == totals_.end()) totals_.emplace_back(labels_[i], ns);
-        else it->second += ns;
+        add(totals_, labels_[i], ns);
+        if (n_tokens == 1) add(decode_totals_, labels_[i], ns);
     }
     gpu_ms_ += total / 1e6;
     ++passes_;
@@ -257,15 +262,24 @@ void Profile::collect(const vk::CommandStream& cs, uint32_t n_tokens) {
     }
 }
 
+void Profile::print(const Totals& t, double total_ms, const char* title) {
+    std::fprintf(stderr, "[kv-profile] %s\n", title);
+    for (auto& [label, ns] : t)
+        std::fprintf(stderr, "[kv-profile]   %-16s %9.3f ms  %5.1f%%\n", label.c_str(), ns / 1e6,
+                     total_ms > 0 ? 100.0 * ns / 1e6 / total_ms : 0.0);
+}
+
 Profile::~Profile() {
     if (!passes_) return;
-    std::fprintf(stderr, "[kv-profile] %llu passes, %llu tokens: GPU %.3f ms, host recording %.3f ms",
+    std::fprintf(stderr, "[kv-profile] %llu passes, %llu tokens: GPU %.3f ms, host recording %.3f ms\n",
                  (unsigned long long)passes_, (unsigned long long)tokens_, gpu_ms_, record_ms_);
-    if (single_token_passes_)
-        std::fprintf(stderr, "; single-token passes: %.3f ms GPU each", single_token_gpu_ms_ / double(single_token_passes_));
-    std::fprintf(stderr, "\n");
-    for (auto& [label, ns] : totals_)
-        std::fprintf(stderr, "[kv-profile]   %-16s %9.3f ms  %5.1f%%\n", label.c_str(), ns / 1e6, 100.0 * ns / 1e6 / gpu_ms_);
+    print(totals_, gpu_ms_, "all passes:");
+    if (single_token_passes_) {
+        char title[128];
+        std::snprintf(title, sizeof title, "single-token (decode) passes: %llu, %.3f ms GPU each:",
+                      (unsigned long long)single_token_passes_, single_token_gpu_ms_ / double(single_token_passes_));
+        print(decode_totals_, single_token_gpu_ms_, title);
+    }
 }
 
 }  // namespace kv::engine
@@ -352,6 +366,7 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     const char* prof = std::getenv("KV_PROFILE");
     if (prof && *prof && std::string(prof) != "0" && dev.timestamps()) s->profile = std::make_unique<Profile>();
     s->cs = std::make_unique<vk::CommandStream>(dev, s->profile ? Profile::kSlots : 4);
+    s->cs->set_descriptor_reuse(true);  // everything it binds outlives the session
     return s;
 }
 

@@ -31,7 +31,10 @@ public:
 
 private:
     std::vector<const char*> labels_;
-    std::vector<std::pair<std::string, double>> totals_;  // label -> ns, in first-seen order
+    using Totals = std::vector<std::pair<std::string, double>>;  // label -> ns, in first-seen order
+    static void add(Totals& t, const char* label, double ns);
+    static void print(const Totals& t, double total_ms, const char* title);
+    Totals totals_, decode_totals_;  // every pass / single-token (decode) passes only
     double record_ms_ = 0, gpu_ms_ = 0;
     uint64_t passes_ = 0, tokens_ = 0, single_token_passes_ = 0;
     double single_token_gpu_ms_ = 0;

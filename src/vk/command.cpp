@@ -7,7 +7,20 @@ namespace kv::vk {
 namespace {
 constexpr uint32_t kSetsPerPool = 256;
 constexpr uint32_t kBuffersPerPool = kSetsPerPool * 8;
+constexpr size_t kMaxCachedSets = 8192;  // distinct (layout, ranges) pairs kept between submissions
 }  // namespace
+
+bool CommandStream::SetKey::operator<(const SetKey& o) const {
+    if (layout != o.layout) return layout < o.layout;
+    if (buffers.size() != o.buffers.size()) return buffers.size() < o.buffers.size();
+    for (size_t i = 0; i < buffers.size(); ++i) {
+        const BufferRange &a = buffers[i], &b = o.buffers[i];
+        if (a.buffer != b.buffer) return a.buffer < b.buffer;
+        if (a.offset != b.offset) return a.offset < b.offset;
+        if (a.size != b.size) return a.size < b.size;
+    }
+    return false;
+}
 
 CommandStream::CommandStream(Device& device, uint32_t max_timestamps)
     : device_(device), max_timestamps_(max_timestamps) {
@@ -52,8 +65,12 @@ void CommandStream::begin() {
     KV_CHECK(!recording_);
     if (device_.lost()) fail(KV_ERR_DEVICE_LOST, "the device was lost earlier; the runtime must be recreated");
     VkDevice dev = device_.handle();
-    for (auto p : descriptor_pools_) KV_VK(vkResetDescriptorPool(dev, p, 0));
-    current_pool_ = 0;
+    if (reset_sets_ || !reuse_sets_) {
+        for (auto p : descriptor_pools_) KV_VK(vkResetDescriptorPool(dev, p, 0));
+        current_pool_ = 0;
+        sets_.clear();
+        reset_sets_ = false;
+    }
     KV_VK(vkResetCommandBuffer(cmd_, 0));
     VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
@@ -106,21 +123,32 @@ void CommandStream::dispatch(const Pipeline& pipeline, const std::vector<BufferR
         fail(KV_ERR_INTERNAL, "dispatch of %s: %u x %u x %u groups exceed the device limits", d.shader.c_str(),
              gx, gy, gz);
 
-    VkDescriptorSet set = allocate_set(pipeline.set_layout());
+    VkDescriptorSet set = cached_set(pipeline.set_layout(), buffers);
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
+    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
+    if (push_bytes) vkCmdPushConstants(cmd_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
+    vkCmdDispatch(cmd_, gx, gy, gz);
+}
+
+VkDescriptorSet CommandStream::cached_set(VkDescriptorSetLayout layout, const std::vector<BufferRange>& buffers) {
+    SetKey key{layout, buffers};
+    auto it = sets_.find(key);
+    if (it != sets_.end()) return it->second;
+    const auto& lim = device_.limits();
+    VkDescriptorSet set = allocate_set(layout);
     std::vector<VkDescriptorBufferInfo> infos(buffers.size());
     std::vector<VkWriteDescriptorSet> writes(buffers.size());
     uint64_t range_limit = device_.max_storage_buffer_range();
     uint64_t align = lim.minStorageBufferOffsetAlignment;
     for (size_t i = 0; i < buffers.size(); ++i) {
         const BufferRange& b = buffers[i];
-        if (!b.buffer || b.size == 0)
-            fail(KV_ERR_INTERNAL, "dispatch of %s: binding %zu is empty", d.shader.c_str(), i);
+        if (!b.buffer || b.size == 0) fail(KV_ERR_INTERNAL, "dispatch: binding %zu is empty", i);
         if (b.size > range_limit)
-            fail(KV_ERR_INTERNAL, "dispatch of %s: binding %zu is %llu bytes, over maxStorageBufferRange %llu",
-                 d.shader.c_str(), i, (unsigned long long)b.size, (unsigned long long)range_limit);
+            fail(KV_ERR_INTERNAL, "dispatch: binding %zu is %llu bytes, over maxStorageBufferRange %llu", i,
+                 (unsigned long long)b.size, (unsigned long long)range_limit);
         if (b.offset % align)
-            fail(KV_ERR_INTERNAL, "dispatch of %s: binding %zu offset %llu is not a multiple of %llu",
-                 d.shader.c_str(), i, (unsigned long long)b.offset, (unsigned long long)align);
+            fail(KV_ERR_INTERNAL, "dispatch: binding %zu offset %llu is not a multiple of %llu", i,
+                 (unsigned long long)b.offset, (unsigned long long)align);
         infos[i] = {b.buffer, b.offset, b.size};
         writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
         writes[i].dstSet = set;
@@ -130,10 +158,9 @@ void CommandStream::dispatch(const Pipeline& pipeline, const std::vector<BufferR
         writes[i].pBufferInfo = &infos[i];
     }
     vkUpdateDescriptorSets(device_.handle(), static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
-    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.handle());
-    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
-    if (push_bytes) vkCmdPushConstants(cmd_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
-    vkCmdDispatch(cmd_, gx, gy, gz);
+    sets_.emplace(std::move(key), set);
+    if (sets_.size() > kMaxCachedSets) reset_sets_ = true;
+    return set;
 }
 
 void CommandStream::barrier() {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <initializer_list>
+#include <map>
 #include <vector>
 
 #include "vk/memory.h"
@@ -39,6 +40,11 @@ public:
     void fill(const BufferRange& dst, uint32_t value);          // size multiple of 4
     // Writes the GPU time into slot `slot` (< max_timestamps) after all earlier work.
     void timestamp(uint32_t slot);
+    // Keep descriptor sets between submissions (see cached_set). Only for a stream whose bound
+    // buffers all outlive it — a session's stream: its scratch, the model's weights — since a
+    // destroyed buffer's handle may be reused by a new buffer. Off by default.
+    void set_descriptor_reuse(bool on) { reuse_sets_ = on; }
+
     // Ends recording, submits, waits. Throws KV_ERR_DEVICE_LOST (and marks the device lost).
     void submit_and_wait();
     bool recording() const { return recording_; }
@@ -48,6 +54,10 @@ public:
 
 private:
     VkDescriptorSet allocate_set(VkDescriptorSetLayout layout);
+    // Descriptor sets are written once and reused by later recordings that bind the same layout
+    // and ranges (a decode step binds the same buffers every time; only push constants change).
+    // A set is never updated after its first use, so reuse across submissions is safe.
+    VkDescriptorSet cached_set(VkDescriptorSetLayout layout, const std::vector<BufferRange>& buffers);
 
     Device& device_;
     VkCommandPool pool_ = VK_NULL_HANDLE;
@@ -57,6 +67,14 @@ private:
     uint32_t max_timestamps_ = 0;
     std::vector<VkDescriptorPool> descriptor_pools_;
     size_t current_pool_ = 0;
+    struct SetKey {
+        VkDescriptorSetLayout layout;
+        std::vector<BufferRange> buffers;
+        bool operator<(const SetKey& o) const;
+    };
+    std::map<SetKey, VkDescriptorSet> sets_;
+    bool reset_sets_ = false;
+    bool reuse_sets_ = false;  // the cache grew past its bound: start afresh at the next begin()
     std::vector<uint64_t> timestamps_;
     bool recording_ = false;
 };
