@@ -9,6 +9,7 @@
 // bytes and the device (to stderr, so stdout is only the text, or the ids with --ids).
 #include <kvulkan/kvulkan.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -143,6 +144,12 @@ int main(int argc, char** argv) {
     if (prompt_ids.empty()) {
         std::fprintf(stderr, "kv-generate: the prompt has no tokens\n");
         return 2;
+    }
+    if (sdesc.n_ctx == 0) {
+        // Room for the prompt and every requested token, at least the model's context (max 4096).
+        uint32_t want = uint32_t(prompt_ids.size()) + uint32_t(n_predict);
+        uint32_t model_ctx = info.n_ctx_train ? std::min<uint32_t>(info.n_ctx_train, 4096) : 4096;
+        sdesc.n_ctx = std::max(want, model_ctx);
     }
     sdesc.sampler = &sampler;
     kv_session* session = nullptr;
