@@ -177,15 +177,17 @@ TEST_CASE("prefix: released prompts stay cached until evicted; evicted parents o
     PagePool pool(6, 2);
     Device dev(pool);
     auto prompt = iota_tokens(7, 10);  // 3 full pages + 1
+    std::vector<PageId> a_pages;
     {
         BlockTable a(pool);
         REQUIRE(dev.append(a, prompt));
+        a_pages = a.page_ids();
     }
     CHECK(pool.stats().cached == 3);
     CHECK(pool.stats().free == 3);
     // Released last page first: the first page is evicted last.
     auto lru = pool.lru_order();
-    REQUIRE(lru.size() == 3);
+    CHECK(lru == std::vector<PageId>{a_pages[2], a_pages[1], a_pages[0]});
 
     BlockTable b(pool);
     CHECK(b.match_prefix(prompt) == 6);
