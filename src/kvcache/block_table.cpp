@@ -60,32 +60,46 @@ BlockTable& BlockTable::operator=(BlockTable&& o) noexcept {
 
 // ---- writing ------------------------------------------------------------------------------
 
-ReserveStatus BlockTable::reserve(uint32_t n_new, std::vector<PageCopy>* copies) {
+BlockTable::ReservePlan BlockTable::plan(uint32_t n_new) const {
     KV_CHECK(n_new <= UINT32_MAX - n_tokens_);
-    const uint64_t end = uint64_t(n_tokens_) + n_new;
-    if (n_new == 0 || end <= writable_end_) return ReserveStatus::kOk;
-
+    ReservePlan plan;
+    plan.end = uint64_t(n_tokens_) + n_new;
+    if (n_new == 0 || plan.end <= writable_end_) return plan;
+    plan.needed = true;
     // Only the page holding position n_tokens can be shared or registered (see the header).
     const uint32_t first = n_tokens_ / page_size_;
-    bool copy = false, unregister = false;
     if (first < pages_.size()) {
-        PageId p = pages_[first];
+        const PageId p = pages_[first];
         KV_CHECK(p != kNoPage);
         if (pool_->ref_count(p) > 1) {
-            copy = true;
+            plan.copy = true;
         } else if (pool_->registered(p)) {
-            unregister = true;
+            plan.unregister = true;
         }
     }
-    const uint32_t need = ceil_div(end, page_size_);
-    const uint32_t n_alloc = need > pages_.size() ? need - uint32_t(pages_.size()) : 0;
+    plan.n_pages = ceil_div(plan.end, page_size_);
+    plan.n_alloc = plan.n_pages > pages_.size() ? plan.n_pages - uint32_t(pages_.size()) : 0;
+    return plan;
+}
+
+uint32_t BlockTable::pages_needed(uint32_t n_new) const {
+    const ReservePlan p = plan(n_new);
+    return p.n_alloc + (p.copy ? 1 : 0);
+}
+
+ReserveStatus BlockTable::reserve(uint32_t n_new, std::vector<PageCopy>* copies) {
+    const ReservePlan pl = plan(n_new);
+    if (!pl.needed) return ReserveStatus::kOk;
+    const bool copy = pl.copy, unregister = pl.unregister;
+    const uint32_t first = n_tokens_ / page_size_, need = pl.n_pages, n_alloc = pl.n_alloc;
+    const uint64_t end = pl.end;
     if (!pool_->can_allocate(n_alloc + (copy ? 1 : 0))) return ReserveStatus::kOutOfPages;
 
     // Everything that may throw (host allocations, argument checks) before the pool changes.
     KV_CHECK(!copy || copies != nullptr);
     pages_.reserve(need);
     chain_.reserve(need);
-    if (copy) copies->reserve(copies->size() + 1);
+    if (copy && copies->size() == copies->capacity()) copies->reserve(2 * copies->size() + 1);
 
     if (copy) {
         const PageId src = pages_[first];

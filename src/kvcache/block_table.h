@@ -66,6 +66,10 @@ public:
     // null only when the caller knows no copy can occur). All or nothing: on kOutOfPages neither
     // the table nor the pool changed. A larger earlier reservation is kept.
     [[nodiscard]] ReserveStatus reserve(uint32_t n_new, std::vector<PageCopy>* copies);
+    // Pages reserve(n_new) would take from the pool now (new pages + a copy-on-write page):
+    // reserve succeeds iff pool().can_allocate(pages_needed(n_new)). For schedulers that plan
+    // preemption before trying.
+    uint32_t pages_needed(uint32_t n_new) const;
     // Records tokens for positions [n_tokens, n_tokens + n) and advances n_tokens. Precondition:
     // n_tokens + n <= writable_end() (reserve() first; fork/truncate end the reservation).
     void commit(const kv_token* tokens, uint32_t n);
@@ -125,6 +129,15 @@ private:
         uint64_t hash = 0;                    // valid for full pages
         PrefixKey key = PrefixKey::none();    // see the invariants
     };
+    struct ReservePlan {
+        bool needed = false;       // false: [n_tokens, n_tokens + n_new) is already writable
+        bool copy = false;         // the first writable page is shared: copy-on-write
+        bool unregister = false;   // ... or ours but registered: unregister, write in place
+        uint32_t n_pages = 0;      // logical pages needed in total
+        uint32_t n_alloc = 0;      // new pages to append
+        uint64_t end = 0;          // n_tokens + n_new
+    };
+    ReservePlan plan(uint32_t n_new) const;
     void release_page(uint32_t index);  // unref + hole
     void release_from(uint32_t index);  // pages [index, end), last first; shrinks the vectors
     uint64_t parent_hash(uint32_t i) const { return i == 0 ? kRootHash : chain_[i - 1].hash; }

@@ -128,7 +128,11 @@ private:
         } else if (op < 60) {  // reserve without commit (e.g. a failed or aborted pass)
             std::vector<PageCopy> copies;
             kvsim::Snapshot before = kvsim::Snapshot::take(s.table);
-            if (s.table.reserve(1 + pick(2 * ps_), &copies) == ReserveStatus::kOk) {
+            const uint32_t n = 1 + pick(2 * ps_);
+            const bool fits = pool_->can_allocate(s.table.pages_needed(n));
+            const ReserveStatus st = s.table.reserve(n, &copies);
+            CHECK(fits == (st == ReserveStatus::kOk));
+            if (st == ReserveStatus::kOk) {
                 dev_->apply(copies);
             } else {
                 ++totals_.out_of_pages;
@@ -250,7 +254,9 @@ private:
 
 TEST_CASE("kv cache randomized: every invariant after every operation") {
     const uint32_t seed = kvtest::fresh_seed();
-    std::printf("kvcache randomized test: seed %u (set KV_TEST_SEED to reproduce)\n", seed);
+    // fresh_seed() returns KV_TEST_SEED + its call count (1 for this test alone under ctest).
+    std::printf("kvcache randomized test: seed %u (reproduce: KV_TEST_SEED=%u under ctest)\n",
+                seed, seed - 1);
     INFO("seed " << seed);
     Totals totals;
     std::mt19937 seeds(seed);
