@@ -250,7 +250,8 @@ uint64_t BlockTable::page_hash(uint32_t i) const {
 }
 
 void BlockTable::check_invariants() const {
-    KV_CHECK(n_tokens_ <= writable_end_ && uint64_t(writable_end_) <= uint64_t(pages_.size()) * page_size_);
+    KV_CHECK(n_tokens_ <= writable_end_ &&
+             uint64_t(writable_end_) <= uint64_t(pages_.size()) * page_size_);
     KV_CHECK(chain_.size() == pages_.size());
     uint32_t used = 0;
     for (PageId p : pages_) {
@@ -261,8 +262,8 @@ void BlockTable::check_invariants() const {
     KV_CHECK(used == pages_used_);
     if (n_tokens_ > 0) KV_CHECK(pages_[(n_tokens_ - 1) / page_size_] != kNoPage);
     // Writable range and reserved capacity: exclusive and unregistered.
-    const uint32_t first_writable = writable_end_ > n_tokens_ ? n_tokens_ / page_size_
-                                                              : ceil_div(n_tokens_, page_size_);
+    const uint32_t first_writable =
+        writable_end_ > n_tokens_ ? n_tokens_ / page_size_ : ceil_div(n_tokens_, page_size_);
     for (uint32_t i = first_writable; i < pages_.size(); ++i) {
         KV_CHECK(pages_[i] != kNoPage && pool_->ref_count(pages_[i]) == 1 &&
                  !pool_->registered(pages_[i]));

@@ -126,16 +126,16 @@ public:
 
 private:
     struct Chain {
-        uint64_t hash = 0;                    // valid for full pages
-        PrefixKey key = PrefixKey::none();    // see the invariants
+        uint64_t hash = 0;                  // valid for full pages
+        PrefixKey key = PrefixKey::none();  // see the invariants
     };
     struct ReservePlan {
-        bool needed = false;       // false: [n_tokens, n_tokens + n_new) is already writable
-        bool copy = false;         // the first writable page is shared: copy-on-write
-        bool unregister = false;   // ... or ours but registered: unregister, write in place
-        uint32_t n_pages = 0;      // logical pages needed in total
-        uint32_t n_alloc = 0;      // new pages to append
-        uint64_t end = 0;          // n_tokens + n_new
+        bool needed = false;      // false: [n_tokens, n_tokens + n_new) is already writable
+        bool copy = false;        // the first writable page is shared: copy-on-write
+        bool unregister = false;  // ... or ours but registered: unregister, write in place
+        uint32_t n_pages = 0;     // logical pages needed in total
+        uint32_t n_alloc = 0;     // new pages to append
+        uint64_t end = 0;         // n_tokens + n_new
     };
     ReservePlan plan(uint32_t n_new) const;
     void release_page(uint32_t index);  // unref + hole

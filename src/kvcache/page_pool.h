@@ -43,10 +43,10 @@ enum class PageState : uint8_t { kFree, kCached, kInUse, kRetired };
 struct PoolStats {
     uint32_t capacity = 0;
     uint32_t limit = 0;
-    uint32_t in_use = 0;   // ref > 0
-    uint32_t cached = 0;   // ref 0, registered, on the LRU list
-    uint32_t free = 0;     // on the free list
-    uint32_t retired = 0;  // ref 0, id >= limit
+    uint32_t in_use = 0;      // ref > 0
+    uint32_t cached = 0;      // ref 0, registered, on the LRU list
+    uint32_t free = 0;        // on the free list
+    uint32_t retired = 0;     // ref 0, id >= limit
     uint32_t registered = 0;  // pages in the prefix index (cached + in-use registered ones)
     uint64_t allocations = 0;
     uint64_t evictions = 0;  // cached pages dropped (to allocate, or by set_limit)

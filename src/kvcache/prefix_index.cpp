@@ -55,8 +55,8 @@ PrefixKey PrefixIndex::key_of(PageId page) const {
     return PrefixKey{page, entries_[page].serial};
 }
 
-bool PrefixIndex::same_content(const Entry& e, PageId page, PrefixKey parent,
-                               uint64_t parent_hash, const kv_token* tokens) const {
+bool PrefixIndex::same_content(const Entry& e, PageId page, PrefixKey parent, uint64_t parent_hash,
+                               const kv_token* tokens) const {
     return e.parent == parent && e.parent_hash == parent_hash &&
            std::memcmp(tokens_ + size_t(page) * page_size_, tokens,
                        sizeof(kv_token) * page_size_) == 0;
@@ -73,8 +73,7 @@ std::optional<PageId> PrefixIndex::find(PrefixKey parent, uint64_t parent_hash, 
     return std::nullopt;
 }
 
-PrefixKey PrefixIndex::insert(PageId page, PrefixKey parent, uint64_t parent_hash,
-                              uint64_t hash) {
+PrefixKey PrefixIndex::insert(PageId page, PrefixKey parent, uint64_t parent_hash, uint64_t hash) {
     KV_CHECK(page < entries_.size() && entries_[page].serial == 0);
     const kv_token* tokens = tokens_ + size_t(page) * page_size_;
     KV_CHECK(hash_(parent_hash, tokens, page_size_) == hash);

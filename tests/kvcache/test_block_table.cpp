@@ -203,8 +203,8 @@ TEST_CASE("block table: truncate inside a page, then append") {
     CHECK(t.n_logical_pages() == 2);
     CHECK(t.writable_end() == 6);
     CHECK(pool.stats().in_use == 2);
-    CHECK(pool.stats().cached == 1);    // page 2 was full and indexed
-    CHECK(pool.registered(p1));         // unchanged content: still indexed until modified
+    CHECK(pool.stats().cached == 1);  // page 2 was full and indexed
+    CHECK(pool.registered(p1));       // unchanged content: still indexed until modified
     t.check_invariants();
 
     // Only holder: the page leaves the index and is written in place (no copy).

@@ -12,7 +12,8 @@ namespace {
 
 // Fills `page` (held alone) with tokens base, base + 1, ... and registers it after `parent`.
 PrefixKey fill_and_register(PagePool& pool, PageId page, kv_token base,
-                            PrefixKey parent = PrefixKey::root(), uint64_t parent_hash = kRootHash) {
+                            PrefixKey parent = PrefixKey::root(),
+                            uint64_t parent_hash = kRootHash) {
     std::vector<kv_token> t(pool.page_size());
     for (uint32_t i = 0; i < t.size(); ++i) t[i] = base + kv_token(i);
     pool.write_tokens(page, 0, t.data(), uint32_t(t.size()));
@@ -120,8 +121,8 @@ TEST_CASE("page pool: cached pages are evicted least recently released first, fr
 
     // A hit pulls a cached page out of the middle of the LRU list (O(1) removal).
     auto t0 = page_tokens(ps, 100);
-    auto hit = pool.lookup(PrefixKey::root(), kRootHash, pool.hash_page(kRootHash, t0.data()),
-                           t0.data());
+    auto hit =
+        pool.lookup(PrefixKey::root(), kRootHash, pool.hash_page(kRootHash, t0.data()), t0.data());
     REQUIRE(hit);
     CHECK(*hit == p[0]);
     CHECK(pool.ref_count(p[0]) == 1);
@@ -135,8 +136,8 @@ TEST_CASE("page pool: cached pages are evicted least recently released first, fr
     CHECK(pool.stats().evictions == 1);
     CHECK_FALSE(pool.registered(p[1]));
     auto t1 = page_tokens(ps, 200);
-    CHECK_FALSE(pool.lookup(PrefixKey::root(), kRootHash,
-                            pool.hash_page(kRootHash, t1.data()), t1.data()));
+    CHECK_FALSE(
+        pool.lookup(PrefixKey::root(), kRootHash, pool.hash_page(kRootHash, t1.data()), t1.data()));
     CHECK(*pool.allocate() == p[2]);
     CHECK(pool.stats().evictions == 2);
     CHECK_FALSE(pool.allocate());  // everything in use now

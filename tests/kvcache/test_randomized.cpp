@@ -5,8 +5,8 @@
 // block tables' page ids and copy lists).
 #include <doctest/doctest.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <random>
@@ -28,7 +28,7 @@ uint64_t tiny_hash(uint64_t parent, const kv_token* t, size_t n) {
 struct Seq {
     explicit Seq(PagePool& pool) : table(pool) {}
     BlockTable table;
-    std::vector<kv_token> tokens;  // shadow: what this sequence has committed
+    std::vector<kv_token> tokens;    // shadow: what this sequence has committed
     uint32_t window = 0, sinks = 0;  // window 0: no sliding window
 };
 
@@ -255,8 +255,8 @@ private:
 TEST_CASE("kv cache randomized: every invariant after every operation") {
     const uint32_t seed = kvtest::fresh_seed();
     // fresh_seed() returns KV_TEST_SEED + its call count (1 for this test alone under ctest).
-    std::printf("kvcache randomized test: seed %u (reproduce: KV_TEST_SEED=%u under ctest)\n",
-                seed, seed - 1);
+    std::printf("kvcache randomized test: seed %u (reproduce: KV_TEST_SEED=%u under ctest)\n", seed,
+                seed - 1);
     INFO("seed " << seed);
     Totals totals;
     std::mt19937 seeds(seed);
