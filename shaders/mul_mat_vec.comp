@@ -5,10 +5,9 @@
 // fp32 accumulation.
 //
 // One workgroup computes NR consecutive rows. Its WG invocations stride over the row's "units"
-// (dequant.glsl: the sub-blocks of a block that share bytes), so consecutive invocations read
-// consecutive bytes of the row (coalesced) and every weight byte is read once; each unit's
-// 16-element sub-blocks are dotted with x, then the workgroup reduces (reduce.glsl: subgroup
-// arithmetic in the *_sg variants, shared memory otherwise).
+// (dequant.glsl: the sub-blocks of a block that share bytes, so every weight byte is read once);
+// each unit's 16-element sub-blocks are dotted with x, then the workgroup reduces (reduce.glsl:
+// subgroup arithmetic in the *_sg variants, shared memory otherwise).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "grid.glsl"
@@ -21,8 +20,54 @@ layout(constant_id = 1) const uint NR = 2;   // rows per workgroup
 #define RED_N NR
 #include "reduce.glsl"
 
+// Weight reads (all coalesced: consecutive invocations read consecutive words):
+//  - quantized types: per step, the workgroup copies the next NB whole blocks of each of its NR
+//    rows into shared memory with 16-byte loads (blocks of 18, 34, 110, 210 ... bytes are not
+//    aligned: the copy covers the enclosing 16-byte words), then dequantizes from there;
+//  - F32/F16/BF16 with rows of whole 16-byte words (MV_VEC): one uvec4 per invocation and step;
+//  - other float rows (odd lengths): element by element.
 layout(std430, binding = 0) readonly buffer Wb { uint w_words[]; };
+layout(std430, binding = 0) readonly buffer Wb4 { uvec4 w4[]; };
+
+#if (W_F32 || W_F16 || W_BF16)
+#define MV_STAGED 0
 #define DQ_W w_words
+#else
+#define MV_STAGED 1
+#define DQ_W sh_w
+#endif
+
+#if MV_STAGED
+// Block bytes (as DQ_BB in dequant.glsl, needed before it is included).
+#if W_Q4_0
+#define MV_BB 18u
+#elif W_Q4_1
+#define MV_BB 20u
+#elif W_Q5_0
+#define MV_BB 22u
+#elif W_Q5_1
+#define MV_BB 24u
+#elif W_Q8_0
+#define MV_BB 34u
+#elif W_Q2_K
+#define MV_BB 84u
+#elif W_Q3_K
+#define MV_BB 110u
+#elif W_Q4_K
+#define MV_BB 144u
+#elif W_Q5_K
+#define MV_BB 176u
+#elif W_Q6_K
+#define MV_BB 210u
+#endif
+// Blocks per row and step (the host picks about one unit per invocation, within shared memory).
+layout(constant_id = 2) const uint NB = 16;
+// The copy reads the enclosing 16-byte words of the blocks (the buffer is padded to whole
+// 16-byte words): SV per row, VPT per invocation, all loads issued before the shared stores.
+const uint SV = (NB * MV_BB + 15u) / 16u + 1u;
+const uint VPT = (SV + WG - 1u) / WG;
+shared uint sh_w[NR * SV * 4u];
+#endif
 #include "dequant.glsl"
 
 // x through two views of one binding: vec4 when its offset is 16-byte aligned (x_vec4 != 0).
@@ -38,6 +83,11 @@ layout(push_constant) uniform Push {
     uint x_vec4;     // 1: x's binding is 16-byte aligned
 } pc;
 
+vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
+    if (pc.x_vec4 != 0u) return x4[e >> 2];
+    return vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+}
+
 void main() {
     const uint row0 = kv_group_index() * NR;
     if (row0 >= pc.rows) return;
@@ -51,36 +101,90 @@ void main() {
         acc[r] = 0.0;
     }
 
-#if DQ_ELEM
+#if MV_STAGED
+    const uint nblocks = pc.cols / DQ_BS;
+    for (uint b0 = 0u; b0 < nblocks; b0 += NB) {
+        const uint nb = min(NB, nblocks - b0);
+        uint sbase[NR];  // byte offset of block b0 of row r in sh_w
+        uint g0[NR], nv[NR];
+        uvec4 tmp[NR * VPT];
+        [[unroll]] for (uint r = 0u; r < NR; ++r) {
+            const uint start = rbase[r] + b0 * DQ_BB;
+            g0[r] = start >> 4;
+            nv[r] = ((start + nb * DQ_BB + 15u) >> 4) - g0[r];
+            sbase[r] = r * SV * 16u + (start & 15u);
+            [[unroll]] for (uint j = 0u; j < VPT; ++j) {
+                const uint i = t + j * WG;
+                if (i < nv[r]) tmp[r * VPT + j] = w4[g0[r] + i];
+            }
+        }
+        [[unroll]] for (uint r = 0u; r < NR; ++r) {
+            [[unroll]] for (uint j = 0u; j < VPT; ++j) {
+                const uint i = t + j * WG;
+                if (i < nv[r]) {
+                    const uint o = (r * SV + i) * 4u;
+                    const uvec4 q = tmp[r * VPT + j];
+                    sh_w[o] = q.x;
+                    sh_w[o + 1u] = q.y;
+                    sh_w[o + 2u] = q.z;
+                    sh_w[o + 3u] = q.w;
+                }
+            }
+        }
+        barrier();
+        const uint units = nb * DQ_UPB;
+        for (uint k = t; k < units; k += WG) {
+            const uint b = k / DQ_UPB;
+            const uint u = k % DQ_UPB;
+            [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
+                const uint sub = dq_unit_sub(u, i);
+                const uint xo = (b0 + b) * DQ_BS + 16u * sub;
+                const vec4 x0 = load_x4(xo), x1 = load_x4(xo + 4u), x2 = load_x4(xo + 8u),
+                           x3 = load_x4(xo + 12u);
+                [[unroll]] for (uint r = 0u; r < NR; ++r) {
+                    float v[16];
+                    deq16(sbase[r] + b * DQ_BB, sub, v);
+                    acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), x0) +
+                              dot(vec4(v[4], v[5], v[6], v[7]), x1) +
+                              dot(vec4(v[8], v[9], v[10], v[11]), x2) +
+                              dot(vec4(v[12], v[13], v[14], v[15]), x3);
+                }
+            }
+        }
+        barrier();
+    }
+#elif MV_VEC
+    // One uvec4 per step: 4 floats (F32) or 8 halves (F16/BF16). row_bytes % 16 == 0.
+#if W_F32
+#define EPU 4u
+#else
+#define EPU 8u
+#endif
+    const uint units = pc.cols / EPU;
+    for (uint k = t; k < units; k += WG) {
+        const vec4 x0 = load_x4(k * EPU);
+#if !W_F32
+        const vec4 x1 = load_x4(k * EPU + 4u);
+#endif
+        [[unroll]] for (uint r = 0u; r < NR; ++r) {
+            const uvec4 q = w4[(rbase[r] >> 4) + k];
+#if W_F32
+            acc[r] += dot(uintBitsToFloat(q), x0);
+#elif W_F16
+            acc[r] += dot(vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)), x0) +
+                      dot(vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)), x1);
+#else
+            acc[r] += dot(uintBitsToFloat(uvec4(q.x << 16, q.x & 0xFFFF0000u, q.y << 16,
+                                                q.y & 0xFFFF0000u)), x0) +
+                      dot(uintBitsToFloat(uvec4(q.z << 16, q.z & 0xFFFF0000u, q.w << 16,
+                                                q.w & 0xFFFF0000u)), x1);
+#endif
+        }
+    }
+#else
     for (uint k = t; k < pc.cols; k += WG) {
         const float xv = x[k];
         [[unroll]] for (uint r = 0u; r < NR; ++r) acc[r] += deq1(rbase[r], k) * xv;
-    }
-#else
-    const uint units = (pc.cols / DQ_BS) * DQ_UPB;
-    for (uint k = t; k < units; k += WG) {
-        const uint b = k / DQ_UPB;
-        const uint u = k % DQ_UPB;
-        [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
-            const uint sub = dq_unit_sub(u, i);
-            const uint xo = b * DQ_BS + 16u * sub;
-            vec4 xv[4];
-            if (pc.x_vec4 != 0u) {
-                [[unroll]] for (uint j = 0u; j < 4u; ++j) xv[j] = x4[xo / 4u + j];
-            } else {
-                [[unroll]] for (uint j = 0u; j < 4u; ++j)
-                    xv[j] = vec4(x[xo + 4u * j], x[xo + 4u * j + 1u], x[xo + 4u * j + 2u],
-                                 x[xo + 4u * j + 3u]);
-            }
-            [[unroll]] for (uint r = 0u; r < NR; ++r) {
-                float v[16];
-                deq16(rbase[r] + b * DQ_BB, sub, v);
-                acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), xv[0]) +
-                          dot(vec4(v[4], v[5], v[6], v[7]), xv[1]) +
-                          dot(vec4(v[8], v[9], v[10], v[11]), xv[2]) +
-                          dot(vec4(v[12], v[13], v[14], v[15]), xv[3]);
-            }
-        }
     }
 #endif
 

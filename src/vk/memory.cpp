@@ -216,7 +216,7 @@ Buffer::Buffer(Allocator* allocator, uint64_t size, MemoryUse use) : allocator_(
     KV_CHECK(size > 0);
     VkDevice dev = allocator->device().handle();
     VkBufferCreateInfo ci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-    ci.size = (size + 3) & ~uint64_t(3);  // whole 32-bit words (see memory.h)
+    ci.size = (size + 15) & ~uint64_t(15);  // whole 16-byte words (see memory.h)
     ci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
     ci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     VkResult r = vkCreateBuffer(dev, &ci, nullptr, &buffer_);
@@ -305,6 +305,9 @@ SplitBuffer::SplitBuffer(Allocator* allocator, uint64_t size, uint64_t granulari
     const Device& dev = allocator->device();
     uint64_t limit = std::min<uint64_t>(dev.max_storage_buffer_range(), dev.max_allocation_size());
     if (max_chunk_bytes != 0) limit = std::min(limit, max_chunk_bytes);
+    // A binding of a chunk may be rounded up to whole 16-byte words (see Buffer): keep that
+    // within the range limit too.
+    if (limit >= 16) limit &= ~uint64_t(15);
     // Chunks are whole units of `granularity`, and start on 16-byte offsets within their buffer.
     uint64_t units_per_chunk = limit / granularity;
     if (units_per_chunk == 0)

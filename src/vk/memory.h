@@ -39,8 +39,8 @@ struct Allocation {
 };
 
 // A VkBuffer bound to a sub-allocation. Move-only; frees itself. The VkBuffer's size is `size`
-// rounded up to a multiple of 4 bytes, so a binding may cover the last partial 32-bit word (shaders
-// read byte-packed weights as uint[]); size() is the requested size.
+// rounded up to a multiple of 16 bytes, so a binding may cover the last partial 16-byte word
+// (shaders read byte-packed weights as uint[] / uvec4[]); size() is the requested size.
 class Buffer {
 public:
     Buffer() = default;
