@@ -11,8 +11,8 @@
 // On kOutOfPages nothing changed (table and pool exactly as before).
 //
 // Invariants (check_invariants() verifies them):
-//   - n_tokens <= writable_end <= pages().size() * page_size.
-//   - This table owns exactly one pool reference per non-hole entry of pages().
+//   - n_tokens <= writable_end <= page_ids().size() * page_size.
+//   - This table owns exactly one pool reference per non-hole entry of page_ids().
 //   - Pages overlapping the writable range [n_tokens, writable_end) have ref 1 and are not in
 //     the prefix index: nobody else can see a write into them.
 //   - Pages at index >= ceil(n_tokens / page_size) exist only as reserved capacity (same rule).
@@ -77,10 +77,11 @@ public:
         commit(tokens.data(), uint32_t(tokens.size()));
     }
 
-    // For an empty table: takes references to the cached pages holding the longest prefix of
-    // `tokens` in whole pages, leaving at least one token uncovered (the engine still computes
-    // the last prompt token's logits). Returns the tokens covered (a multiple of page_size);
-    // n_tokens becomes that. The engine then reserves/prefills tokens[covered, n).
+    // For an empty table: takes references to the indexed pages (cached, or in use by other
+    // sessions) holding the longest prefix of `tokens` in whole pages, leaving at least one token
+    // uncovered (the engine still computes the last prompt token's logits). Returns the tokens
+    // covered (a multiple of page_size); n_tokens becomes that. The engine then reserves/prefills
+    // tokens[covered, n).
     uint32_t match_prefix(const kv_token* tokens, uint32_t n);
     uint32_t match_prefix(const std::vector<kv_token>& tokens) {
         return match_prefix(tokens.data(), uint32_t(tokens.size()));
@@ -114,7 +115,9 @@ public:
     uint32_t writable_end() const { return writable_end_; }
     // Logical page ids (holes = kNoPage), ready to upload as the uint32 block table.
     const std::vector<PageId>& page_ids() const { return pages_; }
-    PageId page_at(uint32_t pos) const;  // kNoPage for a released position
+    // The page holding `pos` (kNoPage once released). Precondition: pos < n_logical_pages() *
+    // page_size (reserved capacity included).
+    PageId page_at(uint32_t pos) const;
     bool resident(uint32_t pos) const { return page_at(pos) != kNoPage; }
     uint32_t n_logical_pages() const { return uint32_t(pages_.size()); }
     uint32_t pages_used() const { return pages_used_; }  // non-hole pages (references held)
