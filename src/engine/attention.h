@@ -68,6 +68,8 @@ struct AttentionOptions {
     // Query rows (token x head of one KV group) above which the shared-memory tiled kernel is
     // used instead of the decode kernel; 0 never tiles.
     uint32_t tile_min_rows = 16;
+    // Decode kernel: most query rows per workgroup (1..8; 0: automatic).
+    uint32_t decode_rows = 0;
     // Tiled kernel: query rows per workgroup and keys per tile (powers of two; 0: automatic).
     uint32_t tile_rows = 0;
     uint32_t tile_keys = 0;

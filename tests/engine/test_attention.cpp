@@ -426,8 +426,10 @@ TEST_CASE("attention: chunked prefill (1..64 tokens at pos0 > 0), F32 and F16") 
         {7, 40, 8, 2, 64, 32, GgmlType::F16, 0},  {16, 16, 4, 4, 32, 16, GgmlType::F32, 0},
         {33, 3, 8, 1, 16, 32, GgmlType::F32, 0},  {64, 100, 8, 2, 32, 16, GgmlType::F16, 0},
         {64, 0, 2, 2, 128, 32, GgmlType::F32, 0}, {48, 700, 16, 2, 64, 16, GgmlType::F16, 0},
+        {64, 30, 16, 2, 32, 16, GgmlType::F32, 0},  // 512 rows per KV head: 64-row tiles
     };
     for (const AttnCase& c : cases) worst = std::max(worst, check_attention(gpu, cfg.all, c, true));
+    CHECK(cfg.all[0]->plan(params_of(cases[std::size(cases) - 1]), 4 << 20).rows == 64);
     MESSAGE("prefill worst relative L2 error " << worst);
 }
 
@@ -608,18 +610,29 @@ TEST_CASE("attention benchmark") {
     opt_tiled.tile_min_rows = 1;
     AttentionKernels ak_decode(gpu.device(), gpu.pipelines(), opt_decode);
     AttentionKernels ak_tiled(gpu.device(), gpu.pipelines(), opt_tiled);
+    AttentionOptions opt_wide = opt, opt_tiled64 = opt_tiled;  // more splits; taller tiles
+    opt_wide.max_splits = 256;
+    opt_wide.target_workgroups = 2048;
+    opt_tiled64.tile_rows = 64;
+    AttentionKernels ak_wide(gpu.device(), gpu.pipelines(), opt_wide);
+    AttentionKernels ak_tiled64(gpu.device(), gpu.pipelines(), opt_tiled64);
+    AttentionOptions opt_rows4 = opt_decode;
+    opt_rows4.decode_rows = 4;
+    AttentionKernels ak_rows4(gpu.device(), gpu.pipelines(), opt_rows4);
     struct Shape {
-        uint32_t n_tokens, ctx;
+        uint32_t n_tokens, ctx, n_head = 32;
     };
     const Shape cpu_shapes[] = {{1, 300}, {16, 64}};
-    const Shape gpu_shapes[] = {{1, 1024},   {1, 8192},  {1, 32768},    {1, 131072},
-                                {4, 32768},  {512, 512}, {2048, 2048}, {512, 8192}};
+    // n_head 64: Llama-3-70B's GQA 8.
+    const Shape gpu_shapes[] = {{1, 1024},   {1, 8192},      {1, 32768},   {1, 131072},
+                                {1, 32768, 64}, {4, 32768},  {512, 512},   {2048, 2048},
+                                {512, 8192}};
     const Shape* shapes = cpu_device ? cpu_shapes : gpu_shapes;
     const size_t n_shapes = cpu_device ? std::size(cpu_shapes) : std::size(gpu_shapes);
     const int iters = cpu_device ? 2 : 20;
     for (size_t si = 0; si < n_shapes; ++si) {
         const Shape& s = shapes[si];
-        AttnCase ac{s.n_tokens, s.ctx - s.n_tokens, 32, 8, 128, 16, GgmlType::F16, 0};
+        AttnCase ac{s.n_tokens, s.ctx - s.n_tokens, s.n_head, 8, 128, 16, GgmlType::F16, 0};
         INFO(describe(ac));
         const AttentionParams p = params_of(ac);
         // The cache: random K/V written straight into identity-table pools as f16.
@@ -645,7 +658,8 @@ TEST_CASE("attention benchmark") {
         auto bq = gpu.upload(q);
         auto bo = gpu.output(q.size());
 
-        const AttentionKernels* kernels[] = {&ak_default, &ak_decode, &ak_tiled};
+        const AttentionKernels* kernels[] = {&ak_default, &ak_decode, &ak_tiled, &ak_wide,
+                                             &ak_tiled64, &ak_rows4};
         for (const AttentionKernels* akp : kernels) {
         if (akp != &ak_default && cpu_device) continue;
         const AttentionKernels& ak = *akp;
@@ -693,7 +707,12 @@ TEST_CASE("attention benchmark") {
         CHECK_MESSAGE(err < kAttnTol, "relative L2 error " << err);
 
         const auto plan = ak.plan(p, opt.scratch_bytes);
-        const char* which = akp == &ak_default ? "default" : akp == &ak_decode ? "decode" : "tiled";
+        const char* which = akp == &ak_default  ? "default"
+                            : akp == &ak_decode ? "decode"
+                            : akp == &ak_tiled  ? "tiled"
+                            : akp == &ak_wide   ? "wide splits"
+                            : akp == &ak_rows4  ? "decode 4 rows"
+                                                : "tiled 64 rows";
         double pairs = 0;  // visible (query, key) pairs per head
         for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
         const double kv_bytes = double(s.ctx) * p.n_head_kv * p.head_dim * 2 * 2;
