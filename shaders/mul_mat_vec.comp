@@ -20,54 +20,16 @@ layout(constant_id = 1) const uint NR = 2;   // rows per workgroup
 #define RED_N NR
 #include "reduce.glsl"
 
-// Weight reads (all coalesced: consecutive invocations read consecutive words):
-//  - quantized types: per step, the workgroup copies the next NB whole blocks of each of its NR
-//    rows into shared memory with 16-byte loads (blocks of 18, 34, 110, 210 ... bytes are not
-//    aligned: the copy covers the enclosing 16-byte words), then dequantizes from there;
+// Weight reads:
+//  - quantized types: each invocation dequantizes its units straight from the buffer, as 32-bit
+//    words (dequant.glsl); consecutive invocations read consecutive units. (Staging the blocks
+//    through shared memory with 16-byte loads was measured slower on an H200, for K-quants ~5x.)
 //  - F32/F16/BF16 with rows of whole 16-byte words (MV_VEC): one uvec4 per invocation and step;
 //  - other float rows (odd lengths): element by element.
 layout(std430, binding = 0) readonly buffer Wb { uint w_words[]; };
 layout(std430, binding = 0) readonly buffer Wb4 { uvec4 w4[]; };
 
-#if (W_F32 || W_F16 || W_BF16)
-#define MV_STAGED 0
 #define DQ_W w_words
-#else
-#define MV_STAGED 1
-#define DQ_W sh_w
-#endif
-
-#if MV_STAGED
-// Block bytes (as DQ_BB in dequant.glsl, needed before it is included).
-#if W_Q4_0
-#define MV_BB 18u
-#elif W_Q4_1
-#define MV_BB 20u
-#elif W_Q5_0
-#define MV_BB 22u
-#elif W_Q5_1
-#define MV_BB 24u
-#elif W_Q8_0
-#define MV_BB 34u
-#elif W_Q2_K
-#define MV_BB 84u
-#elif W_Q3_K
-#define MV_BB 110u
-#elif W_Q4_K
-#define MV_BB 144u
-#elif W_Q5_K
-#define MV_BB 176u
-#elif W_Q6_K
-#define MV_BB 210u
-#endif
-// Blocks per row and step (the host picks about one unit per invocation, within shared memory).
-layout(constant_id = 2) const uint NB = 16;
-// The copy reads the enclosing 16-byte words of the blocks (the buffer is padded to whole
-// 16-byte words): SV per row, VPT per invocation, all loads issued before the shared stores.
-const uint SV = (NB * MV_BB + 15u) / 16u + 1u;
-const uint VPT = (SV + WG - 1u) / WG;
-shared uint sh_w[NR * SV * 4u];
-#endif
 #include "dequant.glsl"
 
 // x through two views of one binding: vec4 when its offset is 16-byte aligned (x_vec4 != 0).
@@ -101,57 +63,25 @@ void main() {
         acc[r] = 0.0;
     }
 
-#if MV_STAGED
-    const uint nblocks = pc.cols / DQ_BS;
-    for (uint b0 = 0u; b0 < nblocks; b0 += NB) {
-        const uint nb = min(NB, nblocks - b0);
-        uint sbase[NR];  // byte offset of block b0 of row r in sh_w
-        uint g0[NR], nv[NR];
-        uvec4 tmp[NR * VPT];
-        [[unroll]] for (uint r = 0u; r < NR; ++r) {
-            const uint start = rbase[r] + b0 * DQ_BB;
-            g0[r] = start >> 4;
-            nv[r] = ((start + nb * DQ_BB + 15u) >> 4) - g0[r];
-            sbase[r] = r * SV * 16u + (start & 15u);
-            [[unroll]] for (uint j = 0u; j < VPT; ++j) {
-                const uint i = t + j * WG;
-                if (i < nv[r]) tmp[r * VPT + j] = w4[g0[r] + i];
+#if !(W_F32 || W_F16 || W_BF16)
+    const uint units = (pc.cols / DQ_BS) * DQ_UPB;
+    for (uint k = t; k < units; k += WG) {
+        const uint b = k / DQ_UPB;
+        const uint u = k % DQ_UPB;
+        [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
+            const uint sub = dq_unit_sub(u, i);
+            const uint xo = b * DQ_BS + 16u * sub;
+            const vec4 x0 = load_x4(xo), x1 = load_x4(xo + 4u), x2 = load_x4(xo + 8u),
+                       x3 = load_x4(xo + 12u);
+            [[unroll]] for (uint r = 0u; r < NR; ++r) {
+                float v[16];
+                deq16(rbase[r] + b * DQ_BB, sub, v);
+                acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), x0) +
+                          dot(vec4(v[4], v[5], v[6], v[7]), x1) +
+                          dot(vec4(v[8], v[9], v[10], v[11]), x2) +
+                          dot(vec4(v[12], v[13], v[14], v[15]), x3);
             }
         }
-        [[unroll]] for (uint r = 0u; r < NR; ++r) {
-            [[unroll]] for (uint j = 0u; j < VPT; ++j) {
-                const uint i = t + j * WG;
-                if (i < nv[r]) {
-                    const uint o = (r * SV + i) * 4u;
-                    const uvec4 q = tmp[r * VPT + j];
-                    sh_w[o] = q.x;
-                    sh_w[o + 1u] = q.y;
-                    sh_w[o + 2u] = q.z;
-                    sh_w[o + 3u] = q.w;
-                }
-            }
-        }
-        barrier();
-        const uint units = nb * DQ_UPB;
-        for (uint k = t; k < units; k += WG) {
-            const uint b = k / DQ_UPB;
-            const uint u = k % DQ_UPB;
-            [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
-                const uint sub = dq_unit_sub(u, i);
-                const uint xo = (b0 + b) * DQ_BS + 16u * sub;
-                const vec4 x0 = load_x4(xo), x1 = load_x4(xo + 4u), x2 = load_x4(xo + 8u),
-                           x3 = load_x4(xo + 12u);
-                [[unroll]] for (uint r = 0u; r < NR; ++r) {
-                    float v[16];
-                    deq16(sbase[r] + b * DQ_BB, sub, v);
-                    acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), x0) +
-                              dot(vec4(v[4], v[5], v[6], v[7]), x1) +
-                              dot(vec4(v[8], v[9], v[10], v[11]), x2) +
-                              dot(vec4(v[12], v[13], v[14], v[15]), x3);
-                }
-            }
-        }
-        barrier();
     }
 #elif MV_VEC
     // One uvec4 per step: 4 floats (F32) or 8 halves (F16/BF16). row_bytes % 16 == 0.

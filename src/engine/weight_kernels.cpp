@@ -66,23 +66,6 @@ bool is_float(GgmlType t) {
     return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16;
 }
 
-// Matvec units per block of a quantized type (DQ_UPB in shaders/include/dequant.glsl).
-uint32_t units_per_block(GgmlType t) {
-    switch (t) {
-        case GgmlType::Q8_0:
-            return 2;
-        case GgmlType::Q2_K:
-        case GgmlType::Q3_K:
-        case GgmlType::Q6_K:
-            return 4;
-        case GgmlType::Q4_K:
-        case GgmlType::Q5_K:
-            return 8;
-        default:
-            return 1;
-    }
-}
-
 }  // namespace
 
 bool WeightKernels::supported(GgmlType type) {
@@ -115,14 +98,14 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
         fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
              options.matvec_workgroup);
-    // Defaults: GPUs stream each row with 128 invocations, 4 rows per workgroup sharing the x
-    // loads; CPU devices (lavapipe) pay per invocation and barrier, so narrow workgroups there.
+    // Defaults: GPUs: 64 invocations stream 4 rows (sharing the x loads); CPU devices
+    // (lavapipe) pay per invocation and barrier: narrow workgroups over 8 rows there.
     const bool cpu_dev = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     mv_rows_ = options.matvec_rows ? options.matvec_rows : cpu_dev ? 8 : 4;
     if (mv_rows_ > 8) fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", mv_rows_);
     mv_wg_ = floor_pow2(std::min(options.matvec_workgroup ? options.matvec_workgroup
                                  : cpu_dev                ? 16u
-                                                          : 128u,
+                                                          : 64u,
                                  max_inv));
     // The reduction keeps mv_rows_ floats per invocation in shared memory.
     while (mv_wg_ > 1 && uint64_t(mv_wg_) * mv_rows_ * 4 > l.maxComputeSharedMemorySize)
@@ -141,26 +124,6 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     const bool cpu = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     large_tile_ = fits(kLargeTile) && (force == 128 || (force == 0 && !cpu));
     large_min_tokens_ = force == 128 ? 2 : 96;
-}
-
-uint32_t WeightKernels::matvec_stage_blocks(GgmlType type, uint32_t cols) const {
-    if (is_float(type)) return 1;  // not staged
-    // About one unit per invocation, no more blocks than a row has, within shared memory
-    // (staged rows in 16-byte words + the reduction).
-    const model::TypeTraits* t = model::type_traits(type);
-    const uint64_t shared = device_.limits().maxComputeSharedMemorySize;
-    uint32_t nb = std::max(1u, mv_wg_ / units_per_block(type));
-    nb = std::min(nb, cols / t->block_size);
-    auto bytes = [&](uint32_t n) {
-        return uint64_t(mv_rows_) * ((uint64_t(n) * t->type_size + 15) / 16 + 1) * 16 +
-               uint64_t(mv_wg_) * mv_rows_ * 4;
-    };
-    while (nb > 1 && bytes(nb) > shared) nb /= 2;
-    if (bytes(nb) > shared)
-        fail(KV_ERR_UNSUPPORTED,
-             "matvec: %u rows per workgroup need more shared memory than %llu bytes", mv_rows_,
-             static_cast<unsigned long long>(shared));
-    return nb;
 }
 
 void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
@@ -279,7 +242,7 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     d.bindings = 3;
     if (n_tokens == 1) {
         d.push_constant_bytes = sizeof(MatvecPush);
-        d.spec = {mv_wg_, mv_rows_, matvec_stage_blocks(type, cols)};
+        d.spec = {mv_wg_, mv_rows_};
         vk::Pipeline& p = pipelines_.get(d);
         const uint32_t x_vec4 = x.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {

@@ -65,8 +65,6 @@ private:
     std::vector<Chunk> chunks(const vk::SplitBuffer& W, model::GgmlType type, uint32_t rows,
                               uint32_t cols, const char* kernel) const;
     void grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const;
-    // Blocks per row that the matvec stages in shared memory per step (quantized types).
-    uint32_t matvec_stage_blocks(model::GgmlType type, uint32_t cols) const;
 
     vk::Device& device_;
     vk::PipelineCache& pipelines_;
