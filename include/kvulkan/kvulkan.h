@@ -313,10 +313,15 @@ typedef struct kv_model_desc {
     const void* data;      /* or: a GGUF file in memory (e.g. an Android asset) */
     uint64_t size;         /* bytes at `data` */
     uint32_t copy_data;    /* nonzero: kvulkan copies `data`; zero: `data` must outlive the model */
+    /* The KV cache is paged: fixed-size pages of tokens in device pools shared by all sessions of
+     * the model (one pool per cache type, created with the first session of that type). */
+    uint32_t kv_page_size;   /* tokens per page (0: 16); 1..1024 */
+    uint32_t kv_pool_tokens; /* capacity of each pool in tokens (0: max(16384, the first session's
+                                n_ctx), within what the device can bind) */
     uint32_t reserved;
 } kv_model_desc;
 
-#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u }
+#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u, 0u, 0u }
 
 /* Loads, validates and (with a runtime) uploads a model. Errors: KV_ERR_INVALID_ARGUMENT,
  * KV_ERR_IO (cannot open/map), KV_ERR_BAD_MODEL (malformed or inconsistent file; the message
@@ -495,9 +500,42 @@ typedef struct kv_session_stats {
     double total_prefill_ms;
     double total_decode_ms;
     uint64_t scratch_bytes;      /* device bytes of activations/logits scratch */
+    uint32_t pages;              /* KV pages this session holds (shared ones included) */
+    uint32_t shared_pages;       /* ... of which other sessions hold too (prefix hits, forks) */
+    uint64_t prefix_hit_tokens;  /* prompt tokens reused from cached pages instead of computed */
 } kv_session_stats;
 
+/* Thread-safe with respect to other sessions; not with calls on the same session. */
 KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats);
+
+/* A new session sharing all of `session`'s KV pages (copy-on-write: the first write into a shared
+ * page copies it), with the same tokens, logits, settings and sampler state. Both continue
+ * independently. Errors: KV_ERR_OUT_OF_DEVICE_MEMORY (the child's scratch memory). */
+KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child);
+
+/* Drops the tokens after the first `n_tokens` (editing, rejected speculative tokens), returning
+ * their pages, and recomputes the logits after token n_tokens - 1 (so decoding can go on at once;
+ * n_tokens == 0 is kv_session_reset). KV_ERR_INVALID_ARGUMENT when n_tokens exceeds the tokens
+ * held. */
+KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens);
+
+/* The model's KV page pool of one cache type. */
+typedef struct kv_cache_stats {
+    uint32_t struct_size;
+    uint32_t page_size;          /* tokens per page */
+    uint32_t pages_total;        /* pool capacity (0: no session of this type was created yet) */
+    uint32_t pages_in_use;       /* held by sessions */
+    uint32_t pages_cached;       /* held by nobody, kept for prefix reuse, evicted when needed (LRU) */
+    uint32_t pages_free;
+    uint64_t page_bytes;         /* device bytes of one page across all layers, K and V */
+    uint64_t device_bytes;       /* device bytes of the whole pool */
+    uint64_t prefix_lookups;     /* pages looked up for prefix reuse */
+    uint64_t prefix_hits;        /* ... and found */
+    uint64_t evictions;          /* cached pages dropped to make room */
+} kv_cache_stats;
+
+/* Thread-safe. */
+KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats);
 
 #ifdef __cplusplus
 } /* extern "C" */

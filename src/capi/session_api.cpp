@@ -120,6 +120,62 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
         r.total_prefill_ms = s.total_prefill_ms;
         r.total_decode_ms = s.total_decode_ms;
         r.scratch_bytes = s.scratch_bytes;
+        {
+            std::lock_guard<std::mutex> lock(s.pool->mutex);
+            r.pages = s.table->pages_used();
+            for (kvcache::PageId id : s.table->page_ids())
+                if (id != kvcache::kNoPage && s.pool->pages.ref_count(id) > 1) ++r.shared_pages;
+        }
+        r.prefix_hit_tokens = s.prefix_hit_tokens;
+        uint32_t size = stats->struct_size;
+        std::memcpy(stats, &r, n);
+        stats->struct_size = size;
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!out_child) fail(KV_ERR_INVALID_ARGUMENT, "out_child is NULL");
+        *out_child = engine::fork(s).release();
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens) {
+    return api::guard([&] {
+        engine::truncate(need(session), n_tokens);
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats) {
+    return api::guard([&] {
+        if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
+        size_t n = api::out_size(stats, sizeof(kv_cache_stats), "stats");
+        model::GgmlType t = engine::cache_type(type);
+        kv_cache_stats r{};
+        r.struct_size = sizeof r;
+        r.page_size = model->kv_page_size;
+        {
+            std::lock_guard<std::mutex> lock(model->pools_mutex);
+            auto it = model->kv_pools.find(t);
+            if (it != model->kv_pools.end()) {
+                engine::KvPool& p = *it->second;
+                std::lock_guard<std::mutex> plock(p.mutex);
+                auto st = p.pages.stats();
+                r.pages_total = st.limit;
+                r.pages_in_use = st.in_use;
+                r.pages_cached = st.cached;
+                r.pages_free = st.free;
+                r.page_bytes = p.page_bytes_all_layers();
+                r.device_bytes = p.device_bytes();
+                r.prefix_lookups = st.lookups;
+                r.prefix_hits = st.hits;
+                r.evictions = st.evictions;
+            }
+        }
         uint32_t size = stats->struct_size;
         std::memcpy(stats, &r, n);
         stats->struct_size = size;

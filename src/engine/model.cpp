@@ -2,6 +2,8 @@
 
 #include "engine/runtime.h"
 
+#include <algorithm>
+
 namespace kv::engine {
 
 namespace {
@@ -43,8 +45,11 @@ DeviceTensor upload_f32(kv_runtime& rt, vk::Uploader& up, const model::GgufFile&
 std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     if ((d.path != nullptr) == (d.data != nullptr))
         fail(KV_ERR_INVALID_ARGUMENT, "exactly one of desc->path and desc->data must be set");
+    if (d.kv_page_size > 1024) fail(KV_ERR_INVALID_ARGUMENT, "kv_page_size %u is over 1024", d.kv_page_size);
     auto m = std::make_unique<kv_model>();
     m->runtime = rt;
+    m->kv_page_size = d.kv_page_size ? d.kv_page_size : 16;
+    m->kv_pool_tokens = d.kv_pool_tokens;
     if (d.path) {
         m->file = model::GgufFile::open(d.path);
     } else {
@@ -96,6 +101,25 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     m->weight_kernels = std::make_unique<WeightKernels>(*rt->device, *rt->pipelines, *m->kernels);
     m->attention = std::make_unique<AttentionKernels>(*rt->device, *rt->pipelines);
     return m;
+}
+
+KvPool& kv_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {
+    std::lock_guard<std::mutex> lock(m.pools_mutex);
+    auto it = m.kv_pools.find(type);
+    if (it != m.kv_pools.end()) return *it->second;
+    const uint32_t ps = m.kv_page_size;
+    uint64_t tokens = m.kv_pool_tokens ? m.kv_pool_tokens : std::max<uint32_t>(16384, min_tokens);
+    if (!m.kv_pool_tokens) {
+        // The default fits one binding per layer (an explicit size that does not is an error).
+        uint64_t per_token = kv_row_bytes(type, m.config().head_dim) * m.config().n_head_kv;
+        uint64_t fit = m.runtime->device->max_storage_buffer_range() / per_token / ps * ps;
+        tokens = std::max<uint64_t>(std::min<uint64_t>(tokens, fit), min_tokens);
+    }
+    uint32_t pages = static_cast<uint32_t>((tokens + ps - 1) / ps);
+    auto pool = std::make_unique<KvPool>(m, type, ps, pages);
+    KvPool& ref = *pool;
+    m.kv_pools.emplace(type, std::move(pool));
+    return ref;
 }
 
 }  // namespace kv::engine

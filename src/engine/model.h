@@ -3,11 +3,14 @@
 
 #include <kvulkan/kvulkan.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "engine/attention.h"
 #include "engine/kernels.h"
+#include "engine/kv_pool.h"
 #include "engine/weight_kernels.h"
 #include "model/arch.h"
 #include "model/gguf.h"
@@ -50,6 +53,11 @@ struct kv_model {
     std::unique_ptr<kv::engine::Kernels> kernels;
     std::unique_ptr<kv::engine::WeightKernels> weight_kernels;
     std::unique_ptr<kv::engine::AttentionKernels> attention;
+    // Paged KV cache: one pool per cache type, created by the first session of that type.
+    uint32_t kv_page_size = 16;
+    uint32_t kv_pool_tokens = 0;  // 0: max(16384, first session's n_ctx)
+    std::mutex pools_mutex;
+    std::map<kv::model::GgmlType, std::unique_ptr<kv::engine::KvPool>> kv_pools;
 
     const kv::model::ModelConfig& config() const { return desc.config; }
 };
@@ -58,5 +66,8 @@ namespace kv::engine {
 
 // Parses, validates and, with a runtime, uploads. Throws kv::Error.
 std::unique_ptr<kv_model> load_model(kv_runtime* runtime, const kv_model_desc& desc);
+
+// The model's KV pool of `type`, created on first use with room for at least `min_tokens`.
+KvPool& kv_pool(kv_model& model, model::GgmlType type, uint32_t min_tokens);
 
 }  // namespace kv::engine

@@ -30,7 +30,8 @@ enum class LogitsMode { None, Last, All };
 // Records and runs the forward pass of tokens [pos0, pos0 + T) (ids already in s.ids), in one
 // submission. Writes K/V of those positions into the cache. Afterwards `logits` holds the last
 // row (Last) or every row (All); the GPU argmax and the host copy are refreshed as the sampler needs.
-void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool want_host_logits) {
+void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool want_host_logits,
+               const std::vector<kvcache::PageCopy>& copies) {
     kv_model& m = *s.model;
     const auto& cfg = m.config();
     const auto& W = m.weights;
@@ -77,6 +78,7 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
     auto t_record = Clock::now();
     cs.begin();
     if (prof) prof->begin(cs);
+    s.pool->record_copies(cs, copies);  // copy-on-write of a shared page, before any write
     WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
     cs.barrier();
     for (uint32_t l = 0; l < cfg.n_layer; ++l) {
@@ -100,10 +102,10 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         cs.barrier();
         mark("bias+rope");
         ap.window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
-        A.kv_write(cs, Kb, Vb, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, ap);
+        A.kv_write(cs, Kb, Vb, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, ap);
         cs.barrier();
         mark("kv_write");
-        A.attention(cs, Q, vk::whole(s.k_pool[l]), vk::whole(s.v_pool[l]), bt, O, ap);
+        A.attention(cs, Q, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, O, ap);
         cs.barrier();
         mark("attention");
         WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
@@ -198,8 +200,27 @@ void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n) {
             fail(KV_ERR_BAD_TOKEN, "token %u of %u is %d, outside the vocabulary [0, %u)", i, n, ids[i], nv);
 }
 
+// Makes positions [p, p + T) writable in the session's pages and publishes the block table.
+std::vector<kvcache::PageCopy> reserve_pages(kv_session& s, uint32_t T) {
+    std::vector<kvcache::PageCopy> copies;
+    std::lock_guard<std::mutex> lock(s.pool->mutex);
+    if (s.table->reserve(T, &copies) != kvcache::ReserveStatus::kOk) {
+        auto st = s.pool->pages.stats();
+        fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
+             "the KV page pool is full: %u tokens need pages, %u of %u pages are held by sessions (%u cached pages "
+             "were evicted first); destroy or truncate sessions, or load the model with a larger kv_pool_tokens",
+             T, st.in_use, st.limit, st.cached);
+    }
+    const auto& ids = s.table->page_ids();
+    KV_CHECK(ids.size() * 4 <= s.block_table.size());
+    std::memcpy(s.block_table.mapped(), ids.data(), ids.size() * 4);
+    s.block_table.flush(0, ids.size() * 4);
+    return copies;
+}
+
 // Runs tokens [from, tokens.size()) of s.tokens through the model in chunks, starting at
-// position `from`. The last chunk produces logits; `all_logits` (optional) receives every row.
+// position `from` (the cache holds [0, from)). The last chunk produces logits; `all_logits`
+// (optional) receives every row.
 void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
     uint32_t total = static_cast<uint32_t>(s.tokens.size());
     uint32_t V = s.model->config().n_vocab;
@@ -208,10 +229,15 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
     for (uint32_t p = from; p < total;) {
         uint32_t T = std::min(chunk, total - p);
         bool last = p + T == total;
+        auto copies = reserve_pages(s, T);
         std::memcpy(s.ids.mapped(), s.tokens.data() + p, size_t(T) * 4);
         s.ids.flush(0, uint64_t(T) * 4);
         LogitsMode mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
-        run_chunk(s, T, p, mode, host || all_logits);
+        run_chunk(s, T, p, mode, host || all_logits, copies);
+        {
+            std::lock_guard<std::mutex> lock(s.pool->mutex);
+            s.table->commit(s.tokens.data() + p, T);
+        }
         if (all_logits) {
             const float* rb = static_cast<const float*>(s.readback.mapped());
             std::memcpy(all_logits + uint64_t(p - from) * V, rb, uint64_t(T) * V * 4);
@@ -219,6 +245,14 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
         p += T;
         s.n_past = p;
     }
+}
+
+// Drops cached positions [n, n_past).
+void truncate_cache(kv_session& s, uint32_t n) {
+    std::lock_guard<std::mutex> lock(s.pool->mutex);
+    if (n == 0) s.table->clear();
+    else s.table->truncate(n);
+    s.n_past = n;
 }
 
 }  // namespace
@@ -286,11 +320,30 @@ Profile::~Profile() {
 
 uint64_t kv_session::kv_bytes_per_token() const {
     const auto& c = model->config();
-    uint64_t elem = kv_type == kv::model::GgmlType::F32 ? 4 : 2;
-    return 2ull * c.n_layer * c.n_head_kv * c.head_dim * elem;
+    return 2ull * c.n_layer * c.n_head_kv * kv::engine::kv_row_bytes(kv_type, c.head_dim);
+}
+
+uint64_t kv_session::kv_bytes() const {
+    std::lock_guard<std::mutex> lock(pool->mutex);
+    return uint64_t(table->pages_used()) * pool->page_bytes_all_layers();
+}
+
+kv_session::~kv_session() {
+    if (table) {
+        std::lock_guard<std::mutex> lock(pool->mutex);
+        table.reset();  // returns the pages
+    }
 }
 
 namespace kv::engine {
+
+model::GgmlType cache_type(kv_cache_type t) {
+    switch (t) {
+        case KV_CACHE_F16: return GgmlType::F16;
+        case KV_CACHE_F32: return GgmlType::F32;
+        default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(t));
+    }
+}
 
 std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d) {
     if (!m.runtime) fail(KV_ERR_BAD_STATE, "the model was loaded without a runtime (parse-only): it cannot run sessions");
@@ -298,12 +351,10 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     kv_runtime& rt = *m.runtime;
     auto s = std::make_unique<kv_session>();
     s->model = &m;
+    s->desc = d;
+    s->desc.sampler = nullptr;  // the caller's pointer is not kept
     s->flags = d.flags;
-    switch (d.cache_type) {
-        case KV_CACHE_F16: s->kv_type = GgmlType::F16; break;
-        case KV_CACHE_F32: s->kv_type = GgmlType::F32; break;
-        default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(d.cache_type));
-    }
+    s->kv_type = cache_type(d.cache_type);
     if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
     kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
     if (d.sampler) {
@@ -316,34 +367,23 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
 
     uint32_t n_ctx = d.n_ctx ? d.n_ctx : std::min<uint32_t>(cfg.n_ctx_train ? cfg.n_ctx_train : 4096, 4096);
     if (n_ctx > (1u << 24)) fail(KV_ERR_INVALID_ARGUMENT, "n_ctx %u is too large", n_ctx);
+    s->page_size = m.kv_page_size;
     uint32_t n_pages = (n_ctx + s->page_size - 1) / s->page_size;
     s->n_ctx = n_pages * s->page_size;
     s->n_batch = d.n_batch ? std::min<uint32_t>(d.n_batch, 4096) : 512;
 
     vk::Device& dev = *rt.device;
     uint64_t range = dev.max_storage_buffer_range();
-    uint64_t elem = s->kv_type == GgmlType::F32 ? 4 : 2;
-    uint64_t pool_bytes = uint64_t(s->n_ctx) * cfg.kv_dim() * elem;
-    if (pool_bytes > range)
-        fail(KV_ERR_UNSUPPORTED,
-             "a KV cache of %u tokens needs %llu bytes per layer for K, more than the device can bind (%llu); "
-             "use a smaller n_ctx",
-             s->n_ctx, (unsigned long long)pool_bytes, (unsigned long long)range);
     // The largest scratch row set must fit one binding too.
     uint64_t widest = std::max<uint64_t>({cfg.n_embd, cfg.q_dim(), cfg.n_ff}) * 4;
     s->n_batch = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / widest)));
     s->max_logit_rows = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / (uint64_t(cfg.n_vocab) * 4))));
 
     vk::Allocator* al = rt.allocator.get();
-    for (uint32_t l = 0; l < cfg.n_layer; ++l) {
-        s->k_pool.emplace_back(al, pool_bytes, vk::MemoryUse::Device);
-        s->v_pool.emplace_back(al, pool_bytes, vk::MemoryUse::Device);
-    }
-    std::vector<uint32_t> table(n_pages);
-    for (uint32_t i = 0; i < n_pages; ++i) table[i] = i;  // contiguous: identity block table
-    s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Device);
+    s->pool = &kv_pool(m, s->kv_type, s->n_ctx);
+    s->table = std::make_unique<kvcache::BlockTable>(s->pool->pages);
+    s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
     s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);
-    s->transfer->upload(s->block_table, 0, table.data(), table.size() * 4);
 
     uint64_t B = s->n_batch;
     auto scratch = [&](uint64_t bytes, vk::MemoryUse use = vk::MemoryUse::Device) {
@@ -370,6 +410,23 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     return s;
 }
 
+namespace {
+
+// After a failed call: back to the first `n_past` positions (the cache never lost them: this only
+// drops what the failed call added) with no logits until the next successful pass.
+void rollback(kv_session& s, uint32_t n_past) {
+    uint32_t keep = n_past;
+    {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        keep = std::min(keep, s.table->n_tokens());  // no-cache mode may have cleared the table
+    }
+    truncate_cache(s, keep);
+    s.tokens.resize(keep);  // s.tokens always holds exactly the cached positions' tokens
+    s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+}
+
+}  // namespace
+
 void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
     if (!ids) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
@@ -378,27 +435,28 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
         fail(KV_ERR_CONTEXT_FULL, "%u tokens do not fit: %u of %u positions are used", n, s.n_past, s.n_ctx);
     auto t0 = Clock::now();
     uint32_t old_past = s.n_past;
-    size_t old_size = s.tokens.size();
-    s.tokens.insert(s.tokens.end(), ids, ids + n);
     try {
         if (s.flags & KV_SESSION_NO_CACHE) {
-            // The baseline: recompute the whole sequence (all-logits rows are the new ones only).
-            if (all_logits) {
-                forward_tokens(s, 0, nullptr);  // refill the cache for positions before the new ones
-                s.n_past = old_past;
-                s.tokens.resize(old_size);
-                s.tokens.insert(s.tokens.end(), ids, ids + n);
-                forward_tokens(s, old_past, all_logits);
-            } else {
-                forward_tokens(s, 0, nullptr);
-            }
+            // The baseline: recompute the whole sequence from its first token.
+            truncate_cache(s, 0);
+            if (all_logits && old_past > 0) forward_tokens(s, 0, nullptr);  // earlier positions first
+            s.tokens.insert(s.tokens.end(), ids, ids + n);
+            forward_tokens(s, all_logits ? old_past : 0, all_logits);
         } else {
-            forward_tokens(s, old_past, all_logits);
+            s.tokens.insert(s.tokens.end(), ids, ids + n);
+            uint32_t from = old_past;
+            if (old_past == 0 && !all_logits) {
+                // Prefix sharing: whole pages another session (or an earlier one) computed for the
+                // same leading tokens are reused; only the rest is computed.
+                std::lock_guard<std::mutex> lock(s.pool->mutex);
+                from = s.table->match_prefix(s.tokens.data(), uint32_t(s.tokens.size()));
+                s.n_past = from;
+                s.prefix_hit_tokens += from;
+            }
+            forward_tokens(s, from, all_logits);
         }
     } catch (...) {
-        s.n_past = old_past;
-        s.tokens.resize(old_size);
-        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+        rollback(s, old_past);
         throw;
     }
     s.last_prefill_ms = ms_since(t0);
@@ -425,11 +483,10 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
     uint32_t old_past = s.n_past;
     s.tokens.push_back(tok);
     try {
-        forward_tokens(s, (s.flags & KV_SESSION_NO_CACHE) ? 0 : old_past, nullptr);
+        if (s.flags & KV_SESSION_NO_CACHE) truncate_cache(s, 0);
+        forward_tokens(s, s.n_past, nullptr);
     } catch (...) {
-        s.n_past = old_past;
-        s.tokens.pop_back();
-        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+        rollback(s, old_past);
         throw;
     }
     s.last_decode_ms = ms_since(t0);
@@ -439,10 +496,10 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
 }
 
 void reset(kv_session& s) {
-    s.n_past = 0;
+    truncate_cache(s, 0);
     s.tokens.clear();
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;
-    s.tokens_prefilled = s.tokens_decoded = 0;
+    s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = 0;
     s.last_prefill_ms = s.last_decode_ms = s.total_prefill_ms = s.total_decode_ms = 0;
     s.last_prefill_tokens = 0;
     s.sampler->reset();
@@ -457,6 +514,61 @@ void copy_logits(kv_session& s, float* out) {
         s.host_logits_valid = true;
     }
     std::memcpy(out, s.host_logits.data(), size_t(V) * 4);
+}
+
+}  // namespace kv::engine
+
+namespace kv::engine {
+
+std::unique_ptr<kv_session> fork(kv_session& p) {
+    auto c = create_session(*p.model, p.desc);
+    c->sampler = std::make_unique<Sampler>(*p.sampler);  // same settings and random state
+    {
+        std::lock_guard<std::mutex> lock(p.pool->mutex);
+        *c->table = p.table->fork();
+    }
+    c->tokens = p.tokens;
+    c->n_past = p.n_past;
+    if (p.has_logits) {
+        uint64_t row = uint64_t(p.model->config().n_vocab) * 4;
+        vk::CommandStream& cs = *c->cs;
+        cs.begin();
+        cs.copy({p.logits.handle(), p.logits_row * row, row}, {c->logits.handle(), 0, row});
+        cs.barrier();
+        cs.submit_and_wait();
+        c->has_logits = true;
+        c->logits_row = 0;
+        c->host_logits_valid = p.host_logits_valid;
+        c->host_logits = p.host_logits;
+        c->next_token_valid = p.next_token_valid;
+        c->next_token = p.next_token;
+    }
+    return c;
+}
+
+void truncate(kv_session& s, uint32_t n) {
+    if (n > s.n_past)
+        fail(KV_ERR_INVALID_ARGUMENT, "cannot truncate to %u tokens: the session holds %u", n, s.n_past);
+    if (n == s.n_past) return;
+    if (n == 0) {
+        truncate_cache(s, 0);
+        s.tokens.clear();
+        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+        return;
+    }
+    // Keep [0, n - 1), then run token n - 1 again: its K/V are rewritten (identical) and the
+    // logits after it come back, so decoding can continue at once.
+    int32_t last = s.tokens[n - 1];
+    truncate_cache(s, n - 1);
+    s.tokens.resize(n - 1);
+    s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+    s.tokens.push_back(last);
+    try {
+        forward_tokens(s, n - 1, nullptr);
+    } catch (...) {
+        rollback(s, n - 1);
+        throw;
+    }
 }
 
 }  // namespace kv::engine

@@ -1,10 +1,10 @@
 // kv_session: one sequence on the GPU — its KV cache, scratch activations, sampler and logits —
 // and the forward pass that records a whole chunk of tokens into one command-buffer submission.
 //
-// KV cache: per layer a K pool and a V pool of [n_pages][n_head_kv][page_size][head_dim] elements
-// (see attention.h) and a block table; for now each session owns its pages and its block table is
-// the identity, so the cache is contiguous per session. Bytes = 2 x layers x kv_heads x head_dim
-// x n_ctx x element size, with n_ctx a whole number of pages.
+// KV cache: pages of the model's pool of this session's cache type (engine/kv_pool.h), listed in a
+// kvcache::BlockTable whose page ids the attention shaders read from `block_table`. A session holds
+// pages only for the tokens it has (plus the page being filled); full pages are shared with other
+// sessions that hold the same prefix, and with forks (copy-on-write). n_ctx caps the positions.
 #pragma once
 
 #include <kvulkan/kvulkan.h>
@@ -49,11 +49,13 @@ struct kv_session {
     uint32_t n_batch = 512;  // most tokens per forward pass
     uint32_t max_logit_rows = 1;  // rows of the logits scratch (kv_session_eval chunks by it)
     kv::model::GgmlType kv_type = kv::model::GgmlType::F16;
+    kv_session_desc desc{};  // as created (fork makes its child from it)
     std::unique_ptr<kv::engine::Sampler> sampler;
 
     // Device state.
-    std::vector<kv::vk::Buffer> k_pool, v_pool;  // per layer
-    kv::vk::Buffer block_table;                  // uint32 [n_pages]
+    kv::engine::KvPool* pool = nullptr;           // the model's pool of kv_type
+    std::unique_ptr<kv::kvcache::BlockTable> table;  // guarded by pool->mutex
+    kv::vk::Buffer block_table;                  // host-visible uint32 [n_ctx / page_size]
     kv::vk::Buffer ids;                          // host-visible uint32 [n_batch]
     kv::vk::Buffer x, h, q, k, v, attn, gate, up, logits, argmax_out;
     kv::vk::Buffer readback;                     // host-visible: [max_logit_rows][n_vocab] f32 + token
@@ -72,18 +74,22 @@ struct kv_session {
     int32_t next_token = 0;
 
     // Statistics.
-    uint64_t tokens_prefilled = 0, tokens_decoded = 0;
+    uint64_t tokens_prefilled = 0, tokens_decoded = 0, prefix_hit_tokens = 0;
     double last_prefill_ms = 0, last_decode_ms = 0, total_prefill_ms = 0, total_decode_ms = 0;
     uint32_t last_prefill_tokens = 0;
     uint64_t scratch_bytes = 0;
 
     uint64_t kv_bytes_per_token() const;
-    uint64_t kv_bytes() const { return kv_bytes_per_token() * n_ctx; }
+    uint64_t kv_bytes() const;  // device bytes of the pages this session holds (shared ones too)
+
+    ~kv_session();
 };
 
 namespace kv::engine {
 
 std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_desc& desc);
+// KV_CACHE_* to the page element type (KV_ERR_INVALID_ARGUMENT for an unknown value).
+model::GgmlType cache_type(kv_cache_type type);
 
 // kv_prefill / kv_session_eval: appends tokens; `logits` (n x n_vocab, may be null) receives every
 // position's logits when given.
@@ -92,5 +98,7 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits);
 kv_status decode_step(kv_session& s, int32_t* out_token);
 void reset(kv_session& s);
 void copy_logits(kv_session& s, float* out);
+std::unique_ptr<kv_session> fork(kv_session& parent);
+void truncate(kv_session& s, uint32_t n);
 
 }  // namespace kv::engine

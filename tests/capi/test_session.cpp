@@ -228,7 +228,7 @@ TEST_CASE("engine: context full, bad tokens and bad arguments leave the session 
     CHECK(kvtest::rel_l2(s.logits(V), before) <= 1e-6);
 }
 
-TEST_CASE("engine: the KV cache size is exactly 2 x layers x kv_heads x head_dim x n_ctx x bytes") {
+TEST_CASE("engine: KV bytes are exactly 2 x layers x kv_heads x head_dim x bytes per cached token, in whole pages") {
     if (!kvtest::require_shared()) return;
     kvtest::Runtime rt;
     kvtest::Trace t = kvtest::load_trace("llama-gqa.f32.short");
@@ -237,12 +237,25 @@ TEST_CASE("engine: the KV cache size is exactly 2 x layers x kv_heads x head_dim
     info.struct_size = sizeof info;
     require_ok(kv_model_get_info(model, &info));
     for (auto [type, bytes] : {std::pair{KV_CACHE_F32, 4u}, std::pair{KV_CACHE_F16, 2u}}) {
-        Session s(model, type, 0, 100);  // rounded up to whole pages
+        Session s(model, type, 0, 100);  // n_ctx is rounded up to whole pages
         auto st = s.stats();
         CHECK(st.n_ctx % st.page_size == 0);
         CHECK(st.n_ctx >= 100);
-        CHECK(st.kv_bytes == 2ull * info.n_layer * info.n_head_kv * info.head_dim * st.n_ctx * bytes);
-        CHECK(st.kv_bytes_per_token == 2ull * info.n_layer * info.n_head_kv * info.head_dim * bytes);
+        const uint64_t per_token = 2ull * info.n_layer * info.n_head_kv * info.head_dim * bytes;
+        CHECK(st.kv_bytes_per_token == per_token);
+        CHECK(st.kv_bytes == 0);  // pages are taken as tokens arrive
+        std::vector<kv_token> toks(37, 5);
+        require_ok(kv_prefill(s, toks.data(), uint32_t(toks.size())));
+        st = s.stats();
+        uint32_t pages = (37 + st.page_size - 1) / st.page_size;
+        CHECK(st.pages == pages);
+        CHECK(st.kv_bytes == uint64_t(pages) * st.page_size * per_token);
+        kv_cache_stats cs{};
+        cs.struct_size = sizeof cs;
+        require_ok(kv_model_get_cache_stats(model, type, &cs));
+        CHECK(cs.page_bytes == st.page_size * per_token);
+        CHECK(cs.device_bytes == uint64_t(cs.pages_total) * cs.page_bytes);
+        CHECK(cs.pages_in_use == pages);
     }
 }
 
@@ -262,11 +275,11 @@ TEST_CASE("engine: out of device memory is a status, leaks nothing, and the runt
     CHECK(std::string(kv_last_error_message()).find("limit") != std::string::npos);
     kv_runtime_destroy(rt);
 
-    d.memory_budget = 24 << 20;  // weights fit; a huge cache does not
+    d.memory_budget = 40 << 20;  // weights and a default pool fit; a 200k-token pool does not
     require_ok(kv_runtime_create(&d, &rt));
     require_ok(kv_model_load(rt, &md, &m));
     kv_session_desc sd = KV_SESSION_DESC_INIT;
-    sd.n_ctx = 65536;
+    sd.n_ctx = 200000;
     sd.cache_type = KV_CACHE_F32;
     kv_session* s = nullptr;
     CHECK(kv_session_create(m, &sd, &s) == KV_ERR_OUT_OF_DEVICE_MEMORY);

@@ -157,6 +157,8 @@ class kv_model_desc(Structure):
         ("data", c_void_p),
         ("size", c_uint64),
         ("copy_data", c_uint32),
+        ("kv_page_size", c_uint32),
+        ("kv_pool_tokens", c_uint32),
         ("reserved", c_uint32),
     ]
 
@@ -230,6 +232,25 @@ class kv_session_stats(Structure):
         ("total_prefill_ms", c_double),
         ("total_decode_ms", c_double),
         ("scratch_bytes", c_uint64),
+        ("pages", c_uint32),
+        ("shared_pages", c_uint32),
+        ("prefix_hit_tokens", c_uint64),
+    ]
+
+
+class kv_cache_stats(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("page_size", c_uint32),
+        ("pages_total", c_uint32),
+        ("pages_in_use", c_uint32),
+        ("pages_cached", c_uint32),
+        ("pages_free", c_uint32),
+        ("page_bytes", c_uint64),
+        ("device_bytes", c_uint64),
+        ("prefix_lookups", c_uint64),
+        ("prefix_hits", c_uint64),
+        ("evictions", c_uint64),
     ]
 
 

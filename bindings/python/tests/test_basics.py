@@ -76,11 +76,12 @@ EXPECTED_SIZES = {
     "kv_device_info": 1368,
     "kv_runtime_desc": 88,
     "kv_bandwidth_result": 40,
-    "kv_model_desc": 40,
+    "kv_model_desc": 48,
     "kv_model_info": 632,
     "kv_sampler_desc": 40,
     "kv_session_desc": 32,
-    "kv_session_stats": 96,
+    "kv_session_stats": 112,
+    "kv_cache_stats": 64,
 }
 EXPECTED_OFFSETS = [
     ("kv_device_info", "device_type", 776),
@@ -123,7 +124,7 @@ def test_init_helpers_match_macros():
         0.0, 0, 1.0, 0.0, 1.0, 64, 0)
     sd = N.session_desc_init()
     assert sd.struct_size == 32 and sd.cache_type == N.KV_CACHE_F16 and not sd.sampler
-    assert N.model_desc_init().struct_size == 40
+    assert N.model_desc_init().struct_size == 48
 
 
 def test_library_lookup_order(monkeypatch, tmp_path):
@@ -141,3 +142,24 @@ def test_load_library_bad_path(lib, tmp_path):
     assert "nope.so" in str(ei.value)
     # The loaded library is untouched.
     assert N.lib() is not None
+
+
+def test_struct_layouts_match_the_c_compiler():
+    """Every field of every public struct at the offset and size the C compiler gives it."""
+    import os
+    import subprocess
+    build = os.environ.get("KV_BUILD_DIR", "")
+    tool = os.path.join(build, "bin", "kv-abi-layout")
+    if not build or not os.path.exists(tool):
+        pytest.skip("kv-abi-layout not built (set KV_BUILD_DIR to the build directory)")
+    seen = set()
+    for line in subprocess.run([tool], capture_output=True, text=True, check=True).stdout.splitlines():
+        struct, field, off, size = line.split()
+        cls = getattr(N, struct)
+        seen.add(struct)
+        if field == "-":
+            assert ctypes.sizeof(cls) == int(size), struct
+        else:
+            f = getattr(cls, field)
+            assert (f.offset, f.size) == (int(off), int(size)), (struct, field)
+    assert "kv_session_stats" in seen and "kv_device_info" in seen

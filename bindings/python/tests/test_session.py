@@ -194,8 +194,11 @@ def test_stats(stories):
         assert st.n_tokens == 0 and st.n_ctx >= 32 and st.page_size > 0
         info = stories.info()
         assert st.kv_bytes_per_token == 2 * info.n_layer * info.n_head_kv * info.head_dim * 4
-        assert st.kv_bytes == st.kv_bytes_per_token * st.n_ctx
+        assert st.kv_bytes == 0  # paged: pages are taken as tokens arrive
         s.prefill(PROMPT_IDS)
+        paged = s.stats()
+        pages = -(-len(PROMPT_IDS) // paged.page_size)
+        assert paged.kv_bytes == st.kv_bytes_per_token * pages * paged.page_size
         list(s.generate(3))
         st = s.stats()
         assert (st.n_tokens, st.tokens_prefilled, st.tokens_decoded, st.last_prefill_tokens) == (8, 5, 3, 5)

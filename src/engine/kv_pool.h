@@ -1,0 +1,60 @@
+// The model-level KV page pool of one cache type: per layer a K and a V device buffer of
+// [n_pages][n_head_kv][page_size][head_dim] elements, shared by every session of the model, and
+// the bookkeeping (src/kvcache/: reference counts, free/LRU lists, prefix index) that decides
+// which page each session writes. Sessions hold kvcache::BlockTables on `pages`.
+//
+// Thread safety: sessions of one model may run on different threads; every use of `pages` and of
+// a session's BlockTable goes through `mutex`. GPU work never races: a session only writes pages
+// it holds alone (reference 1, unregistered) and only reads pages it holds a reference to.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "kvcache/block_table.h"
+#include "kvcache/page_pool.h"
+#include "model/ggml_types.h"
+#include "vk/command.h"
+#include "vk/memory.h"
+
+struct kv_model;
+
+namespace kv::engine {
+
+class KvPool {
+public:
+    // Allocates n_pages pages for every layer (throws KV_ERR_OUT_OF_DEVICE_MEMORY, or
+    // KV_ERR_UNSUPPORTED when one layer's pool exceeds what the device can bind).
+    KvPool(kv_model& model, model::GgmlType type, uint32_t page_size, uint32_t n_pages);
+
+    model::GgmlType type() const { return type_; }
+    uint32_t page_size() const { return page_size_; }
+    uint32_t n_pages() const { return n_pages_; }
+    // Bytes of one page in one layer's K (or V) buffer.
+    uint64_t page_bytes() const { return page_bytes_; }
+    // Bytes of one page across all layers, K and V.
+    uint64_t page_bytes_all_layers() const { return page_bytes_ * 2 * k_.size(); }
+    uint64_t device_bytes() const { return page_bytes_all_layers() * n_pages_; }
+    const vk::Buffer& k(uint32_t layer) const { return k_[layer]; }
+    const vk::Buffer& v(uint32_t layer) const { return v_[layer]; }
+
+    // Records the device copies a BlockTable asked for (whole pages, every layer, K and V).
+    void record_copies(vk::CommandStream& cs, const std::vector<kvcache::PageCopy>& copies) const;
+
+    std::mutex mutex;
+    kvcache::PagePool pages;
+
+private:
+    model::GgmlType type_;
+    uint32_t page_size_;
+    uint32_t n_pages_;
+    uint64_t page_bytes_;
+    std::vector<vk::Buffer> k_, v_;
+};
+
+// Bytes per element row of head_dim values in a KV page of `type` (F32, F16).
+uint64_t kv_row_bytes(model::GgmlType type, uint32_t head_dim);
+
+}  // namespace kv::engine

@@ -1,0 +1,228 @@
+// The paged KV cache through the public API: prefix sharing, fork (copy-on-write), truncate,
+// page accounting across sessions, and a full pool — each checked against sessions that were fed
+// the same tokens independently.
+#include <doctest/doctest.h>
+#include <kvulkan/kvulkan.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/runtime_fixture.h"
+#include "common/trace.h"
+
+namespace {
+
+void ok(kv_status s) { REQUIRE_MESSAGE(s == KV_OK, kv_status_string(s) << ": " << kv_last_error_message()); }
+
+struct Model {
+    kv_model* m = nullptr;
+    uint32_t n_vocab = 0;
+    Model(kv_runtime* rt, const std::string& path, uint32_t pool_tokens = 0, uint32_t page_size = 0) {
+        kv_model_desc d = KV_MODEL_DESC_INIT;
+        d.path = path.c_str();
+        d.kv_pool_tokens = pool_tokens;
+        d.kv_page_size = page_size;
+        ok(kv_model_load(rt, &d, &m));
+        kv_model_info info{};
+        info.struct_size = sizeof info;
+        ok(kv_model_get_info(m, &info));
+        n_vocab = info.n_vocab;
+    }
+    ~Model() { kv_model_destroy(m); }
+    kv_cache_stats cache(kv_cache_type t = KV_CACHE_F32) const {
+        kv_cache_stats s{};
+        s.struct_size = sizeof s;
+        ok(kv_model_get_cache_stats(m, t, &s));
+        return s;
+    }
+};
+
+struct Session {
+    kv_session* s = nullptr;
+    const Model* model;
+    Session(const Model& m, kv_cache_type t = KV_CACHE_F32) : model(&m) {
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        d.cache_type = t;
+        d.n_ctx = 512;
+        ok(kv_session_create(m.m, &d, &s));
+    }
+    explicit Session(kv_session* adopt, const Model& m) : s(adopt), model(&m) {}
+    ~Session() { kv_session_destroy(s); }
+    std::vector<float> logits() const {
+        std::vector<float> l(model->n_vocab);
+        ok(kv_session_logits(s, l.data(), model->n_vocab));
+        return l;
+    }
+    kv_session_stats stats() const {
+        kv_session_stats st{};
+        st.struct_size = sizeof st;
+        ok(kv_session_get_stats(s, &st));
+        return st;
+    }
+    void prefill(const std::vector<kv_token>& t) { ok(kv_prefill(s, t.data(), uint32_t(t.size()))); }
+    std::vector<kv_token> greedy(int n) {
+        std::vector<kv_token> out;
+        for (int i = 0; i < n; ++i) {
+            kv_token t;
+            kv_status st = kv_decode_step(s, &t);
+            REQUIRE((st == KV_OK || st == KV_END_OF_GENERATION));
+            if (st != KV_OK) break;
+            out.push_back(t);
+        }
+        return out;
+    }
+};
+
+// A 100-token prompt of the llama fixture (head_dim 32, 2 KV heads).
+struct Fixture {
+    kvtest::Trace trace = kvtest::load_trace("llama-gqa.f32.long");
+    std::vector<kv_token> prompt = trace.prompt;
+};
+
+}  // namespace
+
+TEST_CASE("paged: a prefix-hit session equals a cold one and computes only the rest") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    Session cold(model);
+    cold.prefill(f.prompt);
+    auto lc = cold.logits();
+    CHECK(cold.stats().prefix_hit_tokens == 0);
+
+    Session warm(model);
+    warm.prefill(f.prompt);
+    auto st = warm.stats();
+    const uint32_t ps = st.page_size;
+    CHECK(st.prefix_hit_tokens == (uint32_t(f.prompt.size()) - 1) / ps * ps);
+    CHECK(st.prefix_hit_tokens > 0);
+    CHECK(st.shared_pages == st.prefix_hit_tokens / ps);
+    double e = kvtest::rel_l2(warm.logits(), lc);
+    MESSAGE("prefix hit of " << st.prefix_hit_tokens << " tokens: rel L2 vs cold " << e);
+    CHECK(e <= 1e-4);
+    // And they go on alike.
+    CHECK(warm.greedy(12) == cold.greedy(12));
+    auto cs = model.cache();
+    CHECK(cs.prefix_hits >= st.prefix_hit_tokens / ps);
+}
+
+TEST_CASE("paged: N sessions sharing a P-token prompt hold its pages once plus their own") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    const uint32_t P = uint32_t(f.prompt.size());
+    std::vector<std::unique_ptr<Session>> ss;
+    const int N = 4;
+    for (int i = 0; i < N; ++i) {
+        ss.push_back(std::make_unique<Session>(model));
+        ss.back()->prefill(f.prompt);
+    }
+    const uint32_t ps = ss[0]->stats().page_size;
+    const uint32_t shared = (P - 1) / ps;                // full pages reused by sessions 2..N
+    const uint32_t own = (P + ps - 1) / ps - shared;     // pages each session holds alone
+    CHECK(model.cache().pages_in_use == shared + N * own);
+    for (auto& s : ss) CHECK(s->stats().pages == shared + own);
+    // Destroyed sessions leave their full pages cached for the next one.
+    ss.clear();
+    auto cs = model.cache();
+    CHECK(cs.pages_in_use == 0);
+    CHECK(cs.pages_cached >= P / ps);
+    Session again(model);
+    again.prefill(f.prompt);
+    CHECK(again.stats().prefix_hit_tokens == shared * ps);
+}
+
+TEST_CASE("paged: a forked pair equals two independent sessions fed the same tokens") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    for (kv_cache_type type : {KV_CACHE_F32, KV_CACHE_F16}) {
+        std::vector<kv_token> head(f.prompt.begin(), f.prompt.begin() + 37);  // ends inside a page
+        Session parent(model, type);
+        parent.prefill(head);
+        kv_session* child_raw = nullptr;
+        ok(kv_session_fork(parent.s, &child_raw));
+        Session child(child_raw, model);
+        CHECK(child.stats().n_tokens == 37);
+        CHECK(kvtest::rel_l2(child.logits(), parent.logits()) == 0);
+
+        // Diverge: the parent greedy-decodes, the child is fed different tokens.
+        auto gen = parent.greedy(20);
+        std::vector<kv_token> other = {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21};
+        child.prefill(other);
+
+        Session ind_parent(model, type), ind_child(model, type);
+        ind_parent.prefill(head);
+        auto gen2 = ind_parent.greedy(20);
+        CHECK(gen == gen2);
+        CHECK(kvtest::rel_l2(parent.logits(), ind_parent.logits()) <= 1e-5);
+        std::vector<kv_token> all = head;
+        all.insert(all.end(), other.begin(), other.end());
+        ind_child.prefill(all);
+        double e = kvtest::rel_l2(child.logits(), ind_child.logits());
+        MESSAGE("fork child vs independent: rel L2 " << e);
+        CHECK(e <= 1e-5);
+        CHECK(child.greedy(8) == ind_child.greedy(8));
+    }
+}
+
+TEST_CASE("paged: truncate-then-continue equals a fresh run of the shorter sequence") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    Session s(model);
+    s.prefill(f.prompt);
+    s.greedy(10);
+    for (uint32_t n : {90u, 64u, 33u, 1u}) {
+        ok(kv_session_truncate(s.s, n));
+        CHECK(s.stats().n_tokens == n);
+        Session fresh(model);
+        fresh.prefill(std::vector<kv_token>(f.prompt.begin(), f.prompt.begin() + n));
+        double e = kvtest::rel_l2(s.logits(), fresh.logits());
+        MESSAGE("truncate to " << n << ": rel L2 vs fresh " << e);
+        CHECK(e <= 1e-5);
+        CHECK(s.greedy(6) == fresh.greedy(6));
+        ok(kv_session_truncate(s.s, n));  // back to n for the next, shorter truncation
+    }
+    CHECK(kv_session_truncate(s.s, 1000) == KV_ERR_INVALID_ARGUMENT);
+    ok(kv_session_truncate(s.s, 0));
+    CHECK(s.stats().n_tokens == 0);
+    CHECK(s.stats().pages == 0);
+}
+
+TEST_CASE("paged: a full pool evicts cached pages first, then fails cleanly leaving every session intact") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path, 64, 16);  // 4 pages of 16 tokens
+    std::vector<kv_token> a(f.prompt.begin(), f.prompt.begin() + 40), b(f.prompt.begin() + 50, f.prompt.begin() + 90);
+    {
+        Session first(model);
+        first.prefill(a);  // 3 pages; 2 full ones stay cached when it goes
+    }
+    CHECK(model.cache().pages_cached == 2);
+    Session s1(model);
+    s1.prefill(b);  // 3 pages: takes the free page and evicts cached ones
+    auto cs = model.cache();
+    CHECK(cs.evictions >= 1);
+    CHECK(cs.pages_in_use == 3);
+    auto before = s1.logits();
+    Session s2(model);
+    CHECK(kv_prefill(s2.s, a.data(), uint32_t(a.size())) == KV_ERR_OUT_OF_DEVICE_MEMORY);
+    CHECK(std::string(kv_last_error_message()).find("pool is full") != std::string::npos);
+    CHECK(s2.stats().n_tokens == 0);
+    CHECK(s2.stats().pages == 0);
+    CHECK(model.cache().pages_in_use == 3);
+    CHECK(s1.logits() == before);
+    CHECK(s1.greedy(10).size() == 10);  // s1 goes on into its 4th page: the pool is now full
+    std::vector<kv_token> small(10, 3);
+    CHECK(kv_prefill(s2.s, small.data(), 10) == KV_ERR_OUT_OF_DEVICE_MEMORY);  // no page left at all
+    ok(kv_session_truncate(s1.s, 20));  // returns pages
+    s2.prefill(small);
+    CHECK(s2.stats().n_tokens == 10);
+}
