@@ -92,6 +92,7 @@ struct ReducePush {
 };
 
 constexpr uint32_t kDecodeMaxRows = 8;
+constexpr uint32_t kDecodeDefaultRows = 4;
 constexpr uint32_t kReduceWg = 64;
 
 // Shared memory (bytes) of the kernels, as declared in the shaders.
@@ -251,8 +252,9 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
     }
     if (!pl.tiled) {
         uint32_t wg = fit_workgroup(device_, 128);
-        const uint32_t max_rows =
-            options_.decode_rows ? std::min(options_.decode_rows, kDecodeMaxRows) : kDecodeMaxRows;
+        const uint32_t max_rows = options_.decode_rows
+                                      ? std::min(options_.decode_rows, kDecodeMaxRows)
+                                      : kDecodeDefaultRows;
         uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(max_rows, n_rows));
         while (decode_shared(wg, d, r) > shared_cap && wg > 32) wg /= 2;
         while (decode_shared(wg, d, r) > shared_cap && r > 1) --r;

@@ -233,6 +233,7 @@ struct Configs {
         AttentionOptions plain;  // decode kernel only, no split, shared-memory reductions
         plain.subgroup_ops = false;
         plain.vector_loads = false;
+        plain.decode_rows = 8;
         plain.tile_min_rows = 0;
         plain.max_splits = 1;
         add(plain);
@@ -616,8 +617,8 @@ TEST_CASE("attention benchmark") {
     opt_tiled64.tile_rows = 64;
     AttentionKernels ak_wide(gpu.device(), gpu.pipelines(), opt_wide);
     AttentionKernels ak_tiled64(gpu.device(), gpu.pipelines(), opt_tiled64);
-    AttentionOptions opt_rows4 = opt_decode;
-    opt_rows4.decode_rows = 4;
+    AttentionOptions opt_rows4 = opt_decode;  // the 8-row decode kernel
+    opt_rows4.decode_rows = 8;
     AttentionKernels ak_rows4(gpu.device(), gpu.pipelines(), opt_rows4);
     struct Shape {
         uint32_t n_tokens, ctx, n_head = 32;
@@ -711,7 +712,7 @@ TEST_CASE("attention benchmark") {
                             : akp == &ak_decode ? "decode"
                             : akp == &ak_tiled  ? "tiled"
                             : akp == &ak_wide   ? "wide splits"
-                            : akp == &ak_rows4  ? "decode 4 rows"
+                            : akp == &ak_rows4  ? "decode 8 rows"
                                                 : "tiled 64 rows";
         double pairs = 0;  // visible (query, key) pairs per head
         for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
