@@ -173,7 +173,7 @@ TEST_CASE("prefix: an identical page registered twice stays unregistered and cha
     pool.check_invariants();
 }
 
-TEST_CASE("prefix: released prompts stay cached until evicted; evicted parents orphan children") {
+TEST_CASE("prefix: released prompts stay cached until evicted, evicted parents orphan children") {
     PagePool pool(6, 2);
     Device dev(pool);
     auto prompt = iota_tokens(7, 10);  // 3 full pages + 1
