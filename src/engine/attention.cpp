@@ -32,9 +32,8 @@ void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, co
     if (r.buffer == VK_NULL_HANDLE)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
     if (r.size < bytes)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel,
-             what, static_cast<unsigned long long>(r.size),
-             static_cast<unsigned long long>(bytes));
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
+             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
 }
 
 bool device_has_subgroup_arithmetic(const vk::Device& device) {
@@ -149,8 +148,8 @@ void AttentionKernels::rope(vk::CommandStream& cs, const vk::BufferRange& x,
     const double r = std::pow(double(p.freq_base), -2.0 / double(p.n_rot));
     const float r_hi = static_cast<float>(r);
     const float r_lo = static_cast<float>(r - double(r_hi));
-    RopePush pc{p.n_tokens, p.n_heads, p.head_dim, p.n_rot, p.pos0, p.neox ? 1u : 0u,
-                p.freq_scale, r_hi, r_lo};
+    RopePush pc{p.n_tokens,       p.n_heads,    p.head_dim, p.n_rot, p.pos0,
+                p.neox ? 1u : 0u, p.freq_scale, r_hi,       r_lo};
     const uint32_t wg = fit_workgroup(device_, 256);
     vk::Pipeline& pl = pipeline(ff ? "rope_f32_ff" : "rope_f32", ff ? 2 : 1, sizeof(pc), {wg});
     uint32_t gx, gy;
@@ -164,8 +163,7 @@ void AttentionKernels::rope(vk::CommandStream& cs, const vk::BufferRange& x,
 // ---- KV cache ----------------------------------------------------------------------------------
 
 void AttentionKernels::check(const AttentionParams& p, const char* what) const {
-    if (p.n_tokens == 0 || p.n_head == 0 || p.n_head_kv == 0 || p.head_dim == 0 ||
-        p.page_size == 0)
+    if (p.n_tokens == 0 || p.n_head == 0 || p.n_head_kv == 0 || p.head_dim == 0 || p.page_size == 0)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: empty shape", what);
     if (p.n_head % p.n_head_kv != 0)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: %u heads are not a multiple of %u KV heads", what,
@@ -205,8 +203,8 @@ void AttentionKernels::kv_write(vk::CommandStream& cs, const vk::BufferRange& k,
     check_pools(p, k_pool, v_pool, block_table, "kv_write");
     KvWritePush pc{p.n_tokens, p.pos0, p.n_head_kv, p.head_dim, p.page_size};
     const uint32_t wg = fit_workgroup(device_, 256);
-    vk::Pipeline& pl = pipeline(p.kv_type == GgmlType::F16 ? "kv_write_f16" : "kv_write_f32", 5,
-                                sizeof(pc), {wg});
+    vk::Pipeline& pl =
+        pipeline(p.kv_type == GgmlType::F16 ? "kv_write_f16" : "kv_write_f32", 5, sizeof(pc), {wg});
     uint32_t gx, gy;
     grid(device_, div_up(uint64_t(p.n_tokens) * p.n_head_kv * (p.head_dim / 2), wg), &gx, &gy);
     cs.dispatch(pl, {k, v, k_pool, v_pool, block_table}, &pc, sizeof(pc), gx, gy);
@@ -260,8 +258,10 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
         while (decode_shared(wg, d, r) > shared_cap && r > 1) --r;
         while (decode_shared(wg, d, r) > shared_cap && wg > 1) wg /= 2;
         if (decode_shared(wg, d, r) > shared_cap)
-            fail(KV_ERR_UNSUPPORTED, "attention: head_dim %u needs more shared memory than the "
-                 "device's %llu bytes", d, static_cast<unsigned long long>(shared_cap));
+            fail(KV_ERR_UNSUPPORTED,
+                 "attention: head_dim %u needs more shared memory than the "
+                 "device's %llu bytes",
+                 d, static_cast<unsigned long long>(shared_cap));
         pl.workgroup = wg;
         pl.rows = r;
         pl.tile_keys = wg;
@@ -334,7 +334,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
              p.n_tokens, p.n_head);
 
     const bool f16 = p.kv_type == GgmlType::F16;
-    AttnPush pc{p.n_tokens, p.pos0,    p.n_head,  p.n_head_kv,       p.page_size,
+    AttnPush pc{p.n_tokens, p.pos0,    p.n_head,          p.n_head_kv, p.page_size,
                 p.window,   pl.splits, pl.keys_per_split, p.scale};
     std::string name;
     std::vector<uint32_t> spec;
@@ -366,8 +366,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
         vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg});
         uint32_t gx, gy;
         grid(device_, n_out, &gx, &gy);
-        cs.dispatch(red, {dst, out}, &rp,
-                    sizeof(rp), gx, gy);
+        cs.dispatch(red, {dst, out}, &rp, sizeof(rp), gx, gy);
     }
 }
 

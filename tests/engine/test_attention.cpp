@@ -58,7 +58,8 @@ struct Cache {
     // Element offset of (pos, kvh, 0) in a pool.
     uint64_t elem(uint32_t pos, uint32_t kvh) const {
         return ((uint64_t(table[pos / p.page_size]) * p.n_head_kv + kvh) * p.page_size +
-                pos % p.page_size) * p.head_dim;
+                pos % p.page_size) *
+               p.head_dim;
     }
 };
 
@@ -191,21 +192,21 @@ double check_attention(kvtest::Gpu& gpu, const std::vector<const AttentionKernel
     std::vector<float> k, v;
     Cache cache = make_cache(gpu, *configs[0], p, ac.pos0 + ac.n_tokens, &k, &v);
     // Queries with a wide range so the softmax is far from uniform.
-    auto q = kvtest::random_floats(size_t(p.n_tokens) * p.n_head * p.head_dim,
-                                   kvtest::fresh_seed(), -4.f, 4.f);
+    auto q = kvtest::random_floats(size_t(p.n_tokens) * p.n_head * p.head_dim, kvtest::fresh_seed(),
+                                   -4.f, 4.f);
     auto bq = gpu.upload(q);
     const auto want = cpu_attention(q, k, v, p);
     double worst = 0;
     for (const AttentionKernels* ak : configs) {
         const auto plan = ak->plan(p, ak->options().allocator ? ak->options().scratch_bytes : 0);
         INFO("plan: tiled " << plan.tiled << " rows " << plan.rows << " tile " << plan.tile_keys
-                            << " wg " << plan.workgroup << " splits " << plan.splits
-                            << " subgroup " << ak->subgroup_ops());
+                            << " wg " << plan.workgroup << " splits " << plan.splits << " subgroup "
+                            << ak->subgroup_ops());
         if (expect_split && ak->options().force_splits > 1) CHECK(plan.splits > 1);
         auto bo = gpu.output(want.size());
         gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
-            ak->attention(cs, whole(bq), whole(cache.k_pool), whole(cache.v_pool),
-                          whole(cache.bt), whole(bo), p);
+            ak->attention(cs, whole(bq), whole(cache.k_pool), whole(cache.v_pool), whole(cache.bt),
+                          whole(bo), p);
         });
         const auto got = gpu.download(bo, want.size());
         CHECK(kvtest::count_nan(got) == 0);
@@ -265,7 +266,7 @@ TEST_CASE("rope matches the reference: normal and NeoX, partial rotation, scalin
         {1, 1, 2, 2, 0, 10000.f, 1.f, false, false},
         {5, 3, 16, 16, 3, 10000.f, 1.f, false, false},
         {5, 3, 16, 16, 3, 10000.f, 1.f, true, false},
-        {7, 2, 32, 16, 100, 1e6f, 1.f, true, false},      // partial, qwen-like base
+        {7, 2, 32, 16, 100, 1e6f, 1.f, true, false},         // partial, qwen-like base
         {4, 4, 64, 48, 1000, 10000.f, 0.25f, false, false},  // linear scaling
         {3, 8, 128, 128, 4090, 500000.f, 1.f, false, true},  // Llama 3 factors
         {3, 2, 128, 64, 131000, 500000.f, 1.f, true, true},  // long context
@@ -340,8 +341,8 @@ TEST_CASE("kv_write stores rows at their block-table slots, F32 exactly and F16 
             p.head_dim = 10;
             p.page_size = page;
             p.kv_type = type;
-            p.pos0 = 21;       // mid-page start
-            p.n_tokens = 45;   // crosses pages
+            p.pos0 = 21;      // mid-page start
+            p.n_tokens = 45;  // crosses pages
             Cache c;
             c.p = p;
             c.n_ctx = p.pos0 + p.n_tokens;
@@ -352,13 +353,15 @@ TEST_CASE("kv_write stores rows at their block-table slots, F32 exactly and F16 
             c.v_pool = kv::vk::Buffer(&gpu.allocator(), c.pool_bytes(), kv::vk::MemoryUse::Device);
             c.bt = gpu.upload_bytes(c.table.data(), c.table.size() * 4);
             const uint32_t row = p.n_head_kv * p.head_dim;
-            auto k = kvtest::random_floats(size_t(p.n_tokens) * row, kvtest::fresh_seed(), -3.f, 3.f);
-            auto v = kvtest::random_floats(size_t(p.n_tokens) * row, kvtest::fresh_seed(), -3.f, 3.f);
+            auto k =
+                kvtest::random_floats(size_t(p.n_tokens) * row, kvtest::fresh_seed(), -3.f, 3.f);
+            auto v =
+                kvtest::random_floats(size_t(p.n_tokens) * row, kvtest::fresh_seed(), -3.f, 3.f);
             auto bk = gpu.upload(k), bv = gpu.upload(v);
             gpu.run({}, [&](kv::vk::CommandStream& cs) {
                 poison_pools(cs, c);
-                ak.kv_write(cs, whole(bk), whole(bv), whole(c.k_pool), whole(c.v_pool),
-                            whole(c.bt), p);
+                ak.kv_write(cs, whole(bk), whole(bv), whole(c.k_pool), whole(c.v_pool), whole(c.bt),
+                            p);
             });
             for (int which = 0; which < 2; ++which) {
                 const auto pool = decode_pool(gpu, c, which ? c.v_pool : c.k_pool);
@@ -377,8 +380,8 @@ TEST_CASE("kv_write stores rows at their block-table slots, F32 exactly and F16 
                             if (pool[e] != want) {
                                 ++mismatches;
                                 // A device may convert to half toward zero instead of to nearest.
-                                if (type == GgmlType::F16 && std::fabs(pool[e] - want) <=
-                                                                 std::fabs(want) * (1.0 / 1024))
+                                if (type == GgmlType::F16 &&
+                                    std::fabs(pool[e] - want) <= std::fabs(want) * (1.0 / 1024))
                                     ++off_by_one_ulp;
                             }
                         }
@@ -407,13 +410,14 @@ TEST_CASE("attention: decode over growing contexts, GQA 1/2/4/8 and MQA, F32 and
             const GgmlType type = (i % 2) ? GgmlType::F16 : GgmlType::F32;
             const uint32_t page = (i / 2) % 2 ? 32 : 16;
             ++i;
-            worst = std::max(worst, check_attention(gpu, cfg.all,
-                                                    {1, pos0, h.n_head, h.n_head_kv, h.head_dim,
-                                                     page, type, 0},
-                                                    pos0 >= 4));
+            worst = std::max(
+                worst, check_attention(gpu, cfg.all,
+                                       {1, pos0, h.n_head, h.n_head_kv, h.head_dim, page, type, 0},
+                                       pos0 >= 4));
         }
     }
-    MESSAGE("decode worst relative L2 error " << worst << " ("
+    MESSAGE("decode worst relative L2 error "
+            << worst << " ("
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
             << " s)");
 }
@@ -423,10 +427,10 @@ TEST_CASE("attention: chunked prefill (1..64 tokens at pos0 > 0), F32 and F16") 
     Configs cfg(gpu);
     double worst = 0;
     const AttnCase cases[] = {
-        {1, 5, 4, 2, 32, 16, GgmlType::F32, 0},   {2, 31, 4, 1, 16, 16, GgmlType::F16, 0},
-        {7, 40, 8, 2, 64, 32, GgmlType::F16, 0},  {16, 16, 4, 4, 32, 16, GgmlType::F32, 0},
-        {33, 3, 8, 1, 16, 32, GgmlType::F32, 0},  {64, 100, 8, 2, 32, 16, GgmlType::F16, 0},
-        {64, 0, 2, 2, 128, 32, GgmlType::F32, 0}, {48, 700, 16, 2, 64, 16, GgmlType::F16, 0},
+        {1, 5, 4, 2, 32, 16, GgmlType::F32, 0},    {2, 31, 4, 1, 16, 16, GgmlType::F16, 0},
+        {7, 40, 8, 2, 64, 32, GgmlType::F16, 0},   {16, 16, 4, 4, 32, 16, GgmlType::F32, 0},
+        {33, 3, 8, 1, 16, 32, GgmlType::F32, 0},   {64, 100, 8, 2, 32, 16, GgmlType::F16, 0},
+        {64, 0, 2, 2, 128, 32, GgmlType::F32, 0},  {48, 700, 16, 2, 64, 16, GgmlType::F16, 0},
         {64, 30, 16, 2, 32, 16, GgmlType::F32, 0},  // 512 rows per KV head: 64-row tiles
     };
     for (const AttnCase& c : cases) worst = std::max(worst, check_attention(gpu, cfg.all, c, true));
@@ -470,9 +474,11 @@ TEST_CASE("attention: head_dim 256 and 16 KiB of shared memory (phone-sized tile
         for (size_t i = cfg.all.size() - 2; i < cfg.all.size(); ++i) {
             const auto pl = cfg.all[i]->plan(params_of(c), 4 << 20);
             const uint64_t shared =
-                pl.tiled ? (uint64_t(pl.rows) * c.head_dim + uint64_t(pl.tile_keys) * (c.head_dim + 4) +
-                            uint64_t(pl.rows) * pl.tile_keys + 3ull * pl.rows) * 4
-                         : (uint64_t(pl.rows) * c.head_dim + 2ull * pl.rows * pl.workgroup) * 4;
+                pl.tiled
+                    ? (uint64_t(pl.rows) * c.head_dim + uint64_t(pl.tile_keys) * (c.head_dim + 4) +
+                       uint64_t(pl.rows) * pl.tile_keys + 3ull * pl.rows) *
+                          4
+                    : (uint64_t(pl.rows) * c.head_dim + 2ull * pl.rows * pl.workgroup) * 4;
             CHECK(shared <= 16384);
         }
         worst = std::max(worst, check_attention(gpu, cfg.all, c, true));
@@ -495,8 +501,8 @@ TEST_CASE("attention: caller scratch, tiny scratch and plans") {
     auto bq = gpu.upload(q);
     const auto want = cpu_attention(q, k, v, p);
     // Enough scratch, scratch for two splits only, and none.
-    for (uint64_t bytes : {want_bytes, uint64_t(p.n_head) * (p.head_dim + 2) * 4 * 2 + 12,
-                           uint64_t(0)}) {
+    for (uint64_t bytes :
+         {want_bytes, uint64_t(p.n_head) * (p.head_dim + 2) * 4 * 2 + 12, uint64_t(0)}) {
         INFO("scratch bytes " << bytes);
         kv::vk::Buffer scratch;
         kv::vk::BufferRange sr{};
@@ -572,9 +578,9 @@ TEST_CASE("argmax: lowest index among ties, NaNs ignored, huge rows") {
         r[200] = nan;
         rows.push_back(r);  // -> 100
     }
-    rows.push_back(std::vector<float>(999, -inf));  // -> 0
-    rows.push_back(std::vector<float>(300, nan));   // -> 0
-    rows.push_back(std::vector<float>(4096, 2.5f)); // -> 0
+    rows.push_back(std::vector<float>(999, -inf));   // -> 0
+    rows.push_back(std::vector<float>(300, nan));    // -> 0
+    rows.push_back(std::vector<float>(4096, 2.5f));  // -> 0
     {
         std::vector<float> r(70000, -inf);
         r[69999] = -1e30f;
@@ -625,9 +631,8 @@ TEST_CASE("attention benchmark") {
     };
     const Shape cpu_shapes[] = {{1, 300}, {16, 64}};
     // n_head 64: Llama-3-70B's GQA 8.
-    const Shape gpu_shapes[] = {{1, 1024},   {1, 8192},      {1, 32768},   {1, 131072},
-                                {1, 32768, 64}, {4, 32768},  {512, 512},   {2048, 2048},
-                                {512, 8192}};
+    const Shape gpu_shapes[] = {{1, 1024},  {1, 8192},  {1, 32768},   {1, 131072}, {1, 32768, 64},
+                                {4, 32768}, {512, 512}, {2048, 2048}, {512, 8192}};
     const Shape* shapes = cpu_device ? cpu_shapes : gpu_shapes;
     const size_t n_shapes = cpu_device ? std::size(cpu_shapes) : std::size(gpu_shapes);
     const int iters = cpu_device ? 2 : 20;
@@ -659,70 +664,72 @@ TEST_CASE("attention benchmark") {
         auto bq = gpu.upload(q);
         auto bo = gpu.output(q.size());
 
-        const AttentionKernels* kernels[] = {&ak_default, &ak_decode, &ak_tiled, &ak_wide,
-                                             &ak_tiled64, &ak_rows4};
+        const AttentionKernels* kernels[] = {&ak_default, &ak_decode,  &ak_tiled,
+                                             &ak_wide,    &ak_tiled64, &ak_rows4};
         for (const AttentionKernels* akp : kernels) {
-        if (akp != &ak_default && cpu_device) continue;
-        const AttentionKernels& ak = *akp;
-        const bool ts = gpu.device().timestamps();
-        kv::vk::CommandStream cs(gpu.device(), ts ? 2 : 0);
-        auto record = [&](int n) {
-            cs.begin();
-            cs.barrier();
-            if (ts) cs.timestamp(0);
-            for (int i = 0; i < n; ++i) {
-                ak.attention(cs, whole(bq), whole(c.k_pool), whole(c.v_pool), whole(c.bt),
-                             whole(bo), p);
+            if (akp != &ak_default && cpu_device) continue;
+            const AttentionKernels& ak = *akp;
+            const bool ts = gpu.device().timestamps();
+            kv::vk::CommandStream cs(gpu.device(), ts ? 2 : 0);
+            auto record = [&](int n) {
+                cs.begin();
                 cs.barrier();
+                if (ts) cs.timestamp(0);
+                for (int i = 0; i < n; ++i) {
+                    ak.attention(cs, whole(bq), whole(c.k_pool), whole(c.v_pool), whole(c.bt),
+                                 whole(bo), p);
+                    cs.barrier();
+                }
+                if (ts) cs.timestamp(1);
+            };
+            record(1);
+            cs.submit_and_wait();
+            record(iters);
+            const auto t0 = std::chrono::steady_clock::now();
+            cs.submit_and_wait();
+            const double wall =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            const double sec = (ts ? cs.elapsed_ns(0, 1) * 1e-9 : wall) / iters;
+
+            // Check a sample of heads against the CPU (all of them for small shapes).
+            const auto got = gpu.download(bo, q.size());
+            std::vector<float> kf(n_elem), vf(n_elem);
+            for (uint64_t i = 0; i < n_elem; ++i) {
+                kf[i] = kv::model::fp16_to_fp32(kh[i]);
+                vf[i] = kv::model::fp16_to_fp32(vh[i]);
             }
-            if (ts) cs.timestamp(1);
-        };
-        record(1);
-        cs.submit_and_wait();
-        record(iters);
-        const auto t0 = std::chrono::steady_clock::now();
-        cs.submit_and_wait();
-        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double sec = (ts ? cs.elapsed_ns(0, 1) * 1e-9 : wall) / iters;
+            const auto kc = gather(c, kf), vc = gather(c, vf);
+            AttentionParams one = p;  // the last token only (the longest row) keeps the CPU quick
+            one.n_tokens = 1;
+            one.pos0 = p.pos0 + p.n_tokens - 1;
+            const size_t last = size_t(p.n_tokens - 1) * p.n_head * p.head_dim;
+            std::vector<float> q_last(size_t(p.n_head) * p.head_dim), got_last(q_last.size());
+            for (size_t i = 0; i < q_last.size(); ++i) {
+                q_last[i] = q[last + i];
+                got_last[i] = got[last + i];
+            }
+            const auto want = cpu_attention(q_last, kc, vc, one);
+            const double err = kvtest::rel_l2(got_last, want);
+            CHECK(kvtest::count_nan(got) == 0);
+            CHECK_MESSAGE(err < kAttnTol, "relative L2 error " << err);
 
-        // Check a sample of heads against the CPU (all of them for small shapes).
-        const auto got = gpu.download(bo, q.size());
-        std::vector<float> kf(n_elem), vf(n_elem);
-        for (uint64_t i = 0; i < n_elem; ++i) {
-            kf[i] = kv::model::fp16_to_fp32(kh[i]);
-            vf[i] = kv::model::fp16_to_fp32(vh[i]);
-        }
-        const auto kc = gather(c, kf), vc = gather(c, vf);
-        AttentionParams one = p;  // the last token only (the longest row) keeps the CPU quick
-        one.n_tokens = 1;
-        one.pos0 = p.pos0 + p.n_tokens - 1;
-        const size_t last = size_t(p.n_tokens - 1) * p.n_head * p.head_dim;
-        std::vector<float> q_last(size_t(p.n_head) * p.head_dim), got_last(q_last.size());
-        for (size_t i = 0; i < q_last.size(); ++i) {
-            q_last[i] = q[last + i];
-            got_last[i] = got[last + i];
-        }
-        const auto want = cpu_attention(q_last, kc, vc, one);
-        const double err = kvtest::rel_l2(got_last, want);
-        CHECK(kvtest::count_nan(got) == 0);
-        CHECK_MESSAGE(err < kAttnTol, "relative L2 error " << err);
-
-        const auto plan = ak.plan(p, opt.scratch_bytes);
-        const char* which = akp == &ak_default  ? "default"
-                            : akp == &ak_decode ? "decode"
-                            : akp == &ak_tiled  ? "tiled"
-                            : akp == &ak_wide   ? "wide splits"
-                            : akp == &ak_rows4  ? "decode 8 rows"
-                                                : "tiled 64 rows";
-        double pairs = 0;  // visible (query, key) pairs per head
-        for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
-        const double kv_bytes = double(s.ctx) * p.n_head_kv * p.head_dim * 2 * 2;
-        const double flops = 4.0 * pairs * p.n_head * p.head_dim;
-        MESSAGE(describe(ac) << " [" << std::string(which) << "]: " << sec * 1e6 << " us, KV read " << kv_bytes / sec * 1e-9
-                             << " GB/s, " << flops / sec * 1e-12 << " TFLOP/s (plan: "
-                             << std::string(plan.tiled ? "tiled" : "decode") << " rows " << plan.rows
-                             << " tile " << plan.tile_keys << " splits " << plan.splits
-                             << "), err " << err);
+            const auto plan = ak.plan(p, opt.scratch_bytes);
+            const char* which = akp == &ak_default  ? "default"
+                                : akp == &ak_decode ? "decode"
+                                : akp == &ak_tiled  ? "tiled"
+                                : akp == &ak_wide   ? "wide splits"
+                                : akp == &ak_rows4  ? "decode 8 rows"
+                                                    : "tiled 64 rows";
+            double pairs = 0;  // visible (query, key) pairs per head
+            for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
+            const double kv_bytes = double(s.ctx) * p.n_head_kv * p.head_dim * 2 * 2;
+            const double flops = 4.0 * pairs * p.n_head * p.head_dim;
+            MESSAGE(describe(ac) << " [" << std::string(which) << "]: " << sec * 1e6
+                                 << " us, KV read " << kv_bytes / sec * 1e-9 << " GB/s, "
+                                 << flops / sec * 1e-12 << " TFLOP/s (plan: "
+                                 << std::string(plan.tiled ? "tiled" : "decode") << " rows "
+                                 << plan.rows << " tile " << plan.tile_keys << " splits "
+                                 << plan.splits << "), err " << err);
         }
     }
 }
