@@ -20,6 +20,7 @@
 #include "engine/kernels.h"
 #include "engine/weight_kernels.h"
 #include "model/ggml_types.h"
+#include "model/gguf.h"
 
 using kv::engine::KernelOptions;
 using kv::engine::Kernels;
@@ -499,4 +500,65 @@ TEST_CASE("weight kernels throughput (prints GB/s of weight reads and GFLOP/s)")
             CHECK(kvtest::count_nan(gpu.download(by, size_t(s.rows) * s.tokens)) == 0);
         }
     }
+}
+
+TEST_CASE("weight kernels on real quantized tensors (llama-gqa fixtures of every type)") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    const char* variants[] = {"f32",  "f16",  "bf16",   "q8_0",   "q4_0",   "q4_1",   "q5_0",
+                              "q5_1", "q2_k", "q3_k_s", "q4_k_s", "q4_k_m", "q5_k_s", "q6_k"};
+    std::vector<bool> seen(64, false);
+    for (const char* v : variants) {
+        const std::string path =
+            kvtest::shared_dir() + "/models/fixtures/llama-gqa." + std::string(v) + ".gguf";
+        if (!kvtest::file_exists(path)) {
+            MESSAGE("skipping missing fixture " << path);
+            continue;
+        }
+        auto file = kv::model::GgufFile::open(path);
+        // Up to 4 two-dimensional tensors per file, preferring types not yet covered.
+        int done = 0;
+        for (const auto& t : file->tensors()) {
+            if (t.n_dims != 2 || !WeightKernels::supported(t.type) || done >= 4) continue;
+            const uint32_t cols = static_cast<uint32_t>(t.ne[0]);
+            const uint32_t rows = std::min<uint32_t>(static_cast<uint32_t>(t.ne[1]), 300);
+            const uint64_t rb = kv::model::row_bytes(t.type, cols);
+            std::vector<uint8_t> w(file->tensor_data(t), file->tensor_data(t) + rb * rows);
+            seen[size_t(t.type) % seen.size()] = true;
+            ++done;
+            const uint32_t seed = kvtest::fresh_seed();
+            INFO(v << " tensor " << t.name << " " << name(t.type) << " [" << rows << "][" << cols
+                   << "] seed " << seed);
+            auto W = upload_weights(gpu, t.type, w, cols);
+            const auto deq = dequantize(t.type, w, rows, cols);
+            for (uint32_t n_tokens : {1u, 5u}) {
+                auto x = kvtest::random_floats(size_t(cols) * n_tokens, seed + n_tokens);
+                auto bx = gpu.upload(x);
+                auto by = gpu.output(size_t(rows) * n_tokens);
+                gpu.run({whole(by)}, [&](kv::vk::CommandStream& cs) {
+                    wk.matmul(cs, W, t.type, rows, cols, whole(bx), whole(by), n_tokens);
+                });
+                std::vector<float> mag;
+                const auto want = cpu_matmul(deq, rows, cols, x, n_tokens, &mag);
+                check_product(gpu.download(by, want.size()), want, mag, kTol);
+            }
+            std::vector<uint32_t> ids = {0, rows - 1, rows / 2, 1 % rows};
+            auto bi = gpu.upload_bytes(ids.data(), ids.size() * 4);
+            auto bo = gpu.output(ids.size() * cols);
+            gpu.run({whole(bo)}, [&](kv::vk::CommandStream& cs) {
+                wk.get_rows(cs, W, t.type, rows, cols, whole(bi), static_cast<uint32_t>(ids.size()),
+                            whole(bo));
+            });
+            const auto got = gpu.download(bo, ids.size() * cols);
+            std::vector<float> want(ids.size() * cols);
+            for (size_t i = 0; i < ids.size(); ++i)
+                std::copy_n(deq.begin() + size_t(ids[i]) * cols, cols, want.begin() + i * cols);
+            CHECK(kvtest::max_abs_diff(got, want) <=
+                  1e-6 * (1 + kvtest::max_abs_diff(want, std::vector<float>(want.size(), 0.f))));
+        }
+    }
+    for (GgmlType t : kAllTypes)
+        if (!seen[size_t(t) % seen.size()]) MESSAGE("no fixture tensor of type " << name(t));
 }
