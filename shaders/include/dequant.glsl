@@ -6,12 +6,12 @@
 //   layout(std430, binding = N) readonly buffer Wb { uint w_words[]; };
 //   #define DQ_W w_words
 // and define exactly one type:  W_F32 W_F16 W_BF16 W_Q4_0 W_Q4_1 W_Q5_0 W_Q5_1 W_Q8_0 W_Q2_K
-// W_Q3_K W_Q4_K W_Q5_K W_Q6_K (= 1). Optionally DQ_B16=1 for a float type: it is then read in
-// "blocks" of 16 elements (rows must be a multiple of 16 long) instead of element by element.
+// W_Q3_K W_Q4_K W_Q5_K W_Q6_K (= 1). The float types are read element by element (deq1); the
+// quantized ones in 16-element sub-blocks (deq16).
 //
 // Provides:
 //   DQ_BS, DQ_BB                 elements and bytes per block
-//   DQ_ELEM                      1 for the element-wise float path (deq1), else 0
+//   DQ_ELEM                      1 for the float types (deq1), 0 for the quantized ones (deq16)
 //   float deq1(uint row_byte, uint i)                element i of the row starting at row_byte
 //   void deq16(uint blk, uint sub, out float v[16])  the 16 consecutive elements [16 sub, 16 sub
 //                                                    + 16) of the block starting at byte blk
@@ -21,8 +21,8 @@
 //
 // The including shader enables GL_EXT_control_flow_attributes ([[unroll]]).
 //
-// Byte offsets are within the binding; the binding covers whole 32-bit words (the buffer is
-// padded to a multiple of 4 bytes), so a word that holds a block's last bytes may be read whole.
+// Byte offsets are within the binding; the binding covers whole 16-byte words (vk::Buffer pads
+// its VkBuffer), so a word that holds a block's last bytes may be read whole.
 #ifndef KV_DEQUANT_GLSL
 #define KV_DEQUANT_GLSL
 
@@ -73,37 +73,9 @@ float deq1(uint row_byte, uint i) {
 #endif
 }
 
-#if DQ_B16
-#define DQ_ELEM 0
-#define DQ_BS 16u
-#define DQ_BB (16u * DQ_ESIZE)
-#define DQ_UPB 1u
-#define DQ_SPU 1u
-uint dq_unit_sub(uint u, uint i) { return 0u; }
-// blk is a multiple of 4 (rows of 16k elements start on whole words).
-void deq16(uint blk, uint sub, out float v[16]) {
-    const uint w0 = blk >> 2;
-#if W_F32
-    [[unroll]] for (uint j = 0u; j < 16u; ++j) v[j] = uintBitsToFloat(DQ_W[w0 + j]);
-#else
-    [[unroll]] for (uint j = 0u; j < 8u; ++j) {
-        const uint q = DQ_W[w0 + j];
-#if W_F16
-        const vec2 h = unpackHalf2x16(q);
-        v[2u * j] = h.x;
-        v[2u * j + 1u] = h.y;
-#else
-        v[2u * j] = uintBitsToFloat(q << 16);
-        v[2u * j + 1u] = uintBitsToFloat(q & 0xFFFF0000u);
-#endif
-    }
-#endif
-}
-#else
 #define DQ_ELEM 1
 #define DQ_BS 1u
 #define DQ_BB DQ_ESIZE
-#endif
 
 #elif W_Q4_0
 // { f16 d; u8 qs[16]; }  x[j] = d * ((qs[j] & 15) - 8), x[j + 16] = d * ((qs[j] >> 4) - 8)
