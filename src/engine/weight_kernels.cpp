@@ -191,6 +191,8 @@ void WeightKernels::get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, Gg
     check_cols(type, cols, "get_rows");
     need_bytes(ids, uint64_t(n_ids) * 4, "get_rows", "ids");
     need_bytes(out, uint64_t(n_ids) * cols * kF32, "get_rows", "out");
+    if (uint64_t(n_ids) * cols > 0xFFFFFFFFull)
+        fail(KV_ERR_UNSUPPORTED, "get_rows: %u rows of %u exceed 32-bit indexing", n_ids, cols);
     const std::vector<Chunk> cks = chunks(W, type, rows, cols, "get_rows");
     const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
     const uint32_t tasks = is_float(type) ? cols : cols / 16;  // elements or 16-element sub-blocks

@@ -1,6 +1,10 @@
 // Kernels that read model weights in their file format (every supported ggml type), dequantizing
 // as they read: embedding row lookup, matrix-vector (decode) and matrix-matrix (prefill) products.
-// Weights live in a SplitBuffer whose chunks are whole rows (each <= maxStorageBufferRange).
+// Weights live in a SplitBuffer whose chunks are whole rows (each <= maxStorageBufferRange):
+// one dispatch per chunk, all writing disjoint outputs. The shaders read the packed blocks as 32-
+// and 128-bit words; a chunk's binding is rounded up to whole 16-byte words, which vk::Buffer's
+// padding keeps inside the VkBuffer. Indices are 32-bit: a chunk < 4 GiB, n_tokens * cols/rows
+// must fit (checked). Types and layouts: shaders/include/dequant.glsl, model/ggml_types.h.
 // Synchronisation as in kernels.h: methods only record; callers add cs.barrier().
 #pragma once
 
@@ -39,7 +43,8 @@ public:
     static bool supported(model::GgmlType type);
 
     // out[i][c] = W[ids[i]][c] for i < n_ids: W is [rows][cols] of `type`, ids a uint32 buffer
-    // (values checked by the caller), out f32 [n_ids][cols].
+    // (values checked by the caller: an id >= rows leaves its output row unwritten), out f32
+    // [n_ids][cols]. Bit-exact with model::dequantize_row (up to fused multiply-adds).
     void get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type,
                   uint32_t rows, uint32_t cols, const vk::BufferRange& ids, uint32_t n_ids,
                   const vk::BufferRange& out) const;
