@@ -519,6 +519,20 @@ KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child);
  * held. */
 KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens);
 
+/* Saved sessions: a mobile app suspended by the OS resumes its conversation without recomputing
+ * it. The image holds the tokens, the KV pages, the current logits, the settings and the sampler
+ * state, in a versioned format with a checksum; restoring gives the same logits and the same next
+ * tokens as the original session. A truncated or corrupted image, or one from another model, is
+ * rejected (KV_ERR_BAD_MODEL names what is wrong; KV_ERR_UNSUPPORTED for a newer format).
+ *
+ * kv_session_save: on input *size is the capacity of `buffer` (NULL with capacity 0 to query); on
+ * output the image's size. KV_INCOMPLETE (nothing written) when the capacity is too small. */
+KV_API kv_status kv_session_save(kv_session* session, void* buffer, size_t* size);
+KV_API kv_status kv_session_save_file(kv_session* session, const char* path);
+/* Creates a session of `model` from an image made by kv_session_save. */
+KV_API kv_status kv_session_load(kv_model* model, const void* data, size_t size, kv_session** out_session);
+KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_session** out_session);
+
 /* The model's KV page pool of one cache type. */
 typedef struct kv_cache_stats {
     uint32_t struct_size;

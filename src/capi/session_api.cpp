@@ -1,5 +1,8 @@
 // C API: sessions — prefill, decode, logits, statistics.
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "capi/api.h"
 #include "engine/runtime.h"
@@ -146,6 +149,64 @@ KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child) {
 KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens) {
     return api::guard([&] {
         engine::truncate(need(session), n_tokens);
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_save(kv_session* session, void* buffer, size_t* size) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!size) fail(KV_ERR_INVALID_ARGUMENT, "size is NULL");
+        size_t cap = *size, need_bytes = engine::saved_size(s);
+        *size = need_bytes;
+        if (cap < need_bytes) return KV_INCOMPLETE;
+        if (!buffer) fail(KV_ERR_INVALID_ARGUMENT, "buffer is NULL with a capacity of %zu", cap);
+        std::vector<uint8_t> img = engine::save(s);
+        std::memcpy(buffer, img.data(), img.size());
+        *size = img.size();
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_save_file(kv_session* session, const char* path) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!path) fail(KV_ERR_INVALID_ARGUMENT, "path is NULL");
+        std::vector<uint8_t> img = engine::save(s);
+        std::string tmp = std::string(path) + ".tmp";
+        {
+            std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+            if (!f) fail(KV_ERR_IO, "cannot write %s", tmp.c_str());
+            f.write(reinterpret_cast<const char*>(img.data()), std::streamsize(img.size()));
+            if (!f) fail(KV_ERR_IO, "writing %s failed", tmp.c_str());
+        }
+        // Replace atomically: a crash mid-save never leaves a half-written session behind.
+        if (std::rename(tmp.c_str(), path) != 0) {
+            std::remove(tmp.c_str());
+            fail(KV_ERR_IO, "cannot rename %s to %s", tmp.c_str(), path);
+        }
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_load(kv_model* model, const void* data, size_t size, kv_session** out_session) {
+    return api::guard([&] {
+        if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
+        if (!out_session) fail(KV_ERR_INVALID_ARGUMENT, "out_session is NULL");
+        *out_session = engine::load(*model, static_cast<const uint8_t*>(data), size).release();
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_session** out_session) {
+    return api::guard([&] {
+        if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
+        if (!out_session) fail(KV_ERR_INVALID_ARGUMENT, "out_session is NULL");
+        if (!path) fail(KV_ERR_INVALID_ARGUMENT, "path is NULL");
+        std::ifstream f(path, std::ios::binary);
+        if (!f) fail(KV_ERR_IO, "cannot open %s", path);
+        std::vector<uint8_t> img((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        *out_session = engine::load(*model, img.data(), img.size()).release();
         return KV_OK;
     });
 }

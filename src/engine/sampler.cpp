@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
+#include <sstream>
 #include <cmath>
 #include <unordered_set>
 
@@ -21,6 +22,21 @@ void check_sampler(const kv_sampler_desc& d) {
 
 Sampler::Sampler(const kv_sampler_desc& desc) : desc_(desc), rng_(desc.seed) {
     if (desc_.repeat_last_n == 0) desc_.repeat_last_n = 64;
+}
+
+std::string Sampler::rng_state() const {
+    std::ostringstream os;
+    os << rng_;
+    return os.str();
+}
+
+bool Sampler::set_rng_state(const std::string& state) {
+    std::istringstream is(state);
+    std::mt19937_64 r;
+    is >> r;
+    if (is.fail()) return false;
+    rng_ = r;
+    return true;
 }
 
 int32_t Sampler::sample(float* logits, uint32_t n_vocab, const std::vector<int32_t>& history) {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace kv::engine {
@@ -24,6 +25,9 @@ public:
     int32_t sample(float* logits, uint32_t n_vocab, const std::vector<int32_t>& history);
 
     void reset() { rng_.seed(desc_.seed); }
+    // The random engine's state as text (saved sessions), and back (false if malformed).
+    std::string rng_state() const;
+    bool set_rng_state(const std::string& state);
     const kv_sampler_desc& desc() const { return desc_; }
 
 private:

@@ -101,4 +101,9 @@ void copy_logits(kv_session& s, float* out);
 std::unique_ptr<kv_session> fork(kv_session& parent);
 void truncate(kv_session& s, uint32_t n);
 
+// Saved sessions (session_io.cpp).
+size_t saved_size(const kv_session& s);
+std::vector<uint8_t> save(kv_session& s);
+std::unique_ptr<kv_session> load(kv_model& model, const uint8_t* data, size_t size);
+
 }  // namespace kv::engine

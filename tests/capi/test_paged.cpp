@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <kvulkan/kvulkan.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -225,4 +226,83 @@ TEST_CASE("paged: a full pool evicts cached pages first, then fails cleanly leav
     ok(kv_session_truncate(s1.s, 20));  // returns pages
     s2.prefill(small);
     CHECK(s2.stats().n_tokens == 10);
+}
+
+TEST_CASE("saved sessions: a round trip restores identical logits and the same next tokens") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    for (kv_cache_type type : {KV_CACHE_F32, KV_CACHE_F16}) {
+        kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
+        sd.temperature = 0.8f;
+        sd.top_k = 50;
+        sd.seed = 42;
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        d.cache_type = type;
+        d.n_ctx = 256;
+        d.sampler = &sd;
+        kv_session* raw = nullptr;
+        ok(kv_session_create(model.m, &d, &raw));
+        Session s(raw, model);
+        s.prefill(std::vector<kv_token>(f.prompt.begin(), f.prompt.begin() + 45));
+        s.greedy(5);  // (samples with the session's sampler)
+
+        size_t size = 0;
+        CHECK(kv_session_save(s.s, nullptr, &size) == KV_INCOMPLETE);
+        REQUIRE(size > 0);
+        std::vector<uint8_t> img(size);
+        ok(kv_session_save(s.s, img.data(), &size));
+        CHECK(size == img.size());
+
+        kv_session* back_raw = nullptr;
+        ok(kv_session_load(model.m, img.data(), img.size(), &back_raw));
+        Session back(back_raw, model);
+        CHECK(back.stats().n_tokens == s.stats().n_tokens);
+        CHECK(back.logits() == s.logits());
+        auto a = s.greedy(10), b = back.greedy(10);
+        CHECK(a == b);
+        CHECK(back.logits() == s.logits());
+
+        // Files too.
+        std::string path = "/tmp/kvulkan-test-session-" + std::to_string(int(type)) + ".kvs";
+        ok(kv_session_save_file(s.s, path.c_str()));
+        kv_session* from_file = nullptr;
+        ok(kv_session_load_file(model.m, path.c_str(), &from_file));
+        Session ff(from_file, model);
+        CHECK(ff.logits() == s.logits());
+        std::remove(path.c_str());
+    }
+}
+
+TEST_CASE("saved sessions: truncated, corrupted and foreign images are rejected with a message") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    Session s(model);
+    s.prefill(std::vector<kv_token>(f.prompt.begin(), f.prompt.begin() + 20));
+    size_t size = 0;
+    kv_session_save(s.s, nullptr, &size);
+    std::vector<uint8_t> img(size);
+    ok(kv_session_save(s.s, img.data(), &size));
+    kv_session* out = nullptr;
+    for (size_t cut : {size_t(0), size_t(7), size_t(40), size / 2, size - 1}) {
+        CHECK(kv_session_load(model.m, img.data(), cut, &out) != KV_OK);
+        CHECK(out == nullptr);
+    }
+    std::vector<uint8_t> bad = img;
+    bad[bad.size() / 2] ^= 0x5A;
+    CHECK(kv_session_load(model.m, bad.data(), bad.size(), &out) == KV_ERR_BAD_MODEL);
+    CHECK(std::string(kv_last_error_message()).find("checksum") != std::string::npos);
+    bad = img;
+    bad[0] = 'X';
+    CHECK(kv_session_load(model.m, bad.data(), bad.size(), &out) == KV_ERR_BAD_MODEL);
+    CHECK(std::string(kv_last_error_message()).find("magic") != std::string::npos);
+
+    Model other(rt, kvtest::shared_dir() + "/models/stories260K/stories260K.gguf");
+    CHECK(kv_session_load(other.m, img.data(), img.size(), &out) == KV_ERR_BAD_MODEL);
+    CHECK(std::string(kv_last_error_message()).find("another model") != std::string::npos);
+    CHECK(kv_session_load_file(model.m, "/nonexistent/session.kvs", &out) == KV_ERR_IO);
+    CHECK(out == nullptr);
 }
