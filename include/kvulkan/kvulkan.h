@@ -404,6 +404,8 @@ typedef struct kv_session kv_session;
 typedef enum kv_cache_type {
     KV_CACHE_F16 = 0, /* default: half the memory of F32, ~1e-3 relative logits error */
     KV_CACHE_F32 = 1,
+    KV_CACHE_Q8_0 = 2, /* 8-bit values + an fp16 scale per 32: about half of F16's memory */
+    KV_CACHE_Q4_0 = 3, /* 4-bit values + an fp16 scale per 32: about a quarter (head_dim % 32 == 0) */
     KV_CACHE_TYPE_FORCE32 = 0x7FFFFFFF
 } kv_cache_type;
 
@@ -439,9 +441,16 @@ typedef struct kv_session_desc {
     uint32_t n_batch;                /* most tokens per prefill pass (0: 512); bounds scratch memory */
     uint32_t reserved;
     const kv_sampler_desc* sampler;  /* NULL: greedy; copied */
+    /* Sliding window: each token attends to the last `window` tokens (itself included) plus the
+     * first `sinks` tokens ("attention sinks"); pages wholly outside both are returned to the pool,
+     * so endless generation runs in bounded memory and never hits KV_ERR_CONTEXT_FULL (n_ctx then
+     * caps nothing). 0: full attention. A model whose metadata declares a sliding window applies
+     * its own per layer in any case. */
+    uint32_t window;
+    uint32_t sinks;
 } kv_session_desc;
 
-#define KV_SESSION_DESC_INIT { (uint32_t)sizeof(kv_session_desc), 0u, 0u, KV_CACHE_F16, 0u, 0u, NULL }
+#define KV_SESSION_DESC_INIT { (uint32_t)sizeof(kv_session_desc), 0u, 0u, KV_CACHE_F16, 0u, 0u, NULL, 0u, 0u }
 
 /* Creates a session of a model loaded with a runtime. Allocates its KV cache (exactly
  * 2 x layers x kv_heads x head_dim x n_ctx x bytes-per-element) and scratch memory.

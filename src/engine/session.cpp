@@ -341,6 +341,8 @@ model::GgmlType cache_type(kv_cache_type t) {
     switch (t) {
         case KV_CACHE_F16: return GgmlType::F16;
         case KV_CACHE_F32: return GgmlType::F32;
+        case KV_CACHE_Q8_0:
+        case KV_CACHE_Q4_0: fail(KV_ERR_UNSUPPORTED, "quantized KV pages (Q8_0, Q4_0) are not implemented yet");
         default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(t));
     }
 }
@@ -356,6 +358,7 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->flags = d.flags;
     s->kv_type = cache_type(d.cache_type);
     if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
+    if (d.window || d.sinks) fail(KV_ERR_UNSUPPORTED, "sliding-window sessions are not implemented yet");
     kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
     if (d.sampler) {
         if (d.sampler->struct_size < sizeof(kv_sampler_desc))

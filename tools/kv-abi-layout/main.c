@@ -42,7 +42,7 @@ int main(void) {
     F(kv_sampler_desc, repeat_last_n); F(kv_sampler_desc, reserved); F(kv_sampler_desc, seed);
     S(kv_session_desc); F(kv_session_desc, struct_size); F(kv_session_desc, flags); F(kv_session_desc, n_ctx);
     F(kv_session_desc, cache_type); F(kv_session_desc, n_batch); F(kv_session_desc, reserved);
-    F(kv_session_desc, sampler);
+    F(kv_session_desc, sampler); F(kv_session_desc, window); F(kv_session_desc, sinks);
     S(kv_session_stats); F(kv_session_stats, struct_size); F(kv_session_stats, n_tokens); F(kv_session_stats, n_ctx);
     F(kv_session_stats, page_size); F(kv_session_stats, kv_bytes); F(kv_session_stats, kv_bytes_per_token);
     F(kv_session_stats, tokens_prefilled); F(kv_session_stats, tokens_decoded); F(kv_session_stats, last_prefill_ms);
