@@ -2,7 +2,8 @@
 //
 //   kv-generate -m model.gguf [-p "prompt" | --prompt-ids 1,2,3] [-n 128] [--temp 0] [--top-k 0]
 //               [--top-p 1] [--min-p 0] [--repeat-penalty 1] [--seed 0] [--ctx N] [--batch N]
-//               [--kv-type f16|f32] [--no-cache] [--device INDEX|NAME] [--ids]
+//               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
+//               [--no-cache] [--device INDEX|NAME] [--ids]
 //               [--dump-logits FILE] [--quiet] [--validation]
 //
 // Streams the text as it is generated; at the end prints prefill and decode tok/s, the KV cache
@@ -27,7 +28,8 @@ int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
                  "usage: kv-generate -m model.gguf [-p PROMPT | --prompt-ids 1,2,3] [-n N] [--temp T]\n"
                  "         [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N]\n"
-                 "         [--batch N] [--kv-type f16|f32] [--no-cache] [--device INDEX|NAME] [--ids]\n"
+                 "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
+                 "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
                  "         [--dump-logits FILE] [--quiet] [--validation]\n");
     return rc;
 }
@@ -52,6 +54,7 @@ int main(int argc, char** argv) {
     std::vector<kv_token> prompt_ids;
     bool have_ids = false, print_ids = false, quiet = false;
     int n_predict = 128;
+    uint32_t page_size = 0;
     kv_sampler_desc sampler = KV_SAMPLER_DESC_INIT;
     kv_session_desc sdesc = KV_SESSION_DESC_INIT;
     kv_runtime_desc rdesc = KV_RUNTIME_DESC_INIT;
@@ -95,11 +98,16 @@ int main(int argc, char** argv) {
             std::string t = val();
             if (t == "f16") sdesc.cache_type = KV_CACHE_F16;
             else if (t == "f32") sdesc.cache_type = KV_CACHE_F32;
+            else if (t == "q8_0") sdesc.cache_type = KV_CACHE_Q8_0;
+            else if (t == "q4_0") sdesc.cache_type = KV_CACHE_Q4_0;
             else {
-                std::fprintf(stderr, "kv-generate: --kv-type must be f16 or f32, not '%s'\n", t.c_str());
+                std::fprintf(stderr, "kv-generate: --kv-type must be f16, f32, q8_0 or q4_0, not '%s'\n", t.c_str());
                 return usage(2);
             }
-        } else if (a == "--no-cache") sdesc.flags |= KV_SESSION_NO_CACHE;
+        } else if (a == "--page-size") page_size = uint32_t(num(1, 1024));
+        else if (a == "--window") sdesc.window = uint32_t(num(0, 1u << 30));
+        else if (a == "--sinks") sdesc.sinks = uint32_t(num(0, 1u << 30));
+        else if (a == "--no-cache") sdesc.flags |= KV_SESSION_NO_CACHE;
         else if (a == "--device") {
             const char* v = val();
             char* end = nullptr;
@@ -129,6 +137,7 @@ int main(int argc, char** argv) {
     kv_runtime_get_info(rt, &dev);
     kv_model_desc mdesc = KV_MODEL_DESC_INIT;
     mdesc.path = model_path.c_str();
+    mdesc.kv_page_size = page_size;
     kv_model* model = nullptr;
     if ((s = kv_model_load(rt, &mdesc, &model)) != KV_OK) die(model_path.c_str(), s);
     kv_model_info info{};
@@ -145,7 +154,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kv-generate: the prompt has no tokens\n");
         return 2;
     }
-    if (sdesc.n_ctx == 0) {
+    if (sdesc.n_ctx == 0 && sdesc.window == 0) {
         // Room for the prompt and every requested token, at least the model's context (max 4096).
         uint32_t want = uint32_t(prompt_ids.size()) + uint32_t(n_predict);
         uint32_t model_ctx = info.n_ctx_train ? std::min<uint32_t>(info.n_ctx_train, 4096) : 4096;
@@ -212,6 +221,8 @@ int main(int argc, char** argv) {
     kv_session_stats st{};
     st.struct_size = sizeof st;
     kv_session_get_stats(session, &st);
+    const char* kv_name = sdesc.cache_type == KV_CACHE_F32 ? "f32" : sdesc.cache_type == KV_CACHE_Q8_0 ? "q8_0"
+                          : sdesc.cache_type == KV_CACHE_Q4_0 ? "q4_0" : "f16";
     double prefill_tps = st.total_prefill_ms > 0 ? st.tokens_prefilled / (st.total_prefill_ms / 1e3) : 0;
     double decode_tps = st.total_decode_ms > 0 ? st.tokens_decoded / (st.total_decode_ms / 1e3) : 0;
     std::fprintf(stderr,
@@ -219,15 +230,15 @@ int main(int argc, char** argv) {
                  "[kv-generate] model: %s, %s, %.2fM params, %.1f MiB of weights\n"
                  "[kv-generate] prefill: %llu tokens in %.1f ms (%.1f tok/s)\n"
                  "[kv-generate] decode: %llu tokens in %.1f ms (%.1f tok/s, %.3f ms/token)%s\n"
-                 "[kv-generate] KV cache: %s, %u tokens capacity, %llu bytes (= 2 x %u layers x %u kv heads x "
-                 "%u head dim x %u tokens x %u bytes)\n",
+                 "[kv-generate] KV cache: %s, %u tokens capacity, %llu bytes in %u pages of %u tokens "
+                 "(%llu bytes per token = 2 x %u layers x %u kv heads x %u head dim x %s element)\n",
                  dev.device_name, info.architecture, info.name, double(info.n_params) / 1e6,
                  double(info.weight_bytes) / (1 << 20), (unsigned long long)st.tokens_prefilled,
                  st.total_prefill_ms, prefill_tps, (unsigned long long)st.tokens_decoded, st.total_decode_ms,
                  decode_tps, st.tokens_decoded ? st.total_decode_ms / double(st.tokens_decoded) : 0.0,
                  (sdesc.flags & KV_SESSION_NO_CACHE) ? " [no cache: full recompute every step]" : "",
-                 sdesc.cache_type == KV_CACHE_F32 ? "f32" : "f16", st.n_ctx, (unsigned long long)st.kv_bytes,
-                 info.n_layer, info.n_head_kv, info.head_dim, st.n_ctx, sdesc.cache_type == KV_CACHE_F32 ? 4u : 2u);
+                 kv_name, st.n_ctx, (unsigned long long)st.kv_bytes, st.pages, st.page_size,
+                 (unsigned long long)st.kv_bytes_per_token, info.n_layer, info.n_head_kv, info.head_dim, kv_name);
     kv_session_destroy(session);
     kv_model_destroy(model);
     kv_runtime_destroy(rt);

@@ -55,6 +55,15 @@ check(rc == 0 and out == "Once upon a time", "kv-tokenize --decode")
 rc, out, err = run(["kv-info", "-m", model])
 check(rc == 0 and "llama" in out and "layers 5" in out, "kv-info -m")
 
+with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+    f.write("Once upon a time there was a cat.\nWhat did the cat do?\n")
+    f.flush()
+    rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "16", "--temp", "0"])
+    import re
+    turns = re.findall(r"\[turn (\d+): prompt (\d+) tokens, (\d+) reused from the cache, (\d+) prefilled\]", out)
+    check(rc == 0 and len(turns) == 2 and int(turns[0][2]) == 0 and int(turns[1][2]) > 0,
+          f"kv-chat reuses the cached history on turn 2 ({turns})")
+
 rc, out, err = run(["kv-generate", "-m", model, "--temp", "hot"])
 check(rc == 2 and "bad value" in err, "kv-generate rejects a bad flag value")
 rc, out, err = run(["kv-generate", "--no-such-flag"])
