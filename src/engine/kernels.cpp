@@ -1,5 +1,7 @@
 #include "engine/kernels.h"
 
+#include "engine/kernel_util.h"
+
 #include <algorithm>
 
 namespace kv::engine {
@@ -10,14 +12,6 @@ using model::GgmlType;
 
 constexpr uint64_t kF32 = 4;
 
-uint32_t floor_pow2(uint32_t v) {
-    uint32_t p = 1;
-    while (p * 2 <= v) p *= 2;
-    return p;
-}
-
-bool is_pow2(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 // Largest power of two <= want that the device accepts as a 1D workgroup.
 uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
     const VkPhysicalDeviceLimits& l = device.limits();
@@ -25,35 +19,6 @@ uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
     // Shared memory: the reductions keep one float per invocation and row.
     cap = std::min(cap, l.maxComputeSharedMemorySize / 16);
     return floor_pow2(std::max(1u, std::min(want, cap)));
-}
-
-// Checks that `r` holds `bytes` and returns it trimmed to them: a caller may pass a larger range
-// (even one over maxStorageBufferRange); only what the kernel touches is bound.
-vk::BufferRange fit(const vk::BufferRange& r, uint64_t bytes, const char* kernel,
-                    const char* what) {
-    if (r.buffer == VK_NULL_HANDLE)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
-    if (r.size < bytes)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
-             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
-    return {r.buffer, r.offset, bytes};
-}
-
-// Subgroup arithmetic in compute shaders (Vulkan 1.1 core query).
-bool device_has_subgroup_arithmetic(const vk::Device& device) {
-    if (device.instance().api_version() < VK_API_VERSION_1_1 ||
-        device.properties().apiVersion < VK_API_VERSION_1_1)
-        return false;
-    VkPhysicalDeviceSubgroupProperties sg{};
-    sg.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &sg;
-    vkGetPhysicalDeviceProperties2(device.physical(), &p2);
-    const VkSubgroupFeatureFlags need =
-        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
-    return (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-           (sg.supportedOperations & need) == need && sg.subgroupSize >= 1;
 }
 
 struct RowPush {
@@ -79,7 +44,7 @@ struct MatvecPush {
 
 Kernels::Kernels(vk::Device& device, vk::PipelineCache& pipelines, const KernelOptions& options)
     : device_(device), pipelines_(pipelines) {
-    subgroup_ops_ = options.subgroup_ops && device_has_subgroup_arithmetic(device);
+    subgroup_ops_ = options.subgroup_ops && has_subgroup_arithmetic(device);
     // CPU devices (lavapipe) run a workgroup on one thread and pay for every barrier by
     // switching between invocation batches, so kernels with reductions get narrow workgroups
     // there (measured on lavapipe, Mesa 22.3, 256 rows x 4096: softmax 6 ms at 8 invocations,
@@ -118,31 +83,16 @@ vk::Pipeline& Kernels::pipeline(const std::string& name, bool reduces, uint32_t 
     return pipelines_.get(d);
 }
 
-void Kernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
-    const uint64_t max_x = device_.limits().maxComputeWorkGroupCount[0];
-    const uint64_t max_y = device_.limits().maxComputeWorkGroupCount[1];
-    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
-    if (groups <= max_x) {
-        *gx = static_cast<uint32_t>(groups);
-        *gy = 1;
-        return;
-    }
-    const uint64_t y = (groups + max_x - 1) / max_x;
-    if (y > max_y)
-        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
-             static_cast<unsigned long long>(groups));
-    *gy = static_cast<uint32_t>(y);
-    *gx = static_cast<uint32_t>((groups + y - 1) / y);
-}
+void Kernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const { dispatch_grid(device_, groups, gx, gy); }
 
 void Kernels::rms_norm(vk::CommandStream& cs, const vk::BufferRange& x,
                        const vk::BufferRange& weight, const vk::BufferRange& out, uint32_t n_cols,
                        uint32_t n_rows, float eps) const {
     if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "rms_norm: empty shape");
     const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
-    const vk::BufferRange bx = fit(x, bytes, "rms_norm", "x");
-    const vk::BufferRange bw = fit(weight, uint64_t(n_cols) * kF32, "rms_norm", "weight");
-    const vk::BufferRange bo = fit(out, bytes, "rms_norm", "out");
+    const vk::BufferRange bx = fit_range(x, bytes, "rms_norm", "x");
+    const vk::BufferRange bw = fit_range(weight, uint64_t(n_cols) * kF32, "rms_norm", "weight");
+    const vk::BufferRange bo = fit_range(out, bytes, "rms_norm", "out");
     vk::Pipeline& p = pipeline("rms_norm_f32", true, 3, sizeof(RowPush), {row_wg_});
     RowPush pc{n_cols, n_rows, eps};
     uint32_t gx, gy;
@@ -157,9 +107,9 @@ void Kernels::binary(vk::CommandStream& cs, const char* shader, const vk::Buffer
     if (nb == 0) nb = n;
     if (n % nb != 0)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: broadcast length %u does not divide %u", shader, nb, n);
-    const vk::BufferRange ba = fit(a, uint64_t(n) * kF32, shader, "a");
-    const vk::BufferRange bb = fit(b, uint64_t(nb) * kF32, shader, "b");
-    const vk::BufferRange bo = fit(out, uint64_t(n) * kF32, shader, "out");
+    const vk::BufferRange ba = fit_range(a, uint64_t(n) * kF32, shader, "a");
+    const vk::BufferRange bb = fit_range(b, uint64_t(nb) * kF32, shader, "b");
+    const vk::BufferRange bo = fit_range(out, uint64_t(n) * kF32, shader, "out");
     vk::Pipeline& p = pipeline(shader, false, 3, sizeof(BinaryPush), {eltwise_wg_});
     BinaryPush pc{n, nb};
     uint32_t gx, gy;
@@ -187,8 +137,8 @@ void Kernels::softmax_rows(vk::CommandStream& cs, const vk::BufferRange& x,
                            float scale) const {
     if (n_cols == 0 || n_rows == 0) fail(KV_ERR_INVALID_ARGUMENT, "softmax_rows: empty shape");
     const uint64_t bytes = uint64_t(n_cols) * n_rows * kF32;
-    const vk::BufferRange bx = fit(x, bytes, "softmax_rows", "x");
-    const vk::BufferRange bo = fit(out, bytes, "softmax_rows", "out");
+    const vk::BufferRange bx = fit_range(x, bytes, "softmax_rows", "x");
+    const vk::BufferRange bo = fit_range(out, bytes, "softmax_rows", "out");
     vk::Pipeline& p = pipeline("softmax_f32", true, 2, sizeof(RowPush), {row_wg_});
     RowPush pc{n_cols, n_rows, scale};
     uint32_t gx, gy;
@@ -241,9 +191,9 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::BufferRange& W, GgmlType t
     matvec_variant(type, cols);  // throws for unsupported types / shapes
     if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
-    const vk::BufferRange bw = fit(W, matvec_row_bytes(type, cols) * rows, "matvec", "W");
-    const vk::BufferRange bx = fit(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
-    const vk::BufferRange by = fit(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    const vk::BufferRange bw = fit_range(W, matvec_row_bytes(type, cols) * rows, "matvec", "W");
+    const vk::BufferRange bx = fit_range(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    const vk::BufferRange by = fit_range(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
     matvec_chunk(cs, bw, type, 0, rows, rows, cols, bx, by, n_vecs);
 }
 
@@ -259,8 +209,8 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType t
         fail(KV_ERR_INVALID_ARGUMENT, "matvec: W holds %llu bytes, [%u][%u] needs %llu",
              static_cast<unsigned long long>(W.size()), rows, cols,
              static_cast<unsigned long long>(rb * rows));
-    const vk::BufferRange bx = fit(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
-    const vk::BufferRange by = fit(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
+    const vk::BufferRange bx = fit_range(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
+    const vk::BufferRange by = fit_range(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
     uint64_t next_row = 0;
     for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
         const uint64_t off = W.chunk_offset(i);

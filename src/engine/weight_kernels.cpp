@@ -1,5 +1,7 @@
 #include "engine/weight_kernels.h"
 
+#include "engine/kernel_util.h"
+
 #include <algorithm>
 
 namespace kv::engine {
@@ -31,14 +33,6 @@ struct MatmulPush {
     uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride;
 };
 
-uint32_t floor_pow2(uint32_t v) {
-    uint32_t p = 1;
-    while (p * 2 <= v) p *= 2;
-    return p;
-}
-
-bool is_pow2(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
-
 const model::TypeTraits& traits_of(GgmlType type, const char* kernel) {
     const model::TypeTraits* t = model::type_traits(type);
     if (!t || !WeightKernels::supported(type))
@@ -55,11 +49,7 @@ void check_cols(GgmlType type, uint32_t cols, const char* kernel) {
 }
 
 void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
-    if (r.buffer == VK_NULL_HANDLE)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
-    if (r.size < bytes)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
-             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
+    fit_range(r, bytes, kernel, what);
 }
 
 bool is_float(GgmlType t) {
@@ -126,22 +116,7 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     large_min_tokens_ = force == 128 ? 2 : 96;
 }
 
-void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const {
-    const uint64_t max_x = device_.limits().maxComputeWorkGroupCount[0];
-    const uint64_t max_y = device_.limits().maxComputeWorkGroupCount[1];
-    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
-    if (groups <= max_x) {
-        *gx = static_cast<uint32_t>(groups);
-        *gy = 1;
-        return;
-    }
-    const uint64_t y = (groups + max_x - 1) / max_x;
-    if (y > max_y)
-        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
-             static_cast<unsigned long long>(groups));
-    *gy = static_cast<uint32_t>(y);
-    *gx = static_cast<uint32_t>((groups + y - 1) / y);
-}
+void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const { dispatch_grid(device_, groups, gx, gy); }
 
 std::vector<WeightKernels::Chunk> WeightKernels::chunks(const vk::SplitBuffer& W, GgmlType type,
                                                         uint32_t rows, uint32_t cols,

@@ -94,6 +94,8 @@ public:
     uint64_t max_storage_buffer_range() const { return props_.limits.maxStorageBufferRange; }
     uint64_t max_allocation_size() const { return max_allocation_size_; }
     uint32_t subgroup_size() const { return subgroup_size_; }
+    // VkSubgroupFeatureFlags supported in compute shaders (0 if subgroups are not usable there).
+    uint32_t subgroup_ops() const { return static_info_.subgroup_ops; }
     bool timestamps() const { return timestamp_valid_bits_ != 0 && props_.limits.timestampPeriod > 0; }
     float timestamp_period_ns() const { return props_.limits.timestampPeriod; }
 
