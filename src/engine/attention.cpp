@@ -127,6 +127,31 @@ vk::Pipeline& AttentionKernels::pipeline(const std::string& name, uint32_t bindi
     return pipelines_.get(d);
 }
 
+uint64_t kv_page_bytes(GgmlType type, uint32_t n_head_kv, uint32_t page_size,
+                       uint32_t head_dim) {
+    const uint64_t rows = uint64_t(n_head_kv) * page_size;
+    switch (type) {
+        case GgmlType::F32: return rows * head_dim * 4;
+        case GgmlType::F16:
+            if (head_dim % 2 != 0)
+                fail(KV_ERR_UNSUPPORTED, "F16 KV pages need an even head_dim, not %u", head_dim);
+            return rows * head_dim * 2;
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0: {
+            if (head_dim % 32 != 0)
+                fail(KV_ERR_UNSUPPORTED, "%s KV pages need head_dim %% 32 == 0, not %u",
+                     type == GgmlType::Q8_0 ? "q8_0" : "q4_0", head_dim);
+            const uint64_t values = type == GgmlType::Q8_0 ? head_dim : head_dim / 2;
+            const uint64_t bytes = rows * (values + 2 * (head_dim / 32));
+            return (bytes + 15) / 16 * 16;
+        }
+        default: {
+            const model::TypeTraits* t = model::type_traits(type);
+            fail(KV_ERR_UNSUPPORTED, "KV cache type %s is not supported", t ? t->name : "unknown");
+        }
+    }
+}
+
 // ---- rope --------------------------------------------------------------------------------------
 
 void AttentionKernels::rope(vk::CommandStream& cs, const vk::BufferRange& x,
@@ -176,6 +201,9 @@ void AttentionKernels::check(const AttentionParams& p, const char* what) const {
     }
     if (uint64_t(p.pos0) + p.n_tokens > 0xFFFFFFFFull)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: positions overflow", what);
+    if (p.sinks != 0 || p.ring_pages != 0)
+        fail(KV_ERR_UNSUPPORTED, "%s: attention sinks and ring block tables are not supported yet",
+             what);
 }
 
 static void check_pools(const AttentionParams& p, const vk::BufferRange& k_pool,

@@ -61,8 +61,34 @@ struct AttentionParams {
     uint32_t page_size = 0;  // tokens per cache page
     model::GgmlType kv_type = model::GgmlType::F16;
     float scale = 1.f;    // usually 1 / sqrt(head_dim)
-    uint32_t window = 0;  // sliding window (0: full causal): query p sees keys (p - window, p]
+    // Sliding window with attention sinks: key j is visible to query p iff j <= p and
+    // (window == 0 or j + window > p or j < sinks). sinks only matters when window > 0.
+    uint32_t window = 0;
+    uint32_t sinks = 0;
+    // Ring-mapped block table (bounded memory for endless generation): logical page lp (of
+    // position lp * page_size) uses block-table slot
+    //   lp < sink_pages ? lp : sink_pages + (lp - sink_pages) % ring_pages.
+    // ring_pages == 0: no ring (slot = lp; sink_pages is ignored). The caller guarantees that
+    // pages resident at once never share a slot and that every key visible to a query of the
+    // call is resident; the kernels never read a masked key's page.
+    uint32_t sink_pages = 0;
+    uint32_t ring_pages = 0;
 };
+
+// Bytes of one page of one layer's K (or V) pool: n_head_kv x page_size rows of head_dim values.
+//   F32, F16: [n_head_kv][page_size][head_dim] elements (F16: packed pairs; head_dim even),
+//             exactly rows x head_dim x 4 (or 2) bytes, no padding.
+//   Q8_0, Q4_0 (head_dim % 32 == 0): first all rows' values, then all rows' scales:
+//     values: Q8_0: int8[head_dim] per row; Q4_0: element i of a row in nibble i (low nibble
+//             first in a byte, bytes little-endian in a 32-bit word): head_dim / 2 bytes per row;
+//     scales: fp16[head_dim / 32] per row, packed halves (row r's block b is half
+//             r * head_dim / 32 + b of the scale area, low half first in a word);
+//     rounded up to a multiple of 16 bytes.
+//   Rows are ordered [n_head_kv][page_size] in both areas. Quantization is that of
+//   model::quantize_row (ggml's reference quantizers); values dequantize as q * d (Q8_0) and
+//   (q - 8) * d (Q4_0). Throws KV_ERR_UNSUPPORTED for other types or a head_dim they cannot hold.
+uint64_t kv_page_bytes(model::GgmlType type, uint32_t n_head_kv, uint32_t page_size,
+                       uint32_t head_dim);
 
 // Tuning and scratch. Defaults suit any device; tests use the knobs to force each path.
 struct AttentionOptions {

@@ -1,5 +1,6 @@
 #include "engine/kv_pool.h"
 
+#include "engine/attention.h"
 #include "engine/model.h"
 #include "engine/runtime.h"
 
@@ -17,7 +18,7 @@ KvPool::KvPool(kv_model& m, model::GgmlType type, uint32_t page_size, uint32_t n
     : pages(n_pages, page_size), type_(type), page_size_(page_size), n_pages_(n_pages) {
     const auto& cfg = m.config();
     kv_runtime& rt = *m.runtime;
-    page_bytes_ = kv_row_bytes(type, cfg.head_dim) * cfg.n_head_kv * page_size;
+    page_bytes_ = kv_page_bytes(type, cfg.n_head_kv, page_size, cfg.head_dim);
     uint64_t layer_bytes = page_bytes_ * n_pages;
     uint64_t range = rt.device->max_storage_buffer_range();
     if (layer_bytes > range)
