@@ -12,6 +12,7 @@ the source checkout's build/ directory, then the system loader. It is loaded on 
 """
 from ._api import (
     BandwidthResult,
+    CacheStats,
     CacheType,
     DeviceInfo,
     DeviceType,
@@ -58,6 +59,7 @@ __all__ = [
     "BadStateError",
     "BadTokenError",
     "BandwidthResult",
+    "CacheStats",
     "CacheType",
     "ContextFullError",
     "DeviceInfo",

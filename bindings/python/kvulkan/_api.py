@@ -100,6 +100,8 @@ class SubgroupOp(enum.IntFlag):
 class CacheType(enum.IntEnum):
     F16 = N.KV_CACHE_F16
     F32 = N.KV_CACHE_F32
+    Q8_0 = N.KV_CACHE_Q8_0  # 8-bit values + an fp16 scale per 32: about half of F16's memory
+    Q4_0 = N.KV_CACHE_Q4_0  # 4-bit values + an fp16 scale per 32: about a quarter (head_dim % 32 == 0)
 
 
 def _enum_or_int(cls, value):
@@ -283,6 +285,26 @@ class SessionStats:
     total_prefill_ms: float
     total_decode_ms: float
     scratch_bytes: int
+    pages: int  # KV pages this session holds (shared ones included)
+    shared_pages: int  # ... of which other sessions hold too (prefix hits, forks)
+    prefix_hit_tokens: int  # prompt tokens reused from cached pages instead of computed
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """kv_cache_stats as Python values: a model's KV page pool of one cache type."""
+
+    cache_type: CacheType
+    page_size: int  # tokens per page
+    pages_total: int  # pool capacity (0: no session of this type was created yet)
+    pages_in_use: int  # held by sessions
+    pages_cached: int  # held by nobody, kept for prefix reuse, evicted when needed (LRU)
+    pages_free: int
+    page_bytes: int  # device bytes of one page across all layers, K and V
+    device_bytes: int  # device bytes of the whole pool
+    prefix_lookups: int  # pages looked up for prefix reuse
+    prefix_hits: int  # ... and found
+    evictions: int  # cached pages dropped to make room
 
 
 @dataclass(frozen=True)
@@ -374,6 +396,23 @@ def _ptr(arr: array.array, ctype):
         return None
     addr, _ = arr.buffer_info()
     return ctypes.cast(addr, ctypes.POINTER(ctype))
+
+
+def _byte_buffer(source, what: str):
+    """(keepalive, address, size) of a bytes-like object's bytes, without a copy for bytes and
+    writable contiguous buffers. ``keepalive`` must stay referenced while the library reads."""
+    try:
+        mv = memoryview(source)
+    except TypeError:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, what) from None
+    if isinstance(source, bytes):
+        return source, ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p).value, mv.nbytes
+    mv = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
+    if mv.readonly:
+        buf = mv.tobytes()
+        return buf, ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value, len(buf)
+    buf = (ctypes.c_char * mv.nbytes).from_buffer(mv)
+    return buf, ctypes.addressof(buf), mv.nbytes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -622,9 +661,16 @@ class Runtime(_Object):
         )
         return BandwidthResult(int(r.bytes), float(r.read_gbps), float(r.copy_gbps), float(r.write_gbps))
 
-    def load_model(self, source, *, copy_data: bool = True) -> "Model":
-        """Model(source, runtime=self)."""
-        return Model(source, self, copy_data=copy_data)
+    def load_model(
+        self,
+        source,
+        *,
+        copy_data: bool = True,
+        kv_page_size: Optional[int] = None,
+        kv_pool_tokens: Optional[int] = None,
+    ) -> "Model":
+        """Model(source, runtime=self, ...)."""
+        return Model(source, self, copy_data=copy_data, kv_page_size=kv_page_size, kv_pool_tokens=kv_pool_tokens)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -644,41 +690,41 @@ class Model(_Object):
     the file is only parsed (info and tokenization work, sessions raise BadStateError).
     ``copy_data=False`` lets the library use an in-memory buffer in place; the Model then keeps
     a reference to the buffer (a bytearray cannot be resized meanwhile).
+
+    The KV cache is paged: fixed-size pages of tokens in device pools shared by all sessions of
+    the model (one pool per cache type, created with its first session). ``kv_page_size``:
+    tokens per page (None: the library's default, 16; 1..1024). ``kv_pool_tokens``: capacity of
+    each pool in tokens (None: max(16384, the first session's n_ctx), within what the device can
+    bind). ``cache_stats()`` reports a pool; ``load_session()`` restores a saved session.
     """
 
     _kind = "model"
 
-    def __init__(self, source, runtime: Optional[Runtime] = None, *, copy_data: bool = True):
+    def __init__(
+        self,
+        source,
+        runtime: Optional[Runtime] = None,
+        *,
+        copy_data: bool = True,
+        kv_page_size: Optional[int] = None,
+        kv_pool_tokens: Optional[int] = None,
+    ):
         super().__init__()
         lib = N.lib()
         if runtime is not None and not isinstance(runtime, Runtime):
             raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "runtime must be a kvulkan.Runtime or None")
         desc = N.model_desc_init()
+        desc.kv_page_size = 0 if kv_page_size is None else _unsigned("kv_page_size", kv_page_size, 32)
+        desc.kv_pool_tokens = 0 if kv_pool_tokens is None else _unsigned("kv_pool_tokens", kv_pool_tokens, 32)
         self._data_keepalive = None
         self.path: Optional[str] = None
         if isinstance(source, (str, os.PathLike)):
             self.path = os.fspath(source)
             desc.path = os.fsencode(self.path)
         else:
-            try:
-                mv = memoryview(source)
-            except TypeError:
-                raise InvalidArgumentError(
-                    N.KV_ERR_INVALID_ARGUMENT, "source must be a path or a bytes-like object"
-                ) from None
-            if isinstance(source, bytes):
-                buf = source
-                addr = ctypes.cast(ctypes.c_char_p(source), ctypes.c_void_p).value
-            else:
-                mv = mv.cast("B") if mv.c_contiguous else memoryview(mv.tobytes())
-                if mv.readonly:
-                    buf = mv.tobytes()
-                    addr = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value
-                else:
-                    buf = (ctypes.c_char * mv.nbytes).from_buffer(mv)
-                    addr = ctypes.addressof(buf)
+            buf, addr, nbytes = _byte_buffer(source, "source must be a path or a bytes-like object")
             desc.data = addr
-            desc.size = mv.nbytes
+            desc.size = nbytes
             desc.copy_data = 1 if copy_data else 0
             # `buf` stays referenced across kv_model_load; without copy_data the library reads it
             # for the model's whole life, so the model keeps it.
@@ -806,6 +852,48 @@ class Model(_Object):
         """Session(self, **kwargs)."""
         return Session(self, **kwargs)
 
+    def load_session(self, source) -> "Session":
+        """kv_session_load / kv_session_load_file: a Session of this model restored from an
+        image made by Session.save() (bytes, bytearray, memoryview or any bytes-like object) or
+        Session.save_file() (a path: str or os.PathLike). It has the saved tokens, KV pages,
+        logits, settings and sampler state: the same logits and next tokens as the original.
+        A truncated or corrupted image, or one of another model, raises BadModelError (the
+        message names what is wrong); a newer image format raises UnsupportedError; an
+        unreadable file KvIOError."""
+        lib = N.lib()
+        out = ctypes.c_void_p()
+        if isinstance(source, (str, os.PathLike)):
+            path = os.fsencode(os.fspath(source))
+            check(lib.kv_session_load_file(self._check_open_for_children(), path, ctypes.byref(out)))
+        else:
+            buf, addr, nbytes = _byte_buffer(
+                source, "source must be a saved session's bytes or the path of a saved session file"
+            )
+            check(lib.kv_session_load(self._check_open_for_children(), addr, nbytes, ctypes.byref(out)))
+            del buf  # read during the call only
+        return Session._adopt(self, out.value, None)
+
+    def cache_stats(self, cache_type: Union[str, int] = "f16") -> CacheStats:
+        """kv_model_get_cache_stats: the model's KV page pool of ``cache_type`` ("f16", "f32",
+        "q8_0", "q4_0" or a CacheType). ``pages_total`` is 0 until a session of that type was
+        created."""
+        ct = _cache_type(cache_type)
+        c = N.new_struct(N.kv_cache_stats)
+        check(N.lib().kv_model_get_cache_stats(self._h(), ct, ctypes.byref(c)))
+        return CacheStats(
+            cache_type=_enum_or_int(CacheType, ct),
+            page_size=int(c.page_size),
+            pages_total=int(c.pages_total),
+            pages_in_use=int(c.pages_in_use),
+            pages_cached=int(c.pages_cached),
+            pages_free=int(c.pages_free),
+            page_bytes=int(c.page_bytes),
+            device_bytes=int(c.device_bytes),
+            prefix_lookups=int(c.prefix_lookups),
+            prefix_hits=int(c.prefix_hits),
+            evictions=int(c.evictions),
+        )
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         where = "on device" if self._info.on_device else "parse-only"
@@ -816,16 +904,42 @@ class Model(_Object):
 # Sessions
 # ------------------------------------------------------------------------------------------------
 
-_CACHE_TYPES = {"f16": N.KV_CACHE_F16, "f32": N.KV_CACHE_F32}
+_CACHE_TYPES = {"f16": N.KV_CACHE_F16, "f32": N.KV_CACHE_F32, "q8_0": N.KV_CACHE_Q8_0, "q4_0": N.KV_CACHE_Q4_0}
+
+
+def _cache_type(value) -> int:
+    """A kv_cache_type from its name ("f16", "f32", "q8_0", "q4_0"; any case) or a CacheType /
+    int (passed on: the library judges values it does not know)."""
+    if isinstance(value, str):
+        try:
+            return _CACHE_TYPES[value.lower()]
+        except KeyError:
+            names = ", ".join(map(repr, _CACHE_TYPES))
+            raise InvalidArgumentError(
+                N.KV_ERR_INVALID_ARGUMENT, f"cache_type must be one of {names}, not {value!r}"
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(
+            N.KV_ERR_INVALID_ARGUMENT, f"cache_type must be a name or a CacheType, not {value!r}"
+        )
+    if not -(2**31) <= value < 2**31:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, f"cache_type {value} is out of the int32 range")
+    return int(value)
 
 
 class Session(_Object):
     """A kv_session: one sequence with its KV cache, position, sampler and last logits.
 
     ``n_ctx``: capacity in tokens (0: min(model context, 4096); rounded up to whole KV pages).
-    ``cache_type``: "f16" (default) or "f32" (or a CacheType). ``n_batch``: most tokens per
-    prefill pass (0: 512). ``no_cache``: recompute the whole sequence every step (a baseline
-    for measurement). ``sampler``: a Sampler (or dict of its fields); None is greedy.
+    ``cache_type``: "f16" (default), "f32", "q8_0" or "q4_0" (or a CacheType). ``n_batch``: most
+    tokens per prefill pass (0: 512). ``no_cache``: recompute the whole sequence every step (a
+    baseline for measurement). ``sampler``: a Sampler (or dict of its fields); None is greedy.
+    ``window``/``sinks``: sliding-window attention, each token attending to the last ``window``
+    tokens plus the first ``sinks`` ("attention sinks"); pages outside both return to the pool,
+    so generation runs in bounded memory and never fills the context (0: full attention).
+
+    Other ways to get a Session: ``fork()`` (copy-on-write sharing of the KV pages) and
+    ``Model.load_session()`` (from ``save()`` / ``save_file()``).
 
     Calls on one Session are serialized by a lock (the C API allows one thread at a time per
     session); different sessions may run on different threads concurrently.
@@ -842,25 +956,20 @@ class Session(_Object):
         n_batch: int = 0,
         no_cache: bool = False,
         sampler: Union[Sampler, dict, None] = None,
+        window: int = 0,
+        sinks: int = 0,
     ):
         super().__init__()
         lib = N.lib()
         if not isinstance(model, Model):
             raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "model must be a kvulkan.Model")
-        if isinstance(cache_type, str):
-            try:
-                ct = _CACHE_TYPES[cache_type.lower()]
-            except KeyError:
-                raise InvalidArgumentError(
-                    N.KV_ERR_INVALID_ARGUMENT, f"cache_type must be 'f16' or 'f32', not {cache_type!r}"
-                ) from None
-        else:
-            ct = int(cache_type)
         desc = N.session_desc_init()
         desc.flags = N.KV_SESSION_NO_CACHE if no_cache else 0
         desc.n_ctx = _unsigned("n_ctx", n_ctx, 32)
-        desc.cache_type = ct
+        desc.cache_type = _cache_type(cache_type)
         desc.n_batch = _unsigned("n_batch", n_batch, 32)
+        desc.window = _unsigned("window", window, 32)
+        desc.sinks = _unsigned("sinks", sinks, 32)
         smp = _sampler(sampler)
         c_smp = smp._to_c() if smp is not None else None
         if c_smp is not None:
@@ -873,12 +982,27 @@ class Session(_Object):
         #: The end-of-generation token the last decode_step sampled (not appended), else None.
         self.eog_token: Optional[int] = None
 
+    @classmethod
+    def _adopt(cls, model: Model, handle: int, sampler: Optional[Sampler]) -> "Session":
+        """A Session around a native session the library just created (fork, load)."""
+        self = cls.__new__(cls)
+        _Object.__init__(self)
+        self._sampler = sampler
+        self._n_vocab = model.n_vocab
+        self.eog_token = None
+        # The model was checked open by the caller's library call; the child keeps it alive.
+        self._attach(handle, N.lib().kv_session_destroy, model)
+        return self
+
     @property
     def model(self) -> Model:
         return self._parent  # type: ignore[return-value]
 
     @property
-    def sampler(self) -> Sampler:
+    def sampler(self) -> Optional[Sampler]:
+        """The sampler's settings; None for a session restored by Model.load_session() (the
+        image holds its sampler, which the library restored, but Python cannot read it back)
+        until set_sampler() is called."""
         return self._sampler
 
     # -- feeding tokens --------------------------------------------------------------------------
@@ -1008,9 +1132,61 @@ class Session(_Object):
             total_prefill_ms=float(c.total_prefill_ms),
             total_decode_ms=float(c.total_decode_ms),
             scratch_bytes=int(c.scratch_bytes),
+            pages=int(c.pages),
+            shared_pages=int(c.shared_pages),
+            prefix_hit_tokens=int(c.prefix_hit_tokens),
         )
 
     stats = get_stats
+
+    # -- paged KV cache: fork, truncate, save --------------------------------------------------
+
+    def fork(self) -> "Session":
+        """kv_session_fork: a new Session sharing all of this one's KV pages (copy-on-write:
+        the first write into a shared page copies it), with the same tokens, logits, settings
+        and sampler state. Both continue independently; the child is a Session of the same
+        Model (a context manager, keeping the model alive) and is closed on its own."""
+        model = self.model
+        out = ctypes.c_void_p()
+        with self._lock:
+            h = self._h()
+            model._check_open_for_children()
+            check(N.lib().kv_session_fork(h, ctypes.byref(out)))
+        return Session._adopt(model, out.value, self._sampler)
+
+    def truncate(self, n_tokens: int) -> None:
+        """kv_session_truncate: keeps the first ``n_tokens`` tokens, returning the later ones'
+        pages, and recomputes the logits after token n_tokens - 1, so decoding goes on at once
+        (``truncate(0)`` is reset()). InvalidArgumentError when n_tokens exceeds the tokens held."""
+        n = _unsigned("n_tokens", n_tokens, 32)
+        with self._lock:
+            check(N.lib().kv_session_truncate(self._h(), n))
+        self.eog_token = None
+
+    def save(self) -> bytes:
+        """kv_session_save: the session as an image (tokens, KV pages, logits, settings, sampler
+        state; versioned, with a checksum). Model.load_session(image) restores it."""
+        lib = N.lib()
+        with self._lock:
+            h = self._h()
+            n = ctypes.c_size_t(0)
+            st = check(lib.kv_session_save(h, None, ctypes.byref(n)))  # the size query
+            for _ in range(4):
+                if st != N.KV_INCOMPLETE and n.value == 0:
+                    return b""
+                buf = ctypes.create_string_buffer(max(n.value, 1))
+                n.value = len(buf)
+                st = check(lib.kv_session_save(h, buf, ctypes.byref(n)))
+                if st != N.KV_INCOMPLETE:
+                    return buf.raw[: n.value]
+        raise KvError(N.KV_ERR_INTERNAL, "kv_session_save kept answering KV_INCOMPLETE")
+
+    def save_file(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """kv_session_save_file: save() into a file, replaced atomically (a crash mid-save
+        never leaves a half-written file). Model.load_session(path) restores it."""
+        p = os.fsencode(os.fspath(path))
+        with self._lock:
+            check(N.lib().kv_session_save_file(self._h(), p))
 
     @property
     def n_tokens(self) -> int:
@@ -1029,6 +1205,7 @@ class Session(_Object):
 
 __all__ = [
     "BandwidthResult",
+    "CacheStats",
     "CacheType",
     "DeviceInfo",
     "DeviceType",

@@ -65,6 +65,8 @@ KV_TOKENIZE_PARSE_SPECIAL = 1 << 1
 
 KV_CACHE_F16 = 0
 KV_CACHE_F32 = 1
+KV_CACHE_Q8_0 = 2
+KV_CACHE_Q4_0 = 3
 
 KV_SESSION_NO_CACHE = 1 << 0
 
@@ -212,6 +214,8 @@ class kv_session_desc(Structure):
         ("n_batch", c_uint32),
         ("reserved", c_uint32),
         ("sampler", POINTER(kv_sampler_desc)),
+        ("window", c_uint32),
+        ("sinks", c_uint32),
     ]
 
 
@@ -321,6 +325,13 @@ _PROTOTYPES = {
     "kv_session_eval": (kv_status, [_P, POINTER(kv_token), c_uint32, POINTER(c_float), c_uint64]),
     "kv_session_set_sampler": (kv_status, [_P, POINTER(kv_sampler_desc)]),
     "kv_session_get_stats": (kv_status, [_P, POINTER(kv_session_stats)]),
+    "kv_session_fork": (kv_status, [_P, POINTER(_P)]),
+    "kv_session_truncate": (kv_status, [_P, c_uint32]),
+    "kv_session_save": (kv_status, [_P, c_void_p, POINTER(c_size_t)]),
+    "kv_session_save_file": (kv_status, [_P, c_char_p]),
+    "kv_session_load": (kv_status, [_P, c_void_p, c_size_t, POINTER(_P)]),
+    "kv_session_load_file": (kv_status, [_P, c_char_p, POINTER(_P)]),
+    "kv_model_get_cache_stats": (kv_status, [_P, c_int32, POINTER(kv_cache_stats)]),
 }
 
 

@@ -17,6 +17,7 @@ SHARED = os.environ.get("KV_SHARED_DIR") or os.path.normpath(os.path.join(REPO, 
 STORIES = os.path.join(SHARED, "models", "stories260K", "stories260K.gguf")
 STORIES_REF = os.path.join(SHARED, "reference", "stories260K.once-upon-a-time.json")
 LLAMA_GQA = os.path.join(SHARED, "models", "fixtures", "llama-gqa.f32.gguf")
+LLAMA_GQA_LONG_REF = os.path.join(SHARED, "reference", "llama-gqa.f32.long.json")
 
 
 def _need(path):
@@ -96,3 +97,12 @@ def stories(runtime, stories_path):
 @pytest.fixture(scope="session")
 def llama_gqa_path():
     return _need(LLAMA_GQA)
+
+
+@pytest.fixture(scope="session")
+def gqa_long_prompt():
+    """The 100 prompt token ids of llama-gqa.f32's long reference run."""
+    with open(_need(LLAMA_GQA_LONG_REF)) as f:
+        ids = json.load(f)["prompt_ids"]
+    assert len(ids) == 100
+    return ids

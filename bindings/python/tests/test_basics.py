@@ -79,7 +79,7 @@ EXPECTED_SIZES = {
     "kv_model_desc": 48,
     "kv_model_info": 632,
     "kv_sampler_desc": 40,
-    "kv_session_desc": 32,
+    "kv_session_desc": 40,
     "kv_session_stats": 112,
     "kv_cache_stats": 64,
 }
@@ -102,9 +102,19 @@ EXPECTED_OFFSETS = [
     ("kv_sampler_desc", "seed", 32),
     ("kv_session_desc", "cache_type", 12),
     ("kv_session_desc", "sampler", 24),
+    ("kv_session_desc", "window", 32),
+    ("kv_session_desc", "sinks", 36),
+    ("kv_model_desc", "kv_page_size", 36),
+    ("kv_model_desc", "kv_pool_tokens", 40),
     ("kv_session_stats", "last_prefill_ms", 48),
     ("kv_session_stats", "last_decode_ms", 64),
     ("kv_session_stats", "scratch_bytes", 88),
+    ("kv_session_stats", "pages", 96),
+    ("kv_session_stats", "shared_pages", 100),
+    ("kv_session_stats", "prefix_hit_tokens", 104),
+    ("kv_cache_stats", "pages_free", 20),
+    ("kv_cache_stats", "page_bytes", 24),
+    ("kv_cache_stats", "evictions", 56),
 ]
 
 
@@ -123,7 +133,7 @@ def test_init_helpers_match_macros():
     assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.repeat_last_n, s.seed) == (
         0.0, 0, 1.0, 0.0, 1.0, 64, 0)
     sd = N.session_desc_init()
-    assert sd.struct_size == 32 and sd.cache_type == N.KV_CACHE_F16 and not sd.sampler
+    assert sd.struct_size == 40 and sd.window == 0 and sd.sinks == 0 and sd.cache_type == N.KV_CACHE_F16 and not sd.sampler
     assert N.model_desc_init().struct_size == 48
 
 
@@ -162,4 +172,4 @@ def test_struct_layouts_match_the_c_compiler():
         else:
             f = getattr(cls, field)
             assert (f.offset, f.size) == (int(off), int(size)), (struct, field)
-    assert "kv_session_stats" in seen and "kv_device_info" in seen
+    assert "kv_session_stats" in seen and "kv_device_info" in seen and "kv_cache_stats" in seen
