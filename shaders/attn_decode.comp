@@ -4,7 +4,12 @@
 //
 // Query rows: for KV head kvh, row r in [0, n_tokens * G) (G = n_head / n_head_kv) is token
 // t = r / G of query head h = kvh * G + r % G, at position p = pos0 + t; it sees keys j with
-// j <= p and (window == 0 or j > p - window).
+// j <= p and (window == 0 or j + window > p or j < sinks).
+//
+// Keys of a block of rows (positions p_first..p_last): the sinks [0, s1) and the window
+// [w0, p_last] (w0 = p_first + 1 - window, or 0; s1 = min(sinks, w0)), numbered 0.. as one
+// "virtual" range (v < s1: key v; else key w0 + v - s1); splits cut that range. Keys outside it
+// are never read (with a ring block table their page may hold another position).
 //
 // Workgroup (x, y, z) = (block of R rows, KV head, split): the split covers keys
 // [z * keys_per_split, (z + 1) * keys_per_split). One tile = WG keys, one key per invocation:
@@ -15,12 +20,15 @@
 // output rows. Online softmax (running max m, sum l) in
 // fp32; masked scores are -inf and get weight exactly 0.
 //
+// Quantized pools (KV_QUANT 8: Q8_0, 4: Q4_0; kv_cache.glsl layout): units of 8 elements
+// (Q8_0: two words, Q4_0: one word) times their block's fp16 scale.
+//
 // Output: n_split == 1: out[t][h][:] = acc / l (normalized).
 //         n_split > 1:  scratch partials, reduced by attn_reduce.comp:
 //           o part: [n_split][n_tokens * n_head][D]  (unnormalized acc)
 //           m, l:   at float offset n_split * n_tokens * n_head * D: [n_split][n_tokens * n_head][2]
 // Shared memory: R * D + 2 * R * WG floats.
-// Variants: f32/f16 pools x VEC (16-byte loads: D % 4 == 0 for F32, D % 8 == 0 for F16, pool
+// Variants: f32/f16/q8_0/q4_0 pools x VEC (not quantized) (16-byte loads: D % 4 == 0 for F32, D % 8 == 0 for F16, pool
 // bindings 16-byte aligned) x subgroup-arithmetic reductions (_sg).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
@@ -35,8 +43,35 @@ layout(constant_id = 2) const uint R = 8;     // query rows per workgroup
 #include "reduce.glsl"
 
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
-// K/V are read in units of U elements (one load each).
-#if KV_F16 && VEC
+// K/V are read in units of U elements (one load each); ROW(pos) is a row's base (KV_BASE), and
+// LOAD_ROW_UNIT(pool, base, u, out_v) reads unit u of that row.
+#if KV_QUANT
+#define U 8
+layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
+#define KV_BASE uvec2
+#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages, D, QVW)
+#if KV_QUANT == 8
+#define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
+    {                                                                        \
+        const float d_ = KV_SCALE(pool, (base).y + (u) / 4);                 \
+        const int w0_ = int(pool[(base).x + 2 * (u)]);                       \
+        const int w1_ = int(pool[(base).x + 2 * (u) + 1]);                   \
+        [[unroll]] for (int b_ = 0; b_ < 4; ++b_) {                          \
+            out_v[b_] = float(bitfieldExtract(w0_, 8 * b_, 8)) * d_;         \
+            out_v[4 + b_] = float(bitfieldExtract(w1_, 8 * b_, 8)) * d_;     \
+        }                                                                    \
+    }
+#else
+#define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
+    {                                                                        \
+        const float d_ = KV_SCALE(pool, (base).y + (u) / 4);                 \
+        const uint w_ = pool[(base).x + (u)];                                \
+        [[unroll]] for (uint b_ = 0; b_ < 8; ++b_)                           \
+            out_v[b_] = float(int(bitfieldExtract(w_, int(4 * b_), 4)) - 8) * d_; \
+    }
+#endif
+#elif KV_F16 && VEC
 #define U 8
 layout(std430, binding = 1) readonly buffer Kb { uvec4 k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uvec4 v_pool[]; };
@@ -81,6 +116,11 @@ layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
         out_v[1] = pool[2 * (u) + 1];             \
     }
 #endif
+#if !KV_QUANT
+#define KV_BASE uint
+#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages) * NU)
+#define LOAD_ROW_UNIT(pool, base, u, out_v) LOAD_UNIT(pool, (base) + (u), out_v)
+#endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
 
@@ -96,6 +136,9 @@ layout(push_constant) uniform Push {
     uint n_split;
     uint keys_per_split;
     float scale;
+    uint sinks;
+    uint sink_pages;
+    uint ring_pages;  // 0: identity block table
 } pc;
 
 const float LOWEST = -3.402823466e+38;     // finite start for running maxima
@@ -105,6 +148,7 @@ const uint NU = D / U;                     // load units per K/V row
 // invocation t owns units t % NU + k * WG, k < UPT, of all R rows.
 const uint NG = WG >= NU ? WG / NU : 1;
 const uint UPT = (NU + WG - 1) / WG;
+const uint QVW = KV_QUANT == 8 ? D / 4 : D / 8;  // value words per quantized row
 
 shared vec2 q_sh[R * HD];  // after the key loop: the buffer that combines the NG groups
 shared float p_sh[R * WG];
@@ -133,13 +177,14 @@ void main() {
         q_sh[e] = v;
     }
 
-    // Key range of this block and split.
+    // Virtual key range of this block and split: key(v) = v < s1 ? v : v + koff.
     const uint p_first = pc.pos0 + row0 / G;
     const uint p_last = pc.pos0 + (row0 + n_valid - 1) / G;
-    uint k0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
-    uint k1 = p_last + 1;
-    k0 = max(k0, split * pc.keys_per_split);
-    k1 = min(k1, (split + 1) * pc.keys_per_split);
+    const uint w0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
+    const uint s1 = min(pc.sinks, w0);
+    const uint koff = w0 - s1;
+    const uint k0 = split * pc.keys_per_split;
+    const uint k1 = min(p_last + 1 - koff, (split + 1) * pc.keys_per_split);
 
     float m[R], l[R], acc[R * UPT * U];
     [[unroll]] for (uint i = 0; i < R; ++i) {
@@ -151,14 +196,15 @@ void main() {
     barrier();
 
     for (uint kt = k0; kt < k1; kt += WG) {
-        const uint j = kt + t;
+        const uint vj = kt + t;
+        const uint j = vj < s1 ? vj : vj + koff;
         float s[R];
         [[unroll]] for (uint i = 0; i < R; ++i) s[i] = 0.0;
-        if (j < k1) {
-            const uint ku = kv_row(j, kvh, pc.page_size, pc.n_head_kv) * NU;
+        if (vj < k1) {
+            const KV_BASE ku = ROW(j);
             for (uint u = 0; u < NU; ++u) {
                 float kk[U];
-                LOAD_UNIT(k_pool, ku + u, kk)
+                LOAD_ROW_UNIT(k_pool, ku, u, kk)
                 [[unroll]] for (uint h = 0; h < U / 2; ++h) {
                     const vec2 k2 = vec2(kk[2 * h], kk[2 * h + 1]);
                     [[unroll]] for (uint i = 0; i < R; ++i)
@@ -168,7 +214,8 @@ void main() {
         }
         [[unroll]] for (uint i = 0; i < R; ++i) {
             const uint p = pc.pos0 + (row0 + i) / G;
-            const bool vis = j < k1 && i < n_valid && j <= p && (pc.window == 0 || j + pc.window > p);
+            const bool vis = vj < k1 && i < n_valid && j <= p &&
+                             (pc.window == 0 || j + pc.window > p || j < pc.sinks);
             s[i] = vis ? s[i] * pc.scale : NEG_INF;
         }
         float mx[R];
@@ -190,12 +237,13 @@ void main() {
         const uint nc = min(WG, k1 - kt);
         if (grp < NG) {
             for (uint c = grp; c < nc; c += NG) {
-                const uint vu = kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * NU;
+                const uint vc = kt + c;
+                const KV_BASE vu = ROW(vc < s1 ? vc : vc + koff);
                 [[unroll]] for (uint k = 0; k < UPT; ++k) {
                     const uint u = t % NU + k * WG;
                     if (u < NU) {
                         float vv[U];
-                        LOAD_UNIT(v_pool, vu + u, vv)
+                        LOAD_ROW_UNIT(v_pool, vu, u, vv)
                         [[unroll]] for (uint i = 0; i < R; ++i) {
                             const float pw = p_sh[i * WG + c];
                             [[unroll]] for (uint x = 0; x < U; ++x)

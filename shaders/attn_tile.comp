@@ -1,6 +1,7 @@
 #version 450
 // Causal GQA attention over the paged KV cache, "prefill" shape: many query rows per KV head.
-// Rows, visibility, splits and the output/partials layout are those of attn_decode.comp.
+// Rows, visibility (window, sinks), the virtual key range, splits and the output/partials
+// layout are those of attn_decode.comp.
 //
 // Workgroup (x, y, z) = (block of BR rows, KV head, split). Per tile of BC keys, K and then V
 // are staged in shared memory as vec4 rows padded to D/4 + 1 (conflict-free column reads), so
@@ -13,7 +14,8 @@
 // Needs D % 4 == 0, BC % 4 == 0, BC <= WG, D / 4 <= WG. Shared memory:
 // BR*D + BC*(D+4) + BR*BC + 3*BR floats.
 // Variants: f32/f16 pools x VEC (one 16-byte (F32) or 8-byte (F16) load per 4 elements; pool
-// bindings 16-byte aligned).
+// bindings 16-byte aligned); q8_0/q4_0 pools (KV_QUANT 8/4, D % 32 == 0: 4 elements are one
+// word (Q8_0) or half a word (Q4_0) times their block's fp16 scale).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -24,25 +26,48 @@ layout(constant_id = 2) const uint BR = 16;   // query rows per workgroup
 layout(constant_id = 3) const uint BC = 16;   // keys per tile, multiple of 4, <= WG
 
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
-// LOAD4(pool, e): elements e..e+3 (e % 4 == 0) as a vec4.
-#if KV_F16 && VEC
+// LOAD4(pool, base, d4): elements 4 * d4 .. 4 * d4 + 3 of the row at `base` (ROW(pos)) as a vec4.
+#if KV_QUANT
+layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
+#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages, D, QVW)
+#if KV_QUANT == 8
+vec4 q8_4(uint w, float d) {
+    const int wi = int(w);
+    return vec4(bitfieldExtract(wi, 0, 8), bitfieldExtract(wi, 8, 8), bitfieldExtract(wi, 16, 8),
+                bitfieldExtract(wi, 24, 8)) * d;
+}
+#define LOAD4(pool, base, d4) q8_4(pool[(base).x + (d4)], KV_SCALE(pool, (base).y + (d4) / 8))
+#else
+vec4 q4_4(uint w, float d) {
+    return (vec4(bitfieldExtract(w, 0, 4), bitfieldExtract(w, 4, 4), bitfieldExtract(w, 8, 4),
+                 bitfieldExtract(w, 12, 4)) - 8.0) * d;
+}
+#define LOAD4(pool, base, d4) \
+    q4_4(pool[(base).x + (d4) / 2] >> (16 * ((d4) & 1)), KV_SCALE(pool, (base).y + (d4) / 8))
+#endif
+#elif KV_F16 && VEC
 layout(std430, binding = 1) readonly buffer Kb { uvec2 k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uvec2 v_pool[]; };
-#define LOAD4(pool, e) \
+#define LOAD4E(pool, e) \
     vec4(unpackHalf2x16(pool[(e) >> 2].x), unpackHalf2x16(pool[(e) >> 2].y))
 #elif KV_F16
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
-#define LOAD4(pool, e) \
+#define LOAD4E(pool, e) \
     vec4(unpackHalf2x16(pool[(e) >> 1]), unpackHalf2x16(pool[((e) >> 1) + 1]))
 #elif VEC
 layout(std430, binding = 1) readonly buffer Kb { vec4 k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { vec4 v_pool[]; };
-#define LOAD4(pool, e) pool[(e) >> 2]
+#define LOAD4E(pool, e) pool[(e) >> 2]
 #else
 layout(std430, binding = 1) readonly buffer Kb { float k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
-#define LOAD4(pool, e) vec4(pool[e], pool[(e) + 1], pool[(e) + 2], pool[(e) + 3])
+#define LOAD4E(pool, e) vec4(pool[e], pool[(e) + 1], pool[(e) + 2], pool[(e) + 3])
+#endif
+#if !KV_QUANT
+#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages) * D)
+#define LOAD4(pool, base, d4) LOAD4E(pool, (base) + 4 * (d4))
 #endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
@@ -59,6 +84,9 @@ layout(push_constant) uniform Push {
     uint n_split;
     uint keys_per_split;
     float scale;
+    uint sinks;
+    uint sink_pages;
+    uint ring_pages;  // 0: identity block table
 } pc;
 
 const float LOWEST = -3.402823466e+38;
@@ -69,6 +97,7 @@ const uint NRS = WG / BC;        // row groups of the score phase
 const uint NS = (BR + NRS - 1) / NRS;
 const uint NRA = WG / D4;        // row groups of the P V phase
 const uint NA = (BR + NRA - 1) / NRA;
+const uint QVW = KV_QUANT == 8 ? D / 4 : D / 8;  // value words per quantized row
 
 shared vec4 q_sh[BR * D4];       // q * scale
 shared vec4 kv_sh[BC * DP4];
@@ -103,12 +132,14 @@ void main() {
         l_sh[i] = 0.0;
     }
 
+    // Virtual key range of this block and split: key(v) = v < s1 ? v : v + koff.
     const uint p_first = pc.pos0 + row0 / G;
     const uint p_last = pc.pos0 + (row0 + n_valid - 1) / G;
-    uint k0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
-    uint k1 = p_last + 1;
-    k0 = max(k0, split * pc.keys_per_split);
-    k1 = min(k1, (split + 1) * pc.keys_per_split);
+    const uint w0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
+    const uint s1 = min(pc.sinks, w0);
+    const uint koff = w0 - s1;
+    const uint k0 = split * pc.keys_per_split;
+    const uint k1 = min(p_last + 1 - koff, (split + 1) * pc.keys_per_split);
 
     const uint sc = t % BC, srg = t / BC;  // score phase: key, row group
     const uint ad = t % D4, arg = t / D4;  // P V phase: column, row group (idle if >= NRA)
@@ -120,7 +151,8 @@ void main() {
         for (uint e = t; e < BC * D4; e += WG) {
             const uint c = e / D4, d4 = e % D4;
             vec4 v = vec4(0.0);
-            if (kt + c < k1) v = LOAD4(k_pool, kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * D + 4 * d4);
+            const uint vc = kt + c;
+            if (vc < k1) v = LOAD4(k_pool, ROW(vc < s1 ? vc : vc + koff), d4);
             kv_sh[c * DP4 + d4] = v;
         }
         barrier();
@@ -134,13 +166,14 @@ void main() {
                     s[k] += dot(q_sh[r * D4 + d4], kk);
                 }
             }
-            const uint j = kt + sc;
+            const uint vj = kt + sc;
+            const uint j = vj < s1 ? vj : vj + koff;
             [[unroll]] for (uint k = 0; k < NS; ++k) {
                 const uint r = srg + k * NRS;
                 if (r < BR) {
                     const uint p = pc.pos0 + (row0 + r) / G;
-                    const bool vis = r < n_valid && j < k1 && j <= p &&
-                                     (pc.window == 0 || j + pc.window > p);
+                    const bool vis = r < n_valid && vj < k1 && j <= p &&
+                                     (pc.window == 0 || j + pc.window > p || j < pc.sinks);
                     s_sh[r * BC4 + sc / 4][sc % 4] = vis ? s[k] : NEG_INF;
                 }
             }
@@ -149,7 +182,8 @@ void main() {
         for (uint e = t; e < BC * D4; e += WG) {
             const uint c = e / D4, d4 = e % D4;
             vec4 v = vec4(0.0);
-            if (kt + c < k1) v = LOAD4(v_pool, kv_row(kt + c, kvh, pc.page_size, pc.n_head_kv) * D + 4 * d4);
+            const uint vc = kt + c;
+            if (vc < k1) v = LOAD4(v_pool, ROW(vc < s1 ? vc : vc + koff), d4);
             kv_sh[c * DP4 + d4] = v;
         }
         for (uint r = t; r < BR; r += WG) {

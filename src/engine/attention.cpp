@@ -52,7 +52,17 @@ bool device_has_subgroup_arithmetic(const vk::Device& device) {
            (sg.supportedOperations & need) == need && sg.subgroupSize >= 1;
 }
 
-uint64_t kv_bytes_per_elem(GgmlType t) { return t == GgmlType::F16 ? 2 : 4; }
+bool kv_quantized(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0; }
+
+// Shader-name suffix of a KV page type.
+const char* kv_suffix(GgmlType t) {
+    switch (t) {
+        case GgmlType::F16: return "f16";
+        case GgmlType::Q8_0: return "q8_0";
+        case GgmlType::Q4_0: return "q4_0";
+        default: return "f32";
+    }
+}
 
 // Dispatches over `groups` workgroups as an x * y grid (grid.glsl's kv_group_index).
 void grid(const vk::Device& device, uint64_t groups, uint32_t* gx, uint32_t* gy) {
@@ -78,12 +88,13 @@ struct RopePush {
 };
 
 struct KvWritePush {
-    uint32_t n_tokens, pos0, n_head_kv, head_dim, page_size;
+    uint32_t n_tokens, pos0, n_head_kv, head_dim, page_size, sink_pages, ring_pages;
 };
 
 struct AttnPush {
     uint32_t n_tokens, pos0, n_head, n_head_kv, page_size, window, n_split, keys_per_split;
     float scale;
+    uint32_t sinks, sink_pages, ring_pages;
 };
 
 struct ReducePush {
@@ -195,26 +206,24 @@ void AttentionKernels::check(const AttentionParams& p, const char* what) const {
              p.n_head, p.n_head_kv);
     if (p.head_dim % 2 != 0)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: head_dim %u is odd", what, p.head_dim);
-    if (p.kv_type != GgmlType::F32 && p.kv_type != GgmlType::F16) {
-        const model::TypeTraits* t = model::type_traits(p.kv_type);
-        fail(KV_ERR_UNSUPPORTED, "%s: KV type %s is not supported", what, t ? t->name : "unknown");
-    }
+    kv_page_bytes(p.kv_type, p.n_head_kv, p.page_size, p.head_dim);  // type and head_dim
+    if (p.ring_pages != 0 && uint64_t(p.sink_pages) + p.ring_pages > 0xFFFFFFFFull)
+        fail(KV_ERR_INVALID_ARGUMENT, "%s: %u sink pages + %u ring pages overflow", what,
+             p.sink_pages, p.ring_pages);
     if (uint64_t(p.pos0) + p.n_tokens > 0xFFFFFFFFull)
         fail(KV_ERR_INVALID_ARGUMENT, "%s: positions overflow", what);
-    if (p.sinks != 0 || p.ring_pages != 0)
-        fail(KV_ERR_UNSUPPORTED, "%s: attention sinks and ring block tables are not supported yet",
-             what);
 }
 
 static void check_pools(const AttentionParams& p, const vk::BufferRange& k_pool,
                         const vk::BufferRange& v_pool, const vk::BufferRange& block_table,
                         const char* what) {
-    const uint64_t page_bytes =
-        uint64_t(p.n_head_kv) * p.page_size * p.head_dim * kv_bytes_per_elem(p.kv_type);
+    const uint64_t page_bytes = kv_page_bytes(p.kv_type, p.n_head_kv, p.page_size, p.head_dim);
     need_bytes(k_pool, page_bytes, what, "k_pool");
     need_bytes(v_pool, page_bytes, what, "v_pool");
-    const uint64_t pages = (uint64_t(p.pos0) + p.n_tokens + p.page_size - 1) / p.page_size;
-    need_bytes(block_table, pages * 4, what, "block_table");
+    uint64_t slots = (uint64_t(p.pos0) + p.n_tokens + p.page_size - 1) / p.page_size;
+    if (p.ring_pages != 0 && slots > p.sink_pages)
+        slots = std::min<uint64_t>(slots, uint64_t(p.sink_pages) + p.ring_pages);
+    need_bytes(block_table, slots * 4, what, "block_table");
 }
 
 void AttentionKernels::kv_write(vk::CommandStream& cs, const vk::BufferRange& k,
@@ -229,12 +238,16 @@ void AttentionKernels::kv_write(vk::CommandStream& cs, const vk::BufferRange& k,
     need_bytes(k, row_bytes, "kv_write", "k");
     need_bytes(v, row_bytes, "kv_write", "v");
     check_pools(p, k_pool, v_pool, block_table, "kv_write");
-    KvWritePush pc{p.n_tokens, p.pos0, p.n_head_kv, p.head_dim, p.page_size};
-    const uint32_t wg = fit_workgroup(device_, 256);
+    KvWritePush pc{p.n_tokens,  p.pos0,       p.n_head_kv, p.head_dim,
+                   p.page_size, p.sink_pages, p.ring_pages};
+    const uint32_t wg = fit_workgroup(device_, kv_quantized(p.kv_type) ? 64 : 256);
     vk::Pipeline& pl =
-        pipeline(p.kv_type == GgmlType::F16 ? "kv_write_f16" : "kv_write_f32", 5, sizeof(pc), {wg});
+        pipeline(std::string("kv_write_") + kv_suffix(p.kv_type), 5, sizeof(pc), {wg});
+    // One invocation per pair of elements, or per 32-element block when quantized.
+    const uint32_t per_inv = kv_quantized(p.kv_type) ? 32 : 2;
     uint32_t gx, gy;
-    grid(device_, div_up(uint64_t(p.n_tokens) * p.n_head_kv * (p.head_dim / 2), wg), &gx, &gy);
+    grid(device_, div_up(uint64_t(p.n_tokens) * p.n_head_kv * (p.head_dim / per_inv), wg), &gx,
+         &gy);
     cs.dispatch(pl, {k, v, k_pool, v_pool, block_table}, &pc, sizeof(pc), gx, gy);
 }
 
@@ -296,7 +309,12 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
     }
 
     // Split-KV: more workgroups over the keys when the (row block x KV head) grid is small.
-    const uint64_t n_keys = uint64_t(p.pos0) + p.n_tokens;
+    // n_keys bounds the keys one row block reads (its virtual key range, attn_decode.comp):
+    // with a window, sinks + window + n_tokens - 1 at most (forced splits keep the whole
+    // context, so tests get several splits even under a tiny window).
+    uint64_t n_keys = uint64_t(p.pos0) + p.n_tokens;
+    if (p.window != 0 && options_.force_splits == 0)
+        n_keys = std::min<uint64_t>(n_keys, uint64_t(p.sinks) + p.window + p.n_tokens - 1);
     const uint64_t blocks = div_up(n_rows, pl.rows) * uint64_t(p.n_head_kv);
     const uint64_t n_out = uint64_t(p.n_tokens) * p.n_head;
     const uint64_t per_split = n_out * (uint64_t(d) + 2) * kF32;
@@ -362,20 +380,25 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
              p.n_tokens, p.n_head);
 
     const bool f16 = p.kv_type == GgmlType::F16;
+    const bool quant = kv_quantized(p.kv_type);
     AttnPush pc{p.n_tokens, p.pos0,    p.n_head,          p.n_head_kv, p.page_size,
-                p.window,   pl.splits, pl.keys_per_split, p.scale};
+                p.window,   pl.splits, pl.keys_per_split, p.scale,     p.sinks,
+                p.sink_pages, p.ring_pages};
     std::string name;
     std::vector<uint32_t> spec;
     if (pl.tiled) {
-        name = f16 ? "attn_tile_f16" : "attn_tile_f32";
-        if (k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 && options_.vector_loads)
+        name = std::string("attn_tile_") + kv_suffix(p.kv_type);
+        if (!quant && k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 &&
+            options_.vector_loads)
             name += "_v";
         spec = {pl.workgroup, p.head_dim, pl.rows, pl.tile_keys};
     } else {
-        name = f16 ? "attn_decode_f16" : "attn_decode_f32";
-        // 16-byte loads: whole units per row and 16-byte aligned bindings.
-        const bool vec = p.head_dim % (f16 ? 8 : 4) == 0 && k_pool.offset % 16 == 0 &&
-                         v_pool.offset % 16 == 0 && options_.vector_loads;
+        name = std::string("attn_decode_") + kv_suffix(p.kv_type);
+        // 16-byte loads: whole units per row and 16-byte aligned bindings (not quantized pools:
+        // their units are 8 elements of one or two words).
+        const bool vec = !quant && p.head_dim % (f16 ? 8 : 4) == 0 &&
+                         k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 &&
+                         options_.vector_loads;
         if (vec) name += "_v";
         if (subgroup_ops_) name += "_sg";
         spec = {pl.workgroup, p.head_dim, pl.rows};
