@@ -3,10 +3,12 @@
 // cs.barrier() between a kernel that writes a buffer and one that reads it (as in kernels.h).
 //
 // KV cache layout (paged from the start; a contiguous cache is the identity block table):
-//   per layer, one K pool and one V pool, each [n_pages][n_kv_heads][page_size][head_dim]
-//   elements of `kv_type` (F32 or F16; F16 stored as packed pairs, so head_dim is even).
-//   A session's block table is a uint32 buffer: logical page i of the sequence lives in pool page
-//   block_table[i]; position p is at page block_table[p / page_size], slot p % page_size.
+//   per layer, one K pool and one V pool, each n_pages pages of kv_page_bytes() bytes holding
+//   [n_kv_heads][page_size] rows of head_dim values of `kv_type`: F32, F16 (packed pairs, so
+//   head_dim is even), or Q8_0/Q4_0 (head_dim % 32 == 0: values, then fp16 scales per 32; see
+//   kv_page_bytes). A session's block table is a uint32 buffer: position p is in logical page
+//   lp = p / page_size, slot p % page_size, and lp lives in pool page block_table[lp], or, with
+//   a ring (AttentionParams::ring_pages), in block_table[ring slot of lp].
 //
 // Activations are f32, row-major:
 //   q:   [n_tokens][n_head][head_dim]      k, v: [n_tokens][n_head_kv][head_dim]
@@ -14,8 +16,9 @@
 // Query head h reads KV head h / (n_head / n_head_kv) (GQA/MQA).
 //
 // Attention kernels (shaders/attn_*.comp; plan() says which a call uses): fp32 math, online
-// softmax (running max and sum), no fp16 arithmetic or 16-bit storage (F16 pages are read as
-// uint words), reductions through shared memory or subgroup arithmetic of any subgroup size,
+// softmax (running max and sum), no fp16 arithmetic or 8/16-bit storage (F16 and quantized
+// pages are read as uint words and dequantized on the fly), keys outside the window and sinks
+// never read, reductions through shared memory or subgroup arithmetic of any subgroup size,
 // shared memory fitted to the device (16 KiB works), head_dim any even value (the tiled kernel
 // needs a multiple of 4).
 //   decode: up to 4 query rows of one KV group per workgroup, one key per invocation per tile.
@@ -27,7 +30,8 @@
 // Measured (H200, Llama-3-8B shapes, F16 pages of 16): decode 35 us at 8k context, 0.44 ms at
 // 32k, 1.45 ms at 128k (370 GB/s of K/V: latency-bound, well under the memory's bandwidth);
 // prefill 512 tokens after 7680 cached: 13.7 TFLOP/s fp32. Errors against float64: ~1e-6
-// relative L2 (tests/engine/test_attention.cpp).
+// relative L2 (tests/engine/test_attention.cpp); Q8_0/Q4_0 pages: the same against float64
+// over the same quantized K/V (tests/engine/test_kv_quant.cpp).
 #pragma once
 
 #include <cstdint>
@@ -139,12 +143,16 @@ public:
               const RopeParams& p) const;
 
     // Stores k and v ([n_tokens][n_head_kv][head_dim] f32) of positions [pos0, pos0 + n_tokens)
-    // into the pools at their block-table slots, converting to p.kv_type.
+    // into the pools at their block-table slots (ring mapping included), converting to
+    // p.kv_type: F16 by packHalf2x16, Q8_0/Q4_0 bit-exactly as model::quantize_row (on devices
+    // with correctly rounded fp32 division; tested on lavapipe). Quantized pages are updated
+    // with 32-bit atomics on scale words, so writes of one call never race.
     void kv_write(vk::CommandStream& cs, const vk::BufferRange& k, const vk::BufferRange& v,
                   const vk::BufferRange& k_pool, const vk::BufferRange& v_pool,
                   const vk::BufferRange& block_table, const AttentionParams& p) const;
 
-    // out = softmax(scale * q K^T + causal mask) V over the cached positions, per query head.
+    // out = softmax(scale * q K^T + mask) V over the cached positions, per query head; the mask
+    // is causal with p.window / p.sinks (AttentionParams).
     // Works for any n_tokens (decode: 1; prefill: many) and any context length; fp32 math.
     // Records one dispatch, or two with a barrier between them when the keys are split across
     // workgroups (then it uses the internal scratch: see AttentionOptions::allocator; calls that
