@@ -54,7 +54,8 @@ private:
     std::vector<vk::Buffer> k_, v_;
 };
 
-// Bytes per element row of head_dim values in a KV page of `type` (F32, F16).
+// Bytes of one row of head_dim values (one position of one KV head) in a page of `type`, scales
+// included: F32 4 x head_dim, F16 2 x, Q8_0 34/32 x, Q4_0 18/32 x (pages add padding to 16 bytes).
 uint64_t kv_row_bytes(model::GgmlType type, uint32_t head_dim);
 
 }  // namespace kv::engine

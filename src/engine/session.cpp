@@ -69,6 +69,9 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
     ap.page_size = s.page_size;
     ap.kv_type = s.kv_type;
     ap.scale = 1.0f / std::sqrt(float(cfg.head_dim));
+    ap.sinks = s.sinks;
+    ap.sink_pages = s.sink_pages;
+    ap.ring_pages = s.ring_pages;
     auto bt = vk::whole(s.block_table);
 
     Profile* prof = s.profile.get();
@@ -101,11 +104,12 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         A.rope(cs, Kb, freqs, rk);
         cs.barrier();
         mark("bias+rope");
-        ap.window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
+        uint32_t model_window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
+        ap.window = s.window && model_window ? std::min(s.window, model_window) : std::max(s.window, model_window);
         A.kv_write(cs, Kb, Vb, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, ap);
         cs.barrier();
         mark("kv_write");
-        A.attention(cs, Q, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, O, ap);
+        A.attention(cs, Q, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, O, ap, vk::whole(s.attn_scratch));
         cs.barrier();
         mark("attention");
         WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
@@ -157,8 +161,10 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         if (gpu_argmax) {
             vk::BufferRange last{s.logits.handle(), last_off, uint64_t(V) * 4};
             if (last_off % s.model->runtime->device->limits().minStorageBufferOffsetAlignment) {
-                cs.copy(last, span(s.h, uint64_t(V) * 4 <= s.h.size() ? uint64_t(V) * 4 : 0));
-                last = span(s.h, uint64_t(V) * 4);  // (never taken: rows > 1 only in eval)
+                // Eval's last row may start at an offset no binding can have (an odd vocabulary):
+                // argmax reads a copy instead (h is at least n_vocab floats wide).
+                cs.copy(last, span(s.h, uint64_t(V) * 4));
+                last = span(s.h, uint64_t(V) * 4);
                 cs.barrier();
             }
             A.argmax(cs, last, vk::whole(s.argmax_out), V);
@@ -193,11 +199,34 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
     }
 }
 
+// Positions a session may reach: n_ctx, or (windowed) as far as 32-bit positions go.
+uint32_t max_positions(const kv_session& s) { return s.window ? 0x7FFFFFFFu : s.n_ctx; }
+
 void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n) {
     uint32_t nv = s.model->config().n_vocab;
     for (uint32_t i = 0; i < n; ++i)
         if (ids[i] < 0 || uint32_t(ids[i]) >= nv)
             fail(KV_ERR_BAD_TOKEN, "token %u of %u is %d, outside the vocabulary [0, %u)", i, n, ids[i], nv);
+}
+
+// Writes the session's page ids where the shaders look for them: slot = logical page, or its
+// ring slot for a windowed session (AttentionParams). Caller holds the pool mutex.
+void publish_block_table(kv_session& s) {
+    const auto& ids = s.table->page_ids();
+    uint32_t* dst = static_cast<uint32_t*>(s.block_table.mapped());
+    const uint32_t slots = uint32_t(s.block_table.size() / 4);
+    if (!s.ring_pages) {
+        KV_CHECK(ids.size() <= slots);
+        std::memcpy(dst, ids.data(), ids.size() * 4);
+    } else {
+        for (uint32_t lp = 0; lp < ids.size(); ++lp) {
+            if (ids[lp] == kvcache::kNoPage) continue;
+            uint32_t slot = lp < s.sink_pages ? lp : s.sink_pages + (lp - s.sink_pages) % s.ring_pages;
+            KV_CHECK(slot < slots);
+            dst[slot] = ids[lp];
+        }
+    }
+    s.block_table.flush(0, s.block_table.size());
 }
 
 // Makes positions [p, p + T) writable in the session's pages and publishes the block table.
@@ -211,10 +240,7 @@ std::vector<kvcache::PageCopy> reserve_pages(kv_session& s, uint32_t T) {
              "were evicted first); destroy or truncate sessions, or load the model with a larger kv_pool_tokens",
              T, st.in_use, st.limit, st.cached);
     }
-    const auto& ids = s.table->page_ids();
-    KV_CHECK(ids.size() * 4 <= s.block_table.size());
-    std::memcpy(s.block_table.mapped(), ids.data(), ids.size() * 4);
-    s.block_table.flush(0, ids.size() * 4);
+    publish_block_table(s);
     return copies;
 }
 
@@ -237,6 +263,9 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
         {
             std::lock_guard<std::mutex> lock(s.pool->mutex);
             s.table->commit(s.tokens.data() + p, T);
+            // Pages wholly outside the window and the sinks go back to the pool (nothing reads
+            // them any more: this pass has completed and later ones only look forward).
+            if (s.window) s.table->release_outside_window(s.window, s.sinks);
         }
         if (all_logits) {
             const float* rb = static_cast<const float*>(s.readback.mapped());
@@ -341,8 +370,8 @@ model::GgmlType cache_type(kv_cache_type t) {
     switch (t) {
         case KV_CACHE_F16: return GgmlType::F16;
         case KV_CACHE_F32: return GgmlType::F32;
-        case KV_CACHE_Q8_0:
-        case KV_CACHE_Q4_0: fail(KV_ERR_UNSUPPORTED, "quantized KV pages (Q8_0, Q4_0) are not implemented yet");
+        case KV_CACHE_Q8_0: return GgmlType::Q8_0;
+        case KV_CACHE_Q4_0: return GgmlType::Q4_0;
         default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(t));
     }
 }
@@ -358,7 +387,10 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->flags = d.flags;
     s->kv_type = cache_type(d.cache_type);
     if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
-    if (d.window || d.sinks) fail(KV_ERR_UNSUPPORTED, "sliding-window sessions are not implemented yet");
+    if (d.sinks && !d.window) fail(KV_ERR_INVALID_ARGUMENT, "sinks (%u) need a window", d.sinks);
+    if ((s->kv_type == GgmlType::Q8_0 || s->kv_type == GgmlType::Q4_0) && cfg.head_dim % 32)
+        fail(KV_ERR_UNSUPPORTED, "%s KV pages need head_dim to be a multiple of 32; this model's is %u",
+             model::type_traits(s->kv_type)->name, cfg.head_dim);
     kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
     if (d.sampler) {
         if (d.sampler->struct_size < sizeof(kv_sampler_desc))
@@ -373,6 +405,7 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->page_size = m.kv_page_size;
     uint32_t n_pages = (n_ctx + s->page_size - 1) / s->page_size;
     s->n_ctx = n_pages * s->page_size;
+    uint32_t pool_tokens = s->n_ctx;  // the least the model's pool must hold for this session
     s->n_batch = d.n_batch ? std::min<uint32_t>(d.n_batch, 4096) : 512;
 
     vk::Device& dev = *rt.device;
@@ -382,8 +415,18 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->n_batch = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / widest)));
     s->max_logit_rows = static_cast<uint32_t>(std::min<uint64_t>(s->n_batch, std::max<uint64_t>(1, range / (uint64_t(cfg.n_vocab) * 4))));
 
+    if (d.window) {
+        // Resident at once: the sink pages, plus the pages of the window and of one pass's tokens.
+        s->window = d.window;
+        s->sinks = d.sinks;
+        s->sink_pages = (d.sinks + s->page_size - 1) / s->page_size;
+        s->ring_pages = (d.window + s->n_batch + s->page_size - 1) / s->page_size + 2;
+        n_pages = s->sink_pages + s->ring_pages;
+        pool_tokens = n_pages * s->page_size;
+    }
+
     vk::Allocator* al = rt.allocator.get();
-    s->pool = &kv_pool(m, s->kv_type, s->n_ctx);
+    s->pool = &kv_pool(m, s->kv_type, pool_tokens);
     s->table = std::make_unique<kvcache::BlockTable>(s->pool->pages);
     s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
     s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);
@@ -405,6 +448,9 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->up = scratch(B * cfg.n_ff * 4);
     s->logits = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4);
     s->argmax_out = scratch(16);
+    // Per session (sessions may run on several threads): the split-KV decode partials. Bounded;
+    // the kernels split a long context only as far as it holds.
+    s->attn_scratch = scratch(std::min<uint64_t>(8ull << 20, range));
     s->readback = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4 + 16, vk::MemoryUse::Readback);
     const char* prof = std::getenv("KV_PROFILE");
     if (prof && *prof && std::string(prof) != "0" && dev.timestamps()) s->profile = std::make_unique<Profile>();
@@ -434,8 +480,8 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
     if (!ids) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
     check_tokens(s, ids, n);
-    if (uint64_t(s.n_past) + n > s.n_ctx)
-        fail(KV_ERR_CONTEXT_FULL, "%u tokens do not fit: %u of %u positions are used", n, s.n_past, s.n_ctx);
+    if (uint64_t(s.n_past) + n > max_positions(s))
+        fail(KV_ERR_CONTEXT_FULL, "%u tokens do not fit: %u of %u positions are used", n, s.n_past, max_positions(s));
     auto t0 = Clock::now();
     uint32_t old_past = s.n_past;
     try {
@@ -471,7 +517,8 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
 kv_status decode_step(kv_session& s, int32_t* out_token) {
     if (!out_token) fail(KV_ERR_INVALID_ARGUMENT, "out_token is NULL");
     if (!s.has_logits) fail(KV_ERR_BAD_STATE, "no logits yet: call kv_prefill first");
-    if (s.n_past >= s.n_ctx) fail(KV_ERR_CONTEXT_FULL, "the context is full (%u of %u positions)", s.n_past, s.n_ctx);
+    if (s.n_past >= max_positions(s))
+        fail(KV_ERR_CONTEXT_FULL, "the context is full (%u of %u positions)", s.n_past, max_positions(s));
     auto t0 = Clock::now();
     int32_t tok;
     if (s.sampler->gpu_greedy() && s.next_token_valid) {
@@ -558,6 +605,14 @@ void truncate(kv_session& s, uint32_t n) {
         s.tokens.clear();
         s.has_logits = s.host_logits_valid = s.next_token_valid = false;
         return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        // Token n - 1 is run again: every key its window sees must still be resident.
+        uint32_t first = s.window && n > s.window ? n - s.window : 0;
+        if (first < s.sinks) first = std::min(s.sinks, n - 1);
+        if (!s.table->resident(n - 1) || !s.table->resident(first))
+            fail(KV_ERR_INVALID_ARGUMENT, "cannot truncate to %u tokens: positions it needs left the sliding window", n);
     }
     // Keep [0, n - 1), then run token n - 1 again: its K/V are rewritten (identical) and the
     // logits after it come back, so decoding can continue at once.

@@ -47,6 +47,9 @@ struct kv_session {
     uint32_t n_ctx = 0;      // capacity in tokens (multiple of page_size)
     uint32_t page_size = 16;
     uint32_t n_batch = 512;  // most tokens per forward pass
+    // Sliding window (0: off) with attention sinks; the block table is then a ring of
+    // sink_pages + ring_pages slots (see AttentionParams) and positions are not capped by n_ctx.
+    uint32_t window = 0, sinks = 0, sink_pages = 0, ring_pages = 0;
     uint32_t max_logit_rows = 1;  // rows of the logits scratch (kv_session_eval chunks by it)
     kv::model::GgmlType kv_type = kv::model::GgmlType::F16;
     kv_session_desc desc{};  // as created (fork makes its child from it)
@@ -58,6 +61,7 @@ struct kv_session {
     kv::vk::Buffer block_table;                  // host-visible uint32 [n_ctx / page_size]
     kv::vk::Buffer ids;                          // host-visible uint32 [n_batch]
     kv::vk::Buffer x, h, q, k, v, attn, gate, up, logits, argmax_out;
+    kv::vk::Buffer attn_scratch;                 // split-KV partials of long-context decode
     kv::vk::Buffer readback;                     // host-visible: [max_logit_rows][n_vocab] f32 + token
     std::unique_ptr<kv::vk::CommandStream> cs;
     std::unique_ptr<kv::engine::Profile> profile;  // KV_PROFILE=1 only
