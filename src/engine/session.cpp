@@ -388,9 +388,8 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->kv_type = cache_type(d.cache_type);
     if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
     if (d.sinks && !d.window) fail(KV_ERR_INVALID_ARGUMENT, "sinks (%u) need a window", d.sinks);
-    if ((s->kv_type == GgmlType::Q8_0 || s->kv_type == GgmlType::Q4_0) && cfg.head_dim % 32)
-        fail(KV_ERR_UNSUPPORTED, "%s KV pages need head_dim to be a multiple of 32; this model's is %u",
-             model::type_traits(s->kv_type)->name, cfg.head_dim);
+    // Which head sizes a page type can hold is kv_page_bytes()'s to say (KV_ERR_UNSUPPORTED).
+    kv_page_bytes(s->kv_type, cfg.n_head_kv, 1, cfg.head_dim);
     kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
     if (d.sampler) {
         if (d.sampler->struct_size < sizeof(kv_sampler_desc))
