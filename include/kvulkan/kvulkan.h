@@ -259,8 +259,10 @@ KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_inf
 
 /* Creates a runtime: instance, device and compute queue (or adopts the host's), memory pools and
  * pipeline cache. On success *out_runtime owns them; destroy with kv_runtime_destroy.
- * Errors: KV_ERR_INVALID_ARGUMENT, KV_ERR_NO_DEVICE, KV_ERR_UNSUPPORTED (Vulkan < 1.1, no
- * compute queue, missing validation layer), KV_ERR_OUT_OF_HOST_MEMORY, KV_ERR_DEVICE_LOST. */
+ * Errors: KV_ERR_INVALID_ARGUMENT (NULL pointers, a bad struct_size, device_index out of range,
+ * incomplete adoption handles), KV_ERR_NO_DEVICE (no Vulkan device, or none matches device_name or
+ * KV_DEVICE), KV_ERR_UNSUPPORTED (Vulkan < 1.1, no compute queue, missing validation layer),
+ * KV_ERR_OUT_OF_HOST_MEMORY, KV_ERR_DEVICE_LOST. */
 KV_API kv_status kv_runtime_create(const kv_runtime_desc* desc, kv_runtime** out_runtime);
 
 /* Waits for the runtime's GPU work and releases everything it owns (adopted Vulkan objects are
