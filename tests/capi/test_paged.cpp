@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <thread>
 #include <tuple>
 #include <memory>
 #include <string>
@@ -390,4 +391,50 @@ TEST_CASE("quantized pages: Q8_0 and Q4_0 match the CPU reference rounding K/V t
         auto st = s.stats();
         CHECK(st.kv_bytes_per_token < (type == KV_CACHE_Q8_0 ? 2u * 2 * 2 * 32 * 2 : 2u * 2 * 2 * 32));
     }
+}
+
+TEST_CASE("threads: sessions of one model decode concurrently and match sequential runs") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    Model model(rt, f.trace.model_path);
+    const int n_threads = 4;
+    // Each thread: a prompt sharing the first 48 tokens with the others (shared pages), then 24
+    // greedy steps of its own.
+    auto prompt_of = [&](int i) {
+        std::vector<kv_token> p(f.prompt.begin(), f.prompt.begin() + 48);
+        p.push_back(kv_token(100 + i));
+        return p;
+    };
+    std::vector<std::vector<kv_token>> seq(n_threads), par(n_threads);
+    std::vector<kv_status> status(n_threads, KV_OK);
+    for (int i = 0; i < n_threads; ++i) {
+        Session s(model);
+        s.prefill(prompt_of(i));
+        seq[i] = s.greedy(24);
+    }
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n_threads; ++i)
+        threads.emplace_back([&, i] {
+            kv_session_desc d = KV_SESSION_DESC_INIT;
+            d.cache_type = KV_CACHE_F32;
+            d.n_ctx = 256;
+            kv_session* s = nullptr;
+            kv_status st = kv_session_create(model.m, &d, &s);
+            auto p = prompt_of(i);
+            if (st == KV_OK) st = kv_prefill(s, p.data(), uint32_t(p.size()));
+            for (int k = 0; k < 24 && st == KV_OK; ++k) {
+                kv_token t;
+                st = kv_decode_step(s, &t);
+                if (st == KV_OK) par[i].push_back(t);
+            }
+            status[i] = st;
+            kv_session_destroy(s);
+        });
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < n_threads; ++i) {
+        CHECK(status[i] == KV_OK);
+        CHECK(par[i] == seq[i]);
+    }
+    CHECK(model.cache().pages_in_use == 0);
 }
