@@ -30,8 +30,14 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
     echo "== 1.1B ($ty weights), 512-token prompt, 128 decoded"
     "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt 512 --gen 128 --reps 2 2>&1 | tail -4
   done
-  for n in 4096 16384; do
-    echo "== 1.1B (q8_0 weights), $n cached tokens"
-    "$D/bin/kv-bench" -m /tmp/tl-q8_0.gguf --prompt $n --gen 64 --reps 1 --batch 512 2>&1 | tail -4
+  # The paged KV cache (issue 5): F16 and Q8_0 pages, 1 and 16 sessions, 512 / 4096 / 16384 tokens.
+  for kv in f16 q8_0; do
+    for n in 512 4096 16384; do
+      for s in 1 16; do
+        echo "== 1.1B (q8_0 weights), $kv pages, $n cached tokens, $s session(s)"
+        "$D/bin/kv-bench" -m /tmp/tl-q8_0.gguf --prompt $n --gen 32 --reps 1 --batch 512 --kv-type $kv \
+          --sessions $s 2>&1 | grep -E '^(prefill|decode)'
+      done
+    done
   done
 fi
