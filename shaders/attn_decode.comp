@@ -37,6 +37,9 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;  // power of two
 layout(constant_id = 1) const uint D = 128;   // head_dim, even
 layout(constant_id = 2) const uint R = 8;     // query rows per workgroup
+// False: no window, sinks or ring (the push constants' window, sinks and ring_pages are 0), so
+// the plain causal mask and block table compile to the code without them.
+layout(constant_id = 3) const bool WINDOWED = true;
 
 #define RED_WG WG
 #define RED_N R
@@ -50,7 +53,7 @@ layout(std430, binding = 0) readonly buffer Qb { float q[]; };
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
 #define KV_BASE uvec2
-#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages, D, QVW)
+#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, KV_RING_PAGES, D, QVW)
 #if KV_QUANT == 8
 #define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
     {                                                                        \
@@ -118,13 +121,16 @@ layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
 #endif
 #if !KV_QUANT
 #define KV_BASE uint
-#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages) * NU)
+#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, KV_RING_PAGES) * NU)
 #define LOAD_ROW_UNIT(pool, base, u, out_v) LOAD_UNIT(pool, (base) + (u), out_v)
 #endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
 
 #include "kv_cache.glsl"
+#define KV_RING_PAGES (WINDOWED ? pc.ring_pages : 0u)
+#define KV_WINDOW (WINDOWED ? pc.window : 0u)
+#define KV_SINKS (WINDOWED ? pc.sinks : 0u)
 
 layout(push_constant) uniform Push {
     uint n_tokens;
@@ -180,8 +186,8 @@ void main() {
     // Virtual key range of this block and split: key(v) = v < s1 ? v : v + koff.
     const uint p_first = pc.pos0 + row0 / G;
     const uint p_last = pc.pos0 + (row0 + n_valid - 1) / G;
-    const uint w0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
-    const uint s1 = min(pc.sinks, w0);
+    const uint w0 = KV_WINDOW != 0 && p_first + 1 > KV_WINDOW ? p_first + 1 - KV_WINDOW : 0;
+    const uint s1 = min(KV_SINKS, w0);
     const uint koff = w0 - s1;
     const uint k0 = split * pc.keys_per_split;
     const uint k1 = min(p_last + 1 - koff, (split + 1) * pc.keys_per_split);
@@ -215,7 +221,7 @@ void main() {
         [[unroll]] for (uint i = 0; i < R; ++i) {
             const uint p = pc.pos0 + (row0 + i) / G;
             const bool vis = vj < k1 && i < n_valid && j <= p &&
-                             (pc.window == 0 || j + pc.window > p || j < pc.sinks);
+                             (KV_WINDOW == 0 || j + KV_WINDOW > p || j < KV_SINKS);
             s[i] = vis ? s[i] * pc.scale : NEG_INF;
         }
         float mx[R];

@@ -24,13 +24,16 @@ layout(constant_id = 0) const uint WG = 128;  // power of two
 layout(constant_id = 1) const uint D = 128;   // head_dim, multiple of 4
 layout(constant_id = 2) const uint BR = 16;   // query rows per workgroup
 layout(constant_id = 3) const uint BC = 16;   // keys per tile, multiple of 4, <= WG
+// False: no window, sinks or ring (see attn_decode.comp).
+layout(constant_id = 4) const bool WINDOWED = true;
 
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
 // LOAD4(pool, base, d4): elements 4 * d4 .. 4 * d4 + 3 of the row at `base` (ROW(pos)) as a vec4.
 #if KV_QUANT
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
-#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages, D, QVW)
+#define KV_BASE uvec2
+#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, KV_RING_PAGES, D, QVW)
 #if KV_QUANT == 8
 vec4 q8_4(uint w, float d) {
     const int wi = int(w);
@@ -66,13 +69,17 @@ layout(std430, binding = 2) readonly buffer Vb { float v_pool[]; };
 #define LOAD4E(pool, e) vec4(pool[e], pool[(e) + 1], pool[(e) + 2], pool[(e) + 3])
 #endif
 #if !KV_QUANT
-#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, pc.ring_pages) * D)
+#define KV_BASE uint
+#define ROW(pos) (kv_row(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, KV_RING_PAGES) * D)
 #define LOAD4(pool, base, d4) LOAD4E(pool, (base) + 4 * (d4))
 #endif
 layout(std430, binding = 3) readonly buffer Bt { uint block_table[]; };
 layout(std430, binding = 4) writeonly buffer Ob { float o[]; };
 
 #include "kv_cache.glsl"
+#define KV_RING_PAGES (WINDOWED ? pc.ring_pages : 0u)
+#define KV_WINDOW (WINDOWED ? pc.window : 0u)
+#define KV_SINKS (WINDOWED ? pc.sinks : 0u)
 
 layout(push_constant) uniform Push {
     uint n_tokens;
@@ -97,6 +104,7 @@ const uint NRS = WG / BC;        // row groups of the score phase
 const uint NS = (BR + NRS - 1) / NRS;
 const uint NRA = WG / D4;        // row groups of the P V phase
 const uint NA = (BR + NRA - 1) / NRA;
+const uint NIT = (BC * D4 + WG - 1) / WG;  // K/V staging loads per invocation and tile
 const uint QVW = KV_QUANT == 8 ? D / 4 : D / 8;  // value words per quantized row
 
 shared vec4 q_sh[BR * D4];       // q * scale
@@ -135,8 +143,8 @@ void main() {
     // Virtual key range of this block and split: key(v) = v < s1 ? v : v + koff.
     const uint p_first = pc.pos0 + row0 / G;
     const uint p_last = pc.pos0 + (row0 + n_valid - 1) / G;
-    const uint w0 = pc.window != 0 && p_first + 1 > pc.window ? p_first + 1 - pc.window : 0;
-    const uint s1 = min(pc.sinks, w0);
+    const uint w0 = KV_WINDOW != 0 && p_first + 1 > KV_WINDOW ? p_first + 1 - KV_WINDOW : 0;
+    const uint s1 = min(KV_SINKS, w0);
     const uint koff = w0 - s1;
     const uint k0 = split * pc.keys_per_split;
     const uint k1 = min(p_last + 1 - koff, (split + 1) * pc.keys_per_split);
@@ -148,12 +156,20 @@ void main() {
     barrier();
 
     for (uint kt = k0; kt < k1; kt += BC) {
-        for (uint e = t; e < BC * D4; e += WG) {
+        // Staging: element group e = t + i * WG (key c, vec4 d4); the K pass looks the rows
+        // up and the V pass reuses them.
+        KV_BASE rows[NIT];
+        [[unroll]] for (uint i = 0; i < NIT; ++i) {
+            const uint e = t + i * WG;
             const uint c = e / D4, d4 = e % D4;
-            vec4 v = vec4(0.0);
             const uint vc = kt + c;
-            if (vc < k1) v = LOAD4(k_pool, ROW(vc < s1 ? vc : vc + koff), d4);
-            kv_sh[c * DP4 + d4] = v;
+            vec4 v = vec4(0.0);
+            rows[i] = KV_BASE(0);
+            if (e < BC * D4 && vc < k1) {
+                rows[i] = ROW(vc < s1 ? vc : vc + koff);
+                v = LOAD4(k_pool, rows[i], d4);
+            }
+            if (e < BC * D4) kv_sh[c * DP4 + d4] = v;
         }
         barrier();
         {
@@ -173,18 +189,18 @@ void main() {
                 if (r < BR) {
                     const uint p = pc.pos0 + (row0 + r) / G;
                     const bool vis = r < n_valid && vj < k1 && j <= p &&
-                                     (pc.window == 0 || j + pc.window > p || j < pc.sinks);
+                                     (KV_WINDOW == 0 || j + KV_WINDOW > p || j < KV_SINKS);
                     s_sh[r * BC4 + sc / 4][sc % 4] = vis ? s[k] : NEG_INF;
                 }
             }
         }
         barrier();
-        for (uint e = t; e < BC * D4; e += WG) {
+        [[unroll]] for (uint i = 0; i < NIT; ++i) {
+            const uint e = t + i * WG;
             const uint c = e / D4, d4 = e % D4;
             vec4 v = vec4(0.0);
-            const uint vc = kt + c;
-            if (vc < k1) v = LOAD4(v_pool, ROW(vc < s1 ? vc : vc + koff), d4);
-            kv_sh[c * DP4 + d4] = v;
+            if (e < BC * D4 && kt + c < k1) v = LOAD4(v_pool, rows[i], d4);
+            if (e < BC * D4) kv_sh[c * DP4 + d4] = v;
         }
         for (uint r = t; r < BR; r += WG) {
             const float mo = m_sh[r];

@@ -384,6 +384,8 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
     AttnPush pc{p.n_tokens, p.pos0,    p.n_head,          p.n_head_kv, p.page_size,
                 p.window,   pl.splits, pl.keys_per_split, p.scale,     p.sinks,
                 p.sink_pages, p.ring_pages};
+    // Spec constant WINDOWED: 0 compiles the plain causal kernels (no window, sinks or ring).
+    const uint32_t windowed = p.window != 0 || p.ring_pages != 0 ? 1 : 0;
     std::string name;
     std::vector<uint32_t> spec;
     if (pl.tiled) {
@@ -391,7 +393,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
         if (!quant && k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 &&
             options_.vector_loads)
             name += "_v";
-        spec = {pl.workgroup, p.head_dim, pl.rows, pl.tile_keys};
+        spec = {pl.workgroup, p.head_dim, pl.rows, pl.tile_keys, windowed};
     } else {
         name = std::string("attn_decode_") + kv_suffix(p.kv_type);
         // 16-byte loads: whole units per row and 16-byte aligned bindings (not quantized pools:
@@ -401,7 +403,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
                          options_.vector_loads;
         if (vec) name += "_v";
         if (subgroup_ops_) name += "_sg";
-        spec = {pl.workgroup, p.head_dim, pl.rows};
+        spec = {pl.workgroup, p.head_dim, pl.rows, windowed};
     }
     vk::Pipeline& attn = pipeline(name, 5, sizeof(pc), std::move(spec));
     const uint32_t n_out = p.n_tokens * p.n_head;

@@ -10,8 +10,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <limits>
@@ -461,4 +463,73 @@ TEST_CASE("kv_page_bytes and rejected quantized shapes") {
     p.page_size = 16;
     p.kv_type = GgmlType::Q4_0;
     CHECK_THROWS(ak.plan(p, 0));
+}
+
+// KV_KVQ_BENCH=1: wall time of attention per page type (decode at 2048 keys, a 64-token chunk
+// after 448), Llama-3-8B head shapes (32 heads, 8 KV heads, head_dim 128), pages of 16; for
+// comparing kernels on the same device (lavapipe in CI measures the CPU, not a GPU).
+TEST_CASE("attention per KV page type, timed (KV_KVQ_BENCH=1)") {
+    const char* env = std::getenv("KV_KVQ_BENCH");
+    if (!env || std::strcmp(env, "1") != 0) {
+        MESSAGE("skipped: set KV_KVQ_BENCH=1 to time attention per KV page type");
+        return;
+    }
+    kvtest::Gpu gpu;
+    AttentionOptions opt;
+    opt.allocator = &gpu.allocator();
+    opt.scratch_bytes = 16 << 20;
+    AttentionKernels ak(gpu.device(), gpu.pipelines(), opt);
+    const GgmlType types[] = {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0};
+    struct Shape {
+        uint32_t n_tokens, ctx, window, sinks;
+    };
+    const Shape shapes[] = {{1, 2048, 0, 0}, {64, 512, 0, 0}, {1, 2048, 256, 0}, {1, 2048, 256, 4}};
+    for (const Shape& s : shapes)
+        for (GgmlType t : types) {
+            AttentionParams p;
+            p.n_tokens = s.n_tokens;
+            p.pos0 = s.ctx - s.n_tokens;
+            p.n_head = 32;
+            p.n_head_kv = 8;
+            p.head_dim = 128;
+            p.page_size = 16;
+            p.kv_type = t;
+            p.scale = 1.0f / std::sqrt(128.f);
+            p.window = s.window;
+            p.sinks = s.sinks;
+            try {
+                (void)ak.plan(p, 0);
+            } catch (const std::exception& e) {
+                MESSAGE(std::string(type_name(t)) << ": " << std::string(e.what()));
+                continue;
+            }
+            Cache c = make_pools(gpu, p, s.ctx / 16);
+            const uint32_t row = 8 * 128;
+            auto k = kvtest::random_floats(size_t(s.ctx) * row, kvtest::fresh_seed());
+            auto v = kvtest::random_floats(size_t(s.ctx) * row, kvtest::fresh_seed());
+            write_all(gpu, ak, c, k, v, s.ctx);
+            auto q = kvtest::random_floats(size_t(p.n_tokens) * 32 * 128, kvtest::fresh_seed());
+            auto bq = gpu.upload(q);
+            auto bo = gpu.output(q.size());
+            kv::vk::CommandStream cs(gpu.device());
+            double best = 1e30;
+            for (int rep = 0; rep < 5; ++rep) {
+                cs.begin();
+                for (int i = 0; i < 4; ++i) {
+                    ak.attention(cs, whole(bq), whole(c.k_pool), whole(c.v_pool), whole(c.bt),
+                                 whole(bo), p);
+                    cs.barrier();
+                }
+                const auto t0 = std::chrono::steady_clock::now();
+                cs.submit_and_wait();
+                best = std::min(best, std::chrono::duration<double>(
+                                          std::chrono::steady_clock::now() - t0)
+                                          .count() /
+                                          4);
+            }
+            char buf[160];
+            std::snprintf(buf, sizeof buf, "%-5s n_tokens %2u ctx %4u window %3u sinks %u: %8.3f ms",
+                          type_name(t), s.n_tokens, s.ctx, s.window, s.sinks, best * 1e3);
+            MESSAGE(buf);
+        }
 }
