@@ -20,8 +20,10 @@
 // output rows. Online softmax (running max m, sum l) in
 // fp32; masked scores are -inf and get weight exactly 0.
 //
-// Quantized pools (KV_QUANT 8: Q8_0, 4: Q4_0; kv_cache.glsl layout): units of 8 elements
-// (Q8_0: two words, Q4_0: one word) times their block's fp16 scale.
+// Quantized pools (KV_QUANT 8: Q8_0, 4: Q4_0; kv_cache.glsl layout, QB = kv_qblock(D) values
+// per scale): units of 8 elements (Q8_0: two words, Q4_0: one word) times their block's fp16
+// scale; head_dim 2 and 4 (QSMALL variants): units of 2 elements (Q8_0: half a word, Q4_0: one
+// byte).
 //
 // Output: n_split == 1: out[t][h][:] = acc / l (normalized).
 //         n_split > 1:  scratch partials, reduced by attn_reduce.comp:
@@ -29,9 +31,13 @@
 //           m, l:   at float offset n_split * n_tokens * n_head * D: [n_split][n_tokens * n_head][2]
 // Shared memory: R * D + 2 * R * WG floats.
 // Variants: f32/f16/q8_0/q4_0 pools x VEC (not quantized) (16-byte loads: D % 4 == 0 for F32, D % 8 == 0 for F16, pool
-// bindings 16-byte aligned) x subgroup-arithmetic reductions (_sg).
+// bindings 16-byte aligned) x QSMALL (quantized pools, D < 8: _s) x subgroup-arithmetic
+// reductions (_sg).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
+#ifndef QSMALL
+#define QSMALL 0
+#endif
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 128;  // power of two
@@ -48,8 +54,9 @@ layout(constant_id = 3) const bool WINDOWED = true;
 layout(std430, binding = 0) readonly buffer Qb { float q[]; };
 // K/V are read in units of U elements (one load each); ROW(pos) is a row's base (KV_BASE), and
 // LOAD_ROW_UNIT(pool, base, u, out_v) reads unit u of that row.
-#if KV_QUANT
-#define U 8
+#if KV_QUANT && QSMALL
+// D < 8 (one block per row): unit u is elements 2u, 2u + 1.
+#define U 2
 layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
 layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
 #define KV_BASE uvec2
@@ -57,7 +64,33 @@ layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
 #if KV_QUANT == 8
 #define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
     {                                                                        \
-        const float d_ = KV_SCALE(pool, (base).y + (u) / 4);                 \
+        const float d_ = KV_SCALE(pool, (base).y);                           \
+        const int w_ = int(pool[(base).x + (u) / 2]);                        \
+        const int s_ = int(16 * ((u) & 1));                                  \
+        out_v[0] = float(bitfieldExtract(w_, s_, 8)) * d_;                   \
+        out_v[1] = float(bitfieldExtract(w_, s_ + 8, 8)) * d_;               \
+    }
+#else
+#define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
+    {                                                                        \
+        const float d_ = KV_SCALE(pool, (base).y);                           \
+        const uint w_ = pool[(base).x + (u) / 4];                            \
+        const int s_ = int(8 * ((u) & 3));                                   \
+        out_v[0] = float(int(bitfieldExtract(w_, s_, 4)) - 8) * d_;          \
+        out_v[1] = float(int(bitfieldExtract(w_, s_ + 4, 4)) - 8) * d_;      \
+    }
+#endif
+#elif KV_QUANT
+#define U 8
+layout(std430, binding = 1) readonly buffer Kb { uint k_pool[]; };
+layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
+#define KV_BASE uvec2
+#define ROW(pos) kv_qrow(pos, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages, KV_RING_PAGES, D, QVW)
+// Unit u's block: (8 * u) / QB (u / 4 when QB == 32; 0 when D < 32).
+#if KV_QUANT == 8
+#define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
+    {                                                                        \
+        const float d_ = KV_SCALE(pool, (base).y + (u) / (QB / 8));          \
         const int w0_ = int(pool[(base).x + 2 * (u)]);                       \
         const int w1_ = int(pool[(base).x + 2 * (u) + 1]);                   \
         [[unroll]] for (int b_ = 0; b_ < 4; ++b_) {                          \
@@ -68,7 +101,7 @@ layout(std430, binding = 2) readonly buffer Vb { uint v_pool[]; };
 #else
 #define LOAD_ROW_UNIT(pool, base, u, out_v)                                  \
     {                                                                        \
-        const float d_ = KV_SCALE(pool, (base).y + (u) / 4);                 \
+        const float d_ = KV_SCALE(pool, (base).y + (u) / (QB / 8));          \
         const uint w_ = pool[(base).x + (u)];                                \
         [[unroll]] for (uint b_ = 0; b_ < 8; ++b_)                           \
             out_v[b_] = float(int(bitfieldExtract(w_, int(4 * b_), 4)) - 8) * d_; \
@@ -154,7 +187,8 @@ const uint NU = D / U;                     // load units per K/V row
 // invocation t owns units t % NU + k * WG, k < UPT, of all R rows.
 const uint NG = WG >= NU ? WG / NU : 1;
 const uint UPT = (NU + WG - 1) / WG;
-const uint QVW = KV_QUANT == 8 ? D / 4 : D / 8;  // value words per quantized row
+const uint QVW = KV_QUANT == 8 ? (D + 3) / 4 : (D + 7) / 8;  // value words per quantized row
+const uint QB = D < 32 ? D : 32;  // values per scale (kv_qblock) of quantized rows
 
 shared vec2 q_sh[R * HD];  // after the key loop: the buffer that combines the NG groups
 shared float p_sh[R * WG];

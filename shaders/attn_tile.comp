@@ -14,8 +14,8 @@
 // Needs D % 4 == 0, BC % 4 == 0, BC <= WG, D / 4 <= WG. Shared memory:
 // BR*D + BC*(D+4) + BR*BC + 3*BR floats.
 // Variants: f32/f16 pools x VEC (one 16-byte (F32) or 8-byte (F16) load per 4 elements; pool
-// bindings 16-byte aligned); q8_0/q4_0 pools (KV_QUANT 8/4, D % 32 == 0: 4 elements are one
-// word (Q8_0) or half a word (Q4_0) times their block's fp16 scale).
+// bindings 16-byte aligned); q8_0/q4_0 pools (KV_QUANT 8/4: 4 elements are one word (Q8_0) or
+// half a word (Q4_0) times their block's fp16 scale; QB = kv_qblock(D) values per scale).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 
@@ -40,14 +40,16 @@ vec4 q8_4(uint w, float d) {
     return vec4(bitfieldExtract(wi, 0, 8), bitfieldExtract(wi, 8, 8), bitfieldExtract(wi, 16, 8),
                 bitfieldExtract(wi, 24, 8)) * d;
 }
-#define LOAD4(pool, base, d4) q8_4(pool[(base).x + (d4)], KV_SCALE(pool, (base).y + (d4) / 8))
+#define LOAD4(pool, base, d4) \
+    q8_4(pool[(base).x + (d4)], KV_SCALE(pool, (base).y + (d4) / (QB / 4)))
 #else
 vec4 q4_4(uint w, float d) {
     return (vec4(bitfieldExtract(w, 0, 4), bitfieldExtract(w, 4, 4), bitfieldExtract(w, 8, 4),
                  bitfieldExtract(w, 12, 4)) - 8.0) * d;
 }
-#define LOAD4(pool, base, d4) \
-    q4_4(pool[(base).x + (d4) / 2] >> (16 * ((d4) & 1)), KV_SCALE(pool, (base).y + (d4) / 8))
+#define LOAD4(pool, base, d4)                                     \
+    q4_4(pool[(base).x + (d4) / 2] >> (16 * ((d4) & 1)),          \
+         KV_SCALE(pool, (base).y + (d4) / (QB / 4)))
 #endif
 #elif KV_F16 && VEC
 layout(std430, binding = 1) readonly buffer Kb { uvec2 k_pool[]; };
@@ -105,7 +107,8 @@ const uint NS = (BR + NRS - 1) / NRS;
 const uint NRA = WG / D4;        // row groups of the P V phase
 const uint NA = (BR + NRA - 1) / NRA;
 const uint NIT = (BC * D4 + WG - 1) / WG;  // K/V staging loads per invocation and tile
-const uint QVW = KV_QUANT == 8 ? D / 4 : D / 8;  // value words per quantized row
+const uint QVW = KV_QUANT == 8 ? (D + 3) / 4 : (D + 7) / 8;  // value words per quantized row
+const uint QB = D < 32 ? D : 32;  // values per scale (kv_qblock) of quantized rows (D >= 4)
 
 shared vec4 q_sh[BR * D4];       // q * scale
 shared vec4 kv_sh[BC * DP4];

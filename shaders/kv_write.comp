@@ -3,10 +3,12 @@
 //   k, v: [n_tokens][n_head_kv][D] f32  ->  pools at the rows of positions pos0 + t
 // F32/F16 (KV_QUANT == 0): one invocation per pair of elements; F16 pools take packHalf2x16
 // words (values beyond the half range become +-inf).
-// Q8_0/Q4_0 (KV_QUANT == 8 / 4): one invocation per block of 32 elements of a K row and the
-// same V row, quantized as model::quantize_row does (ggml's reference quantizers; fp16 scale
-// through packHalf2x16). A scale shares its word with a neighbouring block's (maybe another
-// invocation's), so scales are stored with atomicAnd/atomicOr on their half.
+// Q8_0/Q4_0 (KV_QUANT == 8 / 4): one invocation per block of QB = kv_qblock(D) elements (32,
+// or the whole row when D < 32) of a K row and the same V row, quantized with ggml's reference
+// formulas over the block (as model::quantize_row does for QB == 32; fp16 scale through
+// packHalf2x16). A scale shares its word with a neighbouring block's (maybe another
+// invocation's, or another row's), so scales are stored with atomicAnd/atomicOr on their half.
+// Value words belong to one block (rows of D < 32 are padded to whole words).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "grid.glsl"
@@ -50,8 +52,10 @@ float round_away(float v) {
     return v < 0.0 ? -r : r;
 }
 
-// Quantizes x (32 values) into the words starting at value word `vw0` and scale half `sh`.
-#define QUANTIZE_BLOCK(pool, x, vw0, sh)                                                    \
+// Quantizes x (32 values: a block, or a block of fewer values followed by zeros, which change
+// neither its maximum nor its scale) into the first NW words starting at value word `vw0` and
+// scale half `sh`.
+#define QUANTIZE_BLOCK(pool, x, vw0, sh, NW)                                                \
     {                                                                                       \
         float amax_ = 0.0, max_ = 0.0;                                                      \
         [[unroll]] for (uint j_ = 0; j_ < 32; ++j_) {                                       \
@@ -70,7 +74,7 @@ float round_away(float v) {
                     const float q_ = clamp(round_away(v_), -127.0, 127.0);                  \
                     word_ |= (uint(int(q_)) & 0xFFu) << (8 * b_);                           \
                 }                                                                           \
-                pool[(vw0) + w_] = word_;                                                   \
+                if (w_ < (NW)) pool[(vw0) + w_] = word_;                                    \
             }                                                                               \
         } else {                                                                            \
             [[unroll]] for (uint w_ = 0; w_ < 4; ++w_) {                                    \
@@ -80,7 +84,7 @@ float round_away(float v) {
                     t_ = clamp(t_, 0.0, 15.0);                                              \
                     word_ |= uint(t_) << (4 * b_);                                          \
                 }                                                                           \
-                pool[(vw0) + w_] = word_;                                                   \
+                if (w_ < (NW)) pool[(vw0) + w_] = word_;                                    \
             }                                                                               \
         }                                                                                   \
         const uint sbits_ = packHalf2x16(vec2(d_, 0.0));                                    \
@@ -92,24 +96,39 @@ float round_away(float v) {
 
 void main() {
 #if KV_QUANT
-    const uint nb = pc.head_dim / 32;
+    const uint qb = kv_qblock(pc.head_dim);  // values per block
+    const uint nb = pc.head_dim / qb;
     const uint idx = kv_group_index() * WG + gl_LocalInvocationIndex;
     if (idx >= pc.n_tokens * pc.n_head_kv * nb) return;
     const uint b = idx % nb;
     const uint row = idx / nb;  // token * n_head_kv + kv head
     const uint kvh = row % pc.n_head_kv;
     const uint t = row / pc.n_head_kv;
-    const uint vw = KV_QUANT == 8 ? pc.head_dim / 4 : pc.head_dim / 8;
+    const uint vw = KV_QUANT == 8 ? (pc.head_dim + 3) / 4 : (pc.head_dim + 7) / 8;
     const uvec2 a = kv_qrow(pc.pos0 + t, kvh, pc.page_size, pc.n_head_kv, pc.sink_pages,
                             pc.ring_pages, pc.head_dim, vw);
     const uint vw0 = a.x + b * (KV_QUANT == 8 ? 8 : 4);
     const uint sh = a.y + b;
-    const uint src = 32 * idx;
+    const uint src = qb * idx;
     float x[32];
-    [[unroll]] for (uint j = 0; j < 32; ++j) x[j] = k_in[src + j];
-    QUANTIZE_BLOCK(k_pool, x, vw0, sh)
-    [[unroll]] for (uint j = 0; j < 32; ++j) x[j] = v_in[src + j];
-    QUANTIZE_BLOCK(v_pool, x, vw0, sh)
+    if (qb == 32) {
+        [[unroll]] for (uint j = 0; j < 32; ++j) x[j] = k_in[src + j];
+        QUANTIZE_BLOCK(k_pool, x, vw0, sh, KV_QUANT == 8 ? 8u : 4u)
+        [[unroll]] for (uint j = 0; j < 32; ++j) x[j] = v_in[src + j];
+        QUANTIZE_BLOCK(v_pool, x, vw0, sh, KV_QUANT == 8 ? 8u : 4u)
+    } else {
+        // D < 32: the block is the whole row, vw words (the padding holds quantized zeros).
+        [[unroll]] for (uint j = 0; j < 32; ++j) {
+            x[j] = 0.0;
+            if (j < qb) x[j] = k_in[src + j];
+        }
+        QUANTIZE_BLOCK(k_pool, x, vw0, sh, vw)
+        [[unroll]] for (uint j = 0; j < 32; ++j) {
+            x[j] = 0.0;
+            if (j < qb) x[j] = v_in[src + j];
+        }
+        QUANTIZE_BLOCK(v_pool, x, vw0, sh, vw)
+    }
 #else
     const uint half_dim = pc.head_dim / 2;
     const uint idx = kv_group_index() * WG + gl_LocalInvocationIndex;

@@ -138,6 +138,8 @@ vk::Pipeline& AttentionKernels::pipeline(const std::string& name, uint32_t bindi
     return pipelines_.get(d);
 }
 
+uint32_t kv_quant_block(uint32_t head_dim) { return std::min(32u, head_dim); }
+
 uint64_t kv_page_bytes(GgmlType type, uint32_t n_head_kv, uint32_t page_size,
                        uint32_t head_dim) {
     const uint64_t rows = uint64_t(n_head_kv) * page_size;
@@ -149,11 +151,16 @@ uint64_t kv_page_bytes(GgmlType type, uint32_t n_head_kv, uint32_t page_size,
             return rows * head_dim * 2;
         case GgmlType::Q8_0:
         case GgmlType::Q4_0: {
-            if (head_dim % 32 != 0)
-                fail(KV_ERR_UNSUPPORTED, "%s KV pages need head_dim %% 32 == 0, not %u",
+            // Blocks of 32 values, or one block per row of 2, 4, 8 or 16 (Q4_0: an even block).
+            const bool small = head_dim == 2 || head_dim == 4 || head_dim == 8 || head_dim == 16;
+            if (head_dim == 0 || (head_dim % 32 != 0 && !small))
+                fail(KV_ERR_UNSUPPORTED,
+                     "%s KV pages need head_dim %% 32 == 0 or head_dim 2, 4, 8 or 16, not %u",
                      type == GgmlType::Q8_0 ? "q8_0" : "q4_0", head_dim);
-            const uint64_t values = type == GgmlType::Q8_0 ? head_dim : head_dim / 2;
-            const uint64_t bytes = rows * (values + 2 * (head_dim / 32));
+            const uint32_t qb = kv_quant_block(head_dim);
+            // Value words per row: whole words (only head_dim < 4 (Q8_0) / < 8 (Q4_0) pads).
+            const uint64_t words = type == GgmlType::Q8_0 ? (head_dim + 3) / 4 : (head_dim + 7) / 8;
+            const uint64_t bytes = rows * (4 * words + 2 * (head_dim / qb));
             return (bytes + 15) / 16 * 16;
         }
         default: {
@@ -243,8 +250,8 @@ void AttentionKernels::kv_write(vk::CommandStream& cs, const vk::BufferRange& k,
     const uint32_t wg = fit_workgroup(device_, kv_quantized(p.kv_type) ? 64 : 256);
     vk::Pipeline& pl =
         pipeline(std::string("kv_write_") + kv_suffix(p.kv_type), 5, sizeof(pc), {wg});
-    // One invocation per pair of elements, or per 32-element block when quantized.
-    const uint32_t per_inv = kv_quantized(p.kv_type) ? 32 : 2;
+    // One invocation per pair of elements, or per quantization block.
+    const uint32_t per_inv = kv_quantized(p.kv_type) ? kv_quant_block(p.head_dim) : 2;
     uint32_t gx, gy;
     grid(device_, div_up(uint64_t(p.n_tokens) * p.n_head_kv * (p.head_dim / per_inv), wg), &gx,
          &gy);
@@ -402,6 +409,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
                          k_pool.offset % 16 == 0 && v_pool.offset % 16 == 0 &&
                          options_.vector_loads;
         if (vec) name += "_v";
+        if (quant && p.head_dim < 8) name += "_s";  // units of 2 elements (attn_decode.comp)
         if (subgroup_ops_) name += "_sg";
         spec = {pl.workgroup, p.head_dim, pl.rows, windowed};
     }

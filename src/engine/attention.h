@@ -5,10 +5,11 @@
 // KV cache layout (paged from the start; a contiguous cache is the identity block table):
 //   per layer, one K pool and one V pool, each n_pages pages of kv_page_bytes() bytes holding
 //   [n_kv_heads][page_size] rows of head_dim values of `kv_type`: F32, F16 (packed pairs, so
-//   head_dim is even), or Q8_0/Q4_0 (head_dim % 32 == 0: values, then fp16 scales per 32; see
-//   kv_page_bytes). A session's block table is a uint32 buffer: position p is in logical page
-//   lp = p / page_size, slot p % page_size, and lp lives in pool page block_table[lp], or, with
-//   a ring (AttentionParams::ring_pages), in block_table[ring slot of lp].
+//   head_dim is even), or Q8_0/Q4_0 (head_dim % 32 == 0, or 2, 4, 8, 16: values, then fp16
+//   scales per kv_quant_block(head_dim) values; see kv_page_bytes). A session's block table is
+//   a uint32 buffer: position p is in logical page lp = p / page_size, slot p % page_size, and
+//   lp lives in pool page block_table[lp], or, with a ring (AttentionParams::ring_pages), in
+//   block_table[ring slot of lp].
 //
 // Activations are f32, row-major:
 //   q:   [n_tokens][n_head][head_dim]      k, v: [n_tokens][n_head_kv][head_dim]
@@ -82,17 +83,25 @@ struct AttentionParams {
 // Bytes of one page of one layer's K (or V) pool: n_head_kv x page_size rows of head_dim values.
 //   F32, F16: [n_head_kv][page_size][head_dim] elements (F16: packed pairs; head_dim even),
 //             exactly rows x head_dim x 4 (or 2) bytes, no padding.
-//   Q8_0, Q4_0 (head_dim % 32 == 0): first all rows' values, then all rows' scales:
+//   Q8_0, Q4_0 (head_dim % 32 == 0, or head_dim 2, 4, 8 or 16): blocks of
+//   QB = kv_quant_block(head_dim) values (32; the whole row when head_dim < 32) share an fp16
+//   scale. First all rows' values, then all rows' scales:
 //     values: Q8_0: int8[head_dim] per row; Q4_0: element i of a row in nibble i (low nibble
 //             first in a byte, bytes little-endian in a 32-bit word): head_dim / 2 bytes per row;
-//     scales: fp16[head_dim / 32] per row, packed halves (row r's block b is half
-//             r * head_dim / 32 + b of the scale area, low half first in a word);
+//             a row is padded to whole 32-bit words (only head_dim 2 (Q8_0), 2 and 4 (Q4_0));
+//     scales: fp16[head_dim / QB] per row, packed halves (row r's block b is half
+//             r * head_dim / QB + b of the scale area, low half first in a word);
 //     rounded up to a multiple of 16 bytes.
-//   Rows are ordered [n_head_kv][page_size] in both areas. Quantization is that of
-//   model::quantize_row (ggml's reference quantizers); values dequantize as q * d (Q8_0) and
-//   (q - 8) * d (Q4_0). Throws KV_ERR_UNSUPPORTED for other types or a head_dim they cannot hold.
+//   Rows are ordered [n_head_kv][page_size] in both areas. Quantization is ggml's reference
+//   quantizers' over each block of QB values (for QB == 32 exactly model::quantize_row; any QB:
+//   reference::round_kv): Q8_0 d = amax / 127, q = round(x / d); Q4_0 d = max / -8 (max: the
+//   value of largest magnitude), q = min(15, int(x / d + 8.5)); values dequantize as q * d (Q8_0)
+//   and (q - 8) * d (Q4_0) with d rounded to fp16. Throws KV_ERR_UNSUPPORTED for other types or
+//   a head_dim they cannot hold. For head_dim >= 32 the layout is the same as for 32-blocks.
 uint64_t kv_page_bytes(model::GgmlType type, uint32_t n_head_kv, uint32_t page_size,
                        uint32_t head_dim);
+// Values per fp16 scale of a Q8_0/Q4_0 KV row of head_dim values: min(32, head_dim).
+uint32_t kv_quant_block(uint32_t head_dim);
 
 // Tuning and scratch. Defaults suit any device; tests use the knobs to force each path.
 struct AttentionOptions {
@@ -144,8 +153,9 @@ public:
 
     // Stores k and v ([n_tokens][n_head_kv][head_dim] f32) of positions [pos0, pos0 + n_tokens)
     // into the pools at their block-table slots (ring mapping included), converting to
-    // p.kv_type: F16 by packHalf2x16, Q8_0/Q4_0 bit-exactly as model::quantize_row (on devices
-    // with correctly rounded fp32 division; tested on lavapipe). Quantized pages are updated
+    // p.kv_type: F16 by packHalf2x16, Q8_0/Q4_0 bit-exactly as model::quantize_row (blocks of
+    // 32) or reference::round_kv (blocks of kv_quant_block(head_dim)) (on devices with
+    // correctly rounded fp32 division; tested on lavapipe). Quantized pages are updated
     // with 32-bit atomics on scale words, so writes of one call never race.
     void kv_write(vk::CommandStream& cs, const vk::BufferRange& k, const vk::BufferRange& v,
                   const vk::BufferRange& k_pool, const vk::BufferRange& v_pool,

@@ -57,6 +57,66 @@ std::unique_ptr<ReferenceModel> ReferenceModel::load(const model::GgufFile& file
     return m;
 }
 
+uint32_t kv_quant_block(uint32_t head_dim) { return head_dim < 32 ? head_dim : 32; }
+
+void round_kv(model::GgmlType type, float* x, size_t n, uint32_t block) {
+    using model::GgmlType;
+    switch (type) {
+        case GgmlType::F32: return;
+        case GgmlType::F16:
+        case GgmlType::BF16: {
+            std::vector<uint8_t> buf(model::row_bytes(type, static_cast<int64_t>(n)));
+            model::quantize_row(type, x, buf.data(), static_cast<int64_t>(n));
+            model::dequantize_row(type, buf.data(), x, static_cast<int64_t>(n));
+            return;
+        }
+        case GgmlType::Q8_0:
+        case GgmlType::Q4_0: break;
+        default: {
+            const model::TypeTraits* t = model::type_traits(type);
+            fail(KV_ERR_UNSUPPORTED, "round_kv: KV cache type %s is not supported",
+                 t ? t->name : "unknown");
+        }
+    }
+    if (block == 0 || n % block != 0 || (type == GgmlType::Q4_0 && block % 2 != 0))
+        fail(KV_ERR_INVALID_ARGUMENT, "round_kv: %zu values do not split into blocks of %u", n,
+             block);
+    // The operations of model::quantize_row's q_q8_0 / q_q4_0 and of deq_q8_0 / deq_q4_0, in
+    // the same order, over `block` values instead of 32.
+    for (float* b = x; b < x + n; b += block) {
+        if (type == GgmlType::Q8_0) {
+            float amax = 0.0f;
+            for (uint32_t j = 0; j < block; ++j) amax = std::fmax(amax, std::fabs(b[j]));
+            const float d = amax / 127.0f;
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            const float dh = model::fp16_to_fp32(model::fp32_to_fp16(d));
+            for (uint32_t j = 0; j < block; ++j) {
+                float v = std::round(b[j] * id);
+                if (!(v >= -127.0f)) v = v != v ? 0.0f : -127.0f;  // non-finite input only
+                if (v > 127.0f) v = 127.0f;
+                b[j] = static_cast<int8_t>(v) * dh;
+            }
+        } else {
+            float amax = 0.0f, max = 0.0f;
+            for (uint32_t j = 0; j < block; ++j) {
+                if (amax < std::fabs(b[j])) {
+                    amax = std::fabs(b[j]);
+                    max = b[j];
+                }
+            }
+            const float d = max / -8.0f;
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            const float dh = model::fp16_to_fp32(model::fp32_to_fp16(d));
+            for (uint32_t j = 0; j < block; ++j) {
+                float t = b[j] * id + 8.5f;  // ggml: MIN(15, (int8_t)(x*id + 8.5f))
+                if (!(t >= 0.0f)) t = 0.0f;  // non-finite input only
+                if (t > 15.0f) t = 15.0f;
+                b[j] = (static_cast<int>(t) - 8) * dh;
+            }
+        }
+    }
+}
+
 ReferenceSession::ReferenceSession(const ReferenceModel& model, model::GgmlType kv_type)
     : model_(model), kv_type_(kv_type), k_(model.config().n_layer), v_(model.config().n_layer) {
     using model::GgmlType;
@@ -66,20 +126,20 @@ ReferenceSession::ReferenceSession(const ReferenceModel& model, model::GgmlType 
         fail(KV_ERR_UNSUPPORTED,
              "reference KV cache type %s is not supported (f32, f16, bf16, q8_0, q4_0)",
              t ? t->name : "unknown");
-    if (model.config().head_dim % t->block_size != 0)
-        fail(KV_ERR_UNSUPPORTED, "KV cache type %s needs head_dim (%u) to be a multiple of %u",
-             t->name, model.config().head_dim, t->block_size);
+    const uint32_t hd = model.config().head_dim;
+    if ((kv_type == GgmlType::Q8_0 || kv_type == GgmlType::Q4_0) && hd % 32 != 0 && hd != 2 &&
+        hd != 4 && hd != 8 && hd != 16)
+        fail(KV_ERR_UNSUPPORTED,
+             "KV cache type %s needs head_dim (%u) to be a multiple of 32 or 2, 4, 8 or 16",
+             t->name, hd);
 }
 
 void ReferenceSession::store_kv(float* x) const {
     if (kv_type_ == model::GgmlType::F32) return;
     const model::ModelConfig& c = model_.config();
-    std::vector<uint8_t> buf(model::row_bytes(kv_type_, c.head_dim));
-    for (uint32_t h = 0; h < c.n_head_kv; ++h) {
-        float* v = x + size_t(h) * c.head_dim;
-        model::quantize_row(kv_type_, v, buf.data(), c.head_dim);
-        model::dequantize_row(kv_type_, buf.data(), v, c.head_dim);
-    }
+    const uint32_t block = kv_quant_block(c.head_dim);
+    for (uint32_t h = 0; h < c.n_head_kv; ++h)
+        round_kv(kv_type_, x + size_t(h) * c.head_dim, c.head_dim, block);
 }
 
 void ReferenceSession::truncate(uint32_t n) {

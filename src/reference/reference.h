@@ -62,10 +62,10 @@ private:
 class ReferenceSession {
 public:
     // `kv_type` emulates a KV cache stored in that format: every K/V vector is rounded through
-    // quantize_row + dequantize_row (per KV head, head_dim values) when written, so a GPU engine
-    // with F16/BF16/Q8_0/Q4_0 pages can be held to a tight tolerance against the matching
-    // reference. F32 (default) stores exactly. Throws KV_ERR_UNSUPPORTED for other types, or when
-    // head_dim is not a multiple of the type's block size.
+    // round_kv (per KV head, head_dim values, blocks of kv_quant_block(head_dim)) when written,
+    // so a GPU engine with F16/BF16/Q8_0/Q4_0 pages can be held to a tight tolerance against the
+    // matching reference. F32 (default) stores exactly. Throws KV_ERR_UNSUPPORTED for other
+    // types, or for Q8_0/Q4_0 when head_dim is neither a multiple of 32 nor 2, 4, 8 or 16.
     explicit ReferenceSession(const ReferenceModel& model,
                               model::GgmlType kv_type = model::GgmlType::F32);
 
@@ -99,6 +99,22 @@ private:
     // Per layer: [position][kv_dim].
     std::vector<std::vector<float>> k_, v_;
 };
+
+// Values per fp16 scale of a Q8_0/Q4_0 KV row of head_dim values, as the engine's pages store
+// them (engine::kv_quant_block): ggml's 32, or the whole row when head_dim < 32.
+uint32_t kv_quant_block(uint32_t head_dim);
+
+// Rounds x[0, n) in place as a KV cache of `type` stores it and reads it back:
+//   F32: unchanged; F16, BF16: per value (model::quantize_row + dequantize_row);
+//   Q8_0, Q4_0: per block of `block` values (n % block == 0; Q4_0: block even), ggml's
+//     reference quantizers over the block:
+//       Q8_0: d = amax / 127, q = round-half-away(x * (1 / d)) in [-127, 127], x' = q * fp16(d)
+//       Q4_0: d = max / -8 (max: the first value of largest magnitude),
+//             q = min(15, int(x * (1 / d) + 8.5)), x' = (q - 8) * fp16(d)
+//     (1 / d is 0 for d == 0). block == 32 is bit-identical to model::quantize_row +
+//     dequantize_row (tests/reference/test_kv_rounding.cpp).
+// Throws KV_ERR_INVALID_ARGUMENT for a bad block, KV_ERR_UNSUPPORTED for other types.
+void round_kv(model::GgmlType type, float* x, size_t n, uint32_t block);
 
 // The no-cache baseline: the logits of tokens `ids` recomputed from scratch (a fresh session,
 // discarded afterwards). Last position's logits, or every position's when all_logits.

@@ -111,23 +111,24 @@ TEST_CASE("KV cache storage types: error vs exact, measured") {
     using kv::model::GgmlType;
     // What rounding K/V to a storage type costs, on the 4 exact rows (prompt + 3 decodes).
     // Bounds are ~3x the measured worst case (printed): f16 2.8e-4, bf16 2.5e-3, q8_0 2.3e-3,
-    // q4_0 3.6e-2 (q8_0/q4_0 need head_dim % 32 == 0: not stories260K, head_dim 8).
+    // q4_0 3.6e-2 (qwen2-bias, head_dim 16: one scale per 16-value row, kv_quant_block: q8_0
+    // 1.6e-3, q4_0 3.0e-2); stories260K (head_dim 8, one scale per 8-value row) is far more
+    // sensitive: q8_0 3.2e-2, q4_0 0.28 (small_bound).
     struct Kind {
         GgmlType type;
         const char* name;
-        double bound;
+        double bound, small_bound;
     };
-    const Kind kinds[] = {{GgmlType::F32, "f32", 1e-6},
-                          {GgmlType::F16, "f16", 1e-3},
-                          {GgmlType::BF16, "bf16", 1e-2},
-                          {GgmlType::Q8_0, "q8_0", 1e-2},
-                          {GgmlType::Q4_0, "q4_0", 1e-1}};
+    const Kind kinds[] = {{GgmlType::F32, "f32", 1e-6, 1e-6},
+                          {GgmlType::F16, "f16", 1e-3, 1e-3},
+                          {GgmlType::BF16, "bf16", 1e-2, 1e-2},
+                          {GgmlType::Q8_0, "q8_0", 1e-2, 1e-1},
+                          {GgmlType::Q4_0, "q4_0", 1e-1, 0.8}};
     for (const char* stem :
          {"llama-gqa.f32.long", "qwen2-bias.f16.long", "stories260K.once-upon-a-time"}) {
         Trace t = load_trace(stem);
         auto m = load_model(t.model_path);
         for (const Kind& k : kinds) {
-            if (m->config().head_dim % kv::model::type_traits(k.type)->block_size != 0) continue;
             ReferenceSession s(*m, k.type);
             double worst = 0;
             for (int row = 0; row < 4; ++row) {
@@ -138,15 +139,26 @@ TEST_CASE("KV cache storage types: error vs exact, measured") {
             }
             MESSAGE(std::string(stem)
                     << ": KV cache " << std::string(k.name) << ": max rel L2 vs exact " << worst);
-            CHECK(worst <= k.bound);
+            const bool stories = std::string(stem).rfind("stories260K", 0) == 0;
+            CHECK(worst <= (stories ? k.small_bound : k.bound));
             if (k.type != GgmlType::F32) CHECK(worst > 1e-6);  // the rounding really happens
         }
     }
-    std::vector<uint8_t> bytes = kvtest::build_tiny_model(kvtest::TinySpec{});  // head_dim 8
+    kvtest::TinySpec spec;
+    spec.n_embd = 48;  // head_dim 12: neither a multiple of 32 nor a divisor of 32
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(spec);
     auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), false);
     auto m = ReferenceModel::load(*f);
+    REQUIRE(m->config().head_dim == 12);
     CHECK_THROWS_AS(ReferenceSession(*m, GgmlType::Q8_0), kv::Error);
+    CHECK_THROWS_AS(ReferenceSession(*m, GgmlType::Q4_0), kv::Error);
     CHECK_THROWS_AS(ReferenceSession(*m, GgmlType::Q4_K), kv::Error);
+    ReferenceSession ok16(*m, GgmlType::F16);  // per-value types take any head_dim
+    std::vector<uint8_t> bytes8 = kvtest::build_tiny_model(kvtest::TinySpec{});  // head_dim 8
+    auto f8 = kv::model::GgufFile::from_memory(bytes8.data(), bytes8.size(), false);
+    auto m8 = ReferenceModel::load(*f8);
+    ReferenceSession q8(*m8, GgmlType::Q8_0);  // one block of 8 per row (kv_quant_block)
+    ReferenceSession q4(*m8, GgmlType::Q4_0);
 }
 
 TEST_CASE("greedy tokens vs llama.cpp: fixtures (f32, f16)") {
