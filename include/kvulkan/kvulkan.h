@@ -406,8 +406,9 @@ typedef struct kv_session kv_session;
 typedef enum kv_cache_type {
     KV_CACHE_F16 = 0, /* default: half the memory of F32, ~1e-3 relative logits error */
     KV_CACHE_F32 = 1,
+    /* Quantized pages (head_dim a multiple of 32, or 2, 4, 8, 16: one scale per row then). */
     KV_CACHE_Q8_0 = 2, /* 8-bit values + an fp16 scale per 32: about half of F16's memory */
-    KV_CACHE_Q4_0 = 3, /* 4-bit values + an fp16 scale per 32: about a quarter (head_dim % 32 == 0) */
+    KV_CACHE_Q4_0 = 3, /* 4-bit values + an fp16 scale per 32: about a quarter */
     KV_CACHE_TYPE_FORCE32 = 0x7FFFFFFF
 } kv_cache_type;
 

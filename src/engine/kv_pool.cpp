@@ -7,13 +7,9 @@
 namespace kv::engine {
 
 uint64_t kv_row_bytes(model::GgmlType type, uint32_t head_dim) {
-    switch (type) {
-        case model::GgmlType::F32: return uint64_t(head_dim) * 4;
-        case model::GgmlType::F16: return uint64_t(head_dim) * 2;
-        case model::GgmlType::Q8_0: return uint64_t(head_dim) + head_dim / 32 * 2;
-        case model::GgmlType::Q4_0: return uint64_t(head_dim) / 2 + head_dim / 32 * 2;
-        default: fail(KV_ERR_UNSUPPORTED, "KV cache type %s is not supported", model::type_traits(type)->name);
-    }
+    // One page row's share of a 16-row page: exact for every layout (padding included) but the
+    // tiny quantized heads whose rows are padded to whole words.
+    return kv_page_bytes(type, 1, 16, head_dim) / 16;
 }
 
 KvPool::KvPool(kv_model& m, model::GgmlType type, uint32_t page_size, uint32_t n_pages)

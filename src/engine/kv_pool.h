@@ -55,7 +55,7 @@ private:
 };
 
 // Bytes of one row of head_dim values (one position of one KV head) in a page of `type`, scales
-// included: F32 4 x head_dim, F16 2 x, Q8_0 34/32 x, Q4_0 18/32 x (pages add padding to 16 bytes).
+// included: F32 4 x head_dim, F16 2 x, Q8_0 34/32 x, Q4_0 18/32 x (for head_dim >= 32).
 uint64_t kv_row_bytes(model::GgmlType type, uint32_t head_dim);
 
 }  // namespace kv::engine

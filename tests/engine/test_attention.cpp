@@ -554,9 +554,10 @@ TEST_CASE("attention rejects bad shapes") {
     p.n_head_kv = 2;
     p.head_dim = 15;  // odd
     CHECK_THROWS(ak.attention(cs, whole(b), whole(b), whole(b), whole(b), whole(b), p));
-    p.head_dim = 16;
+    p.head_dim = 48;  // quantized pages hold head_dim 2, 4, 8, 16 or a multiple of 32
     p.kv_type = GgmlType::Q8_0;
     CHECK_THROWS(ak.kv_write(cs, whole(b), whole(b), whole(b), whole(b), whole(b), p));
+    p.head_dim = 16;
     p.kv_type = GgmlType::F16;
     p.n_tokens = 1000;  // q too small
     CHECK_THROWS(ak.attention(cs, whole(b), whole(b), whole(b), whole(b), whole(b), p));

@@ -101,7 +101,7 @@ class CacheType(enum.IntEnum):
     F16 = N.KV_CACHE_F16
     F32 = N.KV_CACHE_F32
     Q8_0 = N.KV_CACHE_Q8_0  # 8-bit values + an fp16 scale per 32: about half of F16's memory
-    Q4_0 = N.KV_CACHE_Q4_0  # 4-bit values + an fp16 scale per 32: about a quarter (head_dim % 32 == 0)
+    Q4_0 = N.KV_CACHE_Q4_0  # 4-bit values + an fp16 scale per 32: about a quarter
 
 
 def _enum_or_int(cls, value):
