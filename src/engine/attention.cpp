@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "engine/kernel_util.h"
 
 namespace kv::engine {
 
@@ -12,12 +13,6 @@ namespace {
 using model::GgmlType;
 
 constexpr uint64_t kF32 = 4;
-
-uint32_t floor_pow2(uint32_t v) {
-    uint32_t p = 1;
-    while (p * 2 <= v) p *= 2;
-    return p;
-}
 
 uint32_t div_up(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
 
@@ -29,27 +24,7 @@ uint32_t fit_workgroup(const vk::Device& device, uint32_t want) {
 }
 
 void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what) {
-    if (r.buffer == VK_NULL_HANDLE)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s is not a buffer", kernel, what);
-    if (r.size < bytes)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: %s holds %llu bytes, the shape needs %llu", kernel, what,
-             static_cast<unsigned long long>(r.size), static_cast<unsigned long long>(bytes));
-}
-
-bool device_has_subgroup_arithmetic(const vk::Device& device) {
-    if (device.instance().api_version() < VK_API_VERSION_1_1 ||
-        device.properties().apiVersion < VK_API_VERSION_1_1)
-        return false;
-    VkPhysicalDeviceSubgroupProperties sg{};
-    sg.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES;
-    VkPhysicalDeviceProperties2 p2{};
-    p2.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2;
-    p2.pNext = &sg;
-    vkGetPhysicalDeviceProperties2(device.physical(), &p2);
-    const VkSubgroupFeatureFlags need =
-        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
-    return (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) &&
-           (sg.supportedOperations & need) == need && sg.subgroupSize >= 1;
+    fit_range(r, bytes, kernel, what);
 }
 
 bool kv_quantized(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0; }
@@ -64,22 +39,8 @@ const char* kv_suffix(GgmlType t) {
     }
 }
 
-// Dispatches over `groups` workgroups as an x * y grid (grid.glsl's kv_group_index).
 void grid(const vk::Device& device, uint64_t groups, uint32_t* gx, uint32_t* gy) {
-    const uint64_t max_x = device.limits().maxComputeWorkGroupCount[0];
-    const uint64_t max_y = device.limits().maxComputeWorkGroupCount[1];
-    if (groups == 0) fail(KV_ERR_INVALID_ARGUMENT, "empty dispatch");
-    if (groups <= max_x) {
-        *gx = static_cast<uint32_t>(groups);
-        *gy = 1;
-        return;
-    }
-    const uint64_t y = (groups + max_x - 1) / max_x;
-    if (y > max_y)
-        fail(KV_ERR_UNSUPPORTED, "dispatch of %llu workgroups exceeds the device's grid",
-             static_cast<unsigned long long>(groups));
-    *gy = static_cast<uint32_t>(y);
-    *gx = static_cast<uint32_t>((groups + y - 1) / y);
+    dispatch_grid(device, groups, gx, gy);
 }
 
 struct RopePush {
@@ -118,7 +79,7 @@ uint64_t tile_shared(uint32_t d, uint32_t br, uint32_t bc) {
 AttentionKernels::AttentionKernels(vk::Device& device, vk::PipelineCache& pipelines,
                                    const AttentionOptions& options)
     : device_(device), pipelines_(pipelines), options_(options) {
-    subgroup_ops_ = options.subgroup_ops && device_has_subgroup_arithmetic(device);
+    subgroup_ops_ = options.subgroup_ops && has_subgroup_arithmetic(device);
     if (options_.max_splits == 0) options_.max_splits = 1;
     if (options_.min_keys_per_split == 0) options_.min_keys_per_split = 1;
     if (options_.allocator && options_.scratch_bytes > 0) {
