@@ -28,11 +28,13 @@
 #include "engine/attention.h"
 #include "engine/gpu_fixture.h"
 #include "model/ggml_types.h"
+#include "reference/reference.h"
 
 using kv::engine::AttentionKernels;
 using kv::engine::AttentionOptions;
 using kv::engine::AttentionParams;
 using kv::engine::kv_page_bytes;
+using kv::engine::kv_quant_block;
 using kv::model::GgmlType;
 using kv::vk::whole;
 
@@ -40,7 +42,7 @@ namespace {
 
 constexpr double kTol = 1e-5;  // fp32 arithmetic against double, on identical stored K/V
 
-const char* type_name(GgmlType t) {
+std::string type_name(GgmlType t) {
     switch (t) {
         case GgmlType::F32: return "F32";
         case GgmlType::F16: return "F16";
@@ -52,16 +54,13 @@ const char* type_name(GgmlType t) {
 
 bool quantized(GgmlType t) { return t == GgmlType::Q8_0 || t == GgmlType::Q4_0; }
 
-// A row of D values as the page format stores it, back in f32 (the CPU side of the oracle).
+// A row of D values as the page format stores it, back in f32 (the CPU side of the oracle):
+// reference::round_kv, in blocks of kv_quant_block(D) (32, or the whole row below 32), which is
+// bit-identical to model::quantize_row + dequantize_row for blocks of 32
+// (tests/reference/test_kv_rounding.cpp).
 std::vector<float> round_trip(GgmlType t, const float* x, uint32_t D) {
-    std::vector<float> out(D);
-    if (t == GgmlType::F32) {
-        std::copy(x, x + D, out.begin());
-        return out;
-    }
-    std::vector<uint8_t> blk(kv::model::row_bytes(t, D));
-    kv::model::quantize_row(t, x, blk.data(), D);
-    kv::model::dequantize_row(t, blk.data(), out.data(), D);
+    std::vector<float> out(x, x + D);
+    if (t != GgmlType::F32) kv::reference::round_kv(t, out.data(), D, kv_quant_block(D));
     return out;
 }
 
@@ -104,9 +103,12 @@ void write_all(kvtest::Gpu& gpu, const AttentionKernels& ak, const Cache& c,
         cs.fill(whole(c.k_pool), 0xFFFFFFFFu);
         cs.fill(whole(c.v_pool), 0xFFFFFFFFu);
         cs.barrier();
+        // Chunks start at 16-byte offsets of k/v (minStorageBufferOffsetAlignment): with rows
+        // of 2 or 10 floats, chunks of an even number of tokens.
+        const uint32_t m = row % 4 == 0 ? 1 : (row % 2 == 0 ? 2 : 4);
         for (uint32_t p0 = 0, i = 0; p0 < n_ctx; ++i) {
             const uint32_t want = i % 3 == 0 ? 1 : (i % 3 == 1 ? 7 : 45);
-            const uint32_t n = std::min(want, n_ctx - p0);
+            const uint32_t n = std::min((want + m - 1) / m * m, n_ctx - p0);
             AttentionParams wp = c.p;
             wp.pos0 = p0;
             wp.n_tokens = n;
@@ -178,7 +180,7 @@ std::string describe(const Case& c) {
     char buf[240];
     std::snprintf(buf, sizeof buf,
                   "%s n_tokens %u pos0 %u heads %u/%u head_dim %u page %u window %u sinks %u ring %d",
-                  type_name(c.type), c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim,
+                  type_name(c.type).c_str(), c.n_tokens, c.pos0, c.n_head, c.n_head_kv, c.head_dim,
                   c.page_size, c.window, c.sinks, int(c.ring));
     return buf;
 }
@@ -492,7 +494,157 @@ TEST_CASE("attention per KV page type, timed (KV_KVQ_BENCH=1)") {
             }
             char buf[160];
             std::snprintf(buf, sizeof buf, "%-5s n_tokens %2u ctx %4u window %3u sinks %u: %8.3f ms",
-                          type_name(t), s.n_tokens, s.ctx, s.window, s.sinks, best * 1e3);
+                          type_name(t).c_str(), s.n_tokens, s.ctx, s.window, s.sinks, best * 1e3);
             MESSAGE(buf);
         }
+}
+
+// ---- Heads below 32 values (2, 4, 8, 16: one quantization block of the whole row;
+// stories260K has head_dim 8) ----
+
+TEST_CASE("small heads: kv_page_bytes of Q8_0 and Q4_0 pages for head_dim 2, 4, 8, 16") {
+    CHECK(kv_quant_block(8) == 8);
+    CHECK(kv_quant_block(16) == 16);
+    CHECK(kv_quant_block(64) == 32);
+    // Rows: values in whole words, then one fp16 scale each; pages padded to 16 bytes.
+    CHECK(kv_page_bytes(GgmlType::Q8_0, 8, 16, 8) == 8 * 16 * (8 + 2));
+    CHECK(kv_page_bytes(GgmlType::Q4_0, 8, 16, 8) == 8 * 16 * (4 + 2));
+    CHECK(kv_page_bytes(GgmlType::Q8_0, 1, 16, 16) == 16 * (16 + 2));
+    CHECK(kv_page_bytes(GgmlType::Q4_0, 1, 16, 16) == 16 * (8 + 2));
+    CHECK(kv_page_bytes(GgmlType::Q8_0, 1, 8, 4) == 48);   // 8 * (4 + 2)
+    CHECK(kv_page_bytes(GgmlType::Q4_0, 1, 8, 4) == 48);   // 8 * (4 (2 + 2 padding) + 2)
+    CHECK(kv_page_bytes(GgmlType::Q8_0, 1, 8, 2) == 48);   // 8 * (4 (2 + 2 padding) + 2)
+    CHECK(kv_page_bytes(GgmlType::Q4_0, 1, 1, 2) == 16);   // 6 bytes, padded
+    // Unchanged for head_dim >= 32; other sizes stay rejected.
+    CHECK(kv_page_bytes(GgmlType::Q8_0, 2, 16, 64) == 2 * 16 * (64 + 4));
+    CHECK(kv_page_bytes(GgmlType::Q4_0, 2, 16, 64) == 2 * 16 * (32 + 4));
+    for (uint32_t d : {6u, 12u, 24u, 48u, 40u})
+        for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+            INFO(type_name(t) << " head_dim " << d);
+            CHECK_THROWS(kv_page_bytes(t, 2, 16, d));
+        }
+}
+
+TEST_CASE("small heads: kv_write rounds like ggml over the row, bit-exact, head_dim 2 to 16") {
+    kvtest::Gpu gpu;
+    AttentionKernels ak(gpu.device(), gpu.pipelines());
+    struct W {
+        GgmlType type;
+        uint32_t n_head_kv, head_dim, page_size, n_ctx;
+    };
+    // Odd KV head counts: rows of one page share scale words across KV heads.
+    const W cases[] = {{GgmlType::Q8_0, 8, 8, 16, 70},  {GgmlType::Q4_0, 8, 8, 16, 70},
+                       {GgmlType::Q8_0, 3, 16, 32, 77}, {GgmlType::Q4_0, 3, 16, 16, 77},
+                       {GgmlType::Q8_0, 3, 4, 16, 41},  {GgmlType::Q4_0, 3, 4, 16, 41},
+                       {GgmlType::Q8_0, 5, 2, 8, 33},   {GgmlType::Q4_0, 5, 2, 8, 33}};
+    for (const W& w : cases) {
+        INFO(type_name(w.type) << " kv heads " << w.n_head_kv << " head_dim " << w.head_dim
+                               << " page " << w.page_size);
+        AttentionParams p;
+        p.n_head_kv = p.n_head = w.n_head_kv;
+        p.head_dim = w.head_dim;
+        p.page_size = w.page_size;
+        p.kv_type = w.type;
+        const uint32_t D = w.head_dim, ps = w.page_size;
+        REQUIRE(kv_quant_block(D) == D);
+        Cache c = make_pools(gpu, p, (w.n_ctx + ps - 1) / ps);
+        const uint64_t vb = 4 * (w.type == GgmlType::Q8_0 ? (D + 3) / 4 : (D + 7) / 8);
+        const uint64_t rp = uint64_t(w.n_head_kv) * ps;
+        CHECK(c.page_bytes() == (rp * (vb + 2) + 15) / 16 * 16);
+        const uint32_t row = w.n_head_kv * D;
+        auto k = kvtest::random_floats(size_t(w.n_ctx) * row, kvtest::fresh_seed(), -3.f, 3.f);
+        auto v = kvtest::random_floats(size_t(w.n_ctx) * row, kvtest::fresh_seed());
+        for (size_t i = 0; i < D; ++i) v[i] = 0.f;                                  // zero row
+        for (size_t i = D; i < 2 * D; ++i) v[i] = float(int(i - D) - int(D / 2)) * 0.5f;  // ties
+        for (size_t i = 2 * D; i < k.size(); i += 97) k[i] *= 1000.f;
+        write_all(gpu, ak, c, k, v, w.n_ctx);
+        const uint64_t bytes = c.page_bytes() * c.pool_pages;
+        std::vector<uint8_t> gk(bytes), gv(bytes);
+        gpu.uploader().download(c.k_pool, 0, gk.data(), bytes);
+        gpu.uploader().download(c.v_pool, 0, gv.data(), bytes);
+        size_t value_diffs = 0, scale_diffs = 0, round_kv_diffs = 0, compared = 0;
+        for (int which = 0; which < 2; ++which) {
+            const std::vector<float>& src = which ? v : k;
+            const std::vector<uint8_t>& pool = which ? gv : gk;
+            std::vector<uint8_t> blk(kv::model::row_bytes(w.type, 32));
+            std::vector<float> padded(32), ref(D);
+            for (uint32_t j = 0; j < w.n_ctx; ++j)
+                for (uint32_t h = 0; h < w.n_head_kv; ++h) {
+                    const float* x = &src[(size_t(j) * w.n_head_kv + h) * D];
+                    std::fill(padded.begin(), padded.end(), 0.f);
+                    std::copy(x, x + D, padded.begin());
+                    kv::model::quantize_row(w.type, padded.data(), blk.data(), 32);
+                    std::copy(x, x + D, ref.begin());
+                    kv::reference::round_kv(w.type, ref.data(), D, D);
+                    const uint64_t page = c.table[j / ps];
+                    const uint64_t r = uint64_t(h) * ps + j % ps;
+                    const uint8_t* vals = &pool[page * c.page_bytes() + r * vb];
+                    const uint8_t* scale = &pool[page * c.page_bytes() + rp * vb + r * 2];
+                    uint16_t want_d, got_d;
+                    std::memcpy(&want_d, blk.data(), 2);
+                    std::memcpy(&got_d, scale, 2);
+                    scale_diffs += want_d != got_d;
+                    const float d = kv::model::fp16_to_fp32(got_d);
+                    for (uint32_t e = 0; e < D; ++e) {
+                        int want_q, got_q;
+                        if (w.type == GgmlType::Q8_0) {
+                            want_q = int8_t(blk[2 + e]);
+                            got_q = int8_t(vals[e]);
+                        } else {
+                            want_q = (e < 16 ? blk[2 + e] & 15 : blk[2 + e - 16] >> 4) - 8;
+                            got_q = ((vals[e / 2] >> (4 * (e % 2))) & 15) - 8;
+                        }
+                        value_diffs += want_q != got_q;
+                        round_kv_diffs += float(got_q) * d != ref[e];
+                    }
+                    ++compared;
+                }
+        }
+        MESSAGE(type_name(w.type) << " D " << D << ": " << compared << " rows, " << value_diffs
+                                  << " value and " << scale_diffs << " scale differences, "
+                                  << round_kv_diffs << " values differ from round_kv");
+        CHECK(value_diffs == 0);
+        CHECK(scale_diffs == 0);
+        CHECK(round_kv_diffs == 0);
+    }
+}
+
+TEST_CASE("small heads: attention over Q8_0 and Q4_0 pages, head_dim 8 and 16, decode and prefill, GQA") {
+    kvtest::Gpu gpu;
+    Configs cf(gpu);
+    double worst[2] = {0, 0};
+    const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_0};
+    for (int ti = 0; ti < 2; ++ti) {
+        const GgmlType t = types[ti];
+        const Case cases[] = {
+            {t, 1, 0, 8, 8, 8, 16},      // first token, stories260K's heads
+            {t, 1, 300, 8, 8, 8, 16},    // decode, stories260K's heads
+            {t, 1, 517, 8, 2, 8, 32},    // decode, GQA 4
+            {t, 13, 37, 8, 2, 8, 16},    // prefill chunk, GQA 4
+            {t, 40, 250, 6, 3, 16, 32},  // longer chunk, head_dim 16, GQA 2
+            {t, 2, 140, 4, 1, 16, 16},   // two tokens, MQA
+        };
+        for (const Case& c : cases) worst[ti] = std::max(worst[ti], check_case(gpu, cf, c));
+    }
+    for (int ti = 0; ti < 2; ++ti)
+        MESSAGE(type_name(types[ti]) << " head_dim 8/16: worst relative L2 error vs float64 "
+                                     << worst[ti]);
+}
+
+TEST_CASE("small heads: head_dim 2 and 4, and a window with sinks over a ring block table") {
+    kvtest::Gpu gpu;
+    Configs cf(gpu);
+    double worst = 0;
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+        const Case cases[] = {
+            {t, 1, 200, 4, 2, 4, 16},               // decode, head_dim 4
+            {t, 9, 60, 4, 2, 4, 16},                // prefill chunk, head_dim 4 (tiled: D4 = 1)
+            {t, 1, 150, 4, 2, 2, 16},               // decode, head_dim 2 (decode kernel only)
+            {t, 5, 33, 2, 1, 2, 8},                 // chunk, head_dim 2
+            {t, 1, 700, 8, 8, 8, 16, 40, 4, true},  // window + sinks, ring, stories260K heads
+            {t, 9, 300, 8, 2, 16, 16, 33, 5, true},  // prefill chunk across the window
+        };
+        for (const Case& c : cases) worst = std::max(worst, check_case(gpu, cf, c));
+    }
+    MESSAGE("head_dim 2/4 and window cases: worst relative L2 error vs float64 " << worst);
 }
