@@ -219,12 +219,17 @@ void publish_block_table(kv_session& s) {
         KV_CHECK(ids.size() <= slots);
         std::memcpy(dst, ids.data(), ids.size() * 4);
     } else {
-        for (uint32_t lp = 0; lp < ids.size(); ++lp) {
-            if (ids[lp] == kvcache::kNoPage) continue;
+        // Only the sink pages and the last ring_pages logical pages can be resident (everything
+        // between is a hole), so the work per step stays bounded however long the sequence grows.
+        const uint32_t n = uint32_t(ids.size());
+        auto put = [&](uint32_t lp) {
+            if (ids[lp] == kvcache::kNoPage) return;
             uint32_t slot = lp < s.sink_pages ? lp : s.sink_pages + (lp - s.sink_pages) % s.ring_pages;
             KV_CHECK(slot < slots);
             dst[slot] = ids[lp];
-        }
+        };
+        for (uint32_t lp = 0; lp < std::min(n, s.sink_pages); ++lp) put(lp);
+        for (uint32_t lp = std::max(s.sink_pages, n > s.ring_pages ? n - s.ring_pages : 0); lp < n; ++lp) put(lp);
     }
     s.block_table.flush(0, s.block_table.size());
 }

@@ -367,8 +367,11 @@ TEST_CASE("quantized pages: Q8_0 and Q4_0 match the CPU reference rounding K/V t
     Model model(rt, f.trace.model_path);
     auto file = kv::model::GgufFile::open(f.trace.model_path);
     auto ref_model = kv::reference::ReferenceModel::load(*file);
-    for (auto [type, gtype, tol] : {std::tuple{KV_CACHE_Q8_0, kv::model::GgmlType::Q8_0, 1e-3},
-                                    std::tuple{KV_CACHE_Q4_0, kv::model::GgmlType::Q4_0, 1e-2}}) {
+    // Same rounding on both sides: fp32 arithmetic gives ~5e-7. The slack above that covers a
+    // K/V value that sits on a quantization boundary, where fp32 x * (1/d) on the GPU and the CPU
+    // may land one step apart (seen as isolated steps near 1e-4 with Q8_0 on stories260K).
+    for (auto [type, gtype, tol] : {std::tuple{KV_CACHE_Q8_0, kv::model::GgmlType::Q8_0, 5e-4},
+                                    std::tuple{KV_CACHE_Q4_0, kv::model::GgmlType::Q4_0, 5e-3}}) {
         Session s(model, type);
         kv::reference::ReferenceSession ref(*ref_model, gtype);
         auto want = ref.prefill(f.prompt);
