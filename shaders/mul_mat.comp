@@ -4,6 +4,9 @@
 // W: one chunk of whole rows, row_bytes each, read as 32-bit words (dequant.glsl);
 // x: f32 [n_tokens][cols]; y: f32 [n_tokens][y_stride]. fp32 accumulation.
 //
+// Fused extras (push constants, as in mul_mat_vec.comp): glu != 0 reads x as silu(x) * up
+// (binding 3, same shape as x); accumulate != 0 adds the product to y (a residual stream).
+//
 // Tiling: workgroup (row tile, token tile) computes BM rows x BN tokens. Per step of BK columns
 // it dequantizes a BM x BK tile of W and loads a BN x BK tile of x into shared memory (zeros past
 // the edges), then each invocation accumulates a TM x TN register tile: rows tm + i * BM / TM and
@@ -26,7 +29,8 @@ layout(std430, binding = 0) readonly buffer Wb { uint w_words[]; };
 #include "dequant.glsl"
 
 layout(std430, binding = 1) readonly buffer Xb { float x[]; };
-layout(std430, binding = 2) writeonly buffer Yb { float y[]; };
+layout(std430, binding = 2) buffer Yb { float y[]; };
+layout(std430, binding = 3) readonly buffer Ub { float up[]; };
 
 layout(push_constant) uniform Push {
     uint cols;
@@ -35,6 +39,8 @@ layout(push_constant) uniform Push {
     uint row_bytes;
     uint n_tokens;
     uint y_stride;
+    uint glu;         // 1: x := silu(x) * up
+    uint accumulate;  // 1: y += W x
 } pc;
 
 // [BK][BM + 1] and [BK][BN + 1]: the padding spreads the transposed stores over banks.
@@ -85,7 +91,13 @@ void main() {
             const uint n = task / BK;
             const uint tok = n0 + n;
             const uint k = k0 + kk;
-            Xs[kk * XSS + n] = (tok < pc.n_tokens && k < pc.cols) ? x[tok * pc.cols + k] : 0.0;
+            float xv = 0.0;
+            if (tok < pc.n_tokens && k < pc.cols) {
+                const uint e = tok * pc.cols + k;
+                xv = x[e];
+                if (pc.glu != 0u) xv = xv / (1.0 + exp(-xv)) * up[e];
+            }
+            Xs[kk * XSS + n] = xv;
         }
         barrier();
 
@@ -104,7 +116,10 @@ void main() {
         if (row >= pc.rows) continue;
         [[unroll]] for (uint j = 0u; j < TN; ++j) {
             const uint tok = n0 + tn + j * (BN / TN);
-            if (tok < pc.n_tokens) y[tok * pc.y_stride + pc.y_row0 + row] = acc[i * TN + j];
+            if (tok < pc.n_tokens) {
+                const uint e = tok * pc.y_stride + pc.y_row0 + row;
+                y[e] = pc.accumulate != 0u ? y[e] + acc[i * TN + j] : acc[i * TN + j];
+            }
         }
     }
 }

@@ -4,6 +4,11 @@
 // W: one chunk of whole rows, row_bytes each, read as 32-bit words (dequant.glsl); x, y f32.
 // fp32 accumulation.
 //
+// Fused extras (push constants, uniform branches): glu != 0 reads x as silu(x) * up (the SwiGLU
+// feed-forward's gate and up activations, binding 3); accumulate != 0 adds the product to y
+// instead of overwriting it (a residual connection: y is the residual stream). Binding 3 is
+// bound (to any buffer) when glu == 0.
+//
 // One workgroup computes NR consecutive rows. Its WG invocations stride over the row's "units"
 // (dequant.glsl: the sub-blocks of a block that share bytes, so every weight byte is read once);
 // each unit's 16-element sub-blocks are dotted with x, then the workgroup reduces (reduce.glsl:
@@ -35,19 +40,34 @@ layout(std430, binding = 0) readonly buffer Wb4 { uvec4 w4[]; };
 // x through two views of one binding: vec4 when its offset is 16-byte aligned (x_vec4 != 0).
 layout(std430, binding = 1) readonly buffer Xb { float x[]; };
 layout(std430, binding = 1) readonly buffer Xb4 { vec4 x4[]; };
-layout(std430, binding = 2) writeonly buffer Yb { float y[]; };
+layout(std430, binding = 2) buffer Yb { float y[]; };
+layout(std430, binding = 3) readonly buffer Ub { float up[]; };
+layout(std430, binding = 3) readonly buffer Ub4 { vec4 up4[]; };
 
 layout(push_constant) uniform Push {
     uint cols;       // elements per row (a multiple of DQ_BS)
     uint rows;       // rows in this chunk
     uint y_row0;     // logical row of the chunk's first row
     uint row_bytes;  // bytes per row
-    uint x_vec4;     // 1: x's binding is 16-byte aligned
+    uint x_vec4;     // 1: x's (and up's) bindings are 16-byte aligned
+    uint glu;        // 1: x := silu(x) * up
+    uint accumulate; // 1: y += W x
 } pc;
 
+vec4 silu_mul(vec4 g, vec4 u) { return g / (1.0 + exp(-g)) * u; }
+
 vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
-    if (pc.x_vec4 != 0u) return x4[e >> 2];
-    return vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+    if (pc.x_vec4 != 0u) {
+        if (pc.glu != 0u) return silu_mul(x4[e >> 2], up4[e >> 2]);
+        return x4[e >> 2];
+    }
+    const vec4 g = vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
+    if (pc.glu != 0u) return silu_mul(g, vec4(up[e], up[e + 1u], up[e + 2u], up[e + 3u]));
+    return g;
+}
+float load_x1(uint e) {
+    if (pc.glu != 0u) return x[e] / (1.0 + exp(-x[e])) * up[e];
+    return x[e];
 }
 
 void main() {
@@ -113,7 +133,7 @@ void main() {
     }
 #else
     for (uint k = t; k < pc.cols; k += WG) {
-        const float xv = x[k];
+        const float xv = load_x1(k);
         [[unroll]] for (uint r = 0u; r < NR; ++r) acc[r] += deq1(rbase[r], k) * xv;
     }
 #endif
@@ -122,6 +142,9 @@ void main() {
 
     if (t == 0u) {
         [[unroll]] for (uint r = 0u; r < NR; ++r)
-            if (row0 + r < pc.rows) y[pc.y_row0 + row0 + r] = acc[r];
+            if (row0 + r < pc.rows) {
+                const uint i = pc.y_row0 + row0 + r;
+                y[i] = pc.accumulate != 0u ? y[i] + acc[r] : acc[r];
+            }
     }
 }

@@ -27,8 +27,15 @@ vk::BufferRange span(const vk::Buffer& b, uint64_t bytes) {
 
 enum class LogitsMode { None, Last, All };
 
-// Records and runs the forward pass of tokens [pos0, pos0 + T) (ids already in s.ids), in one
-// submission. Writes K/V of those positions into the cache. Afterwards `logits` holds the last
+// Where a pass is submitted in pieces: after layer 0 (the GPU starts while the host records the
+// rest), then every 4 layers. Recording a layer takes the host a fraction of the GPU's time for
+// it, so from the second piece on recording hides behind execution.
+bool flush_after(uint32_t layer, uint32_t n_layer) {
+    return layer + 1 < n_layer && (layer == 0 || (layer + 1) % 4 == 0);
+}
+
+// Records and runs the forward pass of tokens [pos0, pos0 + T) (ids already in s.ids), in a few
+// submissions (flush_after) waited on together. Writes K/V of those positions into the cache. Afterwards `logits` holds the last
 // row (Last) or every row (All); the GPU argmax and the host copy are refreshed as the sampler needs.
 void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool want_host_logits,
                const std::vector<kvcache::PageCopy>& copies) {
@@ -112,16 +119,19 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         A.attention(cs, Q, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, O, ap, vk::whole(s.attn_scratch));
         cs.barrier();
         mark("attention");
-        WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
-        cs.barrier();
-        mark("matmul o");
         if (L.bo.valid()) {
+            WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
+            cs.barrier();
             K.add(cs, H, L.bo.range(), H, T * E, E);
             cs.barrier();
+            K.add(cs, X, H, X, T * E);
+        } else {
+            MatmulFusion residual;  // X += Wo O
+            residual.accumulate = true;
+            WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, X, T, residual);
         }
-        K.add(cs, X, H, X, T * E);
         cs.barrier();
-        mark("other");
+        mark("matmul o");
         // Feed-forward block (SwiGLU).
         K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
         cs.barrier();
@@ -130,14 +140,14 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, H, U, T);
         cs.barrier();
         mark("matmul gate+up");
-        K.silu_mul(cs, G, U, G, T * F);
-        cs.barrier();
-        mark("silu_mul");
-        WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, H, T);
+        MatmulFusion ffn;  // X += Wdown (silu(G) * U)
+        ffn.accumulate = true;
+        ffn.glu_up = U;
+        WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, X, T, ffn);
         cs.barrier();
         mark("matmul down");
-        K.add(cs, X, H, X, T * E);
-        cs.barrier();
+        // Later layers record while the GPU runs the earlier ones (CommandStream::flush).
+        if (flush_after(l, cfg.n_layer)) cs.flush();
     }
     if (mode != LogitsMode::None) {
         uint32_t rows = mode == LogitsMode::All ? T : 1;

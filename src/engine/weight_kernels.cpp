@@ -24,13 +24,13 @@ constexpr Tile kSmallTile32{64, 32, 32, 4, 4};
 constexpr Tile kLargeTile{128, 128, 16, 8, 8};
 
 struct MatvecPush {
-    uint32_t cols, rows, y_row0, row_bytes, x_vec4;
+    uint32_t cols, rows, y_row0, row_bytes, x_vec4, glu, accumulate;
 };
 struct GetRowsPush {
     uint32_t cols, row0, rows, n_ids, row_bytes, groups_per_id;
 };
 struct MatmulPush {
-    uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride;
+    uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride, glu, accumulate;
 };
 
 const model::TypeTraits& traits_of(GgmlType type, const char* kernel) {
@@ -186,10 +186,11 @@ void WeightKernels::get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, Gg
     }
 }
 
-std::string WeightKernels::matmul_variant(GgmlType type, uint32_t cols, uint32_t n_tokens) const {
+std::string WeightKernels::matmul_variant(GgmlType type, uint32_t cols, uint32_t n_tokens,
+                                          bool fused) const {
     const std::string name = traits_of(type, "matmul").name;
     if (n_tokens > 1) return "mul_mat_" + name;
-    if (options_.float_matvec_via_basic &&
+    if (options_.float_matvec_via_basic && !fused &&
         (type == GgmlType::F32 || (type == GgmlType::F16 && cols % 2 == 0)))
         return basic_.matvec_variant(type, cols);
     std::string v = "mul_mat_vec_" + name;
@@ -199,15 +200,20 @@ std::string WeightKernels::matmul_variant(GgmlType type, uint32_t cols, uint32_t
 
 void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType type,
                            uint32_t rows, uint32_t cols, const vk::BufferRange& x,
-                           const vk::BufferRange& y, uint32_t n_tokens) const {
+                           const vk::BufferRange& y, uint32_t n_tokens,
+                           const MatmulFusion& fused) const {
     if (rows == 0 || n_tokens == 0) fail(KV_ERR_INVALID_ARGUMENT, "matmul: empty shape");
     check_cols(type, cols, "matmul");
     need_bytes(x, uint64_t(cols) * n_tokens * kF32, "matmul", "x");
     need_bytes(y, uint64_t(rows) * n_tokens * kF32, "matmul", "y");
+    const bool glu = fused.glu_up.buffer != VK_NULL_HANDLE;
+    if (glu) need_bytes(fused.glu_up, uint64_t(cols) * n_tokens * kF32, "matmul", "glu_up");
+    // Binding 3 (the up activations) is always bound: x stands in when there is no GLU.
+    const vk::BufferRange up = glu ? fused.glu_up : x;
     if (uint64_t(cols) * n_tokens > 0xFFFFFFFFull || uint64_t(rows) * n_tokens > 0xFFFFFFFFull)
         fail(KV_ERR_UNSUPPORTED, "matmul: [%u][%u] x %u tokens exceeds 32-bit indexing", rows, cols,
              n_tokens);
-    const std::string variant = matmul_variant(type, cols, n_tokens);
+    const std::string variant = matmul_variant(type, cols, n_tokens, fused.any());
     if (variant.rfind("matvec_", 0) == 0) {  // F32 / F16 decode: the basic kernel
         basic_.matvec(cs, W, type, rows, cols, x, y, 1);
         return;
@@ -216,17 +222,18 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
     vk::PipelineDesc d;
     d.shader = variant;
-    d.bindings = 3;
+    d.bindings = 4;
+    const uint32_t glu_flag = glu ? 1 : 0, acc_flag = fused.accumulate ? 1 : 0;
     if (n_tokens == 1) {
         d.push_constant_bytes = sizeof(MatvecPush);
         d.spec = {mv_wg_, mv_rows_};
         vk::Pipeline& p = pipelines_.get(d);
-        const uint32_t x_vec4 = x.offset % 16 == 0 ? 1 : 0;
+        const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {
-            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4};
+            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4, glu_flag, acc_flag};
             uint32_t gx, gy;
             grid((uint64_t(c.rows) + mv_rows_ - 1) / mv_rows_, &gx, &gy);
-            cs.dispatch(p, {c.range, x, y}, &pc, sizeof(pc), gx, gy);
+            cs.dispatch(p, {c.range, x, y, up}, &pc, sizeof(pc), gx, gy);
         }
         return;
     }
@@ -240,10 +247,10 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     d.spec = {tile.invocations(), tile.bm, tile.bn, tile.bk, tile.tm, tile.tn};
     vk::Pipeline& p = pipelines_.get(d);
     for (const Chunk& c : cks) {
-        MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows};
+        MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows, glu_flag, acc_flag};
         uint32_t gx, gy;
         grid((uint64_t(c.rows) + tile.bm - 1) / tile.bm, &gx, &gy);
-        cs.dispatch(p, {c.range, x, y}, &pc, sizeof(pc), gx, gy, token_tiles);
+        cs.dispatch(p, {c.range, x, y, up}, &pc, sizeof(pc), gx, gy, token_tiles);
     }
 }
 

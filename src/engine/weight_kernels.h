@@ -32,6 +32,16 @@ struct WeightKernelOptions {
     uint32_t matmul_tile_tokens = 0;
 };
 
+// Extras matmul can fuse into its one pass (saving a kernel and a barrier each in a layer).
+struct MatmulFusion {
+    // y += W x instead of y = W x: y holds the residual stream (y must not alias x or glu_up).
+    bool accumulate = false;
+    // Non-empty: the product reads silu(x) * glu_up instead of x (SwiGLU: x the gate
+    // activations, glu_up the up activations, same shape), as Kernels::silu_mul would write it.
+    vk::BufferRange glu_up{};
+    bool any() const { return accumulate || glu_up.buffer != VK_NULL_HANDLE; }
+};
+
 // Thread safety: immutable after construction, like Kernels.
 class WeightKernels {
 public:
@@ -52,13 +62,15 @@ public:
     // y[t][r] = sum_c W[r][c] * x[t][c], t < n_tokens: W [rows][cols] of `type`, x f32
     // [n_tokens][cols], y f32 [n_tokens][rows]. n_tokens == 1 is the decode matvec (bandwidth
     // bound: reads W once); larger n_tokens use the tiled matrix-matrix path (compute bound).
-    // fp32 accumulation. y must not alias x.
+    // fp32 accumulation. y must not alias x. `fused`: see MatmulFusion (every type and shape).
     void matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type,
                 uint32_t rows, uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y,
-                uint32_t n_tokens) const;
+                uint32_t n_tokens, const MatmulFusion& fused = {}) const;
 
-    // Shader variant that matmul uses for a type and shape (for tests and benchmarks).
-    std::string matmul_variant(model::GgmlType type, uint32_t cols, uint32_t n_tokens) const;
+    // Shader variant that matmul uses for a type and shape (for tests and benchmarks); `fused`:
+    // with a MatmulFusion (float decode then runs this class's shader, not Kernels::matvec).
+    std::string matmul_variant(model::GgmlType type, uint32_t cols, uint32_t n_tokens,
+                               bool fused = false) const;
     uint32_t matvec_workgroup() const { return mv_wg_; }
     uint32_t matvec_rows() const { return mv_rows_; }
 

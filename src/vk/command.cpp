@@ -30,13 +30,8 @@ CommandStream::CommandStream(Device& device, uint32_t max_timestamps)
         pci.flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT;
         pci.queueFamilyIndex = device.queue_family();
         KV_VK(vkCreateCommandPool(dev, &pci, nullptr, &pool_));
-        VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-        ai.commandPool = pool_;
-        ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-        ai.commandBufferCount = 1;
-        KV_VK(vkAllocateCommandBuffers(dev, &ai, &cmd_));
-        VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-        KV_VK(vkCreateFence(dev, &fci, nullptr, &fence_));
+        ensure_part(0);
+        cmd_ = cmds_[0];
         if (max_timestamps_ && device.timestamps()) {
             VkQueryPoolCreateInfo qci{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
             qci.queryType = VK_QUERY_TYPE_TIMESTAMP;
@@ -47,7 +42,7 @@ CommandStream::CommandStream(Device& device, uint32_t max_timestamps)
             max_timestamps_ = 0;
         }
     } catch (...) {
-        if (fence_) vkDestroyFence(dev, fence_, nullptr);
+        for (auto f : fences_) vkDestroyFence(dev, f, nullptr);
         if (pool_) vkDestroyCommandPool(dev, pool_, nullptr);
         throw;
     }
@@ -55,14 +50,41 @@ CommandStream::CommandStream(Device& device, uint32_t max_timestamps)
 
 CommandStream::~CommandStream() {
     VkDevice dev = device_.handle();
+    if (submitted_) {  // recording abandoned after a flush(): let the submitted parts finish
+        try {
+            wait_parts();
+        } catch (...) {
+        }
+    }
     for (auto p : descriptor_pools_) vkDestroyDescriptorPool(dev, p, nullptr);
     if (queries_) vkDestroyQueryPool(dev, queries_, nullptr);
-    if (fence_) vkDestroyFence(dev, fence_, nullptr);
+    for (auto f : fences_) vkDestroyFence(dev, f, nullptr);
     if (pool_) vkDestroyCommandPool(dev, pool_, nullptr);
 }
 
+void CommandStream::ensure_part(size_t i) {
+    VkDevice dev = device_.handle();
+    while (cmds_.size() <= i) {
+        VkCommandBufferAllocateInfo ai{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
+        ai.commandPool = pool_;
+        ai.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
+        ai.commandBufferCount = 1;
+        VkCommandBuffer cb;
+        KV_VK(vkAllocateCommandBuffers(dev, &ai, &cb));
+        cmds_.push_back(cb);
+    }
+    while (fences_.size() <= i) {
+        VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+        VkFence f;
+        KV_VK(vkCreateFence(dev, &fci, nullptr, &f));
+        fences_.push_back(f);
+    }
+}
+
 void CommandStream::begin() {
-    KV_CHECK(!recording_);
+    // A recording abandoned by an exception is discarded: its parts already submitted finish
+    // first, the command buffers are reset below.
+    if (submitted_) wait_parts();
     if (device_.lost()) fail(KV_ERR_DEVICE_LOST, "the device was lost earlier; the runtime must be recreated");
     VkDevice dev = device_.handle();
     if (reset_sets_ || !reuse_sets_) {
@@ -71,6 +93,8 @@ void CommandStream::begin() {
         sets_.clear();
         reset_sets_ = false;
     }
+    part_ = 0;
+    cmd_ = cmds_[0];
     KV_VK(vkResetCommandBuffer(cmd_, 0));
     VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
@@ -203,36 +227,74 @@ void CommandStream::timestamp(uint32_t slot) {
     vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queries_, slot);
 }
 
-void CommandStream::submit_and_wait() {
-    KV_CHECK(recording_);
-    recording_ = false;
-    KV_VK(vkEndCommandBuffer(cmd_));
-    VkDevice dev = device_.handle();
+void CommandStream::submit_part(size_t i) {
+    KV_VK(vkEndCommandBuffer(cmds_[i]));
     VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
     si.commandBufferCount = 1;
-    si.pCommandBuffers = &cmd_;
+    si.pCommandBuffers = &cmds_[i];
     VkResult r;
     {
         std::lock_guard<std::mutex> lock(device_.queue_mutex());
-        r = vkQueueSubmit(device_.queue(), 1, &si, fence_);
+        r = vkQueueSubmit(device_.queue(), 1, &si, fences_[i]);
     }
     if (r == VK_SUCCESS) {
+        submitted_ = i + 1;
+        return;
+    }
+    recording_ = false;
+    if (r == VK_ERROR_DEVICE_LOST) {
+        device_.mark_lost();
+        fail(KV_ERR_DEVICE_LOST, "the Vulkan device was lost during a submission");
+    }
+    throw_vk(r, "vkQueueSubmit");
+}
+
+void CommandStream::wait_parts() {
+    VkDevice dev = device_.handle();
+    VkResult r = VK_SUCCESS;
+    for (size_t i = 0; i < submitted_ && r == VK_SUCCESS; ++i) {
         // Bounded waits so a hung GPU surfaces as an error instead of a hang forever.
         for (;;) {
-            r = vkWaitForFences(dev, 1, &fence_, VK_TRUE, 10ull * 1000 * 1000 * 1000);
+            r = vkWaitForFences(dev, 1, &fences_[i], VK_TRUE, 10ull * 1000 * 1000 * 1000);
             if (r != VK_TIMEOUT) break;
             device_.logger().warn("a GPU submission has been running for over 10 s");
         }
-        vkResetFences(dev, 1, &fence_);
+    }
+    if (r == VK_SUCCESS) {
+        vkResetFences(dev, uint32_t(submitted_), fences_.data());
+        submitted_ = 0;
+    } else {
+        submitted_ = 0;  // nothing more can be waited for on a lost device
     }
     if (r == VK_ERROR_DEVICE_LOST) {
         device_.mark_lost();
         fail(KV_ERR_DEVICE_LOST, "the Vulkan device was lost during a submission");
     }
-    if (r != VK_SUCCESS) throw_vk(r, "vkQueueSubmit/vkWaitForFences");
+    if (r != VK_SUCCESS) throw_vk(r, "vkWaitForFences");
+}
+
+void CommandStream::flush() {
+    KV_CHECK(recording_);
+    barrier();
+    submit_part(part_);
+    ++part_;
+    ensure_part(part_);
+    cmd_ = cmds_[part_];
+    KV_VK(vkResetCommandBuffer(cmd_, 0));
+    VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    bi.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
+    KV_VK(vkBeginCommandBuffer(cmd_, &bi));
+}
+
+void CommandStream::submit_and_wait() {
+    KV_CHECK(recording_);
+    recording_ = false;
+    submit_part(part_);
+    wait_parts();
     if (queries_) {
-        r = vkGetQueryPoolResults(dev, queries_, 0, max_timestamps_, timestamps_.size() * sizeof(uint64_t),
-                                  timestamps_.data(), sizeof(uint64_t), VK_QUERY_RESULT_64_BIT);
+        VkResult r = vkGetQueryPoolResults(device_.handle(), queries_, 0, max_timestamps_,
+                                           timestamps_.size() * sizeof(uint64_t), timestamps_.data(),
+                                           sizeof(uint64_t), VK_QUERY_RESULT_64_BIT);
         if (r != VK_SUCCESS && r != VK_NOT_READY) throw_vk(r, "vkGetQueryPoolResults");
     }
 }

@@ -1,6 +1,8 @@
-// A command stream: records dispatches, barriers and copies into one command buffer, submits it
-// once, and waits on a fence. One stream is used by one thread at a time; a decode step is one
-// submission of one stream.
+// A command stream: records dispatches, barriers and copies into command buffers, submits them
+// and waits on fences. One stream is used by one thread at a time. A recording is normally one
+// command buffer submitted by submit_and_wait(); flush() submits what is recorded so far and goes
+// on in a fresh command buffer, so the GPU runs the first part of a long pass (a decode step's
+// early layers) while the host records the rest.
 #pragma once
 
 #include <initializer_list>
@@ -22,7 +24,8 @@ public:
 
     Device& device() const { return device_; }
 
-    // Starts recording; recycles descriptor sets of the previous submission.
+    // Starts recording (discarding a recording abandoned by an exception); recycles descriptor
+    // sets of the previous submission.
     void begin();
     // Binds `buffers` to bindings 0..n-1 (each range must be <= maxStorageBufferRange), pushes
     // `push` and dispatches groups. The count of buffers must equal the pipeline's bindings.
@@ -45,7 +48,14 @@ public:
     // destroyed buffer's handle may be reused by a new buffer. Off by default.
     void set_descriptor_reuse(bool on) { reuse_sets_ = on; }
 
-    // Ends recording, submits, waits. Throws KV_ERR_DEVICE_LOST (and marks the device lost).
+    // Submits what was recorded since begin() or the last flush() (after a barrier(), so work
+    // recorded later sees all of it) and continues recording into another command buffer. The
+    // submitted part runs while recording continues; submit_and_wait() waits for all parts.
+    // If recording is abandoned after a flush (an exception), the next begin() or the destructor
+    // waits for the submitted parts first.
+    void flush();
+    // Ends recording, submits, waits for every part. Throws KV_ERR_DEVICE_LOST (and marks the
+    // device lost).
     void submit_and_wait();
     bool recording() const { return recording_; }
 
@@ -60,9 +70,19 @@ private:
     VkDescriptorSet cached_set(VkDescriptorSetLayout layout, const std::vector<BufferRange>& buffers);
 
     Device& device_;
+    // Submits part `i` (cmds_[i], signalling fences_[i]).
+    void submit_part(size_t i);
+    // Waits for parts [0, submitted_) and resets their fences (errors as submit_and_wait).
+    void wait_parts();
+    // Command buffer and fence of part `i`, created on first use.
+    void ensure_part(size_t i);
+
     VkCommandPool pool_ = VK_NULL_HANDLE;
-    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
-    VkFence fence_ = VK_NULL_HANDLE;
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;  // the one being recorded: cmds_[part_]
+    std::vector<VkCommandBuffer> cmds_;
+    std::vector<VkFence> fences_;
+    size_t part_ = 0;       // index of the part being recorded
+    size_t submitted_ = 0;  // parts submitted and not yet waited for
     VkQueryPool queries_ = VK_NULL_HANDLE;
     uint32_t max_timestamps_ = 0;
     std::vector<VkDescriptorPool> descriptor_pools_;

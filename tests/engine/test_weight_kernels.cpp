@@ -274,6 +274,60 @@ TEST_CASE("matvec (n_tokens 1) matches the CPU for every weight type, both reduc
     }
 }
 
+// matmul with a MatmulFusion: y = (accumulate ? y0 : 0) + W (glu ? silu(g) * u : g), on fresh
+// data, against the CPU (silu in double).
+double check_fused(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uint32_t rows,
+                   uint32_t cols, uint32_t n_tokens, bool accumulate, bool glu,
+                   uint64_t max_chunk_bytes = 0) {
+    const uint32_t seed = kvtest::fresh_seed();
+    auto w = random_weights(type, rows, cols, seed);
+    auto W = upload_weights(gpu, type, w, cols, max_chunk_bytes);
+    INFO(name(type) << " rows " << rows << " cols " << cols << " tokens " << n_tokens
+                    << " accumulate " << accumulate << " glu " << glu << " chunks "
+                    << W.chunk_count() << " variant "
+                    << wk.matmul_variant(type, cols, n_tokens, true) << " seed " << seed);
+    auto g = kvtest::random_floats(size_t(cols) * n_tokens, seed + 1, -4.f, 4.f);
+    auto u = kvtest::random_floats(size_t(cols) * n_tokens, seed + 2);
+    auto y0 = kvtest::random_floats(size_t(rows) * n_tokens, seed + 3);
+    auto bg = gpu.upload(g), bu = gpu.upload(u), by = gpu.upload(y0);
+    kv::engine::MatmulFusion f;
+    f.accumulate = accumulate;
+    if (glu) f.glu_up = whole(bu);
+    // y is poisoned only when it is not accumulated into.
+    const std::initializer_list<kv::vk::BufferRange> poison_y{whole(by)}, none{};
+    gpu.run(accumulate ? none : poison_y, [&](kv::vk::CommandStream& cs) {
+        wk.matmul(cs, W, type, rows, cols, whole(bg), whole(by), n_tokens, f);
+    });
+    std::vector<float> x = g;
+    if (glu)
+        for (size_t i = 0; i < x.size(); ++i)
+            x[i] = float(double(g[i]) / (1.0 + std::exp(-double(g[i]))) * double(u[i]));
+    std::vector<float> mag;
+    auto want = cpu_matmul(dequantize(type, w, rows, cols), rows, cols, x, n_tokens, &mag);
+    if (accumulate)
+        for (size_t i = 0; i < want.size(); ++i) {
+            want[i] += y0[i];
+            mag[i] += std::fabs(y0[i]);
+        }
+    return check_product(gpu.download(by, want.size()), want, mag, kTol);
+}
+
+TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    for (GgmlType t : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K})
+        for (uint32_t n_tokens : {1u, 3u, 100u})
+            for (int mode = 1; mode < 4; ++mode) {
+                const uint32_t cols = block(t) == 1 ? 98 : block(t) == 32 ? 160 : 512;
+                check_fused(gpu, wk, t, 67, cols, n_tokens, mode & 1, mode & 2);
+            }
+    // Weights in several chunks: every chunk accumulates into its own rows.
+    const uint64_t rb = kv::model::row_bytes(GgmlType::Q8_0, 256);
+    check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 1, true, true, rb * 16);
+    check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 7, true, true, rb * 16);
+}
+
 TEST_CASE("matvec with other workgroup sizes and rows per workgroup") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
