@@ -5,9 +5,12 @@
 // fp32 accumulation.
 //
 // Fused extras (push constants, uniform branches): glu != 0 reads x as silu(x) * up (the SwiGLU
-// feed-forward's gate and up activations, binding 3); accumulate != 0 adds the product to y
-// instead of overwriting it (a residual connection: y is the residual stream). Binding 3 is
-// bound (to any buffer) when glu == 0.
+// feed-forward's gate and up activations, binding 3); norm != 0 reads x as RMS-normalized,
+// x * norm_w / sqrt(mean(x^2) + eps) (norm_w at binding 4; every workgroup computes the mean of
+// the one vector itself, which costs it cols floats from the cache instead of the whole GPU a
+// separate rms_norm pass and barrier); accumulate != 0 adds the product to y instead of
+// overwriting it (a residual connection: y is the residual stream). Bindings 3 and 4 are bound
+// (to any buffer) when unused; glu and norm exclude each other.
 //
 // One workgroup computes NR consecutive rows. Its WG invocations stride over the row's "units"
 // (dequant.glsl: the sub-blocks of a block that share bytes, so every weight byte is read once);
@@ -43,30 +46,40 @@ layout(std430, binding = 1) readonly buffer Xb4 { vec4 x4[]; };
 layout(std430, binding = 2) buffer Yb { float y[]; };
 layout(std430, binding = 3) readonly buffer Ub { float up[]; };
 layout(std430, binding = 3) readonly buffer Ub4 { vec4 up4[]; };
+layout(std430, binding = 4) readonly buffer Nb { float norm_w[]; };
+layout(std430, binding = 4) readonly buffer Nb4 { vec4 norm_w4[]; };
 
 layout(push_constant) uniform Push {
     uint cols;       // elements per row (a multiple of DQ_BS)
     uint rows;       // rows in this chunk
     uint y_row0;     // logical row of the chunk's first row
     uint row_bytes;  // bytes per row
-    uint x_vec4;     // 1: x's (and up's) bindings are 16-byte aligned
+    uint x_vec4;     // 1: the bindings of x, up and norm_w are 16-byte aligned
     uint glu;        // 1: x := silu(x) * up
     uint accumulate; // 1: y += W x
+    uint norm;       // 1: x := x * norm_w / sqrt(mean(x^2) + eps)
+    float eps;
 } pc;
+
+float nscale = 1.0;  // norm: 1 / sqrt(mean(x^2) + eps)
 
 vec4 silu_mul(vec4 g, vec4 u) { return g / (1.0 + exp(-g)) * u; }
 
 vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
     if (pc.x_vec4 != 0u) {
         if (pc.glu != 0u) return silu_mul(x4[e >> 2], up4[e >> 2]);
+        if (pc.norm != 0u) return x4[e >> 2] * nscale * norm_w4[e >> 2];
         return x4[e >> 2];
     }
     const vec4 g = vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
     if (pc.glu != 0u) return silu_mul(g, vec4(up[e], up[e + 1u], up[e + 2u], up[e + 3u]));
+    if (pc.norm != 0u)
+        return g * nscale * vec4(norm_w[e], norm_w[e + 1u], norm_w[e + 2u], norm_w[e + 3u]);
     return g;
 }
 float load_x1(uint e) {
     if (pc.glu != 0u) return x[e] / (1.0 + exp(-x[e])) * up[e];
+    if (pc.norm != 0u) return x[e] * nscale * norm_w[e];
     return x[e];
 }
 
@@ -74,6 +87,14 @@ void main() {
     const uint row0 = kv_group_index() * NR;
     if (row0 >= pc.rows) return;
     const uint t = gl_LocalInvocationIndex;
+
+    if (pc.norm != 0u) {  // uniform: every invocation reduces
+        float ss[NR];
+        [[unroll]] for (uint r = 0u; r < NR; ++r) ss[r] = 0.0;
+        for (uint c = t; c < pc.cols; c += WG) ss[0] += x[c] * x[c];
+        red_sum(ss);
+        nscale = 1.0 / sqrt(ss[0] / float(pc.cols) + pc.eps);
+    }
 
     // Rows past the end of the chunk re-read the last row (valid memory); their sums are dropped.
     uint rbase[NR];

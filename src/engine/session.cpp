@@ -95,12 +95,21 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         const DeviceLayer& L = W.layers[l];
         // Attention block.
         mark("other");
-        K.rms_norm(cs, X, L.attn_norm.range(), H, E, T, cfg.rms_eps);
-        cs.barrier();
-        mark("rms_norm");
-        WK.matmul(cs, L.wq.data, L.wq.type, QD, E, H, Q, T);
-        WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, H, Kb, T);
-        WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, H, Vb, T);
+        // Decode: the matvecs normalize X as they read it (no rms_norm pass, no barrier).
+        MatmulFusion attn_norm;
+        vk::BufferRange attn_in = X;
+        if (T == 1) {
+            attn_norm.norm_weight = L.attn_norm.range();
+            attn_norm.norm_eps = cfg.rms_eps;
+        } else {
+            K.rms_norm(cs, X, L.attn_norm.range(), H, E, T, cfg.rms_eps);
+            cs.barrier();
+            mark("rms_norm");
+            attn_in = H;
+        }
+        WK.matmul(cs, L.wq.data, L.wq.type, QD, E, attn_in, Q, T, attn_norm);
+        WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, attn_in, Kb, T, attn_norm);
+        WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, attn_in, Vb, T, attn_norm);
         cs.barrier();
         mark("matmul qkv");
         if (L.bq.valid()) K.add(cs, Q, L.bq.range(), Q, T * QD, QD);
@@ -133,11 +142,19 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         cs.barrier();
         mark("matmul o");
         // Feed-forward block (SwiGLU).
-        K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
-        cs.barrier();
-        mark("rms_norm");
-        WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, H, G, T);
-        WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, H, U, T);
+        MatmulFusion ffn_norm;
+        vk::BufferRange ffn_in = X;
+        if (T == 1) {
+            ffn_norm.norm_weight = L.ffn_norm.range();
+            ffn_norm.norm_eps = cfg.rms_eps;
+        } else {
+            K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
+            cs.barrier();
+            mark("rms_norm");
+            ffn_in = H;
+        }
+        WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, ffn_in, G, T, ffn_norm);
+        WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, ffn_in, U, T, ffn_norm);
         cs.barrier();
         mark("matmul gate+up");
         MatmulFusion ffn;  // X += Wdown (silu(G) * U)
@@ -158,12 +175,19 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
             cs.barrier();
             src = span(s.h, uint64_t(E) * 4);
         }
-        auto HN = span(s.h, uint64_t(rows) * E * 4);
-        K.rms_norm(cs, src, W.output_norm.range(), HN, E, rows, cfg.rms_eps);
-        cs.barrier();
         const DeviceTensor& out = W.logits_matrix();
         auto LG = span(s.logits, uint64_t(rows) * V * 4);
-        WK.matmul(cs, out.data, out.type, V, E, HN, LG, rows);
+        MatmulFusion out_norm;
+        vk::BufferRange head_in = src;
+        if (rows == 1) {
+            out_norm.norm_weight = W.output_norm.range();
+            out_norm.norm_eps = cfg.rms_eps;
+        } else {
+            head_in = span(s.h, uint64_t(rows) * E * 4);
+            K.rms_norm(cs, src, W.output_norm.range(), head_in, E, rows, cfg.rms_eps);
+            cs.barrier();
+        }
+        WK.matmul(cs, out.data, out.type, V, E, head_in, LG, rows, out_norm);
         cs.barrier();
         mark("output head");
         uint64_t last_off = uint64_t(rows - 1) * V * 4;

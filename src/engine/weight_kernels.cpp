@@ -24,7 +24,8 @@ constexpr Tile kSmallTile32{64, 32, 32, 4, 4};
 constexpr Tile kLargeTile{128, 128, 16, 8, 8};
 
 struct MatvecPush {
-    uint32_t cols, rows, y_row0, row_bytes, x_vec4, glu, accumulate;
+    uint32_t cols, rows, y_row0, row_bytes, x_vec4, glu, accumulate, norm;
+    float eps;
 };
 struct GetRowsPush {
     uint32_t cols, row0, rows, n_ids, row_bytes, groups_per_id;
@@ -208,8 +209,17 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     need_bytes(y, uint64_t(rows) * n_tokens * kF32, "matmul", "y");
     const bool glu = fused.glu_up.buffer != VK_NULL_HANDLE;
     if (glu) need_bytes(fused.glu_up, uint64_t(cols) * n_tokens * kF32, "matmul", "glu_up");
-    // Binding 3 (the up activations) is always bound: x stands in when there is no GLU.
+    const bool norm = fused.norm_weight.buffer != VK_NULL_HANDLE;
+    if (norm) {
+        if (glu) fail(KV_ERR_INVALID_ARGUMENT, "matmul: a fused norm and a fused GLU exclude each other");
+        if (n_tokens != 1)
+            fail(KV_ERR_INVALID_ARGUMENT, "matmul: a fused RMS norm is for decode (1 token), not %u", n_tokens);
+        need_bytes(fused.norm_weight, uint64_t(cols) * kF32, "matmul", "norm_weight");
+    }
+    // Bindings 3 and 4 (up activations, norm weight) are always bound: x stands in for those
+    // not used.
     const vk::BufferRange up = glu ? fused.glu_up : x;
+    const vk::BufferRange nw = norm ? fused.norm_weight : x;
     if (uint64_t(cols) * n_tokens > 0xFFFFFFFFull || uint64_t(rows) * n_tokens > 0xFFFFFFFFull)
         fail(KV_ERR_UNSUPPORTED, "matmul: [%u][%u] x %u tokens exceeds 32-bit indexing", rows, cols,
              n_tokens);
@@ -222,18 +232,19 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
     vk::PipelineDesc d;
     d.shader = variant;
-    d.bindings = 4;
+    d.bindings = n_tokens == 1 ? 5 : 4;
     const uint32_t glu_flag = glu ? 1 : 0, acc_flag = fused.accumulate ? 1 : 0;
     if (n_tokens == 1) {
         d.push_constant_bytes = sizeof(MatvecPush);
         d.spec = {mv_wg_, mv_rows_};
         vk::Pipeline& p = pipelines_.get(d);
-        const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 ? 1 : 0;
+        const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 && nw.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {
-            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4, glu_flag, acc_flag};
+            MatvecPush pc{cols,     c.rows,   c.row0,        rb, x_vec4, glu_flag,
+                          acc_flag, norm ? 1u : 0u, fused.norm_eps};
             uint32_t gx, gy;
             grid((uint64_t(c.rows) + mv_rows_ - 1) / mv_rows_, &gx, &gy);
-            cs.dispatch(p, {c.range, x, y, up}, &pc, sizeof(pc), gx, gy);
+            cs.dispatch(p, {c.range, x, y, up, nw}, &pc, sizeof(pc), gx, gy);
         }
         return;
     }

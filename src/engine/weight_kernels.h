@@ -39,7 +39,14 @@ struct MatmulFusion {
     // Non-empty: the product reads silu(x) * glu_up instead of x (SwiGLU: x the gate
     // activations, glu_up the up activations, same shape), as Kernels::silu_mul would write it.
     vk::BufferRange glu_up{};
-    bool any() const { return accumulate || glu_up.buffer != VK_NULL_HANDLE; }
+    // Non-empty (decode only: n_tokens == 1): the product reads x RMS-normalized,
+    // x * norm_weight / sqrt(mean(x^2) + norm_eps) as Kernels::rms_norm would write it
+    // (norm_weight: f32 [cols]). Excludes glu_up.
+    vk::BufferRange norm_weight{};
+    float norm_eps = 1e-5f;
+    bool any() const {
+        return accumulate || glu_up.buffer != VK_NULL_HANDLE || norm_weight.buffer != VK_NULL_HANDLE;
+    }
 };
 
 // Thread safety: immutable after construction, like Kernels.

@@ -21,6 +21,7 @@
 #include "engine/weight_kernels.h"
 #include "model/ggml_types.h"
 #include "model/gguf.h"
+#include "reference/ops.h"
 
 using kv::engine::KernelOptions;
 using kv::engine::Kernels;
@@ -274,25 +275,30 @@ TEST_CASE("matvec (n_tokens 1) matches the CPU for every weight type, both reduc
     }
 }
 
-// matmul with a MatmulFusion: y = (accumulate ? y0 : 0) + W (glu ? silu(g) * u : g), on fresh
-// data, against the CPU (silu in double).
+// matmul with a MatmulFusion: y = (accumulate ? y0 : 0) + W x' with x' = silu(g) * u (glu),
+// rms_norm(g) * nw (norm) or g, on fresh data, against the CPU (in double).
 double check_fused(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uint32_t rows,
                    uint32_t cols, uint32_t n_tokens, bool accumulate, bool glu,
-                   uint64_t max_chunk_bytes = 0) {
+                   uint64_t max_chunk_bytes = 0, bool norm = false) {
     const uint32_t seed = kvtest::fresh_seed();
     auto w = random_weights(type, rows, cols, seed);
     auto W = upload_weights(gpu, type, w, cols, max_chunk_bytes);
     INFO(name(type) << " rows " << rows << " cols " << cols << " tokens " << n_tokens
-                    << " accumulate " << accumulate << " glu " << glu << " chunks "
+                    << " accumulate " << accumulate << " glu " << glu << " norm " << norm << " chunks "
                     << W.chunk_count() << " variant "
                     << wk.matmul_variant(type, cols, n_tokens, true) << " seed " << seed);
     auto g = kvtest::random_floats(size_t(cols) * n_tokens, seed + 1, -4.f, 4.f);
     auto u = kvtest::random_floats(size_t(cols) * n_tokens, seed + 2);
     auto y0 = kvtest::random_floats(size_t(rows) * n_tokens, seed + 3);
-    auto bg = gpu.upload(g), bu = gpu.upload(u), by = gpu.upload(y0);
+    auto nw = kvtest::random_floats(cols, seed + 4, 0.5f, 1.5f);
+    auto bg = gpu.upload(g), bu = gpu.upload(u), by = gpu.upload(y0), bn = gpu.upload(nw);
     kv::engine::MatmulFusion f;
     f.accumulate = accumulate;
     if (glu) f.glu_up = whole(bu);
+    if (norm) {
+        f.norm_weight = whole(bn);
+        f.norm_eps = 1e-5f;
+    }
     // y is poisoned only when it is not accumulated into.
     const std::initializer_list<kv::vk::BufferRange> poison_y{whole(by)}, none{};
     gpu.run(accumulate ? none : poison_y, [&](kv::vk::CommandStream& cs) {
@@ -302,6 +308,10 @@ double check_fused(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uin
     if (glu)
         for (size_t i = 0; i < x.size(); ++i)
             x[i] = float(double(g[i]) / (1.0 + std::exp(-double(g[i]))) * double(u[i]));
+    if (norm)
+        for (uint32_t t = 0; t < n_tokens; ++t)
+            kv::reference::rms_norm(g.data() + size_t(t) * cols, nw.data(), x.data() + size_t(t) * cols,
+                                    cols, 1e-5f);
     std::vector<float> mag;
     auto want = cpu_matmul(dequantize(type, w, rows, cols), rows, cols, x, n_tokens, &mag);
     if (accumulate)
@@ -326,6 +336,34 @@ TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)")
     const uint64_t rb = kv::model::row_bytes(GgmlType::Q8_0, 256);
     check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 1, true, true, rb * 16);
     check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 7, true, true, rb * 16);
+    // The decode matvec's fused RMS norm, alone and with the residual add, chunked too.
+    for (GgmlType t : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K}) {
+        const uint32_t cols = block(t) == 1 ? 98 : block(t) == 32 ? 160 : 512;
+        check_fused(gpu, wk, t, 67, cols, 1, false, false, 0, true);
+        check_fused(gpu, wk, t, 67, cols, 1, true, false, 0, true);
+    }
+    check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 1, false, false, rb * 16, true);
+    // Not for prefill, and not with a GLU.
+    auto status = [](auto&& fn) -> kv_status {
+        try {
+            fn();
+        } catch (const kv::Error& e) {
+            return e.status();
+        }
+        return KV_OK;
+    };
+    kv::engine::MatmulFusion both;
+    auto any = gpu.upload(kvtest::random_floats(4096, kvtest::fresh_seed()));
+    both.norm_weight = whole(any);
+    auto W = upload_weights(gpu, GgmlType::Q8_0, random_weights(GgmlType::Q8_0, 4, 64, 1), 64);
+    kv::vk::CommandStream cs(gpu.device());
+    cs.begin();
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q8_0, 4, 64, whole(any), whole(any), 2, both); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    both.glu_up = whole(any);
+    CHECK(status([&] { wk.matmul(cs, W, GgmlType::Q8_0, 4, 64, whole(any), whole(any), 1, both); }) ==
+          KV_ERR_INVALID_ARGUMENT);
+    cs.submit_and_wait();
 }
 
 TEST_CASE("matvec with other workgroup sizes and rows per workgroup") {
@@ -510,8 +548,16 @@ TEST_CASE("weight kernels throughput (prints GB/s of weight reads and GFLOP/s)")
         uint32_t rows, cols, tokens;
     };
     std::vector<Shape> shapes;
+    const char* which = std::getenv("KV_BENCH_SHAPES");
     if (cpu) {
         shapes = {{GgmlType::Q4_K, 256, 1024, 1}, {GgmlType::Q4_K, 64, 256, 16}};
+    } else if (which && std::strcmp(which, "tiny") == 0) {
+        // KV_BENCH_SHAPES=tiny: the decode matvecs of a 1.1B TinyLlama-shaped model (q, k/v, o,
+        // gate/up, down, output head).
+        for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F16})
+            for (auto rc : {std::pair<uint32_t, uint32_t>{2048, 2048}, {256, 2048}, {5632, 2048},
+                            {2048, 5632}, {32000, 2048}})
+                shapes.push_back({t, rc.first, rc.second, 1});
     } else {
         for (GgmlType t : kAllTypes) shapes.push_back({t, 4096, 4096, 1});
         shapes.push_back({GgmlType::F16, 14336, 4096, 1});
