@@ -14,11 +14,13 @@
 // Workgroup (x, y, z) = (block of R rows, KV head, split): the split covers keys
 // [z * keys_per_split, (z + 1) * keys_per_split). One tile = WG keys, one key per invocation:
 // the invocation computes its key's scores for the R rows (q in shared memory, K read straight
-// from the pool), the workgroup reduces per-row max and sum (reduce.glsl: shared memory or
-// subgroup arithmetic, any subgroup size), and the invocations then accumulate P V over the
-// tile, each owning units of U elements (one 16-byte load in the VEC variants) of the R
-// output rows. Online softmax (running max m, sum l) in
-// fp32; masked scores are -inf and get weight exactly 0.
+// from the pool, KB unit loads of the row issued before their use), keeps the row's base in
+// row_sh for the V pass, the workgroup reduces per-row max and sum (reduce.glsl: shared memory
+// or subgroup arithmetic, any subgroup size), and the invocations then accumulate P V over the
+// tile, each owning units of U elements (one 16-byte load in the VEC variants) of the R output
+// rows, NB keys at a time (their V loads issued before the accumulation, so NB memory
+// latencies overlap; the last batch of a tile masks the keys past its end, which are not read).
+// Online softmax (running max m, sum l) in fp32; masked scores are -inf and get weight exactly 0.
 //
 // Quantized pools (KV_QUANT 8: Q8_0, 4: Q4_0; kv_cache.glsl layout, QB = kv_qblock(D) values
 // per scale): units of 8 elements (Q8_0: two words, Q4_0: one word) times their block's fp16
@@ -29,7 +31,8 @@
 //         n_split > 1:  scratch partials, reduced by attn_reduce.comp:
 //           o part: [n_split][n_tokens * n_head][D]  (unnormalized acc)
 //           m, l:   at float offset n_split * n_tokens * n_head * D: [n_split][n_tokens * n_head][2]
-// Shared memory: R * D + 2 * R * WG floats.
+// Shared memory: R * D + 2 * R * WG floats, plus WG row bases (one word each; two for quantized
+// pools).
 // Variants: f32/f16/q8_0/q4_0 pools x VEC (not quantized) (16-byte loads: D % 4 == 0 for F32, D % 8 == 0 for F16, pool
 // bindings 16-byte aligned) x QSMALL (quantized pools, D < 8: _s) x subgroup-arithmetic
 // reductions (_sg).
@@ -190,8 +193,15 @@ const uint UPT = (NU + WG - 1) / WG;
 const uint QVW = KV_QUANT == 8 ? (D + 3) / 4 : (D + 7) / 8;  // value words per quantized row
 const uint QB = D < 32 ? D : 32;  // values per scale (kv_qblock) of quantized rows
 
+// Loads issued together: KB units of a K row (scores), then NB keys' units of V (P V). Larger
+// batches multiply the unrolled code (KB 8 made lavapipe compile the quantized variants about
+// twice as slowly) for loads that a GPU compiler may hoist from the loop by itself anyway.
+const uint KB = KV_QUANT != 0 ? 2 : 4;
+const uint NB = 4;
+
 shared vec2 q_sh[R * HD];  // after the key loop: the buffer that combines the NG groups
 shared float p_sh[R * WG];
+shared KV_BASE row_sh[WG];  // K/V row base of key kt + t of the tile (the pools share the layout)
 
 void main() {
     const float NEG_INF = uintBitsToFloat(0xFF800000u);
@@ -242,13 +252,19 @@ void main() {
         [[unroll]] for (uint i = 0; i < R; ++i) s[i] = 0.0;
         if (vj < k1) {
             const KV_BASE ku = ROW(j);
-            for (uint u = 0; u < NU; ++u) {
-                float kk[U];
-                LOAD_ROW_UNIT(k_pool, ku, u, kk)
-                [[unroll]] for (uint h = 0; h < U / 2; ++h) {
-                    const vec2 k2 = vec2(kk[2 * h], kk[2 * h + 1]);
-                    [[unroll]] for (uint i = 0; i < R; ++i)
-                        s[i] += dot(q_sh[i * HD + u * (U / 2) + h], k2);
+            row_sh[t] = ku;  // published by red_max's barriers
+            // KB units at a time: their loads are all issued before the dot products.
+            for (uint u0 = 0; u0 < NU; u0 += KB) {
+                float kk[KB][U];
+                [[unroll]] for (uint b = 0; b < KB; ++b)
+                    if (u0 + b < NU) LOAD_ROW_UNIT(k_pool, ku, u0 + b, kk[b])
+                [[unroll]] for (uint b = 0; b < KB; ++b) {
+                    if (u0 + b < NU)
+                        [[unroll]] for (uint h = 0; h < U / 2; ++h) {
+                            const vec2 k2 = vec2(kk[b][2 * h], kk[b][2 * h + 1]);
+                            [[unroll]] for (uint i = 0; i < R; ++i)
+                                s[i] += dot(q_sh[i * HD + (u0 + b) * (U / 2) + h], k2);
+                        }
                 }
             }
         }
@@ -274,26 +290,34 @@ void main() {
 
         [[unroll]] for (uint i = 0; i < R; ++i)
             [[unroll]] for (uint k = 0; k < UPT * U; ++k) acc[i * UPT * U + k] *= alpha[i];
+        // Group grp takes keys grp, grp + NG, ... of the tile, NB at a time: the batch's V loads
+        // are all issued before any is used. Keys c >= nc (past the split) are not read.
         const uint nc = min(WG, k1 - kt);
         if (grp < NG) {
-            for (uint c = grp; c < nc; c += NG) {
-                const uint vc = kt + c;
-                const KV_BASE vu = ROW(vc < s1 ? vc : vc + koff);
+            for (uint c0 = grp; c0 < nc; c0 += NB * NG) {
+                KV_BASE vu[NB];
+                [[unroll]] for (uint b = 0; b < NB; ++b)
+                    vu[b] = row_sh[min(c0 + b * NG, nc - 1)];
                 [[unroll]] for (uint k = 0; k < UPT; ++k) {
                     const uint u = t % NU + k * WG;
                     if (u < NU) {
-                        float vv[U];
-                        LOAD_ROW_UNIT(v_pool, vu, u, vv)
-                        [[unroll]] for (uint i = 0; i < R; ++i) {
-                            const float pw = p_sh[i * WG + c];
-                            [[unroll]] for (uint x = 0; x < U; ++x)
-                                acc[(i * UPT + k) * U + x] += pw * vv[x];
+                        float vv[NB][U];
+                        [[unroll]] for (uint b = 0; b < NB; ++b)
+                            if (c0 + b * NG < nc) LOAD_ROW_UNIT(v_pool, vu[b], u, vv[b])
+                        [[unroll]] for (uint b = 0; b < NB; ++b) {
+                            const uint c = c0 + b * NG;
+                            if (c < nc)
+                                [[unroll]] for (uint i = 0; i < R; ++i) {
+                                    const float pw = p_sh[i * WG + c];
+                                    [[unroll]] for (uint x = 0; x < U; ++x)
+                                        acc[(i * UPT + k) * U + x] += pw * vv[b][x];
+                                }
                         }
                     }
                 }
             }
         }
-        barrier();  // p_sh is rewritten by the next tile
+        barrier();  // p_sh and row_sh are rewritten by the next tile
     }
 
     // Combine the NG key groups into group 0, one group at a time through q_sh (R * D floats;

@@ -64,11 +64,20 @@ struct ReducePush {
 
 constexpr uint32_t kDecodeMaxRows = 8;
 constexpr uint32_t kDecodeDefaultRows = 4;
-constexpr uint32_t kReduceWg = 64;
+constexpr uint32_t kDecodeDefaultWg = 128;
+constexpr uint32_t kReduceWg = 256;
+constexpr uint32_t kReduceBatch = 8;  // NB of attn_reduce.comp
 
-// Shared memory (bytes) of the kernels, as declared in the shaders.
-uint64_t decode_shared(uint32_t wg, uint32_t d, uint32_t r) {
-    return (uint64_t(r) * d + 2ull * r * wg) * 4;
+uint32_t ceil_pow2(uint32_t v) {
+    uint32_t p = 1;
+    while (p < v) p *= 2;
+    return p;
+}
+
+// Shared memory (bytes) of the kernels, as declared in the shaders (decode: q rows, scores,
+// reduction buffer, and one row base per invocation: two words for quantized pools).
+uint64_t decode_shared(uint32_t wg, uint32_t d, uint32_t r, bool quant) {
+    return (uint64_t(r) * d + 2ull * r * wg + (quant ? 2ull : 1ull) * wg) * 4;
 }
 uint64_t tile_shared(uint32_t d, uint32_t br, uint32_t bc) {
     return (uint64_t(br) * d + uint64_t(bc) * (d + 4) + uint64_t(br) * bc + 3ull * br) * 4;
@@ -258,15 +267,17 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
         pl.tile_keys = bc;
     }
     if (!pl.tiled) {
-        uint32_t wg = fit_workgroup(device_, 128);
+        const bool quant = kv_quantized(p.kv_type);
+        uint32_t wg = fit_workgroup(
+            device_, options_.decode_workgroup ? options_.decode_workgroup : kDecodeDefaultWg);
         const uint32_t max_rows = options_.decode_rows
                                       ? std::min(options_.decode_rows, kDecodeMaxRows)
                                       : kDecodeDefaultRows;
         uint32_t r = static_cast<uint32_t>(std::min<uint64_t>(max_rows, n_rows));
-        while (decode_shared(wg, d, r) > shared_cap && wg > 32) wg /= 2;
-        while (decode_shared(wg, d, r) > shared_cap && r > 1) --r;
-        while (decode_shared(wg, d, r) > shared_cap && wg > 1) wg /= 2;
-        if (decode_shared(wg, d, r) > shared_cap)
+        while (decode_shared(wg, d, r, quant) > shared_cap && wg > 32) wg /= 2;
+        while (decode_shared(wg, d, r, quant) > shared_cap && r > 1) --r;
+        while (decode_shared(wg, d, r, quant) > shared_cap && wg > 1) wg /= 2;
+        if (decode_shared(wg, d, r, quant) > shared_cap)
             fail(KV_ERR_UNSUPPORTED,
                  "attention: head_dim %u needs more shared memory than the "
                  "device's %llu bytes",
@@ -290,9 +301,12 @@ AttentionKernels::Plan AttentionKernels::plan(const AttentionParams& p,
     if (options_.force_splits > 0) {
         splits = options_.force_splits;
     } else if (options_.max_splits > 1) {
+        uint32_t min_keys = options_.min_keys_per_split;
+        if (device_.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU)
+            min_keys = std::max(min_keys, options_.cpu_min_keys_per_split);
         splits = std::max<uint64_t>(1, div_up(options_.target_workgroups, blocks));
         splits = std::min<uint64_t>(splits, options_.max_splits);
-        splits = std::min<uint64_t>(splits, n_keys / options_.min_keys_per_split);
+        splits = std::min<uint64_t>(splits, n_keys / min_keys);
     }
     splits = std::min<uint64_t>(splits, scratch_bytes / per_split);
     splits = std::min<uint64_t>(splits, n_keys);
@@ -384,10 +398,16 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
     if (pl.splits > 1) {
         cs.barrier();
         ReducePush rp{n_out, pl.splits, p.head_dim};
+        // attn_reduce: wg = dl element lanes x wg / dl split lanes. Fewer element lanes (more
+        // workgroups per row, each over dl elements) until every split lane has at most one
+        // batch of loads per chunk of wg splits, down to 8 lanes (32-byte runs of a partial).
         const uint32_t wg = fit_workgroup(device_, kReduceWg);
-        vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg});
+        uint32_t dl = std::min(wg, ceil_pow2(p.head_dim));
+        const uint32_t chunk = std::min(wg, pl.splits);
+        while (dl > 8 && uint64_t(wg / dl) * kReduceBatch < chunk) dl /= 2;
+        vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg, dl});
         uint32_t gx, gy;
-        grid(device_, n_out, &gx, &gy);
+        grid(device_, uint64_t(n_out) * div_up(p.head_dim, dl), &gx, &gy);
         cs.dispatch(red, {dst, out}, &rp, sizeof(rp), gx, gy);
     }
 }

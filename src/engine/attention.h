@@ -22,17 +22,24 @@
 // never read, reductions through shared memory or subgroup arithmetic of any subgroup size,
 // shared memory fitted to the device (16 KiB works), head_dim any even value (the tiled kernel
 // needs a multiple of 4).
-//   decode: up to 4 query rows of one KV group per workgroup, one key per invocation per tile.
+//   decode: up to 4 query rows of one KV group per workgroup, one key per invocation per tile
+//     (its K row's loads issued together), then P V with the V loads of 4 keys per invocation
+//     in flight at once.
 //   tiled:  up to 64 query rows per workgroup, K/V tiles staged in shared memory (prefill).
 //   split-KV: when few workgroups would run (decode), each (rows, KV head) pair is split over
-//     up to 64 key ranges; partials go to scratch as [splits][n_tokens * n_head][head_dim]
-//     then [splits][n_tokens * n_head][2] (max, sum), and attn_reduce combines them (second
-//     dispatch, after a barrier recorded by attention()).
-// Measured (H200, Llama-3-8B shapes, F16 pages of 16): decode 35 us at 8k context, 0.44 ms at
-// 32k, 1.45 ms at 128k (370 GB/s of K/V: latency-bound, well under the memory's bandwidth);
-// prefill 512 tokens after 7680 cached: 13.7 TFLOP/s fp32. Errors against float64: ~1e-6
-// relative L2 (tests/engine/test_attention.cpp); Q8_0/Q4_0 pages: the same against float64
-// over the same quantized K/V (tests/engine/test_kv_quant.cpp).
+//     up to max_splits key ranges (AttentionOptions); partials go to scratch as
+//     [splits][n_tokens * n_head][head_dim] then [splits][n_tokens * n_head][2] (max, sum), and
+//     attn_reduce combines them (second dispatch, after a barrier recorded by attention(); one
+//     workgroup per output row and block of its elements, its invocations spread over the
+//     splits).
+// Measured before the split policy of AttentionOptions and the batched V loads (H200,
+// Llama-3-8B shapes, F16 pages of 16, then at most 64 splits of at least 256 keys): decode
+// 35 us at 8k context, 0.44 ms at 32k, 1.45 ms at 128k (370 GB/s of K/V: latency-bound, well
+// under the memory's bandwidth); prefill 512 tokens after 7680 cached: 13.7 TFLOP/s fp32. Not
+// yet re-measured since (the "attention benchmark" test prints the figures; KV_ATTN_BENCH=tiny
+// runs TinyLlama-1.1B decode shapes under several split policies). Errors against float64:
+// ~1e-6 relative L2 (tests/engine/test_attention.cpp); Q8_0/Q4_0 pages: the same against
+// float64 over the same quantized K/V (tests/engine/test_kv_quant.cpp).
 #pragma once
 
 #include <cstdint>
@@ -113,21 +120,36 @@ struct AttentionOptions {
     vk::Allocator* allocator = nullptr;
     uint64_t scratch_bytes = 8ull << 20;
     // Split-KV policy: split the keys of each (query block, KV head) into up to max_splits
-    // ranges of at least min_keys_per_split keys until about target_workgroups workgroups run.
-    // max_splits = 1 disables splitting; force_splits > 0 uses exactly that many (as far as the
-    // scratch holds) regardless of the policy (tests).
-    uint32_t max_splits = 64;
-    uint32_t min_keys_per_split = 256;
-    uint32_t target_workgroups = 512;
+    // ranges of at least min_keys_per_split keys until about target_workgroups workgroups run
+    // (as far as the scratch holds). max_splits = 1 disables splitting; force_splits > 0 uses
+    // exactly that many (as far as the scratch holds) regardless of the policy (tests).
+    // The decode kernel is latency-bound (a workgroup's time is mostly a few dependent memory
+    // round trips, which change little with the number of keys in its tile), so a short
+    // context is spread over many workgroups: e.g. TinyLlama-1.1B decode (4 KV heads, GQA 8: 8 row blocks) at 512 keys runs
+    // 8 splits of 64 keys, at 16384 keys 128 splits of 128 (the 1024-workgroup target); the
+    // reduce pass reads splits x n_head x (head_dim + 2) floats of scratch per token.
+    // (Before: at most 64 splits of at least 256 keys towards 512 workgroups: 2 splits at 512
+    // keys.) The defaults are reasoned from that model, not tuned by measurement yet.
+    uint32_t max_splits = 256;
+    uint32_t min_keys_per_split = 64;
+    uint32_t target_workgroups = 1024;
     uint32_t force_splits = 0;
+    // CPU devices (VK_PHYSICAL_DEVICE_TYPE_CPU, e.g. lavapipe) keep at least this many keys per
+    // split under the policy: their workgroups run on a few threads with no memory latency to
+    // hide, so a split mostly adds overhead and the reduce pass. force_splits still applies.
+    uint32_t cpu_min_keys_per_split = 256;
     // Query rows per KV head (n_tokens x n_head / n_head_kv) from which the shared-memory tiled
     // kernel is used instead of the decode kernel; 0 never tiles. (H200, head_dim 128, GQA 4:
     // the decode kernel wins up to a few hundred rows, the tiled one on long prompts over long
     // contexts: 512 tokens after 7680 cached, 13.7 vs 11.7 TFLOP/s.)
     uint32_t tile_min_rows = 512;
     // Decode kernel: most query rows per workgroup (1..8; 0: automatic = 4: 8 rows keep too
-    // many accumulators live; on an H200, GQA 8 decode at 32k took 1304 us with 8, 748 with 4).
+    // many accumulators live; on an H200, GQA 8 decode at 32k took 1304 us with 8, 748 with 4,
+    // measured before the batched V loads).
     uint32_t decode_rows = 0;
+    // Decode kernel: invocations per workgroup (rounded down to a power of two the device
+    // accepts, and shrunk to the shared memory; 0: automatic = 128). One tile is this many keys.
+    uint32_t decode_workgroup = 0;
     // Tiled kernel: query rows per workgroup and keys per tile (powers of two; 0: automatic).
     uint32_t tile_rows = 0;
     uint32_t tile_keys = 0;

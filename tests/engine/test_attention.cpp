@@ -10,9 +10,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/helpers.h"
@@ -496,7 +498,9 @@ TEST_CASE("attention: head_dim 256 and 16 KiB of shared memory (phone-sized tile
                     ? (uint64_t(pl.rows) * c.head_dim + uint64_t(pl.tile_keys) * (c.head_dim + 4) +
                        uint64_t(pl.rows) * pl.tile_keys + 3ull * pl.rows) *
                           4
-                    : (uint64_t(pl.rows) * c.head_dim + 2ull * pl.rows * pl.workgroup) * 4;
+                    : (uint64_t(pl.rows) * c.head_dim + 2ull * pl.rows * pl.workgroup +
+                       pl.workgroup) *
+                          4;  // q rows, scores, reduction, one row base per key
             CHECK(shared <= 16384);
         }
         worst = std::max(worst, check_attention(gpu, cfg.all, c, true));
@@ -537,6 +541,53 @@ TEST_CASE("attention: caller scratch, tiny scratch and plans") {
         CHECK(kvtest::count_nan(got) == 0);
         CHECK(kvtest::rel_l2(got, want) < kAttnTol);
     }
+}
+
+// The split policy as a GPU sees it (cpu_min_keys_per_split = 0 on lavapipe): TinyLlama-1.1B
+// decode (32 heads, 4 KV heads, head_dim 64: 8 row blocks of 4) spreads short contexts over
+// many workgroups; then many splits (more than attn_reduce's chunk of 256, and blocks of
+// its elements) against the oracle.
+TEST_CASE("attention: split policy of the defaults, and many splits") {
+    kvtest::Gpu gpu;
+    AttentionOptions o;
+    o.allocator = &gpu.allocator();
+    o.cpu_min_keys_per_split = 0;
+    AttentionKernels ak(gpu.device(), gpu.pipelines(), o);
+    const uint32_t blocks = 8;
+    struct Want {
+        uint32_t ctx, splits, keys;
+    } wants[] = {{512, 8, 64}, {4096, 64, 64}, {16384, 128, 128}, {131072, 128, 1024}};
+    for (const Want& w : wants) {
+        const auto pl =
+            ak.plan(params_of({1, w.ctx - 1, 32, 4, 64, 16, GgmlType::F16, 0}), o.scratch_bytes);
+        INFO("ctx " << w.ctx << " splits " << pl.splits << " keys per split " << pl.keys_per_split);
+        CHECK(!pl.tiled);
+        CHECK(pl.rows * blocks == 32);
+        CHECK(pl.splits == w.splits);
+        CHECK(pl.keys_per_split == w.keys);
+    }
+    // With the defaults, a CPU device keeps 256 keys per split (2 splits at 512 keys).
+    if (gpu.device().properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+        AttentionOptions oc;
+        oc.allocator = &gpu.allocator();
+        AttentionKernels akc(gpu.device(), gpu.pipelines(), oc);
+        const auto pl =
+            akc.plan(params_of({1, 511, 32, 4, 64, 16, GgmlType::F16, 0}), o.scratch_bytes);
+        CHECK(pl.splits == 2);
+    }
+
+    // 400 forced splits (342 and 376 once keys per split are whole): more than one chunk of
+    // attn_reduce, and (head_dim 128) element blocks of 8.
+    AttentionOptions o400 = o;
+    o400.force_splits = 400;
+    AttentionKernels ak400(gpu.device(), gpu.pipelines(), o400);
+    const AttnCase wide{2, 1500, 8, 2, 128, 16, GgmlType::F32, 0};
+    double worst = 0;
+    worst = std::max(worst, check_attention(gpu, {&ak, &ak400},
+                                            {1, 2047, 32, 4, 64, 16, GgmlType::F16, 0}, true));
+    worst = std::max(worst, check_attention(gpu, {&ak, &ak400}, wide, true));
+    CHECK(ak400.plan(params_of(wide), o.scratch_bytes).splits > 256);
+    MESSAGE("many splits worst relative L2 error " << worst);
 }
 
 TEST_CASE("attention rejects bad shapes") {
@@ -621,46 +672,82 @@ TEST_CASE("argmax: lowest index among ties, NaNs ignored, huge rows") {
 }
 
 // Throughput of attention over the paged cache: decode (bandwidth-bound: figure = K/V bytes
-// read per second) and prefill (compute-bound: figure = 4 * visible (q, k) pairs * head_dim
-// FLOP/s). On a CPU device one small shape runs (CI); on a GPU, Llama-3-8B-like shapes
-// (32 heads, 8 KV heads, head_dim 128, F16 pages of 16). Checks the result against the CPU.
+// read per second) and prefill (compute-bound: figure = 4 *
+// visible (q, k) pairs * head_dim FLOP/s). On a CPU device one small shape runs (CI); on a GPU,
+// Llama-3-8B-like shapes (32 heads, 8 KV heads, head_dim 128) and TinyLlama-1.1B decode (32
+// heads, 4 KV heads, head_dim 64), F16 pages of 16. Checks the result against the CPU.
+// KV_ATTN_BENCH=decode: single-token shapes, default kernels only. KV_ATTN_BENCH=tiny: the
+// TinyLlama shapes under the default kernels and variants of the split policy and decode
+// workgroup (on a CPU device: one such shape, default kernels).
 TEST_CASE("attention benchmark") {
     kvtest::Gpu gpu;
     const bool cpu_device = gpu.device().properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+    const char* bench_env = std::getenv("KV_ATTN_BENCH");
+    const bool decode_only = bench_env && std::strcmp(bench_env, "decode") == 0;
+    const bool tiny = bench_env && std::strcmp(bench_env, "tiny") == 0;
     AttentionOptions opt;
     opt.allocator = &gpu.allocator();
     opt.scratch_bytes = 64ull << 20;
-    AttentionKernels ak_default(gpu.device(), gpu.pipelines(), opt);
-    AttentionOptions opt_decode = opt, opt_tiled = opt;
-    opt_decode.tile_min_rows = 0;
-    opt_tiled.tile_min_rows = 1;
-    AttentionKernels ak_decode(gpu.device(), gpu.pipelines(), opt_decode);
-    AttentionKernels ak_tiled(gpu.device(), gpu.pipelines(), opt_tiled);
-    AttentionOptions opt_wide = opt, opt_tiled64 = opt_tiled;  // more splits; taller tiles
-    opt_wide.max_splits = 256;
-    opt_wide.target_workgroups = 2048;
-    opt_tiled64.tile_rows = 64;
-    AttentionKernels ak_wide(gpu.device(), gpu.pipelines(), opt_wide);
-    AttentionKernels ak_tiled64(gpu.device(), gpu.pipelines(), opt_tiled64);
-    // KV_ATTN_BENCH=decode: single-token shapes and the default kernels only.
-    const char* bench_env = std::getenv("KV_ATTN_BENCH");
-    const bool decode_only = bench_env && std::strcmp(bench_env, "decode") == 0;
-    AttentionOptions opt_rows4 = opt_decode;  // the 8-row decode kernel
-    opt_rows4.decode_rows = 8;
-    AttentionKernels ak_rows4(gpu.device(), gpu.pipelines(), opt_rows4);
-    struct Shape {
-        uint32_t n_tokens, ctx, n_head = 32;
+    std::vector<std::pair<std::string, std::unique_ptr<AttentionKernels>>> kernels;
+    auto add = [&](const char* name, const AttentionOptions& o) {
+        kernels.emplace_back(name,
+                             std::make_unique<AttentionKernels>(gpu.device(), gpu.pipelines(), o));
     };
-    const Shape cpu_shapes[] = {{1, 300}, {16, 64}};
+    add("default", opt);
+    if (!cpu_device && tiny) {
+        AttentionOptions o = opt;  // the policy before: at most 64 splits of >= 256 keys
+        o.max_splits = 64;
+        o.min_keys_per_split = 256;
+        o.target_workgroups = 512;
+        add("old splits", o);
+        o = opt;
+        o.min_keys_per_split = 32;
+        add("splits of >= 32 keys", o);
+        o = opt;
+        o.min_keys_per_split = 128;
+        add("splits of >= 128 keys", o);
+        o = opt;
+        o.target_workgroups = 2048;
+        add("2048 workgroups", o);
+        o = opt;
+        o.decode_workgroup = 64;
+        add("workgroup 64", o);
+        o.min_keys_per_split = 32;
+        add("workgroup 64, splits of >= 32 keys", o);
+    } else if (!cpu_device && !decode_only) {
+        AttentionOptions o = opt;
+        o.tile_min_rows = 0;
+        add("decode", o);
+        o.decode_rows = 8;
+        add("decode 8 rows", o);
+        o = opt;
+        o.tile_min_rows = 1;
+        add("tiled", o);
+        o.tile_rows = 64;
+        add("tiled 64 rows", o);
+        o = opt;  // more splits
+        o.target_workgroups = 2048;
+        add("wide splits", o);
+    }
+    struct Shape {
+        uint32_t n_tokens, ctx, n_head = 32, n_head_kv = 8, head_dim = 128;
+    };
+    const std::vector<Shape> cpu_shapes = {{1, 300}, {16, 64}};
+    const std::vector<Shape> cpu_tiny = {{1, 512, 32, 4, 64}};
+    const std::vector<Shape> tiny_shapes = {
+        {1, 512, 32, 4, 64}, {1, 4096, 32, 4, 64}, {1, 16384, 32, 4, 64}};
     // n_head 64: Llama-3-70B's GQA 8.
-    const Shape gpu_shapes[] = {{1, 1024},  {1, 8192},  {1, 32768},   {1, 131072}, {1, 32768, 64},
-                                {4, 32768}, {512, 512}, {2048, 2048}, {512, 8192}};
-    const Shape* shapes = cpu_device ? cpu_shapes : gpu_shapes;
-    const size_t n_shapes = cpu_device ? std::size(cpu_shapes) : std::size(gpu_shapes);
+    std::vector<Shape> gpu_shapes = {{1, 1024},   {1, 8192},      {1, 32768},
+                                     {1, 131072}, {1, 32768, 64}, {4, 32768},
+                                     {512, 512},  {2048, 2048},   {512, 8192}};
+    gpu_shapes.insert(gpu_shapes.end(), tiny_shapes.begin(), tiny_shapes.end());
+    const std::vector<Shape>& shapes =
+        cpu_device ? (tiny ? cpu_tiny : cpu_shapes) : (tiny ? tiny_shapes : gpu_shapes);
     const int iters = cpu_device ? 2 : 20;
-    for (size_t si = 0; si < n_shapes; ++si) {
-        const Shape& s = shapes[si];
-        AttnCase ac{s.n_tokens, s.ctx - s.n_tokens, s.n_head, 8, 128, 16, GgmlType::F16, 0};
+    for (const Shape& s : shapes) {
+        if (decode_only && s.n_tokens != 1) continue;
+        AttnCase ac{s.n_tokens, s.ctx - s.n_tokens, s.n_head, s.n_head_kv, s.head_dim, 16,
+                    GgmlType::F16, 0};
         INFO(describe(ac));
         const AttentionParams p = params_of(ac);
         // The cache: random K/V written straight into identity-table pools as f16.
@@ -686,12 +773,7 @@ TEST_CASE("attention benchmark") {
         auto bq = gpu.upload(q);
         auto bo = gpu.output(q.size());
 
-        if (decode_only && s.n_tokens != 1) continue;
-        const AttentionKernels* kernels[] = {&ak_default, &ak_decode,  &ak_tiled,
-                                             &ak_wide,    &ak_tiled64, &ak_rows4};
-        for (const AttentionKernels* akp : kernels) {
-            if (akp != &ak_default && cpu_device) continue;
-            if (decode_only && akp != &ak_default) continue;
+        for (const auto& [which, akp] : kernels) {
             const AttentionKernels& ak = *akp;
             const bool ts = gpu.device().timestamps();
             kv::vk::CommandStream cs(gpu.device(), ts ? 2 : 0);
@@ -738,22 +820,17 @@ TEST_CASE("attention benchmark") {
             CHECK_MESSAGE(err < kAttnTol, "relative L2 error " << err);
 
             const auto plan = ak.plan(p, opt.scratch_bytes);
-            const char* which = akp == &ak_default  ? "default"
-                                : akp == &ak_decode ? "decode"
-                                : akp == &ak_tiled  ? "tiled"
-                                : akp == &ak_wide   ? "wide splits"
-                                : akp == &ak_rows4  ? "decode 8 rows"
-                                                    : "tiled 64 rows";
             double pairs = 0;  // visible (query, key) pairs per head
             for (uint32_t t = 0; t < p.n_tokens; ++t) pairs += double(p.pos0) + t + 1;
             const double kv_bytes = double(s.ctx) * p.n_head_kv * p.head_dim * 2 * 2;
             const double flops = 4.0 * pairs * p.n_head * p.head_dim;
-            MESSAGE(describe(ac) << " [" << std::string(which) << "]: " << sec * 1e6
-                                 << " us, KV read " << kv_bytes / sec * 1e-9 << " GB/s, "
-                                 << flops / sec * 1e-12 << " TFLOP/s (plan: "
+            MESSAGE(describe(ac) << " [" << which << "]: " << sec * 1e6 << " us, KV read "
+                                 << kv_bytes / sec * 1e-9 << " GB/s, " << flops / sec * 1e-12
+                                 << " TFLOP/s (plan: "
                                  << std::string(plan.tiled ? "tiled" : "decode") << " rows "
-                                 << plan.rows << " tile " << plan.tile_keys << " splits "
-                                 << plan.splits << "), err " << err);
+                                 << plan.rows << " wg " << plan.workgroup << " tile "
+                                 << plan.tile_keys << " splits " << plan.splits << " of "
+                                 << plan.keys_per_split << " keys), err " << err);
         }
     }
 }
