@@ -3,7 +3,9 @@
 # the Vulkan loader from .gl/ (see the device notes), the device report and bandwidth probe, the
 # GPU tests that need no validation layer, then the ~1B-parameter benchmark (TinyLlama's shape,
 # random weights made by kv-make-model) in F16, Q8_0 and Q4_0.
-#   scripts/device-run.sh [tests|bench|all]
+#   scripts/device-run.sh [tests|bench|all|tune]
+# tune: kernel sweeps for the 1.1B shapes (matvec workgroup x rows, attention split policies)
+# and a profiled decode, to pick defaults.
 set -uo pipefail
 what=${1:-all}
 for f in .gl/*.deb; do dpkg -x "$f" / >/dev/null 2>&1; done
@@ -20,12 +22,25 @@ if [ "$what" = tests ] || [ "$what" = all ]; then
   for t in test_vk test_engine; do "$D/tests/$t" 2>&1 | tail -4; done
   "$D/tests/test_capi" -tc="engine: stories*,engine: cached*,engine: context*,engine: kv_session_eval*,engine: sampling*,runtime*,abi*" 2>&1 | tail -4
 fi
-if [ "$what" = bench ] || [ "$what" = all ]; then
-  for ty in f16 q8_0 q4_0; do
+make_models() {
+  for ty in "$@"; do
     "$D/bin/kv-make-model" -o /tmp/tl-$ty.gguf --dim 2048 --layers 22 --heads 32 --kv-heads 4 --ffn 5632 \
       --vocab 32000 --ctx 32768 --type $ty >/dev/null &
   done
   wait
+}
+if [ "$what" = tune ]; then
+  make_models q8_0 f16
+  KV_BENCH_SWEEP=1 KV_BENCH_SHAPES=tiny "$D/tests/test_engine" -tc="weight kernels throughput*" 2>&1 | grep -E "GB/s"
+  KV_ATTN_BENCH=tiny "$D/tests/test_engine" -tc="attention benchmark" 2>&1 | grep -E " us"
+  for ty in q8_0 f16; do
+    echo "== 1.1B ($ty weights), 512-token prompt, 128 decoded"
+    "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt 512 --gen 128 --reps 2 2>&1 | grep -E '^(prefill|decode)'
+  done
+  KV_PROFILE=1 "$D/bin/kv-bench" -m /tmp/tl-q8_0.gguf --prompt 512 --gen 32 --reps 1 2>&1 | grep -A14 "single-token"
+fi
+if [ "$what" = bench ] || [ "$what" = all ]; then
+  make_models f16 q8_0 q4_0
   for ty in f16 q8_0 q4_0; do
     echo "== 1.1B ($ty weights), 512-token prompt, 128 decoded"
     "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt 512 --gen 128 --reps 2 2>&1 | tail -4

@@ -53,6 +53,19 @@ void need_bytes(const vk::BufferRange& r, uint64_t bytes, const char* kernel, co
     fit_range(r, bytes, kernel, what);
 }
 
+// DQ_UPB of shaders/include/dequant.glsl: matvec load units per block of a quantized type.
+uint32_t dequant_units_per_block(GgmlType t) {
+    switch (t) {
+        case GgmlType::Q8_0: return 2;
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
+        case GgmlType::Q6_K: return 4;
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K: return 8;
+        default: return 1;
+    }
+}
+
 bool is_float(GgmlType t) {
     return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16;
 }
@@ -101,6 +114,8 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     // The reduction keeps mv_rows_ floats per invocation in shared memory.
     while (mv_wg_ > 1 && uint64_t(mv_wg_) * mv_rows_ * 4 > l.maxComputeSharedMemorySize)
         mv_wg_ /= 2;
+    mv_fixed_ = cpu_dev || options.matvec_workgroup != 0 || options.matvec_rows != 0;
+    mv_max_wg_ = floor_pow2(std::min(256u, max_inv));
     gr_wg_ = floor_pow2(std::min(64u, max_inv));
 
     auto fits = [&](const Tile& t) {
@@ -115,6 +130,21 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     const bool cpu = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     large_tile_ = fits(kLargeTile) && (force == 128 || (force == 0 && !cpu));
     large_min_tokens_ = force == 128 ? 2 : 96;
+}
+
+WeightKernels::MatvecShape WeightKernels::matvec_shape(GgmlType type, uint32_t rows,
+                                                      uint32_t cols) const {
+    if (mv_fixed_) return {mv_wg_, mv_rows_};
+    // Load units per row: 16-byte words of float rows, dequant.glsl's units of quantized ones.
+    const model::TypeTraits& t = traits_of(type, "matmul");
+    uint64_t units = std::max<uint64_t>(1, model::row_bytes(type, cols) / 16);
+    if (!is_float(type)) units = uint64_t(cols) / t.block_size * dequant_units_per_block(type);
+    MatvecShape s{mv_wg_, mv_rows_};
+    auto invocations = [&] { return (uint64_t(rows) + s.rows - 1) / s.rows * s.workgroup; };
+    while (invocations() < kMatvecInvocations && s.rows > 1) s.rows /= 2;
+    while (invocations() < kMatvecInvocations && s.workgroup < mv_max_wg_ && 2ull * s.workgroup <= units)
+        s.workgroup *= 2;
+    return s;
 }
 
 void WeightKernels::grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const { dispatch_grid(device_, groups, gx, gy); }
@@ -235,15 +265,16 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     d.bindings = n_tokens == 1 ? 5 : 4;
     const uint32_t glu_flag = glu ? 1 : 0, acc_flag = fused.accumulate ? 1 : 0;
     if (n_tokens == 1) {
+        const MatvecShape ms = matvec_shape(type, rows, cols);
         d.push_constant_bytes = sizeof(MatvecPush);
-        d.spec = {mv_wg_, mv_rows_};
+        d.spec = {ms.workgroup, ms.rows};
         vk::Pipeline& p = pipelines_.get(d);
         const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 && nw.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {
             MatvecPush pc{cols,     c.rows,   c.row0,        rb, x_vec4, glu_flag,
                           acc_flag, norm ? 1u : 0u, fused.norm_eps};
             uint32_t gx, gy;
-            grid((uint64_t(c.rows) + mv_rows_ - 1) / mv_rows_, &gx, &gy);
+            grid((uint64_t(c.rows) + ms.rows - 1) / ms.rows, &gx, &gy);
             cs.dispatch(p, {c.range, x, y, up, nw}, &pc, sizeof(pc), gx, gy);
         }
         return;

@@ -21,7 +21,8 @@ namespace kv::engine {
 
 struct WeightKernelOptions {
     // Decode matvec: invocations per workgroup (a power of two) and rows per workgroup (<= 8);
-    // 0 picks a default. Subgroup or shared-memory reductions follow basic.subgroup_ops().
+    // 0 picks per shape (matvec_shape). Subgroup or shared-memory reductions follow
+    // basic.subgroup_ops().
     uint32_t matvec_workgroup = 0;
     uint32_t matvec_rows = 0;
     // F32 and (even-length) F16 decode through Kernels::matvec; false uses this class's shader.
@@ -78,6 +79,17 @@ public:
     // with a MatmulFusion (float decode then runs this class's shader, not Kernels::matvec).
     std::string matmul_variant(model::GgmlType type, uint32_t cols, uint32_t n_tokens,
                                bool fused = false) const;
+    // Decode matvec workgroup (invocations, rows per workgroup) for a weight matrix. Fixed by
+    // the options where they set it; CPU devices: 16 x 8. GPUs: 4 rows per workgroup share
+    // their x loads, but a small matrix then runs too few invocations to keep enough loads in
+    // flight, so rows per workgroup drop (4, 2, 1) and then the workgroup widens (up to 256,
+    // while every invocation keeps a load unit of the row) until about kMatvecInvocations run.
+    struct MatvecShape {
+        uint32_t workgroup, rows;
+    };
+    MatvecShape matvec_shape(model::GgmlType type, uint32_t rows, uint32_t cols) const;
+    static constexpr uint64_t kMatvecInvocations = 128 * 1024;
+    // The options' (or the default) shape: what matvec_shape gives a large matrix.
     uint32_t matvec_workgroup() const { return mv_wg_; }
     uint32_t matvec_rows() const { return mv_rows_; }
 
@@ -96,6 +108,8 @@ private:
     WeightKernelOptions options_;
     uint32_t mv_wg_ = 64;
     uint32_t mv_rows_ = 2;
+    bool mv_fixed_ = false;  // the options or the device type fix the shape
+    uint32_t mv_max_wg_ = 256;
     uint32_t gr_wg_ = 64;
     uint32_t small_tile_ = 1;  // 1: 64 x 64, 0: 64 x 32
     bool large_tile_ = false;

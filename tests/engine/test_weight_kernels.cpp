@@ -369,7 +369,7 @@ TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)")
 TEST_CASE("matvec with other workgroup sizes and rows per workgroup") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
-    for (uint32_t wg : {16u, 128u})
+    for (uint32_t wg : {16u, 128u, 256u})
         for (uint32_t nr : {1u, 3u}) {
             WeightKernelOptions wo;
             wo.matvec_workgroup = wg;
@@ -594,8 +594,9 @@ TEST_CASE("weight kernels throughput (prints GB/s of weight reads and GFLOP/s)")
                 line, sizeof(line),
                 "%-5s %6ux%-6u x%-4u %-22s wg %3u rows %u: %9.1f us %8.1f GB/s %9.1f GFLOP/s",
                 name(s.type).c_str(), s.rows, s.cols, s.tokens,
-                wk.matmul_variant(s.type, s.cols, s.tokens).c_str(), wk.matvec_workgroup(),
-                wk.matvec_rows(), sec * 1e6, gbs, gflops);
+                wk.matmul_variant(s.type, s.cols, s.tokens).c_str(),
+                wk.matvec_shape(s.type, s.rows, s.cols).workgroup,
+                wk.matvec_shape(s.type, s.rows, s.cols).rows, sec * 1e6, gbs, gflops);
             MESSAGE(line);
             CHECK(kvtest::count_nan(gpu.download(by, size_t(s.rows) * s.tokens)) == 0);
         }
