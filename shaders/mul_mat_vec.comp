@@ -6,9 +6,9 @@
 //
 // Fused extras (push constants, uniform branches): glu != 0 reads x as silu(x) * up (the SwiGLU
 // feed-forward's gate and up activations, binding 3); norm != 0 reads x as RMS-normalized,
-// x * norm_w / sqrt(mean(x^2) + eps) (norm_w at binding 4; every workgroup computes the mean of
-// the one vector itself, which costs it cols floats from the cache instead of the whole GPU a
-// separate rms_norm pass and barrier); accumulate != 0 adds the product to y instead of
+// x * norm_w / sqrt(mean(x^2) + eps) (norm_w at binding 4): the products use x * norm_w and
+// the sum of x^2 accumulates beside them, from the x loads the product makes anyway, so the
+// scale applies once per row at the end and costs no extra pass, load or barrier; accumulate != 0 adds the product to y instead of
 // overwriting it (a residual connection: y is the residual stream). Bindings 3 and 4 are bound
 // (to any buffer) when unused; glu and norm exclude each other.
 //
@@ -25,7 +25,8 @@ layout(constant_id = 0) const uint WG = 64;  // power of two
 layout(constant_id = 1) const uint NR = 2;   // rows per workgroup
 
 #define RED_WG WG
-#define RED_N NR
+const uint NRS = NR + 1u;  // reduced per invocation: the rows' sums and the norm's sum of squares
+#define RED_N NRS
 #include "reduce.glsl"
 
 // Weight reads:
@@ -61,25 +62,34 @@ layout(push_constant) uniform Push {
     float eps;
 } pc;
 
-float nscale = 1.0;  // norm: 1 / sqrt(mean(x^2) + eps)
+float ssq = 0.0;  // norm: this invocation's part of sum(x^2)
 
 vec4 silu_mul(vec4 g, vec4 u) { return g / (1.0 + exp(-g)) * u; }
 
 vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
     if (pc.x_vec4 != 0u) {
         if (pc.glu != 0u) return silu_mul(x4[e >> 2], up4[e >> 2]);
-        if (pc.norm != 0u) return x4[e >> 2] * nscale * norm_w4[e >> 2];
+        if (pc.norm != 0u) {
+            const vec4 v = x4[e >> 2];
+            ssq += dot(v, v);
+            return v * norm_w4[e >> 2];
+        }
         return x4[e >> 2];
     }
     const vec4 g = vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
     if (pc.glu != 0u) return silu_mul(g, vec4(up[e], up[e + 1u], up[e + 2u], up[e + 3u]));
-    if (pc.norm != 0u)
-        return g * nscale * vec4(norm_w[e], norm_w[e + 1u], norm_w[e + 2u], norm_w[e + 3u]);
+    if (pc.norm != 0u) {
+        ssq += dot(g, g);
+        return g * vec4(norm_w[e], norm_w[e + 1u], norm_w[e + 2u], norm_w[e + 3u]);
+    }
     return g;
 }
 float load_x1(uint e) {
     if (pc.glu != 0u) return x[e] / (1.0 + exp(-x[e])) * up[e];
-    if (pc.norm != 0u) return x[e] * nscale * norm_w[e];
+    if (pc.norm != 0u) {
+        ssq += x[e] * x[e];
+        return x[e] * norm_w[e];
+    }
     return x[e];
 }
 
@@ -88,17 +98,9 @@ void main() {
     if (row0 >= pc.rows) return;
     const uint t = gl_LocalInvocationIndex;
 
-    if (pc.norm != 0u) {  // uniform: every invocation reduces
-        float ss[NR];
-        [[unroll]] for (uint r = 0u; r < NR; ++r) ss[r] = 0.0;
-        for (uint c = t; c < pc.cols; c += WG) ss[0] += x[c] * x[c];
-        red_sum(ss);
-        nscale = 1.0 / sqrt(ss[0] / float(pc.cols) + pc.eps);
-    }
-
     // Rows past the end of the chunk re-read the last row (valid memory); their sums are dropped.
     uint rbase[NR];
-    float acc[NR];
+    float acc[NRS];  // [NR]: the norm's sum of squares
     [[unroll]] for (uint r = 0u; r < NR; ++r) {
         rbase[r] = min(row0 + r, pc.rows - 1u) * pc.row_bytes;
         acc[r] = 0.0;
@@ -159,13 +161,16 @@ void main() {
     }
 #endif
 
+    acc[NR] = ssq;
     red_sum(acc);
+    const float nscale = pc.norm != 0u ? 1.0 / sqrt(acc[NR] / float(pc.cols) + pc.eps) : 1.0;
 
     if (t == 0u) {
         [[unroll]] for (uint r = 0u; r < NR; ++r)
             if (row0 + r < pc.rows) {
                 const uint i = pc.y_row0 + row0 + r;
-                y[i] = pc.accumulate != 0u ? y[i] + acc[r] : acc[r];
+                const float v = acc[r] * nscale;
+                y[i] = pc.accumulate != 0u ? y[i] + v : v;
             }
     }
 }

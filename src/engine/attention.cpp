@@ -64,7 +64,7 @@ struct ReducePush {
 
 constexpr uint32_t kDecodeMaxRows = 8;
 constexpr uint32_t kDecodeDefaultRows = 4;
-constexpr uint32_t kDecodeDefaultWg = 128;
+constexpr uint32_t kDecodeDefaultWg = 64;  // attention.h: AttentionOptions::decode_workgroup
 constexpr uint32_t kReduceWg = 256;
 constexpr uint32_t kReduceBatch = 8;  // NB of attn_reduce.comp
 

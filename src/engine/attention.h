@@ -148,7 +148,10 @@ struct AttentionOptions {
     // measured before the batched V loads).
     uint32_t decode_rows = 0;
     // Decode kernel: invocations per workgroup (rounded down to a power of two the device
-    // accepts, and shrunk to the shared memory; 0: automatic = 128). One tile is this many keys.
+    // accepts, and shrunk to the shared memory; 0: automatic = 64). One tile is this many keys.
+    // (H100, TinyLlama-1.1B decode shapes, KV_ATTN_BENCH=tiny: 64 took 13.9 / 16.3 us at 512 /
+    // 4096 cached tokens, 128 took 14.0 / 24.1 us: fewer invocations combine their partial
+    // P V sums after the key loop.)
     uint32_t decode_workgroup = 0;
     // Tiled kernel: query rows per workgroup and keys per tile (powers of two; 0: automatic).
     uint32_t tile_rows = 0;

@@ -111,11 +111,13 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
                                  : cpu_dev                ? 16u
                                                           : 64u,
                                  max_inv));
-    // The reduction keeps mv_rows_ floats per invocation in shared memory.
-    while (mv_wg_ > 1 && uint64_t(mv_wg_) * mv_rows_ * 4 > l.maxComputeSharedMemorySize)
+    // The reduction keeps mv_rows_ + 1 floats per invocation in shared memory.
+    while (mv_wg_ > 1 && uint64_t(mv_wg_) * (mv_rows_ + 1) * 4 > l.maxComputeSharedMemorySize)
         mv_wg_ /= 2;
     mv_fixed_ = cpu_dev || options.matvec_workgroup != 0 || options.matvec_rows != 0;
     mv_max_wg_ = floor_pow2(std::min(256u, max_inv));
+    while (mv_max_wg_ > mv_wg_ && uint64_t(mv_max_wg_) * 5 * 4 > l.maxComputeSharedMemorySize)
+        mv_max_wg_ /= 2;
     gr_wg_ = floor_pow2(std::min(64u, max_inv));
 
     auto fits = [&](const Tile& t) {
