@@ -4,9 +4,9 @@
 // A split that saw no key of a row has m = -FLT_MAX, l = 0 and o = 0: weight 0. Every row sees
 // at least its own position, so some split has l > 0.
 //
-// One workgroup per (output row (token * n_head + head), block of DL elements of it): linear
-// group index g is row g / n_db, block g % n_db (n_db = ceil(head_dim / DL)). Invocation t is
-// element lane t % DL of split lane t / DL (SL = WG / DL lanes): lane sl sums splits
+// One workgroup per (output row (token * n_head + head), block of DL = pc.dl elements of it):
+// linear group index g is row g / n_db, block g % n_db (n_db = ceil(head_dim / DL)). Invocation
+// t is element lane t % DL of split lane t / DL (SL = WG / DL lanes): lane sl sums splits
 // sl, sl + SL, ... of its element, NB loads in flight at a time; M, the sum of w_s l_s and the
 // lanes' sums are shared-memory tree reductions. Splits are taken in chunks of WG, whose
 // weights w_s go through shared memory, so any number of splits works.
@@ -16,7 +16,6 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 256;  // power of two
-layout(constant_id = 1) const uint DL = 64;   // element lanes: a power of two <= WG
 
 layout(std430, binding = 0) readonly buffer S { float part[]; };
 layout(std430, binding = 1) writeonly buffer O { float o[]; };
@@ -25,9 +24,9 @@ layout(push_constant) uniform Push {
     uint n_out;  // rows
     uint n_split;
     uint head_dim;
+    uint dl;  // element lanes: a power of two <= WG
 } pc;
 
-const uint SL = WG / DL;  // split lanes
 const uint NB = 8;        // partial loads in flight per invocation
 
 shared float w_sh[WG];    // weights of the current chunk of splits
@@ -52,6 +51,8 @@ void tree(float v, uint n, uint stride, bool is_max) {
 
 void main() {
     const uint t = gl_LocalInvocationIndex;
+    const uint DL = pc.dl;
+    const uint SL = WG / DL;  // split lanes
     const uint n_db = (pc.head_dim + DL - 1) / DL;
     const uint g = kv_group_index();
     const uint row = g / n_db;

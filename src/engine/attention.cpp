@@ -59,7 +59,7 @@ struct AttnPush {
 };
 
 struct ReducePush {
-    uint32_t n_out, n_split, head_dim;
+    uint32_t n_out, n_split, head_dim, dl;
 };
 
 constexpr uint32_t kDecodeMaxRows = 8;
@@ -397,15 +397,17 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
                 static_cast<uint32_t>(blocks), p.n_head_kv, pl.splits);
     if (pl.splits > 1) {
         cs.barrier();
-        ReducePush rp{n_out, pl.splits, p.head_dim};
         // attn_reduce: wg = dl element lanes x wg / dl split lanes. Fewer element lanes (more
         // workgroups per row, each over dl elements) until every split lane has at most one
         // batch of loads per chunk of wg splits, down to 8 lanes (32-byte runs of a partial).
+        // dl is a push constant: the split count changes as a context grows, and a pipeline
+        // per value would compile in the middle of generation.
         const uint32_t wg = fit_workgroup(device_, kReduceWg);
         uint32_t dl = std::min(wg, ceil_pow2(p.head_dim));
         const uint32_t chunk = std::min(wg, pl.splits);
         while (dl > 8 && uint64_t(wg / dl) * kReduceBatch < chunk) dl /= 2;
-        vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg, dl});
+        ReducePush rp{n_out, pl.splits, p.head_dim, dl};
+        vk::Pipeline& red = pipeline("attn_reduce", 2, sizeof(rp), {wg});
         uint32_t gx, gy;
         grid(device_, uint64_t(n_out) * div_up(p.head_dim, dl), &gx, &gy);
         cs.dispatch(red, {dst, out}, &rp, sizeof(rp), gx, gy);
