@@ -11,8 +11,8 @@ for b in kv-info kv-bench kv-generate kv-make-model kv-tokenize; do strip -o .de
 strip -o .dev/lib/libkvulkan.so.0 "$BUILD/libkvulkan.so.0"
 for t in test_vk test_engine test_capi; do strip -o .dev/tests/$t "$BUILD/tests/$t"; done
 cp "$SHARED"/models/stories260K/stories260K.gguf .dev/shared/models/stories260K/
-for m in llama-gqa.q8_0 llama-gqa.q4_k_m qwen2-bias.f16; do cp "$SHARED"/models/fixtures/$m.gguf .dev/shared/models/fixtures/; done
-for r in stories260K.once-upon-a-time llama-gqa.q8_0.short llama-gqa.q4_k_m.long qwen2-bias.f16.short; do
-  cp "$SHARED"/reference/$r.json "$SHARED"/reference/$r.exact.logits.f32 .dev/shared/reference/
+for m in llama-gqa.f32 llama-gqa.f16 llama-gqa.q8_0 llama-gqa.q4_0 llama-gqa.q4_k_m qwen2-bias.f16; do
+  cp "$SHARED"/models/fixtures/$m.gguf .dev/shared/models/fixtures/
 done
+cp "$SHARED"/reference/* .dev/shared/reference/
 du -sh .dev

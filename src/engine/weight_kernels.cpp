@@ -102,14 +102,15 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     if (options.matvec_workgroup != 0 && !is_pow2(options.matvec_workgroup))
         fail(KV_ERR_INVALID_ARGUMENT, "matvec workgroup %u is not a power of two",
              options.matvec_workgroup);
-    // Defaults: GPUs: 64 invocations stream 4 rows (sharing the x loads); CPU devices
-    // (lavapipe) pay per invocation and barrier: narrow workgroups over 8 rows there.
+    // Defaults: GPUs: 128 invocations stream 4 rows (sharing the x loads), fewer rows and then
+    // wider workgroups for small matrices (matvec_shape); CPU devices (lavapipe) pay per
+    // invocation and barrier: narrow workgroups over 8 rows there.
     const bool cpu_dev = device.properties().deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
     mv_rows_ = options.matvec_rows ? options.matvec_rows : cpu_dev ? 8 : 4;
     if (mv_rows_ > 8) fail(KV_ERR_INVALID_ARGUMENT, "matvec rows per workgroup %u > 8", mv_rows_);
     mv_wg_ = floor_pow2(std::min(options.matvec_workgroup ? options.matvec_workgroup
                                  : cpu_dev                ? 16u
-                                                          : 64u,
+                                                          : 128u,
                                  max_inv));
     // The reduction keeps mv_rows_ + 1 floats per invocation in shared memory.
     while (mv_wg_ > 1 && uint64_t(mv_wg_) * (mv_rows_ + 1) * 4 > l.maxComputeSharedMemorySize)

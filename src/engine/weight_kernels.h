@@ -80,10 +80,14 @@ public:
     std::string matmul_variant(model::GgmlType type, uint32_t cols, uint32_t n_tokens,
                                bool fused = false) const;
     // Decode matvec workgroup (invocations, rows per workgroup) for a weight matrix. Fixed by
-    // the options where they set it; CPU devices: 16 x 8. GPUs: 4 rows per workgroup share
-    // their x loads, but a small matrix then runs too few invocations to keep enough loads in
-    // flight, so rows per workgroup drop (4, 2, 1) and then the workgroup widens (up to 256,
-    // while every invocation keeps a load unit of the row) until about kMatvecInvocations run.
+    // the options where they set it; CPU devices: 16 x 8. GPUs: 128 invocations over 4 rows
+    // (the rows share their x loads), but a small matrix then runs too few invocations to keep
+    // enough loads in flight, so rows per workgroup drop (4, 2, 1) and then the workgroup widens
+    // (up to 256, while every invocation keeps a load unit of the row) until about
+    // kMatvecInvocations run. (H100 sweep of the TinyLlama-1.1B matrices, KV_BENCH_SWEEP=1
+    // KV_BENCH_SHAPES=tiny: this picks 128 x 4 for 5632 and 32000 rows, 128 x 2 for 2048 rows,
+    // 256 x 1 for 256 rows, each within ~7% of the best of 32..256 x 1..4, where 64 x 1 for
+    // 2048 x 5632 Q8_0 was 30% slower.)
     struct MatvecShape {
         uint32_t workgroup, rows;
     };
