@@ -91,22 +91,25 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
     s.pool->record_copies(cs, copies);  // copy-on-write of a shared page, before any write
     WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
     cs.barrier();
+    // The input of the matmuls after an RMS norm of X: for decode, X itself with the norm fused
+    // into the matvecs (no rms_norm pass, no barrier); for prefill, H = rms_norm(X).
+    auto normed_x = [&](const DeviceTensor& norm, MatmulFusion* fused) {
+        if (T == 1) {
+            fused->norm_weight = norm.range();
+            fused->norm_eps = cfg.rms_eps;
+            return X;
+        }
+        K.rms_norm(cs, X, norm.range(), H, E, T, cfg.rms_eps);
+        cs.barrier();
+        mark("rms_norm");
+        return H;
+    };
     for (uint32_t l = 0; l < cfg.n_layer; ++l) {
         const DeviceLayer& L = W.layers[l];
         // Attention block.
         mark("other");
-        // Decode: the matvecs normalize X as they read it (no rms_norm pass, no barrier).
         MatmulFusion attn_norm;
-        vk::BufferRange attn_in = X;
-        if (T == 1) {
-            attn_norm.norm_weight = L.attn_norm.range();
-            attn_norm.norm_eps = cfg.rms_eps;
-        } else {
-            K.rms_norm(cs, X, L.attn_norm.range(), H, E, T, cfg.rms_eps);
-            cs.barrier();
-            mark("rms_norm");
-            attn_in = H;
-        }
+        const vk::BufferRange attn_in = normed_x(L.attn_norm, &attn_norm);
         WK.matmul(cs, L.wq.data, L.wq.type, QD, E, attn_in, Q, T, attn_norm);
         WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, attn_in, Kb, T, attn_norm);
         WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, attn_in, Vb, T, attn_norm);
@@ -143,16 +146,7 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         mark("matmul o");
         // Feed-forward block (SwiGLU).
         MatmulFusion ffn_norm;
-        vk::BufferRange ffn_in = X;
-        if (T == 1) {
-            ffn_norm.norm_weight = L.ffn_norm.range();
-            ffn_norm.norm_eps = cfg.rms_eps;
-        } else {
-            K.rms_norm(cs, X, L.ffn_norm.range(), H, E, T, cfg.rms_eps);
-            cs.barrier();
-            mark("rms_norm");
-            ffn_in = H;
-        }
+        const vk::BufferRange ffn_in = normed_x(L.ffn_norm, &ffn_norm);
         WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, ffn_in, G, T, ffn_norm);
         WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, ffn_in, U, T, ffn_norm);
         cs.barrier();

@@ -275,6 +275,17 @@ TEST_CASE("matvec (n_tokens 1) matches the CPU for every weight type, both reduc
     }
 }
 
+// The status a call throws (KV_OK when it returns).
+template <typename F>
+kv_status status(F&& fn) {
+    try {
+        fn();
+    } catch (const kv::Error& e) {
+        return e.status();
+    }
+    return KV_OK;
+}
+
 // matmul with a MatmulFusion: y = (accumulate ? y0 : 0) + W x' with x' = silu(g) * u (glu),
 // rms_norm(g) * nw (norm) or g, on fresh data, against the CPU (in double).
 double check_fused(kvtest::Gpu& gpu, const WeightKernels& wk, GgmlType type, uint32_t rows,
@@ -344,14 +355,6 @@ TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)")
     }
     check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 1, false, false, rb * 16, true);
     // Not for prefill, and not with a GLU.
-    auto status = [](auto&& fn) -> kv_status {
-        try {
-            fn();
-        } catch (const kv::Error& e) {
-            return e.status();
-        }
-        return KV_OK;
-    };
     kv::engine::MatmulFusion both;
     auto any = gpu.upload(kvtest::random_floats(4096, kvtest::fresh_seed()));
     both.norm_weight = whole(any);
@@ -466,14 +469,6 @@ TEST_CASE("weight kernels reject bad shapes and unsupported types") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
     WeightKernels wk(gpu.device(), gpu.pipelines(), k);
-    auto status = [](auto&& fn) -> kv_status {
-        try {
-            fn();
-        } catch (const kv::Error& e) {
-            return e.status();
-        }
-        return KV_OK;
-    };
     auto w = random_weights(GgmlType::Q4_0, 4, 64, 1);
     auto W = upload_weights(gpu, GgmlType::Q4_0, w, 64);
     auto big = gpu.output(1024);
