@@ -4,8 +4,9 @@
 // W: one chunk of whole rows, row_bytes each, read as 32-bit words (dequant.glsl);
 // x: f32 [n_tokens][cols]; y: f32 [n_tokens][y_stride]. fp32 accumulation.
 //
-// Fused extras (push constants, as in mul_mat_vec.comp): glu != 0 reads x as silu(x) * up
-// (binding 3, same shape as x); accumulate != 0 adds the product to y (a residual stream).
+// Fused extras (specialization constants, so a pipeline without them carries none of their
+// code or registers): GLU reads x as silu(x) * up (binding 3, same shape as x); ACCUMULATE adds
+// the product to y (a residual stream).
 //
 // Tiling: workgroup (row tile, token tile) computes BM rows x BN tokens. Per step of BK columns
 // it dequantizes a BM x BK tile of W and loads a BN x BK tile of x into shared memory (zeros past
@@ -23,6 +24,8 @@ layout(constant_id = 2) const uint BN = 64;    // multiple of TN
 layout(constant_id = 3) const uint BK = 32;    // 16 or 32 (quantized rows are multiples of 32)
 layout(constant_id = 4) const uint TM = 4;
 layout(constant_id = 5) const uint TN = 4;
+layout(constant_id = 6) const bool GLU = false;
+layout(constant_id = 7) const bool ACCUMULATE = false;
 
 layout(std430, binding = 0) readonly buffer Wb { uint w_words[]; };
 #define DQ_W w_words
@@ -39,8 +42,6 @@ layout(push_constant) uniform Push {
     uint row_bytes;
     uint n_tokens;
     uint y_stride;
-    uint glu;         // 1: x := silu(x) * up
-    uint accumulate;  // 1: y += W x
 } pc;
 
 // [BK][BM + 1] and [BK][BN + 1]: the padding spreads the transposed stores over banks.
@@ -95,7 +96,7 @@ void main() {
             if (tok < pc.n_tokens && k < pc.cols) {
                 const uint e = tok * pc.cols + k;
                 xv = x[e];
-                if (pc.glu != 0u) xv = xv / (1.0 + exp(-xv)) * up[e];
+                if (GLU) xv = xv / (1.0 + exp(-xv)) * up[e];
             }
             Xs[kk * XSS + n] = xv;
         }
@@ -118,7 +119,7 @@ void main() {
             const uint tok = n0 + tn + j * (BN / TN);
             if (tok < pc.n_tokens) {
                 const uint e = tok * pc.y_stride + pc.y_row0 + row;
-                y[e] = pc.accumulate != 0u ? y[e] + acc[i * TN + j] : acc[i * TN + j];
+                y[e] = ACCUMULATE ? y[e] + acc[i * TN + j] : acc[i * TN + j];
             }
         }
     }

@@ -4,13 +4,14 @@
 // W: one chunk of whole rows, row_bytes each, read as 32-bit words (dequant.glsl); x, y f32.
 // fp32 accumulation.
 //
-// Fused extras (push constants, uniform branches): glu != 0 reads x as silu(x) * up (the SwiGLU
-// feed-forward's gate and up activations, binding 3); norm != 0 reads x as RMS-normalized,
-// x * norm_w / sqrt(mean(x^2) + eps) (norm_w at binding 4): the products use x * norm_w and
-// the sum of x^2 accumulates beside them, from the x loads the product makes anyway, so the
-// scale applies once per row at the end and costs no extra pass, load or barrier; accumulate != 0 adds the product to y instead of
-// overwriting it (a residual connection: y is the residual stream). Bindings 3 and 4 are bound
-// (to any buffer) when unused; glu and norm exclude each other.
+// Fused extras (specialization constants: a pipeline without them carries none of their code):
+// GLU reads x as silu(x) * up (the SwiGLU feed-forward's gate and up activations, binding 3);
+// NORM reads x RMS-normalized, x * norm_w / sqrt(mean(x^2) + eps) (norm_w at binding 4): the
+// products use x * norm_w and the sum of x^2 accumulates beside them, from the x loads the
+// product makes anyway, so the scale applies once per row at the end and costs no extra pass,
+// load or barrier; ACCUMULATE adds the product to y instead of overwriting it (a residual
+// connection: y is the residual stream). Bindings 3 and 4 are bound (to any buffer) when
+// unused; GLU and NORM exclude each other.
 //
 // One workgroup computes NR consecutive rows. Its WG invocations stride over the row's "units"
 // (dequant.glsl: the sub-blocks of a block that share bytes, so every weight byte is read once);
@@ -23,6 +24,9 @@
 layout(local_size_x_id = 0) in;
 layout(constant_id = 0) const uint WG = 64;  // power of two
 layout(constant_id = 1) const uint NR = 2;   // rows per workgroup
+layout(constant_id = 2) const bool GLU = false;
+layout(constant_id = 3) const bool NORM = false;  // excludes GLU
+layout(constant_id = 4) const bool ACCUMULATE = false;
 
 #define RED_WG WG
 const uint NRS = NR + 1u;  // reduced per invocation: the rows' sums and the norm's sum of squares
@@ -56,10 +60,7 @@ layout(push_constant) uniform Push {
     uint y_row0;     // logical row of the chunk's first row
     uint row_bytes;  // bytes per row
     uint x_vec4;     // 1: the bindings of x, up and norm_w are 16-byte aligned
-    uint glu;        // 1: x := silu(x) * up
-    uint accumulate; // 1: y += W x
-    uint norm;       // 1: x := x * norm_w / sqrt(mean(x^2) + eps)
-    float eps;
+    float eps;       // NORM
 } pc;
 
 float ssq = 0.0;  // norm: this invocation's part of sum(x^2)
@@ -68,8 +69,8 @@ vec4 silu_mul(vec4 g, vec4 u) { return g / (1.0 + exp(-g)) * u; }
 
 vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
     if (pc.x_vec4 != 0u) {
-        if (pc.glu != 0u) return silu_mul(x4[e >> 2], up4[e >> 2]);
-        if (pc.norm != 0u) {
+        if (GLU) return silu_mul(x4[e >> 2], up4[e >> 2]);
+        if (NORM) {
             const vec4 v = x4[e >> 2];
             ssq += dot(v, v);
             return v * norm_w4[e >> 2];
@@ -77,16 +78,16 @@ vec4 load_x4(uint e) {  // x[e .. e + 4), e % 4 == 0
         return x4[e >> 2];
     }
     const vec4 g = vec4(x[e], x[e + 1u], x[e + 2u], x[e + 3u]);
-    if (pc.glu != 0u) return silu_mul(g, vec4(up[e], up[e + 1u], up[e + 2u], up[e + 3u]));
-    if (pc.norm != 0u) {
+    if (GLU) return silu_mul(g, vec4(up[e], up[e + 1u], up[e + 2u], up[e + 3u]));
+    if (NORM) {
         ssq += dot(g, g);
         return g * vec4(norm_w[e], norm_w[e + 1u], norm_w[e + 2u], norm_w[e + 3u]);
     }
     return g;
 }
 float load_x1(uint e) {
-    if (pc.glu != 0u) return x[e] / (1.0 + exp(-x[e])) * up[e];
-    if (pc.norm != 0u) {
+    if (GLU) return x[e] / (1.0 + exp(-x[e])) * up[e];
+    if (NORM) {
         ssq += x[e] * x[e];
         return x[e] * norm_w[e];
     }
@@ -163,14 +164,14 @@ void main() {
 
     acc[NR] = ssq;
     red_sum(acc);
-    const float nscale = pc.norm != 0u ? 1.0 / sqrt(acc[NR] / float(pc.cols) + pc.eps) : 1.0;
+    const float nscale = NORM ? 1.0 / sqrt(acc[NR] / float(pc.cols) + pc.eps) : 1.0;
 
     if (t == 0u) {
         [[unroll]] for (uint r = 0u; r < NR; ++r)
             if (row0 + r < pc.rows) {
                 const uint i = pc.y_row0 + row0 + r;
                 const float v = acc[r] * nscale;
-                y[i] = pc.accumulate != 0u ? y[i] + v : v;
+                y[i] = ACCUMULATE ? y[i] + v : v;
             }
     }
 }

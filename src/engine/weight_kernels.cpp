@@ -24,14 +24,14 @@ constexpr Tile kSmallTile32{64, 32, 32, 4, 4};
 constexpr Tile kLargeTile{128, 128, 16, 8, 8};
 
 struct MatvecPush {
-    uint32_t cols, rows, y_row0, row_bytes, x_vec4, glu, accumulate, norm;
+    uint32_t cols, rows, y_row0, row_bytes, x_vec4;
     float eps;
 };
 struct GetRowsPush {
     uint32_t cols, row0, rows, n_ids, row_bytes, groups_per_id;
 };
 struct MatmulPush {
-    uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride, glu, accumulate;
+    uint32_t cols, rows, y_row0, row_bytes, n_tokens, y_stride;
 };
 
 const model::TypeTraits& traits_of(GgmlType type, const char* kernel) {
@@ -266,16 +266,16 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     vk::PipelineDesc d;
     d.shader = variant;
     d.bindings = n_tokens == 1 ? 5 : 4;
+    // The fused extras are specialization constants (a pipeline per combination in use).
     const uint32_t glu_flag = glu ? 1 : 0, acc_flag = fused.accumulate ? 1 : 0;
     if (n_tokens == 1) {
         const MatvecShape ms = matvec_shape(type, rows, cols);
         d.push_constant_bytes = sizeof(MatvecPush);
-        d.spec = {ms.workgroup, ms.rows};
+        d.spec = {ms.workgroup, ms.rows, glu_flag, norm ? 1u : 0u, acc_flag};
         vk::Pipeline& p = pipelines_.get(d);
         const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 && nw.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {
-            MatvecPush pc{cols,     c.rows,   c.row0,        rb, x_vec4, glu_flag,
-                          acc_flag, norm ? 1u : 0u, fused.norm_eps};
+            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4, fused.norm_eps};
             uint32_t gx, gy;
             grid((uint64_t(c.rows) + ms.rows - 1) / ms.rows, &gx, &gy);
             cs.dispatch(p, {c.range, x, y, up, nw}, &pc, sizeof(pc), gx, gy);
@@ -289,10 +289,10 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     if (token_tiles > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matmul: %u tokens exceed the device's grid", n_tokens);
     d.push_constant_bytes = sizeof(MatmulPush);
-    d.spec = {tile.invocations(), tile.bm, tile.bn, tile.bk, tile.tm, tile.tn};
+    d.spec = {tile.invocations(), tile.bm, tile.bn, tile.bk, tile.tm, tile.tn, glu_flag, acc_flag};
     vk::Pipeline& p = pipelines_.get(d);
     for (const Chunk& c : cks) {
-        MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows, glu_flag, acc_flag};
+        MatmulPush pc{cols, c.rows, c.row0, rb, n_tokens, rows};
         uint32_t gx, gy;
         grid((uint64_t(c.rows) + tile.bm - 1) / tile.bm, &gx, &gy);
         cs.dispatch(p, {c.range, x, y, up}, &pc, sizeof(pc), gx, gy, token_tiles);
