@@ -99,11 +99,14 @@ int main(int argc, char** argv) {
     uint32_t decoded = 0;
     for (uint32_t r = 0; r < reps + 1; ++r) {  // the first repetition warms up (pipelines, caches)
         for (auto* sess : sessions) kv_session_reset(sess);
-        if (r == 0) {  // warm-up: pipelines for every pass shape, on a short prefix of one session
+        if (r == 0) {  // warm-up: pipelines and each session's per-pass state (descriptor sets),
+                       // for every pass shape, on a short prefix of each session
             uint32_t w = std::min<uint32_t>(prompt, 2 * sd.n_batch);
-            if ((s = kv_prefill(sessions[0], ids[0].data(), w))) die("prefill", s);
-            kv_token t;
-            kv_decode_step(sessions[0], &t);
+            for (uint32_t i = 0; i < n_sessions; ++i) {
+                if ((s = kv_prefill(sessions[i], ids[i].data(), w))) die("prefill", s);
+                kv_token t;
+                kv_decode_step(sessions[i], &t);
+            }
             continue;
         }
         double a = now_ms();
