@@ -92,13 +92,15 @@ int main(int argc, char** argv) {
         if ((s = kv_session_create(model, &sd, &sess))) die("session", s);
     std::mt19937 rng(7);
     std::vector<std::vector<kv_token>> ids(n_sessions, std::vector<kv_token>(prompt));
-    for (auto& p : ids)
-        for (auto& t : p) t = kv_token(3 + rng() % (mi.n_vocab - 3));
 
     double best_prefill = 1e30, best_decode = 1e30;
     uint32_t decoded = 0;
     for (uint32_t r = 0; r < reps + 1; ++r) {  // the first repetition warms up (pipelines, caches)
         for (auto* sess : sessions) kv_session_reset(sess);
+        // Fresh prompts every repetition: pages cached by an earlier one would otherwise be
+        // reused (prefix sharing) and the prefill would compute only the rest.
+        for (auto& p : ids)
+            for (auto& t : p) t = kv_token(3 + rng() % (mi.n_vocab - 3));
         if (r == 0) {  // warm-up: pipelines and each session's per-pass state (descriptor sets),
                        // for every pass shape, on a short prefix of each session
             uint32_t w = std::min<uint32_t>(prompt, 2 * sd.n_batch);
@@ -145,6 +147,9 @@ int main(int argc, char** argv) {
     std::printf("read bandwidth: %.1f GB/s (kv_runtime_measure_bandwidth)\n", bw.read_gbps);
     std::printf("prefill: %u tokens in %.2f ms = %.0f tok/s (%.2f TFLOP/s at 2 x params per token)\n", prompt,
                 best_prefill, prefill_tps, tflops);
+    if (st.prefix_hit_tokens)  // fresh random prompts: only by chance
+        std::printf("prefix cache: %llu of the last prefill's tokens were reused, not computed\n",
+                    static_cast<unsigned long long>(st.prefix_hit_tokens));
     const char* kv_name = kvt == KV_CACHE_F32 ? "f32" : kvt == KV_CACHE_Q8_0 ? "q8_0" : kvt == KV_CACHE_Q4_0 ? "q4_0" : "f16";
     std::printf("decode: %.3f ms/token = %.1f tok/s at %u..%u cached tokens (KV %s, %u session%s, tokens of all "
                 "sessions counted)\n",

@@ -6,7 +6,9 @@
 - kv-generate --ids reproduces the 128 greedy reference tokens of stories260K with F32 and F16 KV,
   and --dump-logits writes one float32 row per evaluated step;
 - kv-tokenize encodes and decodes "Once upon a time";
-- kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message.
+- kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message;
+- kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
+  prefill computed (no prompt tokens reused from the prefix cache).
 """
 import json
 import os
@@ -54,6 +56,11 @@ rc, out, err = run(["kv-tokenize", "-m", model, "--decode"], stdin=b"1 403 407 2
 check(rc == 0 and out == "Once upon a time", "kv-tokenize --decode")
 rc, out, err = run(["kv-info", "-m", model])
 check(rc == 0 and "llama" in out and "layers 5" in out, "kv-info -m")
+
+rc, out, err = run(["kv-bench", "-m", model, "--prompt", "40", "--gen", "4", "--reps", "2", "--sessions", "2"])
+check(rc == 0 and "prefill: 40 tokens" in out and "decode floor:" in out and "device:" in out,
+      "kv-bench prints prefill, decode and the floor")
+check("prefix cache:" not in out, "kv-bench measures a computed prefill (fresh prompts, no prefix reuse)")
 
 with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
     f.write("Once upon a time there was a cat.\nWhat did the cat do?\n")
