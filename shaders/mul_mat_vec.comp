@@ -27,9 +27,11 @@ layout(constant_id = 1) const uint NR = 2;   // rows per workgroup
 layout(constant_id = 2) const bool GLU = false;
 layout(constant_id = 3) const bool NORM = false;  // excludes GLU
 layout(constant_id = 4) const bool ACCUMULATE = false;
+layout(constant_id = 5) const uint NT = 1;  // tokens (x vectors) per dispatch, 1..8; NORM: 1
 
 #define RED_WG WG
-const uint NRS = NR + 1u;  // reduced per invocation: the rows' sums and the norm's sum of squares
+// Reduced per invocation: the NR x NT sums and the norm's sum of squares.
+const uint NRS = NR * NT + 1u;
 #define RED_N NRS
 #include "reduce.glsl"
 
@@ -61,6 +63,7 @@ layout(push_constant) uniform Push {
     uint row_bytes;  // bytes per row
     uint x_vec4;     // 1: the bindings of x, up and norm_w are 16-byte aligned
     float eps;       // NORM
+    uint y_stride;   // floats between the outputs of consecutive tokens (the logical rows)
 } pc;
 
 float ssq = 0.0;  // norm: this invocation's part of sum(x^2)
@@ -101,11 +104,9 @@ void main() {
 
     // Rows past the end of the chunk re-read the last row (valid memory); their sums are dropped.
     uint rbase[NR];
-    float acc[NRS];  // [NR]: the norm's sum of squares
-    [[unroll]] for (uint r = 0u; r < NR; ++r) {
-        rbase[r] = min(row0 + r, pc.rows - 1u) * pc.row_bytes;
-        acc[r] = 0.0;
-    }
+    float acc[NRS];  // [r * NT + j]: row r, token j; [NR * NT]: the norm's sum of squares
+    [[unroll]] for (uint r = 0u; r < NR; ++r) rbase[r] = min(row0 + r, pc.rows - 1u) * pc.row_bytes;
+    [[unroll]] for (uint i = 0u; i < NRS; ++i) acc[i] = 0.0;
 
 #if !(W_F32 || W_F16 || W_BF16)
     const uint units = (pc.cols / DQ_BS) * DQ_UPB;
@@ -115,15 +116,29 @@ void main() {
         [[unroll]] for (uint i = 0u; i < DQ_SPU; ++i) {
             const uint sub = dq_unit_sub(u, i);
             const uint xo = b * DQ_BS + 16u * sub;
-            const vec4 x0 = load_x4(xo), x1 = load_x4(xo + 4u), x2 = load_x4(xo + 8u),
-                       x3 = load_x4(xo + 12u);
-            [[unroll]] for (uint r = 0u; r < NR; ++r) {
-                float v[16];
-                deq16(rbase[r] + b * DQ_BB, sub, v);
-                acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), x0) +
-                          dot(vec4(v[4], v[5], v[6], v[7]), x1) +
-                          dot(vec4(v[8], v[9], v[10], v[11]), x2) +
-                          dot(vec4(v[12], v[13], v[14], v[15]), x3);
+            if (NT == 1) {  // x loaded once for the rows (NORM sums its squares here)
+                const vec4 x0 = load_x4(xo), x1 = load_x4(xo + 4u), x2 = load_x4(xo + 8u),
+                           x3 = load_x4(xo + 12u);
+                [[unroll]] for (uint r = 0u; r < NR; ++r) {
+                    float v[16];
+                    deq16(rbase[r] + b * DQ_BB, sub, v);
+                    acc[r] += dot(vec4(v[0], v[1], v[2], v[3]), x0) +
+                              dot(vec4(v[4], v[5], v[6], v[7]), x1) +
+                              dot(vec4(v[8], v[9], v[10], v[11]), x2) +
+                              dot(vec4(v[12], v[13], v[14], v[15]), x3);
+                }
+            } else {  // each row dequantized once for the NT tokens (x rows from the cache)
+                [[unroll]] for (uint r = 0u; r < NR; ++r) {
+                    float v[16];
+                    deq16(rbase[r] + b * DQ_BB, sub, v);
+                    [[unroll]] for (uint j = 0u; j < NT; ++j) {
+                        const uint xj = j * pc.cols + xo;
+                        acc[r * NT + j] += dot(vec4(v[0], v[1], v[2], v[3]), load_x4(xj)) +
+                                           dot(vec4(v[4], v[5], v[6], v[7]), load_x4(xj + 4u)) +
+                                           dot(vec4(v[8], v[9], v[10], v[11]), load_x4(xj + 8u)) +
+                                           dot(vec4(v[12], v[13], v[14], v[15]), load_x4(xj + 12u));
+                    }
+                }
             }
         }
     }
@@ -136,42 +151,62 @@ void main() {
 #endif
     const uint units = pc.cols / EPU;
     for (uint k = t; k < units; k += WG) {
-        const vec4 x0 = load_x4(k * EPU);
+        // x loaded once per row and token; with one token, once for all the rows.
+        vec4 xs0[NT], xs1[NT];
+        if (NT == 1) {
+            xs0[0] = load_x4(k * EPU);
 #if !W_F32
-        const vec4 x1 = load_x4(k * EPU + 4u);
+            xs1[0] = load_x4(k * EPU + 4u);
 #endif
+        }
         [[unroll]] for (uint r = 0u; r < NR; ++r) {
             const uvec4 q = w4[(rbase[r] >> 4) + k];
 #if W_F32
-            acc[r] += dot(uintBitsToFloat(q), x0);
+            const vec4 w0 = uintBitsToFloat(q), w1 = vec4(0.0);
 #elif W_F16
-            acc[r] += dot(vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y)), x0) +
-                      dot(vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w)), x1);
+            const vec4 w0 = vec4(unpackHalf2x16(q.x), unpackHalf2x16(q.y));
+            const vec4 w1 = vec4(unpackHalf2x16(q.z), unpackHalf2x16(q.w));
 #else
-            acc[r] += dot(uintBitsToFloat(uvec4(q.x << 16, q.x & 0xFFFF0000u, q.y << 16,
-                                                q.y & 0xFFFF0000u)), x0) +
-                      dot(uintBitsToFloat(uvec4(q.z << 16, q.z & 0xFFFF0000u, q.w << 16,
-                                                q.w & 0xFFFF0000u)), x1);
+            const vec4 w0 = uintBitsToFloat(uvec4(q.x << 16, q.x & 0xFFFF0000u, q.y << 16,
+                                                  q.y & 0xFFFF0000u));
+            const vec4 w1 = uintBitsToFloat(uvec4(q.z << 16, q.z & 0xFFFF0000u, q.w << 16,
+                                                  q.w & 0xFFFF0000u));
 #endif
+            [[unroll]] for (uint j = 0u; j < NT; ++j) {
+                if (NT > 1) {  // (NORM is one token only)
+                    xs0[j] = load_x4(j * pc.cols + k * EPU);
+#if !W_F32
+                    xs1[j] = load_x4(j * pc.cols + k * EPU + 4u);
+#endif
+                }
+#if W_F32
+                acc[r * NT + j] += dot(w0, xs0[j]);
+#else
+                acc[r * NT + j] += dot(w0, xs0[j]) + dot(w1, xs1[j]);
+#endif
+            }
         }
     }
 #else
     for (uint k = t; k < pc.cols; k += WG) {
-        const float xv = load_x1(k);
-        [[unroll]] for (uint r = 0u; r < NR; ++r) acc[r] += deq1(rbase[r], k) * xv;
+        [[unroll]] for (uint j = 0u; j < NT; ++j) {
+            const float xv = load_x1(j * pc.cols + k);
+            [[unroll]] for (uint r = 0u; r < NR; ++r) acc[r * NT + j] += deq1(rbase[r], k) * xv;
+        }
     }
 #endif
 
-    acc[NR] = ssq;
+    acc[NR * NT] = ssq;
     red_sum(acc);
-    const float nscale = NORM ? 1.0 / sqrt(acc[NR] / float(pc.cols) + pc.eps) : 1.0;
+    const float nscale = NORM ? 1.0 / sqrt(acc[NR * NT] / float(pc.cols) + pc.eps) : 1.0;
 
     if (t == 0u) {
         [[unroll]] for (uint r = 0u; r < NR; ++r)
-            if (row0 + r < pc.rows) {
-                const uint i = pc.y_row0 + row0 + r;
-                const float v = acc[r] * nscale;
-                y[i] = ACCUMULATE ? y[i] + v : v;
-            }
+            if (row0 + r < pc.rows)
+                [[unroll]] for (uint j = 0u; j < NT; ++j) {
+                    const uint i = j * pc.y_stride + pc.y_row0 + row0 + r;
+                    const float v = acc[r * NT + j] * nscale;
+                    y[i] = ACCUMULATE ? y[i] + v : v;
+                }
     }
 }

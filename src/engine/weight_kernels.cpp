@@ -26,7 +26,9 @@ constexpr Tile kLargeTile{128, 128, 16, 8, 8};
 struct MatvecPush {
     uint32_t cols, rows, y_row0, row_bytes, x_vec4;
     float eps;
+    uint32_t y_stride;
 };
+constexpr uint32_t kMatvecMaxTokens = 8;  // NT of shaders/mul_mat_vec.comp
 struct GetRowsPush {
     uint32_t cols, row0, rows, n_ids, row_bytes, groups_per_id;
 };
@@ -116,6 +118,10 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
     while (mv_wg_ > 1 && uint64_t(mv_wg_) * (mv_rows_ + 1) * 4 > l.maxComputeSharedMemorySize)
         mv_wg_ /= 2;
     mv_fixed_ = cpu_dev || options.matvec_workgroup != 0 || options.matvec_rows != 0;
+    if (options.matvec_max_tokens > kMatvecMaxTokens)
+        fail(KV_ERR_INVALID_ARGUMENT, "matvec_max_tokens %u is not in 0..%u", options.matvec_max_tokens,
+             kMatvecMaxTokens);
+    mv_max_tokens_ = options.matvec_max_tokens ? options.matvec_max_tokens : cpu_dev ? 1 : kMatvecMaxTokens;
     mv_max_wg_ = floor_pow2(std::min(256u, max_inv));
     while (mv_max_wg_ > mv_wg_ && uint64_t(mv_max_wg_) * 5 * 4 > l.maxComputeSharedMemorySize)
         mv_max_wg_ /= 2;
@@ -136,7 +142,19 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
 }
 
 WeightKernels::MatvecShape WeightKernels::matvec_shape(GgmlType type, uint32_t rows,
-                                                      uint32_t cols) const {
+                                                      uint32_t cols, uint32_t n_tokens) const {
+    MatvecShape s = matvec_shape_one(type, rows, cols);
+    if (n_tokens > 1) {
+        s.rows = std::max(1u, std::min(s.rows, 16 / n_tokens));
+        const uint64_t shared = device_.limits().maxComputeSharedMemorySize;
+        while (s.workgroup > 1 && uint64_t(s.workgroup) * (s.rows * n_tokens + 1) * 4 > shared)
+            s.workgroup /= 2;
+    }
+    return s;
+}
+
+WeightKernels::MatvecShape WeightKernels::matvec_shape_one(GgmlType type, uint32_t rows,
+                                                          uint32_t cols) const {
     if (mv_fixed_) return {mv_wg_, mv_rows_};
     // Load units per row: 16-byte words of float rows, dequant.glsl's units of quantized ones.
     const model::TypeTraits& t = traits_of(type, "matmul");
@@ -223,8 +241,8 @@ void WeightKernels::get_rows(vk::CommandStream& cs, const vk::SplitBuffer& W, Gg
 std::string WeightKernels::matmul_variant(GgmlType type, uint32_t cols, uint32_t n_tokens,
                                           bool fused) const {
     const std::string name = traits_of(type, "matmul").name;
-    if (n_tokens > 1) return "mul_mat_" + name;
-    if (options_.float_matvec_via_basic && !fused &&
+    if (n_tokens > mv_max_tokens_) return "mul_mat_" + name;
+    if (n_tokens == 1 && options_.float_matvec_via_basic && !fused &&
         (type == GgmlType::F32 || (type == GgmlType::F16 && cols % 2 == 0)))
         return basic_.matvec_variant(type, cols);
     std::string v = "mul_mat_vec_" + name;
@@ -265,17 +283,17 @@ void WeightKernels::matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, Ggml
     const uint32_t rb = static_cast<uint32_t>(model::row_bytes(type, cols));
     vk::PipelineDesc d;
     d.shader = variant;
-    d.bindings = n_tokens == 1 ? 5 : 4;
+    d.bindings = n_tokens <= mv_max_tokens_ ? 5 : 4;  // mul_mat_vec binds the norm weight too
     // The fused extras are specialization constants (a pipeline per combination in use).
     const uint32_t glu_flag = glu ? 1 : 0, acc_flag = fused.accumulate ? 1 : 0;
-    if (n_tokens == 1) {
-        const MatvecShape ms = matvec_shape(type, rows, cols);
+    if (n_tokens <= mv_max_tokens_) {
+        const MatvecShape ms = matvec_shape(type, rows, cols, n_tokens);
         d.push_constant_bytes = sizeof(MatvecPush);
-        d.spec = {ms.workgroup, ms.rows, glu_flag, norm ? 1u : 0u, acc_flag};
+        d.spec = {ms.workgroup, ms.rows, glu_flag, norm ? 1u : 0u, acc_flag, n_tokens};
         vk::Pipeline& p = pipelines_.get(d);
         const uint32_t x_vec4 = x.offset % 16 == 0 && up.offset % 16 == 0 && nw.offset % 16 == 0 ? 1 : 0;
         for (const Chunk& c : cks) {
-            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4, fused.norm_eps};
+            MatvecPush pc{cols, c.rows, c.row0, rb, x_vec4, fused.norm_eps, rows};
             uint32_t gx, gy;
             grid((uint64_t(c.rows) + ms.rows - 1) / ms.rows, &gx, &gy);
             cs.dispatch(p, {c.range, x, y, up, nw}, &pc, sizeof(pc), gx, gy);

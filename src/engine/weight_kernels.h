@@ -27,6 +27,12 @@ struct WeightKernelOptions {
     uint32_t matvec_rows = 0;
     // F32 and (even-length) F16 decode through Kernels::matvec; false uses this class's shader.
     bool float_matvec_via_basic = true;
+    // Up to this many tokens (1..8) a matmul runs as the matvec, every weight read once for
+    // all the tokens: the tiled prefill kernel runs only rows / 64 workgroups, too few for a
+    // GPU to hide memory latency with a handful of tokens (a chat turn, a prefill's last chunk).
+    // 0: 8 on GPUs, 1 on CPU devices (lavapipe gains nothing, and compiling the unrolled
+    // multi-token pipelines is slow there).
+    uint32_t matvec_max_tokens = 0;
     // Prefill tile: 0 picks per device and token count (64 x 64 or 64 x 32 tiles, 128 x 128
     // on GPUs for 96+ tokens); 32, 64 or 128 forces that many tokens per tile (128: for any
     // token count, where the device allows).
@@ -68,8 +74,9 @@ public:
                   const vk::BufferRange& out) const;
 
     // y[t][r] = sum_c W[r][c] * x[t][c], t < n_tokens: W [rows][cols] of `type`, x f32
-    // [n_tokens][cols], y f32 [n_tokens][rows]. n_tokens == 1 is the decode matvec (bandwidth
-    // bound: reads W once); larger n_tokens use the tiled matrix-matrix path (compute bound).
+    // [n_tokens][cols], y f32 [n_tokens][rows]. Up to matvec_max_tokens tokens: the matvec
+    // (bandwidth bound: reads W once for all of them); more: the tiled matrix-matrix path
+    // (compute bound).
     // fp32 accumulation. y must not alias x. `fused`: see MatmulFusion (every type and shape).
     void matmul(vk::CommandStream& cs, const vk::SplitBuffer& W, model::GgmlType type,
                 uint32_t rows, uint32_t cols, const vk::BufferRange& x, const vk::BufferRange& y,
@@ -88,10 +95,13 @@ public:
     // KV_BENCH_SHAPES=tiny: this picks 128 x 4 for 5632 and 32000 rows, 128 x 2 for 2048 rows,
     // 256 x 1 for 256 rows, each within ~7% of the best of 32..256 x 1..4, where 64 x 1 for
     // 2048 x 5632 Q8_0 was 30% slower.)
+    // With n_tokens > 1 the rows per workgroup shrink so that rows x tokens <= 16 (registers and
+    // the reduction's shared memory).
     struct MatvecShape {
         uint32_t workgroup, rows;
     };
-    MatvecShape matvec_shape(model::GgmlType type, uint32_t rows, uint32_t cols) const;
+    MatvecShape matvec_shape(model::GgmlType type, uint32_t rows, uint32_t cols,
+                             uint32_t n_tokens = 1) const;
     static constexpr uint64_t kMatvecInvocations = 128 * 1024;
     // The options' (or the default) shape: what matvec_shape gives a large matrix.
     uint32_t matvec_workgroup() const { return mv_wg_; }
@@ -102,6 +112,7 @@ private:
         vk::BufferRange range;  // whole rows, padded to whole 16-byte words
         uint32_t row0, rows;
     };
+    MatvecShape matvec_shape_one(model::GgmlType type, uint32_t rows, uint32_t cols) const;
     std::vector<Chunk> chunks(const vk::SplitBuffer& W, model::GgmlType type, uint32_t rows,
                               uint32_t cols, const char* kernel) const;
     void grid(uint64_t groups, uint32_t* gx, uint32_t* gy) const;
@@ -114,6 +125,7 @@ private:
     uint32_t mv_rows_ = 2;
     bool mv_fixed_ = false;  // the options or the device type fix the shape
     uint32_t mv_max_wg_ = 256;
+    uint32_t mv_max_tokens_ = 8;
     uint32_t gr_wg_ = 64;
     uint32_t small_tile_ = 1;  // 1: 64 x 64, 0: 64 x 32
     bool large_tile_ = false;

@@ -337,16 +337,21 @@ TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)")
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
     WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    WeightKernelOptions up_to_8;  // 3 and 7 tokens through the matvec as well as the tiled kernel
+    up_to_8.matvec_max_tokens = 8;
+    WeightKernels wk8(gpu.device(), gpu.pipelines(), k, up_to_8);
     for (GgmlType t : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K})
         for (uint32_t n_tokens : {1u, 3u, 100u})
             for (int mode = 1; mode < 4; ++mode) {
                 const uint32_t cols = block(t) == 1 ? 98 : block(t) == 32 ? 160 : 512;
                 check_fused(gpu, wk, t, 67, cols, n_tokens, mode & 1, mode & 2);
+                if (n_tokens == 3) check_fused(gpu, wk8, t, 67, cols, n_tokens, mode & 1, mode & 2);
             }
     // Weights in several chunks: every chunk accumulates into its own rows.
     const uint64_t rb = kv::model::row_bytes(GgmlType::Q8_0, 256);
     check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 1, true, true, rb * 16);
     check_fused(gpu, wk, GgmlType::Q8_0, 40, 256, 7, true, true, rb * 16);
+    check_fused(gpu, wk8, GgmlType::Q8_0, 40, 256, 7, true, true, rb * 16);
     // The decode matvec's fused RMS norm, alone and with the residual add, chunked too.
     for (GgmlType t : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K}) {
         const uint32_t cols = block(t) == 1 ? 98 : block(t) == 32 ? 160 : 512;
@@ -388,17 +393,49 @@ TEST_CASE("matvec with other workgroup sizes and rows per workgroup") {
 TEST_CASE("matmul (n_tokens > 1) matches the CPU for every weight type") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());
-    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    WeightKernelOptions tiled_only;  // few tokens through the tiled kernel too
+    tiled_only.matvec_max_tokens = 1;
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k), wk_tiled(gpu.device(), gpu.pipelines(), k, tiled_only);
     for (GgmlType t : kAllTypes) {
         Worst worst;
         const uint32_t cols = block(t) == 1 ? 97 : block(t) == 32 ? 160 : 512;
-        worst.add(check_matmul(gpu, wk, t, 67, cols, 2));
-        worst.add(check_matmul(gpu, wk, t, 33, cols, 7));
+        worst.add(check_matmul(gpu, wk_tiled, t, 67, cols, 2));
+        worst.add(check_matmul(gpu, wk_tiled, t, 33, cols, 7));
         worst.add(check_matmul(gpu, wk, t, 130, cols, 33));
         worst.add(check_matmul(gpu, wk, t, 64, block(t) == 1 ? 64 : cols, 64));
         worst.add(check_matmul(gpu, wk, t, 5, cols, 100));
         MESSAGE(name(t) << ": matmul worst rel L2 " << worst.err);
     }
+}
+
+TEST_CASE("matmul of 2 to 8 tokens runs as the matvec: every weight type, both reductions, chunks") {
+    kvtest::Gpu gpu;
+    WeightKernelOptions up_to_8;  // the GPU default (CPU devices keep the tiled kernel)
+    up_to_8.matvec_max_tokens = 8;
+    for (bool sg : {false, true}) {
+        KernelOptions ko;
+        ko.subgroup_ops = sg;
+        Kernels k(gpu.device(), gpu.pipelines(), ko);
+        WeightKernels wk(gpu.device(), gpu.pipelines(), k, up_to_8);
+        for (GgmlType t : kAllTypes) {
+            Worst worst;
+            const uint32_t cols = block(t) == 1 ? (sg ? 64 : 97) : block(t) == 32 ? 96 : 256;
+            for (uint32_t n : {2u, 5u, 8u}) {
+                CHECK(wk.matmul_variant(t, cols, n).rfind("mul_mat_vec_", 0) == 0);
+                worst.add(check_matmul(gpu, wk, t, 37, cols, n));
+            }
+            MESSAGE(name(t) << " subgroup " << sg << ": 2..8-token matvec worst rel L2 " << worst.err);
+        }
+    }
+    Kernels k(gpu.device(), gpu.pipelines());
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k, up_to_8);
+    CHECK(wk.matmul_variant(GgmlType::Q8_0, 256, 9).rfind("mul_mat_", 0) == 0);
+    CHECK(wk.matmul_variant(GgmlType::Q8_0, 256, 9).rfind("mul_mat_vec_", 0) != 0);
+    const uint64_t rb = kv::model::row_bytes(GgmlType::Q4_K, 512);
+    check_matmul(gpu, wk, GgmlType::Q4_K, 45, 512, 6, rb * 16);  // 3 chunks of rows
+    WeightKernelOptions bad;
+    bad.matvec_max_tokens = 9;
+    CHECK_THROWS_AS(WeightKernels(gpu.device(), gpu.pipelines(), k, bad), kv::Error);
 }
 
 TEST_CASE("matmul with every tile shape") {
@@ -448,21 +485,25 @@ TEST_CASE("matvec reads x at an offset that is not 16-byte aligned") {
         return;
     }
     Kernels k(gpu.device(), gpu.pipelines());
-    WeightKernels wk(gpu.device(), gpu.pipelines(), k);
+    WeightKernelOptions up_to_8;
+    up_to_8.matvec_max_tokens = 8;
+    WeightKernels wk(gpu.device(), gpu.pipelines(), k, up_to_8);
     const GgmlType t = GgmlType::Q4_1;
     const uint32_t rows = 19, cols = 128;
     auto w = random_weights(t, rows, cols, kvtest::fresh_seed());
     auto W = upload_weights(gpu, t, w, cols);
-    auto x = kvtest::random_floats(cols + 16, kvtest::fresh_seed());
-    auto bx = gpu.upload(x);
-    const uint64_t off = align;  // 4 or 8 bytes
-    const kv::vk::BufferRange xr{bx.handle(), off, uint64_t(cols) * 4};
-    auto by = gpu.output(rows);
-    gpu.run({whole(by)},
-            [&](kv::vk::CommandStream& cs) { wk.matmul(cs, W, t, rows, cols, xr, whole(by), 1); });
-    std::vector<float> xs(x.begin() + off / 4, x.begin() + off / 4 + cols);
-    check_close(gpu.download(by, rows), cpu_matmul(dequantize(t, w, rows, cols), rows, cols, xs, 1),
-                kTol);
+    for (uint32_t n : {1u, 3u}) {  // decode, and a few tokens through the matvec
+        auto x = kvtest::random_floats(size_t(cols) * n + 16, kvtest::fresh_seed());
+        auto bx = gpu.upload(x);
+        const uint64_t off = align;  // 4 or 8 bytes
+        const kv::vk::BufferRange xr{bx.handle(), off, uint64_t(cols) * n * 4};
+        auto by = gpu.output(size_t(rows) * n);
+        gpu.run({whole(by)},
+                [&](kv::vk::CommandStream& cs) { wk.matmul(cs, W, t, rows, cols, xr, whole(by), n); });
+        std::vector<float> xs(x.begin() + off / 4, x.begin() + off / 4 + size_t(cols) * n);
+        check_close(gpu.download(by, size_t(rows) * n),
+                    cpu_matmul(dequantize(t, w, rows, cols), rows, cols, xs, n), kTol);
+    }
 }
 
 TEST_CASE("weight kernels reject bad shapes and unsupported types") {
