@@ -210,6 +210,7 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
                      freq_factors);
             store_kv(kp);
             store_kv(vp);
+            if (kv_hook_) kv_hook_(l, p, kp, vp);
             const uint32_t lo = (window != 0 && p + 1 > window) ? p + 1 - window : 0;
             for (uint32_t hh = 0; hh < c.n_head; ++hh) {
                 const size_t kvh = hh / c.n_gqa();  // GQA: query head hh reads KV head kvh

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -89,6 +90,12 @@ public:
     // offset h * head_dim. Valid until the next prefill/truncate.
     const float* key(uint32_t layer, uint32_t pos) const;
     const float* value(uint32_t layer, uint32_t pos) const;
+    // Test hook: called with every new position's K (rotated) and V of each layer (kv_dim floats
+    // each) once they are computed and rounded through kv_type, before any attention reads
+    // them; it may replace them, e.g. with what a GPU cache holds for (layer, pos), so that the
+    // reference is held to the K/V the GPU actually stored. Empty: none.
+    using KvHook = std::function<void(uint32_t layer, uint32_t pos, float* k, float* v)>;
+    void set_kv_hook(KvHook hook) { kv_hook_ = std::move(hook); }
 
 private:
     void store_kv(float* x) const;  // rounds one position's kv_dim values through kv_type_
@@ -98,6 +105,7 @@ private:
     uint32_t n_past_ = 0;
     // Per layer: [position][kv_dim].
     std::vector<std::vector<float>> k_, v_;
+    KvHook kv_hook_;
 };
 
 // Values per fp16 scale of a Q8_0/Q4_0 KV row of head_dim values, as the engine's pages store

@@ -1,9 +1,10 @@
 // Quantized KV pages on a model with small heads, through the public API: stories260K
 // (head_dim 8: one Q8_0/Q4_0 scale per 8-value row, engine::kv_quant_block) greedy-decodes the
-// 128 reference tokens with Q8_0 pages; with Q4_0 pages the GPU follows the CPU reference that
-// rounds K/V the same way (reference::ReferenceSession(model, Q4_0)) token for token, up to the
-// first near-tie of the top two logits, and how far it agrees with the unrounded reference
-// tokens is reported. Logits are compared with the same-rounding reference at every step.
+// 128 reference tokens with Q8_0 pages (114 are reproduced: see the test); with either type the
+// GPU follows the CPU reference that rounds K/V the same way (reference::ReferenceSession(model,
+// type), attending over the K/V the GPU stored) token for token, up to the first near-tie of the
+// top two logits, and how far it agrees with the unrounded reference tokens is reported. Logits
+// are compared with the same-rounding reference at every step.
 #include <doctest/doctest.h>
 #include <kvulkan/kvulkan.h>
 
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/kv_pages.h"
 #include "common/runtime_fixture.h"
 #include "common/trace.h"
 #include "model/gguf.h"
@@ -76,6 +78,7 @@ struct Run {
     size_t mismatches = 0;     // of those, steps where the GPU and CPU tokens differ
     float tie_margin = 0;      // margin at the step that ended the token comparison, if any
     std::vector<double> errors;  // rel L2 of GPU vs CPU logits per step (same prefix)
+    size_t rounding_differences = 0;  // stored K/V values that differ from the CPU's rounding
     double worst() const { return *std::max_element(errors.begin(), errors.end()); }
     double median() const {
         std::vector<double> e = errors;
@@ -86,15 +89,41 @@ struct Run {
 };
 
 // Greedy on the GPU through kv_decode_step; the CPU reference with the same K/V rounding is fed
-// the GPU's tokens, so both see the same prefix at every step. The tokens are compared until
-// the CPU's top-2 margin is a near-tie: no more than twice the largest GPU-CPU logit difference
-// of that step (plus 1e-4), which could flip the argmax either way.
+// the GPU's tokens, so both see the same prefix at every step, and attends over the K/V the GPU
+// stored (read back through kv_session_save after every step): a value within fp32 noise of a
+// rounding boundary, which the two sides' different summation orders may round apart, would
+// otherwise stay in one cache and not the other for the rest of the run. How many stored values
+// differ from the CPU's own rounding is counted (kv_write's rounding is tested bit-exactly in
+// tests/engine/test_kv_quant.cpp). The tokens are compared until the CPU's top-2 margin is a
+// near-tie: no more than twice the largest GPU-CPU logit difference of that step (plus 1e-4),
+// which could flip the argmax either way.
 Run run(const Model& model, const kv::reference::ReferenceModel& ref_model, kv_cache_type type,
         kv::model::GgmlType gtype, size_t n_gen) {
     Run r;
     Session s(model, type);
     kv::reference::ReferenceSession ref(ref_model, gtype);
+    const auto& cfg = ref_model.config();
+    kvtest::SavedKv stored;
+    auto read_stored = [&] {
+        size_t size = 0;
+        const kv_status q = kv_session_save(s.s, nullptr, &size);
+        REQUIRE((q == KV_OK || q == KV_INCOMPLETE));
+        std::vector<uint8_t> img(size);
+        ok(kv_session_save(s.s, img.data(), &size));
+        img.resize(size);
+        REQUIRE(kvtest::read_saved_kv(img, cfg.n_layer, cfg.n_head_kv, cfg.head_dim, cfg.n_vocab, &stored));
+    };
+    ref.set_kv_hook([&](uint32_t layer, uint32_t pos, float* k, float* v) {
+        REQUIRE(pos < stored.n_tokens);
+        const size_t kd = cfg.kv_dim();
+        const float* gk = stored.k[layer].data() + pos * kd;
+        const float* gv = stored.v[layer].data() + pos * kd;
+        for (size_t e = 0; e < kd; ++e) r.rounding_differences += (k[e] != gk[e]) + (v[e] != gv[e]);
+        std::copy(gk, gk + kd, k);
+        std::copy(gv, gv + kd, v);
+    });
     ok(kv_prefill(s.s, kPrompt.data(), uint32_t(kPrompt.size())));
+    read_stored();
     std::vector<float> want = ref.prefill(kPrompt);
     bool comparing = true;
     for (size_t i = 0; i < n_gen; ++i) {
@@ -116,6 +145,7 @@ Run run(const Model& model, const kv::reference::ReferenceModel& ref_model, kv_c
             r.mismatches += tok != cpu;
         }
         if (st == KV_END_OF_GENERATION) break;
+        read_stored();
         want = ref.decode(tok);
     }
     return r;
@@ -141,11 +171,12 @@ TEST_CASE("stories260K with Q8_0 and Q4_0 KV pages (head_dim 8): greedy tokens a
     Model model(rt, t.model_path);
     REQUIRE(model.n_vocab == t.n_vocab);
 
-    // The GPU follows the reference that rounds K/V the same way, token for token, and its
-    // logits stay within fp32 noise of it (median ~1e-6). A few steps differ by up to ~1e-4:
-    // a K/V value whose x / d lands within fp32 noise of a rounding boundary (k + 0.5 for
-    // Q8_0) rounds the other way on one side, and a whole quantization step moves the logits
-    // of the steps that weigh that key most.
+    // The GPU follows the reference that rounds K/V the same way, token for token, and, with
+    // the reference attending over the K/V the GPU stored, its logits stay within fp32 noise
+    // (lavapipe: median 1.3e-7, worst 8.7e-7). Without that, the few values within fp32 noise
+    // of a rounding boundary (lavapipe: 22 of Q8_0's, 7 of Q4_0's) that round apart moved a
+    // whole quantization step for the rest of the run: up to 1e-4 with Q8_0 and, on an H100,
+    // a 0.04 median from step 11 with Q4_0.
     std::string summary;
     for (auto [type, gtype] : {std::pair{KV_CACHE_Q8_0, kv::model::GgmlType::Q8_0},
                                std::pair{KV_CACHE_Q4_0, kv::model::GgmlType::Q4_0}}) {
@@ -161,11 +192,12 @@ TEST_CASE("stories260K with Q8_0 and Q4_0 KV pages (head_dim 8): greedy tokens a
                                                         std::to_string(r.tie_margin) + ")"
                                                   : std::string(" (no near-tie)"))
                      << ", logits rel L2 median " << r.median() << ", worst " << r.worst()
-                     << ", " << r.above(1e-5) << " steps above 1e-5");
+                     << ", " << r.above(1e-5) << " steps above 1e-5; " << r.rounding_differences
+                     << " stored K/V values differ from the CPU's rounding");
         CHECK(r.mismatches == 0);
         CHECK(r.checked >= 100);  // measured: 128 of 128 for both types
         CHECK(r.median() < 1e-5);
-        CHECK(r.worst() < 1e-3);
+        CHECK(r.worst() < 1e-4);
         if (type == KV_CACHE_Q8_0) {
             // Product goal: all 128 reference tokens. Not reached: ggml's Q8_0 over the 8-value
             // rows perturbs stories260K's logits by ~3% rel L2 (reference, vs float64-exact),

@@ -25,6 +25,7 @@
 
 #include "attention_oracle.h"
 #include "common/helpers.h"
+#include "common/kv_pages.h"
 #include "engine/attention.h"
 #include "engine/gpu_fixture.h"
 #include "model/ggml_types.h"
@@ -93,26 +94,11 @@ Cache make_pools(kvtest::Gpu& gpu, const AttentionParams& p, uint32_t slots) {
     return c;
 }
 
-// Element e of row (KV head h, slot) of pool page `page`, decoded from the pool's bytes (the
-// layout of kv_page_bytes: F16 halves; Q8_0/Q4_0 values, then fp16 scales per kv_quant_block).
+// Element e of row (KV head h, slot) of pool page `page`, decoded from the pool's bytes.
 float pool_value(const Cache& c, const std::vector<uint8_t>& pool, uint32_t page, uint32_t h,
                  uint32_t slot, uint32_t e) {
-    const uint32_t D = c.p.head_dim, ps = c.p.page_size;
-    const uint8_t* pg = pool.data() + c.page_bytes() * page;
-    const uint32_t r = h * ps + slot, rows = c.p.n_head_kv * ps;
-    auto half_at = [](const uint8_t* b) {
-        uint16_t v;
-        std::memcpy(&v, b, 2);
-        return kv::model::fp16_to_fp32(v);
-    };
-    if (c.p.kv_type == GgmlType::F16) return half_at(pg + (size_t(r) * D + e) * 2);
-    const uint32_t qb = kv_quant_block(D);
-    const bool q8 = c.p.kv_type == GgmlType::Q8_0;
-    const uint32_t row_words = q8 ? (D + 3) / 4 : (D + 7) / 8;
-    const float d = half_at(pg + size_t(rows) * row_words * 4 + (size_t(r) * (D / qb) + e / qb) * 2);
-    const uint8_t* vals = pg + size_t(r) * row_words * 4;
-    if (q8) return float(int8_t(vals[e])) * d;
-    return float(int((vals[e / 2] >> (4 * (e % 2))) & 15) - 8) * d;
+    return kvtest::kv_page_value(c.p.kv_type, c.p.n_head_kv, c.p.page_size, c.p.head_dim,
+                                 pool.data() + c.page_bytes() * page, h, slot, e);
 }
 
 // Writes k/v ([n_ctx][n_head_kv][D] f32) of positions [0, n_ctx) through kv_write in chunks of
