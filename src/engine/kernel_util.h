@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "vk/device.h"
 #include "vk/memory.h"
@@ -23,6 +24,17 @@ void dispatch_grid(const vk::Device& device, uint64_t groups, uint32_t* gx, uint
 // Checks that `r` is a buffer holding at least `bytes` (KV_ERR_INVALID_ARGUMENT naming the kernel
 // and operand otherwise) and returns it trimmed to them: only what a kernel touches is bound.
 vk::BufferRange fit_range(const vk::BufferRange& r, uint64_t bytes, const char* kernel, const char* what);
+
+// The chunks of a weight matrix W of `rows` rows of `row_bytes` each, split into chunks of whole
+// rows (SplitBuffer): chunk i binds rows [row0, row0 + rows) from byte 0 of its buffer. Checks
+// that W holds the matrix, every chunk starts on the next row and no chunk splits a row
+// (KV_ERR_INVALID_ARGUMENT naming the kernel otherwise).
+struct RowChunk {
+    VkBuffer buffer;
+    uint32_t row0, rows;
+};
+std::vector<RowChunk> row_chunks(const vk::SplitBuffer& W, uint64_t row_bytes, uint32_t rows,
+                                 uint32_t cols, const char* kernel);
 
 // Subgroup arithmetic (basic + arithmetic operations) in compute shaders.
 bool has_subgroup_arithmetic(const vk::Device& device);

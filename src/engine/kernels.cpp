@@ -205,31 +205,11 @@ void Kernels::matvec(vk::CommandStream& cs, const vk::SplitBuffer& W, GgmlType t
     if (n_vecs > device_.limits().maxComputeWorkGroupCount[2])
         fail(KV_ERR_UNSUPPORTED, "matvec: %u vectors exceed the device's grid", n_vecs);
     const uint64_t rb = matvec_row_bytes(type, cols);
-    if (W.size() < rb * rows)
-        fail(KV_ERR_INVALID_ARGUMENT, "matvec: W holds %llu bytes, [%u][%u] needs %llu",
-             static_cast<unsigned long long>(W.size()), rows, cols,
-             static_cast<unsigned long long>(rb * rows));
+    const std::vector<RowChunk> cks = row_chunks(W, rb, rows, cols, "matvec");
     const vk::BufferRange bx = fit_range(x, uint64_t(cols) * n_vecs * kF32, "matvec", "x");
     const vk::BufferRange by = fit_range(y, uint64_t(rows) * n_vecs * kF32, "matvec", "y");
-    uint64_t next_row = 0;
-    for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
-        const uint64_t off = W.chunk_offset(i);
-        const uint64_t size = W.chunk(i).size();
-        if (off % rb != 0 || off / rb != next_row)
-            fail(KV_ERR_INVALID_ARGUMENT,
-                 "matvec: chunk %zu of W starts at byte %llu, not at row %llu (row = %llu bytes)",
-                 i, static_cast<unsigned long long>(off), static_cast<unsigned long long>(next_row),
-                 static_cast<unsigned long long>(rb));
-        const uint64_t chunk_rows = std::min<uint64_t>(size / rb, rows - next_row);
-        if (chunk_rows == 0 || (chunk_rows < rows - next_row && size % rb != 0))
-            fail(KV_ERR_INVALID_ARGUMENT, "matvec: chunk %zu of W (%llu bytes) splits a row", i,
-                 static_cast<unsigned long long>(size));
-        const vk::BufferRange range{W.chunk(i).handle(), 0, chunk_rows * rb};
-        matvec_chunk(cs, range, type, static_cast<uint32_t>(next_row),
-                     static_cast<uint32_t>(chunk_rows), rows, cols, bx, by, n_vecs);
-        next_row += chunk_rows;
-    }
-    if (next_row != rows) fail(KV_ERR_INVALID_ARGUMENT, "matvec: W's chunks cover too few rows");
+    for (const RowChunk& c : cks)
+        matvec_chunk(cs, {c.buffer, 0, c.rows * rb}, type, c.row0, c.rows, rows, cols, bx, by, n_vecs);
 }
 
 }  // namespace kv::engine

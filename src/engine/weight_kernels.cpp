@@ -174,40 +174,19 @@ std::vector<WeightKernels::Chunk> WeightKernels::chunks(const vk::SplitBuffer& W
                                                         uint32_t rows, uint32_t cols,
                                                         const char* kernel) const {
     const uint64_t rb = model::row_bytes(type, cols);
-    if (W.size() < rb * rows)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: W holds %llu bytes, [%u][%u] needs %llu", kernel,
-             static_cast<unsigned long long>(W.size()), rows, cols,
-             static_cast<unsigned long long>(rb * rows));
     std::vector<Chunk> out;
-    uint64_t next_row = 0;
-    for (size_t i = 0; i < W.chunk_count() && next_row < rows; ++i) {
-        const uint64_t off = W.chunk_offset(i);
-        const uint64_t size = W.chunk(i).size();
-        if (off % rb != 0 || off / rb != next_row)
-            fail(KV_ERR_INVALID_ARGUMENT,
-                 "%s: chunk %zu of W starts at byte %llu, not at row %llu (row = %llu bytes)",
-                 kernel, i, static_cast<unsigned long long>(off),
-                 static_cast<unsigned long long>(next_row), static_cast<unsigned long long>(rb));
-        const uint64_t chunk_rows = std::min<uint64_t>(size / rb, rows - next_row);
-        if (chunk_rows == 0 || (chunk_rows < rows - next_row && size % rb != 0))
-            fail(KV_ERR_INVALID_ARGUMENT, "%s: chunk %zu of W (%llu bytes) splits a row", kernel, i,
-                 static_cast<unsigned long long>(size));
+    for (const RowChunk& c : row_chunks(W, rb, rows, cols, kernel)) {
         // Byte offsets inside the shaders are 32-bit.
-        if (chunk_rows * rb > 0xFFFFFFF0ull)
-            fail(KV_ERR_UNSUPPORTED, "%s: chunk %zu of W exceeds 4 GiB", kernel, i);
+        if (c.rows * rb > 0xFFFFFFF0ull)
+            fail(KV_ERR_UNSUPPORTED, "%s: a chunk of W from row %u exceeds 4 GiB", kernel, c.row0);
         // Bind whole 16-byte words: Buffer pads its VkBuffer to a multiple of 16 bytes, and
         // SplitBuffer keeps chunks within the range limit rounded down to 16 bytes.
-        const uint64_t bytes = (chunk_rows * rb + 15) & ~uint64_t(15);
+        const uint64_t bytes = (c.rows * rb + 15) & ~uint64_t(15);
         if (bytes > device_.max_storage_buffer_range())
-            fail(KV_ERR_INVALID_ARGUMENT, "%s: chunk %zu of W exceeds maxStorageBufferRange",
-                 kernel, i);
-        out.push_back({{W.chunk(i).handle(), 0, bytes},
-                       static_cast<uint32_t>(next_row),
-                       static_cast<uint32_t>(chunk_rows)});
-        next_row += chunk_rows;
+            fail(KV_ERR_INVALID_ARGUMENT, "%s: a chunk of W from row %u exceeds maxStorageBufferRange",
+                 kernel, c.row0);
+        out.push_back({{c.buffer, 0, bytes}, c.row0, c.rows});
     }
-    if (next_row != rows)
-        fail(KV_ERR_INVALID_ARGUMENT, "%s: W's chunks cover too few rows", kernel);
     return out;
 }
 
