@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "capi/capi_objects.h"
 #include "common/kv_pages.h"
 #include "common/runtime_fixture.h"
 #include "common/trace.h"
@@ -22,41 +23,11 @@
 
 namespace {
 
-void ok(kv_status s) { REQUIRE_MESSAGE(s == KV_OK, kv_status_string(s) << ": " << kv_last_error_message()); }
+using kvtest::Model;
+using kvtest::ok;
+using kvtest::Session;
 
 const std::vector<int32_t> kPrompt = {1, 403, 407, 261, 378};  // "Once upon a time"
-
-struct Model {
-    kv_model* m = nullptr;
-    uint32_t n_vocab = 0;
-    Model(kv_runtime* rt, const std::string& path) {
-        kv_model_desc d = KV_MODEL_DESC_INIT;
-        d.path = path.c_str();
-        ok(kv_model_load(rt, &d, &m));
-        kv_model_info info{};
-        info.struct_size = sizeof info;
-        ok(kv_model_get_info(m, &info));
-        n_vocab = info.n_vocab;
-    }
-    ~Model() { kv_model_destroy(m); }
-};
-
-struct Session {
-    kv_session* s = nullptr;
-    uint32_t n_vocab;
-    Session(const Model& m, kv_cache_type t) : n_vocab(m.n_vocab) {
-        kv_session_desc d = KV_SESSION_DESC_INIT;
-        d.cache_type = t;
-        d.n_ctx = 256;
-        ok(kv_session_create(m.m, &d, &s));
-    }
-    ~Session() { kv_session_destroy(s); }
-    std::vector<float> logits() const {
-        std::vector<float> l(n_vocab);
-        ok(kv_session_logits(s, l.data(), n_vocab));
-        return l;
-    }
-};
 
 // Largest minus second largest logit.
 float top2_margin(const std::vector<float>& l) {
@@ -196,8 +167,8 @@ TEST_CASE("stories260K with Q8_0 and Q4_0 KV pages (head_dim 8): greedy tokens a
                      << " stored K/V values differ from the CPU's rounding");
         CHECK(r.mismatches == 0);
         CHECK(r.checked >= 100);  // measured: 128 of 128 for both types
-        CHECK(r.median() < 1e-5);
-        CHECK(r.worst() < 1e-4);
+        CHECK(r.median() < 1e-6);  // fp32 noise: 10x what lavapipe measures
+        CHECK(r.worst() < 1e-5);
         if (type == KV_CACHE_Q8_0) {
             // Product goal: all 128 reference tokens. Not reached: ggml's Q8_0 over the 8-value
             // rows perturbs stories260K's logits by ~3% rel L2 (reference, vs float64-exact),

@@ -382,26 +382,34 @@ TEST_CASE("kv_write Q8_0 and Q4_0 pages hold model::quantize_row's values and sc
     }
 }
 
+// Runs `shapes` (their type ignored) with Q8_0 and Q4_0 pages under every configuration and
+// reports each type's worst error against float64.
+void check_quantized(kvtest::Gpu& gpu, const std::vector<Case>& shapes, const char* what) {
+    Configs cf(gpu);
+    for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q4_0}) {
+        double worst = 0;
+        for (Case c : shapes) {
+            c.type = t;
+            worst = std::max(worst, check_case(gpu, cf, c));
+        }
+        MESSAGE(type_name(t) << " " << std::string(what) << ": worst relative L2 error vs float64 " << worst);
+    }
+}
+
 TEST_CASE("attention over Q8_0 and Q4_0 pages: decode and chunked prefill, GQA, pages 16 and 32") {
     kvtest::Gpu gpu;
-    Configs cf(gpu);
     // (F32 and F16 pages: tests/engine/test_attention.cpp, and the window cases below.)
-    double worst[2] = {0, 0};
-    const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_0};
-    for (int ti = 0; ti < 2; ++ti) {
-        const GgmlType t = types[ti];
-        const Case cases[] = {
-            {t, 1, 0, 8, 2, 64, 16},     // first token
-            {t, 1, 300, 8, 2, 64, 16},   // decode, GQA 4
-            {t, 1, 517, 4, 1, 64, 32},   // decode, MQA
-            {t, 2, 140, 6, 3, 96, 32},   // two tokens, head_dim 96 (3 scales per row), GQA 2
-            {t, 13, 37, 8, 2, 64, 16},   // prefill chunk
-            {t, 40, 250, 8, 2, 64, 32},  // longer chunk
-        };
-        for (const Case& c : cases) worst[ti] = std::max(worst[ti], check_case(gpu, cf, c));
-    }
-    for (int ti = 0; ti < 2; ++ti)
-        MESSAGE(std::string(type_name(types[ti])) << " worst relative L2 error vs float64 " << worst[ti]);
+    const GgmlType t = GgmlType::Q8_0;  // check_quantized runs Q8_0 and Q4_0
+    check_quantized(gpu,
+                    {
+                        {t, 1, 0, 8, 2, 64, 16},     // first token
+                        {t, 1, 300, 8, 2, 64, 16},   // decode, GQA 4
+                        {t, 1, 517, 4, 1, 64, 32},   // decode, MQA
+                        {t, 2, 140, 6, 3, 96, 32},   // two tokens, head_dim 96 (3 scales per row), GQA 2
+                        {t, 13, 37, 8, 2, 64, 16},   // prefill chunk
+                        {t, 40, 250, 8, 2, 64, 32},  // longer chunk
+                    },
+                    "head_dim 64/96");
 }
 
 TEST_CASE("attention with window and sinks over ring block tables, decode and prefill") {
@@ -626,24 +634,17 @@ TEST_CASE("small heads: kv_write rounds like ggml over the row, bit-exact, head_
 
 TEST_CASE("small heads: attention over Q8_0 and Q4_0 pages, head_dim 8 and 16, decode and prefill, GQA") {
     kvtest::Gpu gpu;
-    Configs cf(gpu);
-    double worst[2] = {0, 0};
-    const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_0};
-    for (int ti = 0; ti < 2; ++ti) {
-        const GgmlType t = types[ti];
-        const Case cases[] = {
-            {t, 1, 0, 8, 8, 8, 16},      // first token, stories260K's heads
-            {t, 1, 300, 8, 8, 8, 16},    // decode, stories260K's heads
-            {t, 1, 517, 8, 2, 8, 32},    // decode, GQA 4
-            {t, 13, 37, 8, 2, 8, 16},    // prefill chunk, GQA 4
-            {t, 40, 250, 6, 3, 16, 32},  // longer chunk, head_dim 16, GQA 2
-            {t, 2, 140, 4, 1, 16, 16},   // two tokens, MQA
-        };
-        for (const Case& c : cases) worst[ti] = std::max(worst[ti], check_case(gpu, cf, c));
-    }
-    for (int ti = 0; ti < 2; ++ti)
-        MESSAGE(type_name(types[ti]) << " head_dim 8/16: worst relative L2 error vs float64 "
-                                     << worst[ti]);
+    const GgmlType t = GgmlType::Q8_0;  // check_quantized runs Q8_0 and Q4_0
+    check_quantized(gpu,
+                    {
+                        {t, 1, 0, 8, 8, 8, 16},      // first token, stories260K's heads
+                        {t, 1, 300, 8, 8, 8, 16},    // decode, stories260K's heads
+                        {t, 1, 517, 8, 2, 8, 32},    // decode, GQA 4
+                        {t, 13, 37, 8, 2, 8, 16},    // prefill chunk, GQA 4
+                        {t, 40, 250, 6, 3, 16, 32},  // longer chunk, head_dim 16, GQA 2
+                        {t, 2, 140, 4, 1, 16, 16},   // two tokens, MQA
+                    },
+                    "head_dim 8/16");
 }
 
 TEST_CASE("small heads: head_dim 2 and 4, and a window with sinks over a ring block table") {
