@@ -101,6 +101,7 @@ void CommandStream::begin() {
     KV_VK(vkBeginCommandBuffer(cmd_, &bi));
     if (queries_) vkCmdResetQueryPool(cmd_, queries_, 0, max_timestamps_);
     recording_ = true;
+    unfenced_ = true;  // a first barrier also orders this recording after earlier submissions
 }
 
 VkDescriptorSet CommandStream::allocate_set(VkDescriptorSetLayout layout) {
@@ -152,6 +153,7 @@ void CommandStream::dispatch(const Pipeline& pipeline, const std::vector<BufferR
     vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline.layout(), 0, 1, &set, 0, nullptr);
     if (push_bytes) vkCmdPushConstants(cmd_, pipeline.layout(), VK_SHADER_STAGE_COMPUTE_BIT, 0, push_bytes, push);
     vkCmdDispatch(cmd_, gx, gy, gz);
+    unfenced_ = true;
 }
 
 VkDescriptorSet CommandStream::cached_set(VkDescriptorSetLayout layout, const std::vector<BufferRange>& buffers) {
@@ -189,6 +191,8 @@ VkDescriptorSet CommandStream::cached_set(VkDescriptorSetLayout layout, const st
 
 void CommandStream::barrier() {
     KV_CHECK(recording_);
+    if (!unfenced_) return;  // nothing recorded since the last barrier: it already covers all
+    unfenced_ = false;
     VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
     mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
     mb.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_READ_BIT |
@@ -211,6 +215,7 @@ void CommandStream::copy(const BufferRange& src, const BufferRange& dst) {
     KV_CHECK(recording_ && src.size == dst.size);
     if (!src.size) return;
     VkBufferCopy c{src.offset, dst.offset, src.size};
+    unfenced_ = true;
     vkCmdCopyBuffer(cmd_, src.buffer, dst.buffer, 1, &c);
 }
 
@@ -218,6 +223,7 @@ void CommandStream::fill(const BufferRange& dst, uint32_t value) {
     KV_CHECK(recording_ && dst.size % 4 == 0 && dst.offset % 4 == 0);
     if (!dst.size) return;
     vkCmdFillBuffer(cmd_, dst.buffer, dst.offset, dst.size, value);
+    unfenced_ = true;
 }
 
 void CommandStream::timestamp(uint32_t slot) {

@@ -36,6 +36,8 @@ public:
                   const void* push, uint32_t push_bytes, uint32_t groups_x, uint32_t groups_y = 1,
                   uint32_t groups_z = 1);
     // Makes every earlier shader/transfer write visible to every later shader/transfer access.
+    // Records nothing when no dispatch, copy or fill came since the previous barrier (flush()
+    // after a barrier, say): that barrier already covers them.
     void barrier();
     // Makes device writes visible to the host after the submission completes.
     void host_barrier();
@@ -83,6 +85,7 @@ private:
     std::vector<VkFence> fences_;
     size_t part_ = 0;       // index of the part being recorded
     size_t submitted_ = 0;  // parts submitted and not yet waited for
+    bool unfenced_ = true;  // work recorded since the last barrier (or a fresh recording)
     VkQueryPool queries_ = VK_NULL_HANDLE;
     uint32_t max_timestamps_ = 0;
     std::vector<VkDescriptorPool> descriptor_pools_;
