@@ -11,7 +11,26 @@
  *    It is thread-local: each thread sees the message of its own last failing call.
  *  - Create-info ("desc") structs are passed by pointer, begin with `struct_size` (set it with the
  *    matching *_INIT macro), and only ever grow at the end. A library older than your header
- *    accepts a larger struct as long as the fields it does not know are zero.
+ *    accepts a larger struct as long as the fields it does not know are zero. A NULL desc
+ *    pointer means the *_INIT defaults, in every function that takes one (kv_model_load then
+ *    fails because the defaults name no file).
+ *  - Output structs (kv_*_info, kv_*_stats, kv_bandwidth_result) also begin with `struct_size`,
+ *    set by the caller: the library writes only that many bytes, so a caller built against an
+ *    older header gets the fields it knows and nothing past them. Arrays of them (see
+ *    kv_enumerate_devices) are stepped through by the caller's struct_size.
+ */
+/*
+ * ABI policy (enforced by the test suite against a baseline of the 0.1.0 library):
+ *  - A binary built against any 0.x header >= 0.1.0 runs against any newer 0.x library.
+ *  - Never removed, renamed, reordered, resized or repurposed: exported functions, their
+ *    parameters, struct fields, enum and status values, flag bits, macros' meaning.
+ *  - What may change: new functions; new fields at the end of a struct that starts with
+ *    struct_size (their zero value keeps the old behaviour); new enum values, status codes and
+ *    flag bits; wider inputs accepted where an older library returned an error.
+ *  - A changed meaning gets a new function with a _v2 suffix (kv_foo_v2); the old one keeps its
+ *    old meaning. A removal waits for a major version and a new soname.
+ *  - Each struct's first published size is frozen inside the library: a caller's struct smaller
+ *    than it is rejected with KV_ERR_INVALID_ARGUMENT, never read past its end.
  *  - Every *_destroy(NULL) is a no-op. Objects must be destroyed after the objects created from
  *    them (sessions before their model, models before their runtime).
  *  - No exception, exit() or abort() ever crosses this ABI.
@@ -52,7 +71,7 @@ extern "C" {
  * Versioning (since 0.1.0)
  * ------------------------------------------------------------------------------------------- */
 #define KV_VERSION_MAJOR 0
-#define KV_VERSION_MINOR 1
+#define KV_VERSION_MINOR 2
 #define KV_VERSION_PATCH 0
 #define KV_MAKE_VERSION(major, minor, patch) \
     ((((uint32_t)(major)) << 22) | (((uint32_t)(minor)) << 12) | ((uint32_t)(patch)))
@@ -63,7 +82,7 @@ extern "C" {
 
 /* The version of the library actually loaded (compare with KV_VERSION of your header). */
 KV_API uint32_t kv_version(void);
-/* The same as a static string, e.g. "0.1.0". Never NULL; owned by the library. */
+/* The same as a static string, e.g. "0.2.0". Never NULL; owned by the library. */
 KV_API const char* kv_version_string(void);
 
 /* ---------------------------------------------------------------------------------------------
@@ -250,16 +269,20 @@ typedef struct kv_runtime_desc {
     }
 
 /* Lists the Vulkan devices kvulkan can use. `infos` may be NULL to query the count. On input
- * *count is the capacity of `infos` (each element's struct_size must be set); on output, the
+ * *count is the capacity of `infos`; on output, the
  * number written, or the number available when `infos` is NULL. Returns KV_INCOMPLETE when the
- * array was too small (the first *count entries are written). `desc` may be NULL; its flags
- * (validation) and log callback are used for the temporary instance. Thread-safe. */
+ * array was too small (the first *count entries are written). The array is stepped through by
+ * infos[0].struct_size (set it to sizeof(kv_device_info) of your header): element i starts
+ * i x infos[0].struct_size bytes after infos[0], and every element's struct_size must equal
+ * that of infos[0]. `desc` may be NULL; its flags (validation) and log callback are used for
+ * the temporary instance. Thread-safe. */
 KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_info* infos,
                                       uint32_t* count);
 
 /* Creates a runtime: instance, device and compute queue (or adopts the host's), memory pools and
- * pipeline cache. On success *out_runtime owns them; destroy with kv_runtime_destroy.
- * Errors: KV_ERR_INVALID_ARGUMENT (NULL pointers, a bad struct_size, device_index out of range,
+ * pipeline cache. On success *out_runtime owns them; destroy with kv_runtime_destroy. `desc` may
+ * be NULL (the KV_RUNTIME_DESC_INIT defaults; NULL was rejected before 0.2.0).
+ * Errors: KV_ERR_INVALID_ARGUMENT (a NULL out_runtime, a bad struct_size, device_index out of range,
  * incomplete adoption handles), KV_ERR_NO_DEVICE (no Vulkan device, or none matches device_name or
  * KV_DEVICE), KV_ERR_UNSUPPORTED (Vulkan < 1.1, no compute queue, missing validation layer),
  * KV_ERR_OUT_OF_HOST_MEMORY, KV_ERR_DEVICE_LOST. */
@@ -308,9 +331,20 @@ typedef struct kv_model kv_model;
 typedef int32_t kv_token;
 
 /* How to load a model. Initialize with KV_MODEL_DESC_INIT. Exactly one of `path` or `data`. */
+/* Model flags (bits of kv_model_desc.flags). */
+enum {
+    /* Load the vocabulary and tokenizer alone (since 0.2.0): no architecture, hyper-parameter or
+     * weight tensor is read or checked, so a GGUF of any architecture whose tokenizer kvulkan
+     * supports (including vocab-only files) loads. Tokenization, detokenization and the special
+     * tokens work; kv_model_get_info fills `architecture`, `name`, `n_vocab` and `file_size` and
+     * leaves the rest 0; sessions fail with KV_ERR_BAD_STATE. The runtime may be NULL (and is not
+     * used when given). A library older than 0.2.0 rejects the flag (KV_ERR_INVALID_ARGUMENT). */
+    KV_MODEL_VOCAB_ONLY = 1u << 0
+};
+
 typedef struct kv_model_desc {
     uint32_t struct_size;
-    uint32_t flags;        /* reserved, 0 */
+    uint32_t flags;        /* KV_MODEL_* bits (0 in 0.1.0) */
     const char* path;      /* GGUF file, memory-mapped; borrowed for the call */
     const void* data;      /* or: a GGUF file in memory (e.g. an Android asset) */
     uint64_t size;         /* bytes at `data` */
@@ -455,10 +489,16 @@ typedef struct kv_session_desc {
 
 #define KV_SESSION_DESC_INIT { (uint32_t)sizeof(kv_session_desc), 0u, 0u, KV_CACHE_F16, 0u, 0u, NULL, 0u, 0u }
 
-/* Creates a session of a model loaded with a runtime. Allocates its KV cache (exactly
- * 2 x layers x kv_heads x head_dim x n_ctx x bytes-per-element) and scratch memory.
- * Errors: KV_ERR_INVALID_ARGUMENT, KV_ERR_BAD_STATE (model without a runtime),
- * KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_UNSUPPORTED (a cache larger than the device can bind). */
+/* Creates a session of a model loaded with a runtime. `desc` may be NULL (KV_SESSION_DESC_INIT).
+ * Allocates the session's scratch memory (activations and logits, sized by n_batch and n_vocab)
+ * and, on first use of its cache type, the model's KV page pool of that type. The session's KV
+ * pages come from that pool on demand, one page per kv_page_size positions as tokens are added
+ * (2 x layers x kv_heads x head_dim x page_size x bytes-per-element each, plus scales when
+ * quantized), and go back to it on truncate, reset, window release and destroy; pages shared with
+ * other sessions (prefix hits, forks) are not copied until written.
+ * Errors: KV_ERR_INVALID_ARGUMENT, KV_ERR_BAD_STATE (model without a runtime, or loaded
+ * vocab-only), KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_UNSUPPORTED (n_ctx or a pool larger than the
+ * device can bind). */
 KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc, kv_session** out_session);
 
 /* Releases the session. NULL is a no-op. */
@@ -472,8 +512,9 @@ KV_API void kv_session_destroy(kv_session* session);
 KV_API kv_status kv_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens);
 
 /* Samples the next token from the current logits (greedy: argmax on the GPU, only the id comes
- * back), appends it (its K/V enter the cache) and computes the logits that follow, in one GPU
- * submission. Returns KV_END_OF_GENERATION with *out_token set when the sampled token ends
+ * back), appends it (its K/V enter the cache) and computes the logits that follow, in one forward
+ * pass: its commands are submitted in a few parts (so the host records later layers while the
+ * GPU runs earlier ones) and the call waits once, for the last. Returns KV_END_OF_GENERATION with *out_token set when the sampled token ends
  * generation; it is then not appended. KV_ERR_BAD_STATE before any prefill; KV_ERR_CONTEXT_FULL
  * at capacity; both leave the session unchanged. */
 KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token);
@@ -493,7 +534,8 @@ KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t 
 KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
                                  float* logits, uint64_t capacity);
 
-/* Replaces the sampler (copied). */
+/* Replaces the sampler (copied). NULL: greedy (KV_SAMPLER_DESC_INIT; NULL was rejected before
+ * 0.2.0). KV_ERR_INVALID_ARGUMENT for a bad struct_size or out-of-range value. */
 KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler);
 
 typedef struct kv_session_stats {

@@ -52,7 +52,7 @@ from ._errors import (
 )
 from ._native import HEADER_VERSION, LibraryNotFoundError, load_library
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BadModelError",

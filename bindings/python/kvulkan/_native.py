@@ -27,7 +27,7 @@ from ctypes import (
 
 # --- versioning (the header these bindings mirror) ------------------------------------------
 HEADER_VERSION_MAJOR = 0
-HEADER_VERSION_MINOR = 1
+HEADER_VERSION_MINOR = 2
 HEADER_VERSION_PATCH = 0
 
 
