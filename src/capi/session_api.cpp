@@ -215,7 +215,9 @@ KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, k
     return api::guard([&] {
         if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
         size_t n = api::out_size(stats, sizeof(kv_cache_stats), "stats");
-        model::GgmlType t = engine::cache_type(type);
+        int32_t type_bits;  // never loaded as a kv_cache_type: the caller's value may be any int32
+        std::memcpy(&type_bits, &type, sizeof type_bits);
+        model::GgmlType t = engine::cache_type(type_bits);
         kv_cache_stats r{};
         r.struct_size = sizeof r;
         r.page_size = model->kv_page_size;

@@ -20,8 +20,15 @@ kv_bandwidth_result measure_bandwidth(kv_runtime& rt, uint64_t bytes, uint32_t i
             if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) heap = std::max<uint64_t>(heap, mp.memoryHeaps[h].size);
         if (heap) bytes = std::min<uint64_t>(bytes, heap / 8);
     }
-    bytes = std::min<uint64_t>(bytes, cap) / 16 * 16;
-    if (bytes < 4096) fail(KV_ERR_INVALID_ARGUMENT, "bandwidth probe buffer of %llu bytes is too small", (unsigned long long)bytes);
+    // A small request is rounded up to the probe's least buffer, a large one down to the device's
+    // limit; both to whole vec4s. kv_bandwidth_result.bytes reports the size used.
+    constexpr uint64_t kMinBytes = 4096;
+    cap = cap / 16 * 16;
+    if (cap < kMinBytes)
+        fail(KV_ERR_UNSUPPORTED, "the device cannot bind a %llu-byte bandwidth probe buffer (limit %llu bytes)",
+             (unsigned long long)kMinBytes, (unsigned long long)cap);
+    bytes = std::clamp<uint64_t>(bytes, kMinBytes, cap);
+    bytes = std::min<uint64_t>((bytes + 15) / 16 * 16, cap);
 
     vk::Buffer a(rt.allocator.get(), bytes, vk::MemoryUse::Device);
     vk::Buffer b(rt.allocator.get(), bytes, vk::MemoryUse::Device);

@@ -1,5 +1,7 @@
 #include "engine/kv_pool.h"
 
+#include <algorithm>
+
 #include "engine/attention.h"
 #include "engine/model.h"
 #include "engine/runtime.h"
@@ -12,18 +14,47 @@ uint64_t kv_row_bytes(model::GgmlType type, uint32_t head_dim) {
     return kv_page_bytes(type, 1, 16, head_dim) / 16;
 }
 
+namespace {
+
+// Checks that a pool of n_pages pages fits the device before anything is allocated (the host
+// bookkeeping of a huge request is itself gigabytes): one layer's K (or V) buffer within one
+// binding (KV_ERR_UNSUPPORTED), all layers' K and V within the largest device-local heap
+// (KV_ERR_OUT_OF_DEVICE_MEMORY). Returns n_pages.
+uint32_t checked_pages(const kv_model& m, model::GgmlType type, uint32_t page_size, uint32_t n_pages) {
+    const auto& cfg = m.config();
+    const vk::Device& dev = *m.runtime->device;
+    const uint64_t page_bytes = kv_page_bytes(type, cfg.n_head_kv, page_size, cfg.head_dim);
+    const uint64_t range = dev.max_storage_buffer_range();  // a uint32_t limit
+    if (n_pages && page_bytes > range / n_pages)
+        fail(KV_ERR_UNSUPPORTED,
+             "a KV page pool of %u pages x %u tokens needs %.4g bytes per layer for K, more than the device can "
+             "bind (%llu): lower kv_model_desc.kv_pool_tokens or the sessions' n_ctx",
+             n_pages, page_size, double(page_bytes) * n_pages, (unsigned long long)range);
+    const uint64_t layer_bytes = page_bytes * n_pages;  // <= range
+    uint64_t heap = 0;
+    const auto& mp = dev.memory_properties();
+    for (uint32_t h = 0; h < mp.memoryHeapCount; ++h)
+        if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) heap = std::max<uint64_t>(heap, mp.memoryHeaps[h].size);
+    const uint64_t total = layer_bytes * 2 * cfg.n_layer;  // <= 2^32 x 2^32
+    if (heap && total > heap)
+        fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
+             "a KV page pool of %u pages x %u tokens needs %llu bytes of device memory (K and V of %u layers), more "
+             "than the device's largest heap (%llu): lower kv_model_desc.kv_pool_tokens or the sessions' n_ctx",
+             n_pages, page_size, (unsigned long long)total, cfg.n_layer, (unsigned long long)heap);
+    return n_pages;
+}
+
+}  // namespace
+
 KvPool::KvPool(kv_model& m, model::GgmlType type, uint32_t page_size, uint32_t n_pages)
-    : pages(n_pages, page_size), type_(type), page_size_(page_size), n_pages_(n_pages) {
+    : pages(checked_pages(m, type, page_size, n_pages), page_size),
+      type_(type),
+      page_size_(page_size),
+      n_pages_(n_pages) {
     const auto& cfg = m.config();
     kv_runtime& rt = *m.runtime;
     page_bytes_ = kv_page_bytes(type, cfg.n_head_kv, page_size, cfg.head_dim);
-    uint64_t layer_bytes = page_bytes_ * n_pages;
-    uint64_t range = rt.device->max_storage_buffer_range();
-    if (layer_bytes > range)
-        fail(KV_ERR_UNSUPPORTED,
-             "a KV page pool of %u pages x %u tokens needs %llu bytes per layer for K, more than the device can "
-             "bind (%llu): lower kv_model_desc.kv_pool_tokens or the sessions' n_ctx",
-             n_pages, page_size, (unsigned long long)layer_bytes, (unsigned long long)range);
+    const uint64_t layer_bytes = page_bytes_ * n_pages;
     for (uint32_t l = 0; l < cfg.n_layer; ++l) {
         k_.emplace_back(rt.allocator.get(), layer_bytes, vk::MemoryUse::Device);
         v_.emplace_back(rt.allocator.get(), layer_bytes, vk::MemoryUse::Device);

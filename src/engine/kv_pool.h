@@ -26,7 +26,8 @@ namespace kv::engine {
 class KvPool {
 public:
     // Allocates n_pages pages for every layer (throws KV_ERR_OUT_OF_DEVICE_MEMORY, or
-    // KV_ERR_UNSUPPORTED when one layer's pool exceeds what the device can bind).
+    // KV_ERR_UNSUPPORTED when one layer's pool exceeds what the device can bind). Both limits are
+    // checked before anything is allocated, the host bookkeeping (`pages`) included.
     KvPool(kv_model& model, model::GgmlType type, uint32_t page_size, uint32_t n_pages);
 
     model::GgmlType type() const { return type_; }

@@ -399,13 +399,14 @@ kv_session::~kv_session() {
 
 namespace kv::engine {
 
-model::GgmlType cache_type(kv_cache_type t) {
+model::GgmlType cache_type(int32_t t) {
+    static_assert(sizeof(kv_cache_type) == sizeof(int32_t), "kv_cache_type is pinned to 32 bits");
     switch (t) {
         case KV_CACHE_F16: return GgmlType::F16;
         case KV_CACHE_F32: return GgmlType::F32;
         case KV_CACHE_Q8_0: return GgmlType::Q8_0;
         case KV_CACHE_Q4_0: return GgmlType::Q4_0;
-        default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", int(t));
+        default: fail(KV_ERR_INVALID_ARGUMENT, "cache_type %d is not a kv_cache_type", t);
     }
 }
 
@@ -418,7 +419,9 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->desc = d;
     s->desc.sampler = nullptr;  // the caller's pointer is not kept
     s->flags = d.flags;
-    s->kv_type = cache_type(d.cache_type);
+    int32_t type_bits;  // never loaded as a kv_cache_type: the caller's value may be any int32
+    std::memcpy(&type_bits, &d.cache_type, sizeof type_bits);
+    s->kv_type = cache_type(type_bits);
     if (d.flags & ~uint32_t(KV_SESSION_NO_CACHE)) fail(KV_ERR_INVALID_ARGUMENT, "unknown session flags 0x%x", d.flags);
     if (d.sinks && !d.window) fail(KV_ERR_INVALID_ARGUMENT, "sinks (%u) need a window", d.sinks);
     // Which head sizes a page type can hold is kv_page_bytes()'s to say (KV_ERR_UNSUPPORTED).
@@ -511,9 +514,10 @@ void rollback(kv_session& s, uint32_t n_past) {
 void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
     if (!ids) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
-    check_tokens(s, ids, n);
+    // Capacity first: a huge n must fail before any of the n ids is read.
     if (uint64_t(s.n_past) + n > max_positions(s))
         fail(KV_ERR_CONTEXT_FULL, "%u tokens do not fit: %u of %u positions are used", n, s.n_past, max_positions(s));
+    check_tokens(s, ids, n);
     auto t0 = Clock::now();
     uint32_t old_past = s.n_past;
     try {

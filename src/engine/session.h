@@ -92,8 +92,10 @@ struct kv_session {
 namespace kv::engine {
 
 std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_desc& desc);
-// KV_CACHE_* to the page element type (KV_ERR_INVALID_ARGUMENT for an unknown value).
-model::GgmlType cache_type(kv_cache_type type);
+// KV_CACHE_* to the page element type (KV_ERR_INVALID_ARGUMENT for an unknown value). Takes the
+// raw 32 bits of a caller's kv_cache_type: the caller's field or argument may hold any value, and
+// loading one outside the enumerators as a kv_cache_type is undefined (read it with memcpy).
+model::GgmlType cache_type(int32_t type);
 
 // kv_prefill / kv_session_eval: appends tokens; `logits` (n x n_vocab, may be null) receives every
 // position's logits when given.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <map>
@@ -68,7 +69,14 @@ public:
         if (!v) return std::nullopt;
         return check_count(name, *v);
     }
-    std::optional<double> opt_float(const char* k) const { return f_.get_float(key(k)); }
+    // An optional float hyper-parameter: finite, and within float range (kernels take f32).
+    std::optional<double> opt_float(const char* k) const {
+        std::string name = key(k);
+        std::optional<double> v = f_.get_float(name);
+        if (v && !(std::fabs(*v) <= double(std::numeric_limits<float>::max())))
+            fail(KV_ERR_BAD_MODEL, "metadata %s = %g is not a finite 32-bit float", name.c_str(), *v);
+        return v;
+    }
 
 private:
     static uint32_t check_count(const std::string& name, uint64_t v) {
@@ -250,11 +258,16 @@ ModelDesc describe_model(const GgufFile& file) {
         scaling = std::string(*st);
     std::optional<double> factor = k.opt_float("rope.scaling.factor");
     if (!factor) factor = k.opt_float("rope.scale_linear");
+    const std::string factor_key =
+        k.key(file.find(k.key("rope.scaling.factor")) ? "rope.scaling.factor" : "rope.scale_linear");
     double f = factor.value_or(0.0);
-    if (f < 0 || f != f) fail(KV_ERR_BAD_MODEL, "rope scaling factor %g must not be negative", f);
+    if (f < 0) fail(KV_ERR_BAD_MODEL, "%s = %g must not be negative", factor_key.c_str(), f);
     if (scaling == "none" || f == 0.0 || f == 1.0) {
         c.rope_freq_scale = 1.f;
     } else if (scaling == "linear") {
+        if (!(1.0 / f <= double(std::numeric_limits<float>::max())))
+            fail(KV_ERR_BAD_MODEL, "%s = %g is too small: its inverse is not a finite 32-bit float",
+                 factor_key.c_str(), f);
         c.rope_freq_scale = static_cast<float>(1.0 / f);
     } else {
         fail(KV_ERR_UNSUPPORTED,

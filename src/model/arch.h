@@ -119,7 +119,8 @@ struct ModelDesc {
 // Tensors other than those in ModelTensors are ignored. Throws kv::Error:
 //   KV_ERR_UNSUPPORTED  unknown general.architecture (named), a tensor whose type kvulkan cannot
 //                       dequantize (tensor and type named), features not implemented (MoE, YaRN)
-//   KV_ERR_BAD_MODEL    a missing or ill-typed key, dimensions that do not divide, a missing
+//   KV_ERR_BAD_MODEL    a missing or ill-typed key, a float hyper-parameter that is not a finite
+//                       32-bit float (key named), dimensions that do not divide, a missing
 //                       tensor, a tensor of the wrong shape (expected and actual shapes named)
 ModelDesc describe_model(const GgufFile& file);
 

@@ -5,6 +5,7 @@
 #include <kvulkan/kvulkan.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <thread>
 #include <tuple>
@@ -175,6 +176,27 @@ TEST_CASE("paged: a full pool evicts cached pages first, then fails cleanly leav
     ok(kv_session_truncate(s1.s, 20));  // returns pages
     s2.prefill(small);
     CHECK(s2.stats().n_tokens == 10);
+}
+
+TEST_CASE("paged: a pool larger than the device can hold is refused before any host bookkeeping") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    Fixture f;
+    // UINT32_MAX tokens: 268M pages of 16. The page bookkeeping alone would take ~23 GB of host
+    // memory; it used to be allocated before the size check (the process was killed).
+    Model model(rt, f.trace.model_path, UINT32_MAX);
+    kv_session_desc d = KV_SESSION_DESC_INIT;
+    d.cache_type = KV_CACHE_F32;
+    d.n_ctx = 64;
+    kv_session* s = nullptr;
+    const kv_status st = kv_session_create(model.m, &d, &s);
+    CHECK((st == KV_ERR_UNSUPPORTED || st == KV_ERR_OUT_OF_DEVICE_MEMORY));
+    CHECK(s == nullptr);
+    CHECK(std::string(kv_last_error_message()).find("kv_pool_tokens") != std::string::npos);
+    // The model stays usable with a session type whose pool is not created yet: still refused.
+    d.cache_type = KV_CACHE_F16;
+    CHECK(kv_session_create(model.m, &d, &s) != KV_OK);
+    CHECK(s == nullptr);
 }
 
 TEST_CASE("saved sessions: a round trip restores identical logits and the same next tokens") {

@@ -3,9 +3,11 @@
 #include <kvulkan/kvulkan.h>
 #include <vulkan/vulkan.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "common/runtime_fixture.h"
 
@@ -248,4 +250,17 @@ TEST_CASE("runtime: bandwidth probe reports positive figures") {
     CHECK(bw.copy_gbps > 0);
     bw.struct_size = 0;
     CHECK(kv_runtime_measure_bandwidth(rt, 8 << 20, 2, &bw) == KV_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("runtime: a small bandwidth request is rounded up to the probe's least buffer, never down to 0") {
+    kvtest::Runtime rt;
+    // (1 byte used to round down to a 0-byte buffer and fail.)
+    for (auto [asked, used] : {std::pair<uint64_t, uint64_t>{1, 4096}, {4095, 4096}, {4097, 4112}}) {
+        INFO("asked " << asked);
+        kv_bandwidth_result bw{};
+        bw.struct_size = sizeof bw;
+        REQUIRE(kv_runtime_measure_bandwidth(rt, asked, 1, &bw) == KV_OK);
+        CHECK(bw.bytes == used);
+        CHECK(bw.read_gbps > 0);
+    }
 }

@@ -4,13 +4,18 @@
 #include <doctest/doctest.h>
 #include <kvulkan/kvulkan.h>
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "common/runtime_fixture.h"
 #include "common/trace.h"
+
+// tests/capi/c_caller.c: the call as a C caller makes it, with any int32 as the cache type.
+extern "C" kv_status kv_c_model_get_cache_stats(kv_model* model, int32_t type, kv_cache_stats* stats);
 
 namespace {
 
@@ -226,6 +231,43 @@ TEST_CASE("engine: context full, bad tokens and bad arguments leave the session 
     CHECK(kv_session_logits(s, after.data(), V) == KV_ERR_BAD_STATE);
     require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
     CHECK(kvtest::rel_l2(s.logits(V), before) <= 1e-6);
+}
+
+TEST_CASE("engine: hostile arguments: a huge token count, cache types outside the enum") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("llama-gqa.q4_0.short");
+    Model model(rt, t.model_path);
+    Session s(model, KV_CACHE_F16, 0, 16);  // one page
+    require_ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+    const uint32_t room = 16 - uint32_t(t.prompt.size());
+
+    // Capacity is checked before any id is read: the ids past what fits are never looked at
+    // (they used to be checked first, so this failed with KV_ERR_BAD_TOKEN, and a huge n read
+    // past the caller's array).
+    std::vector<kv_token> over(room + 1, 5);
+    over.back() = -1;
+    CHECK(kv_prefill(s, over.data(), uint32_t(over.size())) == KV_ERR_CONTEXT_FULL);
+    kv_token two[2] = {5, -1};
+    CHECK(kv_prefill(s, two, UINT32_MAX) == KV_ERR_CONTEXT_FULL);
+    CHECK(std::string(kv_last_error_message()).find(std::to_string(UINT32_MAX)) != std::string::npos);
+    CHECK(s.stats().n_tokens == t.prompt.size());
+
+    // A cache type outside the enumerators (the raw bits of the caller's int32) is refused by
+    // value; it is never loaded as a kv_cache_type (UBSan: invalid enum load).
+    for (int32_t bad : {-1, INT32_MIN, 4, 0x7FFFFFFF}) {
+        INFO("cache_type " << bad);
+        kv_session_desc d = KV_SESSION_DESC_INIT;
+        std::memcpy(&d.cache_type, &bad, sizeof bad);
+        kv_session* out = nullptr;
+        CHECK(kv_session_create(model, &d, &out) == KV_ERR_INVALID_ARGUMENT);
+        CHECK(out == nullptr);
+        CHECK(std::string(kv_last_error_message()).find("cache_type " + std::to_string(bad)) != std::string::npos);
+        kv_cache_stats cs{};
+        cs.struct_size = sizeof cs;
+        CHECK(kv_c_model_get_cache_stats(model, bad, &cs) == KV_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(kv_last_error_message()).find("cache_type " + std::to_string(bad)) != std::string::npos);
+    }
 }
 
 TEST_CASE("engine: KV bytes are exactly 2 x layers x kv_heads x head_dim x bytes per cached token, in whole pages") {

@@ -2,6 +2,8 @@
 // and broken models (built with GgufWriter) fail with the right status and a precise message.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -243,6 +245,53 @@ TEST_CASE("arch: rope scaling, yarn and MoE -> KV_ERR_UNSUPPORTED") {
     linear.string_keys = {{"llama.rope.scaling.type", "linear"}};
     linear.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
     CHECK(describe(linear).config.rope_freq_scale == 0.25f);
+}
+
+TEST_CASE("arch: non-finite float hyper-parameters -> KV_ERR_BAD_MODEL naming the key") {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+    for (float bad : {inf, -inf, nan}) {
+        INFO("value " << bad);
+        kvtest::TinySpec base;  // +inf used to load and generate
+        base.rope_base = bad;
+        expect_error(base, KV_ERR_BAD_MODEL, {"llama.rope.freq_base"});
+
+        kvtest::TinySpec eps;
+        eps.rms_eps = bad;
+        expect_error(eps, KV_ERR_BAD_MODEL, {"llama.attention.layer_norm_rms_epsilon"});
+
+        for (const char* key : {"llama.rope.scaling.factor", "llama.rope.scale_linear"}) {
+            kvtest::TinySpec factor;  // +inf used to load, then every prefill failed
+            factor.string_keys = {{"llama.rope.scaling.type", "linear"}};
+            factor.f32_keys = {{key, bad}};
+            expect_error(factor, KV_ERR_BAD_MODEL, {key});
+        }
+    }
+    kvtest::TinySpec tiny;  // 1 / factor overflows a float
+    tiny.string_keys = {{"llama.rope.scaling.type", "linear"}};
+    tiny.f32_keys = {{"llama.rope.scaling.factor", 1e-40f}};
+    expect_error(tiny, KV_ERR_BAD_MODEL, {"llama.rope.scaling.factor", "too small"});
+
+    // A float64 key beyond float range: finite as a double, infinite as the f32 the kernels take.
+    std::vector<uint8_t> bytes = kvtest::build_tiny_model(kvtest::TinySpec{});
+    auto f = kv::model::GgufFile::from_memory(bytes.data(), bytes.size(), false);
+    kv::model::GgufWriter w;
+    for (const auto& kv : f->metadata()) w.set_value(kv.first, kv.second);
+    kv::model::GgufValue big;
+    big.type = kv::model::GgufType::FLOAT64;
+    big.f = 1e300;
+    w.set_value("llama.rope.freq_base", big);
+    for (const auto& t : f->tensors())
+        w.add_tensor(t.name, t.type, std::vector<uint64_t>(t.ne, t.ne + t.n_dims), f->tensor_data(t),
+                     static_cast<size_t>(t.bytes));
+    std::vector<uint8_t> out = w.to_bytes();
+    auto g = kv::model::GgufFile::from_memory(out.data(), out.size(), false);
+    try {
+        kv::model::describe_model(*g);
+        FAIL("a float64 freq_base of 1e300 was accepted");
+    } catch (const kv::Error& e) {
+        CHECK(e.status() == KV_ERR_BAD_MODEL);
+        CHECK(std::string(e.what()).find("llama.rope.freq_base") != std::string::npos);
+    }
 }
 
 TEST_CASE("arch: the shared fixtures and stories260K") {
