@@ -63,6 +63,8 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
         fail(KV_ERR_BAD_MODEL, "the tokenizer has %zu tokens but token_embd.weight has %u rows",
              m->tokenizer->vocab_size(), cfg.n_vocab);
     if (!rt) return m;
+    if (rt->device->lost())
+        fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the runtime and recreate it");
 
     std::lock_guard<std::mutex> lock(rt->mutex);
     const auto& T = m->desc.tensors;

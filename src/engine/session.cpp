@@ -203,7 +203,14 @@ void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool w
         cs.host_barrier();
         mark("sampling");
         if (prof) prof->submitted(ms_since(t_record));
-        cs.submit_and_wait();
+        const uint64_t submitted = cs.submissions();
+        try {
+            cs.submit_and_wait();
+        } catch (...) {
+            if (cs.submissions() != submitted) ++s.logits_passes;  // the logits part ran, perhaps
+            throw;
+        }
+        ++s.logits_passes;
         if (prof) prof->collect(cs, T);
         s.has_logits = true;
         s.logits_row = rows - 1;
@@ -262,9 +269,26 @@ void publish_block_table(kv_session& s) {
     s.block_table.flush(0, s.block_table.size());
 }
 
-// Makes positions [p, p + T) writable in the session's pages and publishes the block table.
-std::vector<kvcache::PageCopy> reserve_pages(kv_session& s, uint32_t T) {
+// The copy-on-write copies of one pass, with a reference held on each source page until they
+// are known to have run: the table already points at the copies, so a pass that fails before its
+// first part reached the GPU redoes them (the sources' other holders may have let go by then).
+struct PendingCopies {
+    KvPool* pool = nullptr;
     std::vector<kvcache::PageCopy> copies;
+    PendingCopies() = default;
+    PendingCopies(const PendingCopies&) = delete;
+    PendingCopies& operator=(const PendingCopies&) = delete;
+    ~PendingCopies() {
+        if (copies.empty()) return;
+        std::lock_guard<std::mutex> lock(pool->mutex);
+        for (const auto& c : copies) pool->pages.unref(c.src);
+    }
+};
+
+// Makes positions [p, p + T) writable in the session's pages and publishes the block table.
+void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending) {
+    std::vector<kvcache::PageCopy>& copies = pending->copies;
+    pending->pool = s.pool;
     std::lock_guard<std::mutex> lock(s.pool->mutex);
     if (s.table->reserve(T, &copies) != kvcache::ReserveStatus::kOk) {
         auto st = s.pool->pages.stats();
@@ -273,8 +297,25 @@ std::vector<kvcache::PageCopy> reserve_pages(kv_session& s, uint32_t T) {
              "were evicted first); destroy or truncate sessions, or load the model with a larger kv_pool_tokens",
              T, st.in_use, st.limit, st.cached);
     }
+    for (const auto& c : copies) s.pool->pages.ref(c.src);
     publish_block_table(s);
-    return copies;
+}
+
+// After a pass failed before its copy-on-write copies reached the GPU: runs them on their own, so
+// the pages the session keeps hold what they held. If that fails too, the session drops the
+// positions of the copied page (it keeps a consistent, shorter cache; rollback sees n_tokens).
+void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies) {
+    try {
+        vk::CommandStream& cs = *s.cs;
+        cs.begin();
+        s.pool->record_copies(cs, copies);
+        cs.submit_and_wait();
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        uint32_t page_start = s.table->n_tokens() / s.page_size * s.page_size;
+        if (page_start == 0) s.table->clear();
+        else s.table->truncate(page_start);
+    }
 }
 
 // Runs tokens [from, tokens.size()) of s.tokens through the model in chunks, starting at
@@ -288,11 +329,20 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
     for (uint32_t p = from; p < total;) {
         uint32_t T = std::min(chunk, total - p);
         bool last = p + T == total;
-        auto copies = reserve_pages(s, T);
+        PendingCopies pending;
+        reserve_pages(s, T, &pending);
         std::memcpy(s.ids.mapped(), s.tokens.data() + p, size_t(T) * 4);
         s.ids.flush(0, uint64_t(T) * 4);
         LogitsMode mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
-        run_chunk(s, T, p, mode, host || all_logits, copies);
+        const uint64_t submitted = s.cs->submissions();
+        try {
+            run_chunk(s, T, p, mode, host || all_logits, pending.copies);
+        } catch (...) {
+            // The copies are in the pass's first part: redo them if it never reached the GPU.
+            if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
+                redo_copies(s, pending.copies);
+            throw;
+        }
         {
             std::lock_guard<std::mutex> lock(s.pool->mutex);
             s.table->commit(s.tokens.data() + p, T);
@@ -412,6 +462,8 @@ model::GgmlType cache_type(int32_t t) {
 
 std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d) {
     if (!m.runtime) fail(KV_ERR_BAD_STATE, "the model was loaded without a runtime (parse-only): it cannot run sessions");
+    if (m.runtime->device->lost())
+        fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
     const auto& cfg = m.config();
     kv_runtime& rt = *m.runtime;
     auto s = std::make_unique<kv_session>();
@@ -496,17 +548,40 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
 
 namespace {
 
+// What a call that fails must give back: the logits state from before it.
+struct LogitsState {
+    bool has_logits, host_logits_valid, next_token_valid;
+    uint32_t logits_row;
+    int32_t next_token;
+    uint64_t logits_passes;
+};
+
+LogitsState logits_state(const kv_session& s) {
+    return {s.has_logits, s.host_logits_valid, s.next_token_valid, s.logits_row, s.next_token, s.logits_passes};
+}
+
 // After a failed call: back to the first `n_past` positions (the cache never lost them: this only
-// drops what the failed call added) with no logits until the next successful pass.
-void rollback(kv_session& s, uint32_t n_past) {
+// drops what the failed call added). The logits from before come back when no pass of the call
+// wrote the logits buffer and every position was kept (the session is then as it was); otherwise
+// there are none until the next successful pass.
+void rollback(kv_session& s, uint32_t n_past, const LogitsState& before) {
     uint32_t keep = n_past;
     {
         std::lock_guard<std::mutex> lock(s.pool->mutex);
-        keep = std::min(keep, s.table->n_tokens());  // no-cache mode may have cleared the table
+        // No-cache mode may have cleared the table; a failed copy-on-write shortened it.
+        keep = std::min(keep, s.table->n_tokens());
     }
     truncate_cache(s, keep);
     s.tokens.resize(keep);  // s.tokens always holds exactly the cached positions' tokens
-    s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+    if (keep == n_past && s.logits_passes == before.logits_passes) {
+        s.has_logits = before.has_logits;
+        s.host_logits_valid = before.host_logits_valid;
+        s.next_token_valid = before.next_token_valid;
+        s.logits_row = before.logits_row;
+        s.next_token = before.next_token;
+    } else {
+        s.has_logits = s.host_logits_valid = s.next_token_valid = false;
+    }
 }
 
 }  // namespace
@@ -520,6 +595,7 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     check_tokens(s, ids, n);
     auto t0 = Clock::now();
     uint32_t old_past = s.n_past;
+    const LogitsState before = logits_state(s);
     try {
         if (s.flags & KV_SESSION_NO_CACHE) {
             // The baseline: recompute the whole sequence from its first token.
@@ -541,7 +617,7 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
             forward_tokens(s, from, all_logits);
         }
     } catch (...) {
-        rollback(s, old_past);
+        rollback(s, old_past, before);
         throw;
     }
     s.last_prefill_ms = ms_since(t0);
@@ -557,24 +633,31 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
         fail(KV_ERR_CONTEXT_FULL, "the context is full (%u of %u positions)", s.n_past, max_positions(s));
     auto t0 = Clock::now();
     int32_t tok;
+    std::unique_ptr<Sampler> sampler_before;  // a failed step leaves the random state as it was
     if (s.sampler->gpu_greedy() && s.next_token_valid) {
         tok = s.next_token;
     } else {
         std::vector<float> l(s.model->config().n_vocab);
         copy_logits(s, l.data());
+        sampler_before = std::make_unique<Sampler>(*s.sampler);
         tok = s.sampler->sample(l.data(), static_cast<uint32_t>(l.size()), s.tokens);
     }
-    *out_token = tok;
-    if (s.model->tokenizer->is_eog(tok)) return KV_END_OF_GENERATION;
+    if (s.model->tokenizer->is_eog(tok)) {
+        *out_token = tok;
+        return KV_END_OF_GENERATION;
+    }
     uint32_t old_past = s.n_past;
+    const LogitsState before = logits_state(s);
     s.tokens.push_back(tok);
     try {
         if (s.flags & KV_SESSION_NO_CACHE) truncate_cache(s, 0);
         forward_tokens(s, s.n_past, nullptr);
     } catch (...) {
-        rollback(s, old_past);
+        rollback(s, old_past, before);
+        if (sampler_before) s.sampler = std::move(sampler_before);
         throw;
     }
+    *out_token = tok;  // out-parameters stay untouched on error
     s.last_decode_ms = ms_since(t0);
     s.total_decode_ms += s.last_decode_ms;
     s.tokens_decoded += 1;
@@ -657,10 +740,11 @@ void truncate(kv_session& s, uint32_t n) {
     s.tokens.resize(n - 1);
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;
     s.tokens.push_back(last);
+    const LogitsState none = logits_state(s);
     try {
         forward_tokens(s, n - 1, nullptr);
     } catch (...) {
-        rollback(s, n - 1);
+        rollback(s, n - 1, none);
         throw;
     }
 }

@@ -76,6 +76,9 @@ struct kv_session {
     std::vector<float> host_logits;
     bool next_token_valid = false;   // GPU argmax of the current logits
     int32_t next_token = 0;
+    // Passes whose logits-writing part reached the GPU: unchanged across a failed call means the
+    // logits from before it are intact (the call restores them; see rollback in session.cpp).
+    uint64_t logits_passes = 0;
 
     // Statistics.
     uint64_t tokens_prefilled = 0, tokens_decoded = 0, prefix_hit_tokens = 0;

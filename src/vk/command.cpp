@@ -241,10 +241,12 @@ void CommandStream::submit_part(size_t i) {
     VkResult r;
     {
         std::lock_guard<std::mutex> lock(device_.queue_mutex());
-        r = vkQueueSubmit(device_.queue(), 1, &si, fences_[i]);
+        r = device_.faults().check(FaultPoint::Submit);
+        if (r == VK_SUCCESS) r = vkQueueSubmit(device_.queue(), 1, &si, fences_[i]);
     }
     if (r == VK_SUCCESS) {
         submitted_ = i + 1;
+        ++submissions_;
         return;
     }
     recording_ = false;
@@ -264,6 +266,10 @@ void CommandStream::wait_parts() {
             r = vkWaitForFences(dev, 1, &fences_[i], VK_TRUE, 10ull * 1000 * 1000 * 1000);
             if (r != VK_TIMEOUT) break;
             device_.logger().warn("a GPU submission has been running for over 10 s");
+        }
+        if (r == VK_SUCCESS && (r = device_.faults().check(FaultPoint::Wait)) != VK_SUCCESS) {
+            // An injected loss: as after a real one, nothing submitted is left running.
+            vkWaitForFences(dev, uint32_t(submitted_), fences_.data(), VK_TRUE, UINT64_MAX);
         }
     }
     if (r == VK_SUCCESS) {

@@ -60,6 +60,9 @@ public:
     // device lost).
     void submit_and_wait();
     bool recording() const { return recording_; }
+    // vkQueueSubmit calls that succeeded, ever: a caller compares two readings to learn whether
+    // the part holding some command (the last one, say) reached the GPU before an error.
+    uint64_t submissions() const { return submissions_; }
 
     // Nanoseconds between two timestamp slots of the last submission.
     double elapsed_ns(uint32_t from_slot, uint32_t to_slot) const;
@@ -100,6 +103,7 @@ private:
     bool reuse_sets_ = false;  // the cache grew past its bound: start afresh at the next begin()
     std::vector<uint64_t> timestamps_;
     bool recording_ = false;
+    uint64_t submissions_ = 0;
 };
 
 // Uploads host data into device buffers in bounded chunks through one staging buffer (or

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "vk/fault_injection.h"
 #include "vk/vk_common.h"
 
 namespace kv::vk {
@@ -109,6 +110,10 @@ public:
     bool lost() const { return lost_.load(); }
     void mark_lost() { lost_.store(true); }
 
+    // Test-only fault injection at this device's allocations, submits and waits (see
+    // vk/fault_injection.h). Off unless a test arms it.
+    FaultInjector& faults() { return faults_; }
+
     VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
 
 private:
@@ -131,6 +136,7 @@ private:
     VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
     std::mutex queue_mutex_;
     std::atomic<bool> lost_{false};
+    FaultInjector faults_;
 };
 
 }  // namespace kv::vk

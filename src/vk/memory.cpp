@@ -67,7 +67,7 @@ int Allocator::find_memory_type(uint32_t type_bits, MemoryUse use) const {
     return -1;
 }
 
-VkDeviceMemory Allocator::allocate_memory(uint32_t type, uint64_t size, void** mapped) {
+VkDeviceMemory Allocator::allocate_memory(uint32_t type, uint64_t size, void** mapped, VkResult injected) {
     if (limit_ && held_ + size > limit_)
         fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
              "device memory limit reached: %llu bytes held, %llu more requested, limit %llu",
@@ -76,10 +76,10 @@ VkDeviceMemory Allocator::allocate_memory(uint32_t type, uint64_t size, void** m
     ai.allocationSize = size;
     ai.memoryTypeIndex = type;
     VkDeviceMemory mem = VK_NULL_HANDLE;
-    VkResult r = vkAllocateMemory(device_.handle(), &ai, nullptr, &mem);
+    VkResult r = injected != VK_SUCCESS ? injected : vkAllocateMemory(device_.handle(), &ai, nullptr, &mem);
     if (r == VK_ERROR_OUT_OF_DEVICE_MEMORY || r == VK_ERROR_OUT_OF_HOST_MEMORY)
-        fail(KV_ERR_OUT_OF_DEVICE_MEMORY, "vkAllocateMemory of %llu bytes (memory type %u) failed: %s",
-             (unsigned long long)size, type, result_name(r));
+        fail(KV_ERR_OUT_OF_DEVICE_MEMORY, "vkAllocateMemory of %llu bytes (memory type %u) failed: %s%s",
+             (unsigned long long)size, type, result_name(r), injected != VK_SUCCESS ? " (injected fault)" : "");
     if (r != VK_SUCCESS) throw_vk(r, "vkAllocateMemory");
     *mapped = nullptr;
     if (device_.memory_properties().memoryTypes[type].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT) {
@@ -102,6 +102,12 @@ Allocation Allocator::allocate(const VkMemoryRequirements& req, MemoryUse use, c
         fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
              "%s needs %llu bytes in one allocation, more than the device's maxMemoryAllocationSize %llu",
              what, (unsigned long long)req.size, (unsigned long long)device_.max_allocation_size());
+
+    // An injected fault fails this request as if it needed a new block and none could be had.
+    if (VkResult injected = device_.faults().check(FaultPoint::Allocation); injected != VK_SUCCESS) {
+        void* unused = nullptr;
+        allocate_memory(type, req.size, &unused, injected);  // throws: it reports `injected`
+    }
 
     Allocation a;
     a.memory_type = type;

@@ -134,7 +134,8 @@ private:
         std::unique_ptr<BlockAllocator> ranges;  // null for a dedicated allocation
     };
     int find_memory_type(uint32_t type_bits, MemoryUse use) const;
-    VkDeviceMemory allocate_memory(uint32_t type, uint64_t size, void** mapped);
+    // `injected`: a fault (vk/fault_injection.h) reported instead of calling vkAllocateMemory.
+    VkDeviceMemory allocate_memory(uint32_t type, uint64_t size, void** mapped, VkResult injected = VK_SUCCESS);
 
     Device& device_;
     uint64_t block_size_;
