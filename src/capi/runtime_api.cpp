@@ -1,19 +1,21 @@
 // C API: devices and runtime.
 #include <cstring>
 
+#include "capi/abi_v1.h"
 #include "capi/api.h"
 #include "engine/runtime.h"
 
 using namespace kv;
 
 namespace {
-// The first published layouts: structs may only grow past these sizes.
-constexpr size_t kRuntimeDescV1 = sizeof(kv_runtime_desc);
-constexpr size_t kDeviceInfoV1 = sizeof(kv_device_info);
-constexpr size_t kBandwidthV1 = sizeof(kv_bandwidth_result);
+kv_runtime_desc read_runtime_desc(const kv_runtime_desc* desc) {
+    kv_runtime_desc d = KV_RUNTIME_DESC_INIT;
+    if (desc) d = api::read_desc(desc, api::kRuntimeDescV1, "desc");
+    return d;
+}
 
 void write_info(kv_device_info* out, const kv_device_info& in) {
-    size_t n = api::out_size(out, kDeviceInfoV1, "info");
+    size_t n = api::out_size(out, api::kDeviceInfoV1, "info");
     uint32_t size = out->struct_size;
     std::memcpy(out, &in, n);
     out->struct_size = size;
@@ -25,8 +27,20 @@ extern "C" {
 KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_info* infos, uint32_t* count) {
     return api::guard([&] {
         if (!count) fail(KV_ERR_INVALID_ARGUMENT, "count is NULL");
-        kv_runtime_desc d = KV_RUNTIME_DESC_INIT;
-        if (desc) d = api::read_desc(desc, kRuntimeDescV1, "desc");
+        kv_runtime_desc d = read_runtime_desc(desc);
+        // The caller's array: elements of the caller's sizeof(kv_device_info), which may be that
+        // of an older or newer header than the library's, so it is stepped by struct_size.
+        uint32_t stride = 0;
+        if (infos && *count) {
+            stride = infos[0].struct_size;
+            api::out_size(&infos[0], api::kDeviceInfoV1, "infos[0]");
+            for (uint32_t i = 1; i < *count; ++i) {
+                auto* e = reinterpret_cast<kv_device_info*>(reinterpret_cast<char*>(infos) + size_t(i) * stride);
+                if (e->struct_size != stride)
+                    fail(KV_ERR_INVALID_ARGUMENT, "infos[%u].struct_size is %u, infos[0].struct_size is %u: set every "
+                         "element's struct_size to sizeof(kv_device_info)", i, e->struct_size, stride);
+            }
+        }
         Logger logger{d.log_callback, d.log_user_data};
         vk::Instance instance(engine::validation_requested(d), logger);
         auto all = engine::describe_devices(instance);
@@ -35,7 +49,8 @@ KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_inf
             return KV_OK;
         }
         uint32_t n = std::min<uint32_t>(*count, static_cast<uint32_t>(all.size()));
-        for (uint32_t i = 0; i < n; ++i) write_info(&infos[i], all[i]);
+        for (uint32_t i = 0; i < n; ++i)
+            write_info(reinterpret_cast<kv_device_info*>(reinterpret_cast<char*>(infos) + size_t(i) * stride), all[i]);
         *count = n;
         return n < all.size() ? KV_INCOMPLETE : KV_OK;
     });
@@ -44,7 +59,7 @@ KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_inf
 KV_API kv_status kv_runtime_create(const kv_runtime_desc* desc, kv_runtime** out_runtime) {
     return api::guard([&] {
         if (!out_runtime) fail(KV_ERR_INVALID_ARGUMENT, "out_runtime is NULL");
-        kv_runtime_desc d = api::read_desc(desc, kRuntimeDescV1, "desc");
+        kv_runtime_desc d = read_runtime_desc(desc);
         auto rt = engine::create_runtime(d);
         *out_runtime = rt.release();
         return KV_OK;
@@ -62,7 +77,7 @@ KV_API void kv_runtime_destroy(kv_runtime* runtime) {
 KV_API kv_status kv_runtime_get_info(const kv_runtime* runtime, kv_device_info* info) {
     return api::guard([&] {
         if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
-        api::out_size(info, kDeviceInfoV1, "info");
+        api::out_size(info, api::kDeviceInfoV1, "info");
         kv_device_info full{};
         full.struct_size = sizeof full;
         runtime->device->describe(&full);
@@ -79,7 +94,7 @@ KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t byte
                                               kv_bandwidth_result* result) {
     return api::guard([&] {
         if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
-        size_t n = api::out_size(result, kBandwidthV1, "result");
+        size_t n = api::out_size(result, api::kBandwidthResultV1, "result");
         kv_bandwidth_result r = engine::measure_bandwidth(*runtime, bytes, iterations);
         uint32_t size = result->struct_size;
         std::memcpy(result, &r, n);

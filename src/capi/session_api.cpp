@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "capi/abi_v1.h"
 #include "capi/api.h"
 #include "engine/runtime.h"
 #include "engine/session.h"
@@ -11,8 +12,12 @@
 using namespace kv;
 
 namespace {
-constexpr size_t kSessionDescV1 = sizeof(kv_session_desc);
-constexpr size_t kStatsV1 = sizeof(kv_session_stats);
+// The caller's sampler, or greedy for NULL, read through its struct_size.
+kv_sampler_desc read_sampler(const kv_sampler_desc* sampler) {
+    kv_sampler_desc d = KV_SAMPLER_DESC_INIT;
+    if (sampler) d = api::read_desc(sampler, api::kSamplerDescV1, "sampler");
+    return d;
+}
 
 kv_session& need(kv_session* s) {
     if (!s) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
@@ -29,8 +34,8 @@ KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc,
         if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
         if (!out_session) fail(KV_ERR_INVALID_ARGUMENT, "out_session is NULL");
         kv_session_desc d = KV_SESSION_DESC_INIT;
-        if (desc) d = api::read_desc(desc, kSessionDescV1, "desc");
-        *out_session = engine::create_session(*model, d).release();
+        if (desc) d = api::read_desc(desc, api::kSessionDescV1, "desc");
+        *out_session = engine::create_session(*model, d, read_sampler(d.sampler)).release();
         return KV_OK;
     });
 }
@@ -88,12 +93,7 @@ KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t 
 KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler) {
     return api::guard([&] {
         kv_session& s = need(session);
-        if (!sampler) fail(KV_ERR_INVALID_ARGUMENT, "sampler is NULL");
-        if (sampler->struct_size < sizeof(kv_sampler_desc))
-            fail(KV_ERR_INVALID_ARGUMENT, "sampler->struct_size is %u, expected %zu", sampler->struct_size,
-                 sizeof(kv_sampler_desc));
-        kv_sampler_desc d;
-        std::memcpy(&d, sampler, sizeof d);
+        kv_sampler_desc d = read_sampler(sampler);
         engine::check_sampler(d);
         bool was_gpu = s.sampler->gpu_greedy();
         s.sampler = std::make_unique<engine::Sampler>(d);
@@ -106,7 +106,7 @@ KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_de
 KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats) {
     return api::guard([&] {
         if (!session) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
-        size_t n = api::out_size(stats, kStatsV1, "stats");
+        size_t n = api::out_size(stats, api::kSessionStatsV1, "stats");
         const kv_session& s = *session;
         kv_session_stats r{};
         r.struct_size = sizeof r;
@@ -214,7 +214,7 @@ KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_sess
 KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats) {
     return api::guard([&] {
         if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
-        size_t n = api::out_size(stats, sizeof(kv_cache_stats), "stats");
+        size_t n = api::out_size(stats, api::kCacheStatsV1, "stats");
         int32_t type_bits;  // never loaded as a kv_cache_type: the caller's value may be any int32
         std::memcpy(&type_bits, &type, sizeof type_bits);
         model::GgmlType t = engine::cache_type(type_bits);

@@ -460,7 +460,7 @@ model::GgmlType cache_type(int32_t t) {
     }
 }
 
-std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d) {
+std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d, const kv_sampler_desc& sampler) {
     if (!m.runtime) fail(KV_ERR_BAD_STATE, "the model was loaded without a runtime (parse-only): it cannot run sessions");
     if (m.runtime->device->lost())
         fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
@@ -478,14 +478,8 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     if (d.sinks && !d.window) fail(KV_ERR_INVALID_ARGUMENT, "sinks (%u) need a window", d.sinks);
     // Which head sizes a page type can hold is kv_page_bytes()'s to say (KV_ERR_UNSUPPORTED).
     kv_page_bytes(s->kv_type, cfg.n_head_kv, 1, cfg.head_dim);
-    kv_sampler_desc sd = KV_SAMPLER_DESC_INIT;
-    if (d.sampler) {
-        if (d.sampler->struct_size < sizeof(kv_sampler_desc))
-            fail(KV_ERR_INVALID_ARGUMENT, "sampler->struct_size is %u, expected %zu", d.sampler->struct_size, sizeof(kv_sampler_desc));
-        std::memcpy(&sd, d.sampler, sizeof sd);
-    }
-    check_sampler(sd);
-    s->sampler = std::make_unique<Sampler>(sd);
+    check_sampler(sampler);
+    s->sampler = std::make_unique<Sampler>(sampler);
 
     uint32_t n_ctx = d.n_ctx ? d.n_ctx : std::min<uint32_t>(cfg.n_ctx_train ? cfg.n_ctx_train : 4096, 4096);
     if (n_ctx > (1u << 24)) fail(KV_ERR_INVALID_ARGUMENT, "n_ctx %u is too large", n_ctx);
@@ -690,7 +684,7 @@ void copy_logits(kv_session& s, float* out) {
 namespace kv::engine {
 
 std::unique_ptr<kv_session> fork(kv_session& p) {
-    auto c = create_session(*p.model, p.desc);
+    auto c = create_session(*p.model, p.desc, p.sampler->desc());
     c->sampler = std::make_unique<Sampler>(*p.sampler);  // same settings and random state
     {
         std::lock_guard<std::mutex> lock(p.pool->mutex);

@@ -94,7 +94,9 @@ struct kv_session {
 
 namespace kv::engine {
 
-std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_desc& desc);
+// `desc.sampler` is ignored: `sampler` is the caller's, already read through its struct_size.
+std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_desc& desc,
+                                           const kv_sampler_desc& sampler);
 // KV_CACHE_* to the page element type (KV_ERR_INVALID_ARGUMENT for an unknown value). Takes the
 // raw 32 bits of a caller's kv_cache_type: the caller's field or argument may hold any value, and
 // loading one outside the enumerators as a kv_cache_type is undefined (read it with memcpy).

@@ -11,6 +11,8 @@
 //            (KvPool::page_bytes() each, the pool's byte layout)
 //   trailer  u64 checksum (FNV-1a 64 of every byte before it)
 // The model fingerprint makes an image of another model (or layout) fail to load with a message.
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <fstream>
 
@@ -61,6 +63,26 @@ struct Reader {
         return v;
     }
 };
+
+// The sampler record is a kv_sampler_desc as the saving library laid it out, struct_size first:
+// an image from a library whose struct was shorter or longer reads like a caller's desc would
+// (missing fields zero; unknown fields must be zero).
+kv_sampler_desc read_sampler_record(Reader& r) {
+    constexpr size_t kFirstSize = offsetof(kv_sampler_desc, seed) + sizeof(uint64_t);  // 0.1.0's
+    const uint8_t* head = r.take(4, "sampler");
+    uint32_t size;
+    std::memcpy(&size, head, 4);
+    if (size < kFirstSize || size > 4096) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler record (%u bytes)", size);
+    const uint8_t* rest = r.take(size - 4, "sampler");
+    for (size_t i = sizeof(kv_sampler_desc); i < size; ++i)
+        if (rest[i - 4])
+            fail(KV_ERR_UNSUPPORTED, "saved session: its sampler uses settings this kvulkan version does not know");
+    kv_sampler_desc sd;
+    std::memset(&sd, 0, sizeof sd);
+    std::memcpy(reinterpret_cast<uint8_t*>(&sd) + 4, rest, std::min<size_t>(size, sizeof sd) - 4);
+    sd.struct_size = sizeof sd;
+    return sd;
+}
 
 struct Fingerprint {
     uint32_t v[6];
@@ -202,9 +224,7 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
              (unsigned long long)f.params);
     uint32_t type = r.u32("kv type"), page_size = r.u32("page size"), n_tokens = r.u32("token count");
     uint32_t flags = r.u32("flags"), n_ctx = r.u32("n_ctx"), n_batch = r.u32("n_batch");
-    kv_sampler_desc sd;
-    std::memcpy(&sd, r.take(sizeof sd, "sampler"), sizeof sd);
-    if (sd.struct_size != sizeof sd) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler record");
+    kv_sampler_desc sd = read_sampler_record(r);
     uint32_t rng_len = r.u32("sampler state");
     std::string rng(reinterpret_cast<const char*>(r.take(rng_len, "sampler state")), rng_len);
     if (r.off > header_bytes) fail(KV_ERR_BAD_MODEL, "saved session: header size %u is too small", header_bytes);
@@ -221,26 +241,40 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     if (type == uint32_t(model::GgmlType::F16)) d.cache_type = KV_CACHE_F16;
     else if (type == uint32_t(model::GgmlType::F32)) d.cache_type = KV_CACHE_F32;
     else fail(KV_ERR_BAD_MODEL, "saved session: unknown KV type %u", type);
-    d.sampler = &sd;
     check_sampler(sd);
-    auto s = create_session(m, d);
-    if (!s->sampler->set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
+    if (!Sampler(sd).set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
 
+    // The whole image is checked before any device work (tests/fuzz/fuzz_session.cpp fuzzes
+    // everything above create_session with a model loaded without a runtime). Sizes are checked
+    // against the bytes present before anything of that size is allocated.
+    const uint8_t* token_bytes = r.take(size_t(n_tokens) * 4, "tokens");
     std::vector<int32_t> tokens(n_tokens);
-    std::memcpy(tokens.data(), r.take(size_t(n_tokens) * 4, "tokens"), size_t(n_tokens) * 4);
+    std::memcpy(tokens.data(), token_bytes, size_t(n_tokens) * 4);
     for (uint32_t i = 0; i < n_tokens; ++i)
         if (tokens[i] < 0 || uint32_t(tokens[i]) >= m.config().n_vocab)
             fail(KV_ERR_BAD_MODEL, "saved session: token %u is %d, outside the vocabulary", i, tokens[i]);
     uint32_t has_logits = r.u32("logits flag");
     std::vector<float> logits;
     if (has_logits) {
+        const uint8_t* logit_bytes = r.take(size_t(m.config().n_vocab) * 4, "logits");
         logits.resize(m.config().n_vocab);
-        std::memcpy(logits.data(), r.take(logits.size() * 4, "logits"), logits.size() * 4);
+        std::memcpy(logits.data(), logit_bytes, logits.size() * 4);
     }
-    uint32_t n_pages = (n_tokens + page_size - 1) / page_size;
-    size_t page_data = size_t(n_pages) * s->pool->page_bytes() * 2 * m.config().n_layer;
+    const auto& cfg = m.config();
+    const uint32_t n_pages = uint32_t((uint64_t(n_tokens) + page_size - 1) / page_size);
+    // Every layer's K and V page of one logical page, as the pool lays it out (KvPool::page_bytes).
+    const uint64_t per_page =
+        kv_page_bytes(model::GgmlType(type), cfg.n_head_kv, page_size, cfg.head_dim) * 2 * cfg.n_layer;
+    if (n_pages > (r.n - r.off) / per_page)
+        fail(KV_ERR_BAD_MODEL, "saved session truncated: %u KV pages of %llu bytes, %zu bytes remain", n_pages,
+             (unsigned long long)per_page, r.n - r.off);
+    const size_t page_data = size_t(n_pages * per_page);
     const uint8_t* pages = r.take(page_data, "KV pages");
     if (r.off != r.n) fail(KV_ERR_BAD_MODEL, "saved session: %zu unexpected bytes after the KV pages", r.n - r.off);
+
+    auto s = create_session(m, d, sd);
+    if (!s->sampler->set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
+    KV_CHECK(per_page == s->pool->page_bytes() * 2 * cfg.n_layer);
 
     // Take pages, fill them, then record the tokens (full pages enter the prefix index).
     std::vector<kvcache::PageId> ids;

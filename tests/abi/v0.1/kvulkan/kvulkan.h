@@ -1,0 +1,570 @@
+/*
+ * kvulkan.h — the public C ABI of kvulkan, an embeddable transformer-inference SDK on Vulkan.
+ *
+ * This header is the specification: a function, struct or constant that is not declared here is
+ * not API. Rules that hold for every declaration below:
+ *
+ *  - Every fallible function returns kv_status: KV_OK (0) on success, a positive value for a
+ *    non-error outcome, a negative value for an error. Results come back through out-parameters,
+ *    which are left untouched on error unless the function says otherwise.
+ *  - After an error, kv_last_error_message() returns a human-readable text naming the problem.
+ *    It is thread-local: each thread sees the message of its own last failing call.
+ *  - Create-info ("desc") structs are passed by pointer, begin with `struct_size` (set it with the
+ *    matching *_INIT macro), and only ever grow at the end. A library older than your header
+ *    accepts a larger struct as long as the fields it does not know are zero.
+ *  - Every *_destroy(NULL) is a no-op. Objects must be destroyed after the objects created from
+ *    them (sessions before their model, models before their runtime).
+ *  - No exception, exit() or abort() ever crosses this ABI.
+ *  - No Vulkan type appears here: adopted Vulkan handles travel as void* / uint64_t.
+ *
+ * Threading: functions on different objects may run concurrently unless a function says
+ * otherwise. Functions on the same kv_runtime are internally synchronized.
+ *
+ * Version history: every declaration says since which version it exists.
+ */
+#ifndef KVULKAN_H
+#define KVULKAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Export macro: only kv_* symbols leave the shared library (built with -fvisibility=hidden).
+ * Define KV_STATIC when linking the static library on Windows.
+ * ------------------------------------------------------------------------------------------- */
+#if defined(_WIN32) && !defined(KV_STATIC)
+#  ifdef KV_BUILDING_LIBRARY
+#    define KV_API __declspec(dllexport)
+#  else
+#    define KV_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
+#  define KV_API __attribute__((visibility("default")))
+#else
+#  define KV_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Versioning (since 0.1.0)
+ * ------------------------------------------------------------------------------------------- */
+#define KV_VERSION_MAJOR 0
+#define KV_VERSION_MINOR 1
+#define KV_VERSION_PATCH 0
+#define KV_MAKE_VERSION(major, minor, patch) \
+    ((((uint32_t)(major)) << 22) | (((uint32_t)(minor)) << 12) | ((uint32_t)(patch)))
+#define KV_VERSION KV_MAKE_VERSION(KV_VERSION_MAJOR, KV_VERSION_MINOR, KV_VERSION_PATCH)
+#define KV_VERSION_GET_MAJOR(v) ((uint32_t)(v) >> 22)
+#define KV_VERSION_GET_MINOR(v) (((uint32_t)(v) >> 12) & 0x3FFu)
+#define KV_VERSION_GET_PATCH(v) ((uint32_t)(v)&0xFFFu)
+
+/* The version of the library actually loaded (compare with KV_VERSION of your header). */
+KV_API uint32_t kv_version(void);
+/* The same as a static string, e.g. "0.1.0". Never NULL; owned by the library. */
+KV_API const char* kv_version_string(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes (since 0.1.0). Values are fixed forever; new codes are only appended.
+ * ------------------------------------------------------------------------------------------- */
+typedef int32_t kv_status;
+
+enum {
+    KV_OK = 0,
+    /* Positive: non-error outcomes. */
+    KV_INCOMPLETE = 1,         /* an output array was too small; the count says how many exist */
+    KV_END_OF_GENERATION = 2,  /* the sampled token ends generation (EOS/EOT) */
+
+    /* Negative: errors. */
+    KV_ERR_INVALID_ARGUMENT = -1,       /* NULL pointer, bad struct_size, out-of-range value */
+    KV_ERR_IO = -2,                     /* a file could not be opened, read or written */
+    KV_ERR_BAD_MODEL = -3,              /* a model file is malformed or inconsistent */
+    KV_ERR_UNSUPPORTED = -4,            /* valid, but not supported by this build or device */
+    KV_ERR_OUT_OF_HOST_MEMORY = -5,     /* a host allocation failed */
+    KV_ERR_OUT_OF_DEVICE_MEMORY = -6,   /* a device allocation failed or a budget was hit */
+    KV_ERR_CONTEXT_FULL = -7,           /* the session has no room for more tokens */
+    KV_ERR_DEVICE_LOST = -8,            /* the Vulkan device was lost; the runtime is unusable */
+    KV_ERR_NO_DEVICE = -9,              /* no usable Vulkan device (or none matched the choice) */
+    KV_ERR_INTERNAL = -10,              /* a broken invariant inside kvulkan: please report it */
+    KV_ERR_BAD_STATE = -11,             /* the call is not valid in the object's current state */
+    KV_ERR_BAD_TOKEN = -12,             /* a token id outside the model's vocabulary */
+
+    KV_STATUS_FORCE32 = 0x7FFFFFFF
+};
+
+/* A static English name and description of a status, e.g. "KV_ERR_IO: I/O error".
+ * Never NULL (unknown codes give "unknown status"). Thread-safe. */
+KV_API const char* kv_status_string(kv_status status);
+
+/* The message of the calling thread's last failed kv_* call ("" if none). The pointer stays
+ * valid until the next kv_* call on the same thread. Thread-safe (thread-local). */
+KV_API const char* kv_last_error_message(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging (since 0.1.0)
+ * ------------------------------------------------------------------------------------------- */
+typedef enum kv_log_level {
+    KV_LOG_DEBUG = 0,
+    KV_LOG_INFO = 1,
+    KV_LOG_WARNING = 2,
+    KV_LOG_ERROR = 3,
+    /* A message from the Vulkan validation layers (warnings and errors). A test treats any
+     * message of this level as a failure. */
+    KV_LOG_VALIDATION = 4,
+    KV_LOG_LEVEL_FORCE32 = 0x7FFFFFFF
+} kv_log_level;
+
+/* Called from any thread that runs kvulkan work (possibly concurrently: make it thread-safe).
+ * `message` is valid only during the call. Without a callback, warnings and errors go to stderr. */
+typedef void (*kv_log_fn)(void* user_data, kv_log_level level, const char* message);
+
+/* ---------------------------------------------------------------------------------------------
+ * Devices and runtime (since 0.1.0)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_runtime kv_runtime;
+
+typedef enum kv_device_type {
+    KV_DEVICE_TYPE_OTHER = 0,
+    KV_DEVICE_TYPE_INTEGRATED_GPU = 1,
+    KV_DEVICE_TYPE_DISCRETE_GPU = 2,
+    KV_DEVICE_TYPE_VIRTUAL_GPU = 3,
+    KV_DEVICE_TYPE_CPU = 4, /* same values as VkPhysicalDeviceType */
+    KV_DEVICE_TYPE_FORCE32 = 0x7FFFFFFF
+} kv_device_type;
+
+/* Optional device features, reported as bits of kv_device_info.features. */
+enum {
+    KV_FEATURE_SHADER_FLOAT16 = 1u << 0,       /* fp16 arithmetic in shaders */
+    KV_FEATURE_STORAGE_16BIT = 1u << 1,        /* 16-bit values in storage buffers */
+    KV_FEATURE_STORAGE_8BIT = 1u << 2,         /* 8-bit values in storage buffers */
+    KV_FEATURE_SHADER_INT8 = 1u << 3,          /* int8 arithmetic in shaders */
+    KV_FEATURE_INTEGER_DOT_PRODUCT = 1u << 4,  /* VK_KHR_shader_integer_dot_product */
+    KV_FEATURE_COOPMAT_NV = 1u << 5,           /* VK_NV_cooperative_matrix */
+    KV_FEATURE_COOPMAT_KHR = 1u << 6,          /* VK_KHR_cooperative_matrix */
+    KV_FEATURE_MEMORY_BUDGET = 1u << 7,        /* VK_EXT_memory_budget: heap budgets are live */
+    KV_FEATURE_SUBGROUP_SIZE_CONTROL = 1u << 8,
+    KV_FEATURE_TIMESTAMPS = 1u << 9,           /* compute-queue timestamps */
+    KV_FEATURE_UNIFIED_MEMORY = 1u << 10,      /* device-local memory is host-visible */
+    KV_FEATURE_SHADER_INT64 = 1u << 11
+};
+
+/* Subgroup operations (bits of kv_device_info.subgroup_ops; same values as VkSubgroupFeatureFlags). */
+enum {
+    KV_SUBGROUP_BASIC = 1u << 0,
+    KV_SUBGROUP_VOTE = 1u << 1,
+    KV_SUBGROUP_ARITHMETIC = 1u << 2,
+    KV_SUBGROUP_BALLOT = 1u << 3,
+    KV_SUBGROUP_SHUFFLE = 1u << 4,
+    KV_SUBGROUP_SHUFFLE_RELATIVE = 1u << 5,
+    KV_SUBGROUP_CLUSTERED = 1u << 6,
+    KV_SUBGROUP_QUAD = 1u << 7
+};
+
+#define KV_MAX_NAME 256
+#define KV_MAX_MEMORY_HEAPS 16
+
+typedef struct kv_memory_heap_info {
+    uint64_t size;          /* bytes */
+    uint64_t budget;        /* bytes this process may use (== size without VK_EXT_memory_budget) */
+    uint64_t usage;         /* bytes this process uses now (0 without VK_EXT_memory_budget) */
+    uint32_t device_local;  /* 1 if the heap is device-local */
+    uint32_t reserved;
+} kv_memory_heap_info;
+
+/* What a device is and can do. Filled by kv_enumerate_devices() and kv_runtime_get_info(). */
+typedef struct kv_device_info {
+    uint32_t struct_size;           /* set by the caller: sizeof(kv_device_info) */
+    uint32_t index;                 /* position in kv_enumerate_devices() order */
+    char device_name[KV_MAX_NAME];
+    char driver_name[KV_MAX_NAME];
+    char driver_info[KV_MAX_NAME];
+    kv_device_type device_type;
+    uint32_t vendor_id;
+    uint32_t device_id;
+    uint32_t api_version;           /* Vulkan version the device supports (VK_MAKE_API_VERSION) */
+    uint32_t driver_version;        /* vendor-encoded */
+    uint32_t features;              /* KV_FEATURE_* bits */
+    uint32_t subgroup_size;         /* default subgroup size */
+    uint32_t subgroup_size_min;     /* == subgroup_size without subgroup size control */
+    uint32_t subgroup_size_max;
+    uint32_t subgroup_ops;          /* KV_SUBGROUP_* bits supported in compute shaders */
+    uint64_t max_storage_buffer_range;  /* largest storage-buffer binding, bytes */
+    uint64_t max_allocation_size;       /* largest single device allocation, bytes */
+    uint32_t max_shared_memory;         /* compute shared memory per workgroup, bytes */
+    uint32_t max_workgroup_invocations;
+    uint32_t max_workgroup_count_x;
+    uint32_t memory_heap_count;
+    kv_memory_heap_info memory_heaps[KV_MAX_MEMORY_HEAPS];
+    float timestamp_period_ns;          /* nanoseconds per timestamp tick (0: no timestamps) */
+    uint32_t reserved0;
+} kv_device_info;
+
+/* Runtime flags (bits of kv_runtime_desc.flags). */
+enum {
+    /* Enable the Khronos validation layer; its messages go to the log callback with
+     * KV_LOG_VALIDATION. Also enabled by the environment variable KV_VALIDATION=1. Fails with
+     * KV_ERR_UNSUPPORTED if the layer is not installed. Ignored for an adopted instance. */
+    KV_RUNTIME_VALIDATION = 1u << 0,
+    /* Ignore KV_DEVICE / KV_VALIDATION environment variables. */
+    KV_RUNTIME_IGNORE_ENVIRONMENT = 1u << 1
+};
+
+/* How to create a runtime. Initialize with KV_RUNTIME_DESC_INIT. */
+typedef struct kv_runtime_desc {
+    uint32_t struct_size;
+    uint32_t flags;             /* KV_RUNTIME_* bits */
+    /* Device choice. device_index >= 0 picks that entry of kv_enumerate_devices(); else a
+     * non-NULL device_name picks the first device whose name contains it (case-insensitive);
+     * else the environment variable KV_DEVICE (an index or a name substring); else the best by
+     * type: discrete > integrated > virtual > CPU > other. */
+    int32_t device_index;
+    const char* device_name;    /* borrowed for the duration of kv_runtime_create */
+    kv_log_fn log_callback;     /* optional; must stay callable until kv_runtime_destroy returns */
+    void* log_user_data;
+    /* Adoption of the host application's Vulkan objects (a game engine sharing its GPU). When
+     * vk_device is non-NULL, all of vk_instance (VkInstance), vk_physical_device
+     * (VkPhysicalDevice), vk_device (VkDevice) and vk_queue (VkQueue, of family vk_queue_family,
+     * supporting compute) must be set. They are borrowed: kvulkan never destroys them, and they
+     * must outlive the runtime. The device must have been created with Vulkan 1.1 or newer; the
+     * features kvulkan uses are those the host enabled. kvulkan synchronizes its own use of the
+     * queue; if the host submits to the same queue from other threads, the host must serialize
+     * those submissions with kvulkan's calls. */
+    void* vk_instance;
+    void* vk_physical_device;
+    void* vk_device;
+    void* vk_queue;
+    uint32_t vk_queue_family;
+    uint32_t vk_api_version;    /* the apiVersion the host's instance was created with (0: 1.1) */
+    /* Most device memory (bytes) the runtime may hold for weights, KV caches and scratch; 0: no
+     * limit beyond the device's. Reaching it fails the call with KV_ERR_OUT_OF_DEVICE_MEMORY, as
+     * running out of real memory would. A game sets it to leave room for its own resources. */
+    uint64_t memory_budget;
+} kv_runtime_desc;
+
+#define KV_RUNTIME_DESC_INIT                                                               \
+    {                                                                                      \
+        (uint32_t)sizeof(kv_runtime_desc), 0u, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+            0u, 0u, 0u                                                                     \
+    }
+
+/* Lists the Vulkan devices kvulkan can use. `infos` may be NULL to query the count. On input
+ * *count is the capacity of `infos` (each element's struct_size must be set); on output, the
+ * number written, or the number available when `infos` is NULL. Returns KV_INCOMPLETE when the
+ * array was too small (the first *count entries are written). `desc` may be NULL; its flags
+ * (validation) and log callback are used for the temporary instance. Thread-safe. */
+KV_API kv_status kv_enumerate_devices(const kv_runtime_desc* desc, kv_device_info* infos,
+                                      uint32_t* count);
+
+/* Creates a runtime: instance, device and compute queue (or adopts the host's), memory pools and
+ * pipeline cache. On success *out_runtime owns them; destroy with kv_runtime_destroy.
+ * Errors: KV_ERR_INVALID_ARGUMENT (NULL pointers, a bad struct_size, device_index out of range,
+ * incomplete adoption handles), KV_ERR_NO_DEVICE (no Vulkan device, or none matches device_name or
+ * KV_DEVICE), KV_ERR_UNSUPPORTED (Vulkan < 1.1, no compute queue, missing validation layer),
+ * KV_ERR_OUT_OF_HOST_MEMORY, KV_ERR_DEVICE_LOST. */
+KV_API kv_status kv_runtime_create(const kv_runtime_desc* desc, kv_runtime** out_runtime);
+
+/* Waits for the runtime's GPU work and releases everything it owns (adopted Vulkan objects are
+ * left alone). NULL is a no-op. Every model and session of the runtime must be destroyed first. */
+KV_API void kv_runtime_destroy(kv_runtime* runtime);
+
+/* Fills *info (set info->struct_size first) for the runtime's device; heap usage and budget are
+ * read now. Thread-safe. */
+KV_API kv_status kv_runtime_get_info(const kv_runtime* runtime, kv_device_info* info);
+
+/* Number of validation-layer messages (warnings and errors) this runtime has received so far.
+ * 0 when validation is off. Thread-safe. Since 0.1.0. */
+KV_API uint64_t kv_runtime_validation_message_count(const kv_runtime* runtime);
+
+/* ---------------------------------------------------------------------------------------------
+ * Bandwidth probe (since 0.1.0): the floor every decode figure is held against.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_bandwidth_result {
+    uint32_t struct_size;
+    uint32_t reserved;
+    uint64_t bytes;             /* buffer size used */
+    double read_gbps;           /* GB/s (1e9 bytes/s) read by a compute shader */
+    double copy_gbps;           /* GB/s (read + write bytes) of a compute-shader copy */
+    double write_gbps;          /* GB/s written by a compute shader */
+} kv_bandwidth_result;
+
+/* Measures device-memory bandwidth with compute shaders on a buffer of `bytes` bytes (0: pick a
+ * size that defeats caches, bounded by device limits), best of `iterations` (0: 10) timed with
+ * GPU timestamps. Thread-safe with respect to other runtime calls. */
+KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t bytes,
+                                              uint32_t iterations, kv_bandwidth_result* result);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * Models (since 0.1.0)
+ *
+ * A kv_model is a GGUF file's architecture, tokenizer and weights. With a runtime, every weight
+ * tensor is uploaded to the device in its file format (shaders dequantize as they read), streamed
+ * through bounded staging memory. Without a runtime (runtime == NULL) the file is parsed and
+ * validated only: info and tokenization work, sessions do not (KV_ERR_BAD_STATE).
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_model kv_model;
+typedef int32_t kv_token;
+
+/* How to load a model. Initialize with KV_MODEL_DESC_INIT. Exactly one of `path` or `data`. */
+typedef struct kv_model_desc {
+    uint32_t struct_size;
+    uint32_t flags;        /* reserved, 0 */
+    const char* path;      /* GGUF file, memory-mapped; borrowed for the call */
+    const void* data;      /* or: a GGUF file in memory (e.g. an Android asset) */
+    uint64_t size;         /* bytes at `data` */
+    uint32_t copy_data;    /* nonzero: kvulkan copies `data`; zero: `data` must outlive the model */
+    /* The KV cache is paged: fixed-size pages of tokens in device pools shared by all sessions of
+     * the model (one pool per cache type, created with the first session of that type). */
+    uint32_t kv_page_size;   /* tokens per page (0: 16); 1..1024 */
+    uint32_t kv_pool_tokens; /* capacity of each pool in tokens (0: max(16384, the first session's
+                                n_ctx), within what the device can bind) */
+    uint32_t reserved;
+} kv_model_desc;
+
+#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u, 0u, 0u }
+
+/* Loads, validates and (with a runtime) uploads a model. Errors: KV_ERR_INVALID_ARGUMENT,
+ * KV_ERR_IO (cannot open/map), KV_ERR_BAD_MODEL (malformed or inconsistent file; the message
+ * names the key, tensor or offset), KV_ERR_UNSUPPORTED (architecture or weight type; named),
+ * KV_ERR_OUT_OF_DEVICE_MEMORY (nothing is leaked), KV_ERR_DEVICE_LOST. The model must be
+ * destroyed before its runtime. A model may be used by several threads at once (sessions). */
+KV_API kv_status kv_model_load(kv_runtime* runtime, const kv_model_desc* desc, kv_model** out_model);
+
+/* Releases the model (its device memory and file mapping). NULL is a no-op. Every session of the
+ * model must be destroyed first. */
+KV_API void kv_model_destroy(kv_model* model);
+
+typedef struct kv_model_info {
+    uint32_t struct_size;
+    uint32_t on_device;            /* 1 when the weights were uploaded (loaded with a runtime) */
+    char architecture[32];         /* "llama", "qwen2" */
+    char name[KV_MAX_NAME];        /* general.name, may be empty */
+    char weight_types[KV_MAX_NAME];/* e.g. "q4_k: 14 tensors, ...; f32: 5 tensors, ..." (truncated) */
+    uint64_t n_params;             /* parameters (tied embedding counted once) */
+    uint64_t weight_bytes;         /* bytes of the weights as stored */
+    uint64_t file_size;            /* bytes of the GGUF file */
+    uint64_t device_bytes;         /* device memory held by the weights (0 without a runtime) */
+    uint32_t n_vocab;
+    uint32_t n_embd;
+    uint32_t n_layer;
+    uint32_t n_head;
+    uint32_t n_head_kv;
+    uint32_t head_dim;
+    uint32_t n_ff;
+    uint32_t n_ctx_train;          /* context length the model was trained with */
+    uint32_t rope_neox;            /* 1: NeoX rope pairing, 0: normal */
+    float rope_freq_base;
+    uint32_t tied_output;          /* 1: logits use the token embedding */
+    uint32_t reserved;
+} kv_model_info;
+
+/* Fills *info (set info->struct_size first). Thread-safe. */
+KV_API kv_status kv_model_get_info(const kv_model* model, kv_model_info* info);
+
+/* Special tokens: the id, or -1 when the model has none. */
+KV_API kv_token kv_model_token_bos(const kv_model* model);
+KV_API kv_token kv_model_token_eos(const kv_model* model);
+/* 1 when `token` ends generation (EOS, EOT, EOM, ...), else 0 (also for invalid arguments). */
+KV_API int kv_token_is_eog(const kv_model* model, kv_token token);
+
+/* Tokenizer flags. */
+enum {
+    KV_TOKENIZE_ADD_SPECIAL = 1u << 0,   /* add BOS (and EOS) as the model's metadata asks */
+    KV_TOKENIZE_PARSE_SPECIAL = 1u << 1  /* text of control tokens (e.g. "<|im_start|>") maps to them */
+};
+
+/* Text (UTF-8, `len` bytes; `len` may be (size_t)-1 for NUL-terminated) to token ids. On input
+ * *n_tokens is the capacity of `tokens` (which may be NULL with capacity 0); on output the number
+ * of tokens of the text. Returns KV_INCOMPLETE (writing nothing) if the capacity is too small.
+ * Thread-safe. */
+KV_API kv_status kv_tokenize(const kv_model* model, const char* text, size_t len, uint32_t flags,
+                             kv_token* tokens, uint32_t* n_tokens);
+
+/* Token ids to text bytes (not NUL-terminated). On input *len is the capacity of `text` (which may
+ * be NULL with capacity 0); on output the byte count. KV_INCOMPLETE when the capacity is too
+ * small (nothing written). KV_ERR_BAD_TOKEN for an id outside the vocabulary. The leading space a
+ * SentencePiece tokenizer adds is removed. Thread-safe. */
+KV_API kv_status kv_detokenize(const kv_model* model, const kv_token* tokens, uint32_t n_tokens,
+                               char* text, size_t* len);
+
+/* One token's bytes, for streaming (control tokens give ""); same buffer protocol as
+ * kv_detokenize. Concatenated pieces may differ from kv_detokenize only in the leading space. */
+KV_API kv_status kv_token_to_piece(const kv_model* model, kv_token token, char* text, size_t* len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions (since 0.1.0)
+ *
+ * A kv_session is one sequence: its KV cache (per layer, K and V of every processed position,
+ * written once and read by every later step), its position, its sampler and its last logits.
+ * Threading: one thread at a time per session; different sessions of one model may be used from
+ * different threads concurrently.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct kv_session kv_session;
+
+typedef enum kv_cache_type {
+    KV_CACHE_F16 = 0, /* default: half the memory of F32, ~1e-3 relative logits error */
+    KV_CACHE_F32 = 1,
+    /* Quantized pages (head_dim a multiple of 32, or 2, 4, 8, 16: one scale per row then). */
+    KV_CACHE_Q8_0 = 2, /* 8-bit values + an fp16 scale per 32: about half of F16's memory */
+    KV_CACHE_Q4_0 = 3, /* 4-bit values + an fp16 scale per 32: about a quarter */
+    KV_CACHE_TYPE_FORCE32 = 0x7FFFFFFF
+} kv_cache_type;
+
+/* Sampling. Initialize with KV_SAMPLER_DESC_INIT (greedy). Applied in this order: repetition
+ * penalty over the last `repeat_last_n` tokens, top-k, temperature, softmax, min-p, top-p, draw. */
+typedef struct kv_sampler_desc {
+    uint32_t struct_size;
+    float temperature;     /* <= 0: greedy (argmax; computed on the GPU when no penalty applies) */
+    int32_t top_k;         /* <= 0: off */
+    float top_p;           /* >= 1: off */
+    float min_p;           /* <= 0: off */
+    float repeat_penalty;  /* 1: off; > 1 discourages repeats (llama.cpp semantics) */
+    uint32_t repeat_last_n;/* tokens looked back for the penalty (0: 64) */
+    uint32_t reserved;
+    uint64_t seed;         /* same seed + same inputs = same tokens */
+} kv_sampler_desc;
+
+#define KV_SAMPLER_DESC_INIT { (uint32_t)sizeof(kv_sampler_desc), 0.0f, 0, 1.0f, 0.0f, 1.0f, 64u, 0u, 0u }
+
+/* Session flags. */
+enum {
+    /* The baseline the KV cache exists to beat: every step recomputes the whole sequence from its
+     * first token (same results, quadratic work). For measurement. */
+    KV_SESSION_NO_CACHE = 1u << 0
+};
+
+typedef struct kv_session_desc {
+    uint32_t struct_size;
+    uint32_t flags;                  /* KV_SESSION_* */
+    uint32_t n_ctx;                  /* capacity in tokens (0: min(model context, 4096)); rounded up
+                                        to a whole number of KV pages */
+    kv_cache_type cache_type;
+    uint32_t n_batch;                /* most tokens per prefill pass (0: 512); bounds scratch memory */
+    uint32_t reserved;
+    const kv_sampler_desc* sampler;  /* NULL: greedy; copied */
+    /* Sliding window: each token attends to the last `window` tokens (itself included) plus the
+     * first `sinks` tokens ("attention sinks"); pages wholly outside both are returned to the pool,
+     * so endless generation runs in bounded memory and never hits KV_ERR_CONTEXT_FULL (n_ctx then
+     * caps nothing). 0: full attention. A model whose metadata declares a sliding window applies
+     * its own per layer in any case. */
+    uint32_t window;
+    uint32_t sinks;
+} kv_session_desc;
+
+#define KV_SESSION_DESC_INIT { (uint32_t)sizeof(kv_session_desc), 0u, 0u, KV_CACHE_F16, 0u, 0u, NULL, 0u, 0u }
+
+/* Creates a session of a model loaded with a runtime. Allocates its KV cache (exactly
+ * 2 x layers x kv_heads x head_dim x n_ctx x bytes-per-element) and scratch memory.
+ * Errors: KV_ERR_INVALID_ARGUMENT, KV_ERR_BAD_STATE (model without a runtime),
+ * KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_UNSUPPORTED (a cache larger than the device can bind). */
+KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc, kv_session** out_session);
+
+/* Releases the session. NULL is a no-op. */
+KV_API void kv_session_destroy(kv_session* session);
+
+/* Appends `n_tokens` tokens (the prompt, or what follows earlier calls) in batched passes of up to
+ * n_batch tokens, writing their K/V into the cache, and leaves the logits of the last one.
+ * Errors leave the session unchanged: KV_ERR_CONTEXT_FULL (more tokens than the remaining
+ * capacity), KV_ERR_BAD_TOKEN (an id outside the vocabulary), KV_ERR_INVALID_ARGUMENT,
+ * KV_ERR_DEVICE_LOST, KV_ERR_OUT_OF_DEVICE_MEMORY. */
+KV_API kv_status kv_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens);
+
+/* Samples the next token from the current logits (greedy: argmax on the GPU, only the id comes
+ * back), appends it (its K/V enter the cache) and computes the logits that follow, in one GPU
+ * submission. Returns KV_END_OF_GENERATION with *out_token set when the sampled token ends
+ * generation; it is then not appended. KV_ERR_BAD_STATE before any prefill; KV_ERR_CONTEXT_FULL
+ * at capacity; both leave the session unchanged. */
+KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token);
+
+/* Back to an empty sequence; keeps the allocations and the sampler (its random state restarts
+ * from the seed). */
+KV_API kv_status kv_session_reset(kv_session* session);
+
+/* Copies the current logits (after the last processed token; n_vocab floats) into `logits`, whose
+ * capacity is `capacity` floats. KV_ERR_BAD_STATE before any token; KV_ERR_INVALID_ARGUMENT when
+ * the capacity is below n_vocab. */
+KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t capacity);
+
+/* The lower-level call for evaluation and speculative decoding: appends `n_tokens` given tokens
+ * like kv_prefill and writes the logits of EVERY one of them (n_tokens x n_vocab floats, row-major)
+ * into `logits` (capacity in floats; NULL to skip). Same errors as kv_prefill. */
+KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
+                                 float* logits, uint64_t capacity);
+
+/* Replaces the sampler (copied). */
+KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler);
+
+typedef struct kv_session_stats {
+    uint32_t struct_size;
+    uint32_t n_tokens;           /* positions in the cache now */
+    uint32_t n_ctx;              /* capacity in tokens */
+    uint32_t page_size;          /* tokens per KV page */
+    uint64_t kv_bytes;           /* device bytes of the KV cache (K and V, all layers) */
+    uint64_t kv_bytes_per_token; /* 2 x layers x kv_heads x head_dim x bytes-per-element */
+    uint64_t tokens_prefilled;   /* since creation or reset */
+    uint64_t tokens_decoded;
+    double last_prefill_ms;      /* wall time of the last kv_prefill / kv_session_eval */
+    uint32_t last_prefill_tokens;
+    uint32_t reserved;
+    double last_decode_ms;       /* wall time of the last kv_decode_step */
+    double total_prefill_ms;
+    double total_decode_ms;
+    uint64_t scratch_bytes;      /* device bytes of activations/logits scratch */
+    uint32_t pages;              /* KV pages this session holds (shared ones included) */
+    uint32_t shared_pages;       /* ... of which other sessions hold too (prefix hits, forks) */
+    uint64_t prefix_hit_tokens;  /* prompt tokens reused from cached pages instead of computed */
+} kv_session_stats;
+
+/* Thread-safe with respect to other sessions; not with calls on the same session. */
+KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats);
+
+/* A new session sharing all of `session`'s KV pages (copy-on-write: the first write into a shared
+ * page copies it), with the same tokens, logits, settings and sampler state. Both continue
+ * independently. Errors: KV_ERR_OUT_OF_DEVICE_MEMORY (the child's scratch memory). */
+KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child);
+
+/* Drops the tokens after the first `n_tokens` (editing, rejected speculative tokens), returning
+ * their pages, and recomputes the logits after token n_tokens - 1 (so decoding can go on at once;
+ * n_tokens == 0 is kv_session_reset). KV_ERR_INVALID_ARGUMENT when n_tokens exceeds the tokens
+ * held. */
+KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens);
+
+/* Saved sessions: a mobile app suspended by the OS resumes its conversation without recomputing
+ * it. The image holds the tokens, the KV pages, the current logits, the settings and the sampler
+ * state, in a versioned format with a checksum; restoring gives the same logits and the same next
+ * tokens as the original session. A truncated or corrupted image, or one from another model, is
+ * rejected (KV_ERR_BAD_MODEL names what is wrong; KV_ERR_UNSUPPORTED for a newer format).
+ *
+ * kv_session_save: on input *size is the capacity of `buffer` (NULL with capacity 0 to query); on
+ * output the image's size. KV_INCOMPLETE (nothing written) when the capacity is too small. */
+KV_API kv_status kv_session_save(kv_session* session, void* buffer, size_t* size);
+KV_API kv_status kv_session_save_file(kv_session* session, const char* path);
+/* Creates a session of `model` from an image made by kv_session_save. */
+KV_API kv_status kv_session_load(kv_model* model, const void* data, size_t size, kv_session** out_session);
+KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_session** out_session);
+
+/* The model's KV page pool of one cache type. */
+typedef struct kv_cache_stats {
+    uint32_t struct_size;
+    uint32_t page_size;          /* tokens per page */
+    uint32_t pages_total;        /* pool capacity (0: no session of this type was created yet) */
+    uint32_t pages_in_use;       /* held by sessions */
+    uint32_t pages_cached;       /* held by nobody, kept for prefix reuse, evicted when needed (LRU) */
+    uint32_t pages_free;
+    uint64_t page_bytes;         /* device bytes of one page across all layers, K and V */
+    uint64_t device_bytes;       /* device bytes of the whole pool */
+    uint64_t prefix_lookups;     /* pages looked up for prefix reuse */
+    uint64_t prefix_hits;        /* ... and found */
+    uint64_t evictions;          /* cached pages dropped to make room */
+} kv_cache_stats;
+
+/* Thread-safe. */
+KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* KVULKAN_H */
