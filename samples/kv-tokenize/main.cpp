@@ -1,5 +1,7 @@
 // kv-tokenize: reads UTF-8 text on stdin and prints its token ids, space-separated; with --decode,
-// reads ids (separated by spaces, commas or newlines) and prints the text. No GPU is used.
+// reads ids (separated by spaces, commas or newlines) and prints the text. No GPU is used, and
+// only the vocabulary is loaded (KV_MODEL_VOCAB_ONLY): it works on vocab-only GGUFs and on models
+// of any architecture whose tokenizer kvulkan supports.
 //
 //   kv-tokenize -m model.gguf [--bos] [--special] [--decode]
 #include <kvulkan/kvulkan.h>
@@ -31,8 +33,9 @@ int main(int argc, char** argv) {
     }
     kv_model_desc d = KV_MODEL_DESC_INIT;
     d.path = path.c_str();
+    d.flags = KV_MODEL_VOCAB_ONLY;
     kv_model* m = nullptr;
-    kv_status s = kv_model_load(nullptr, &d, &m);  // parse only: no GPU needed
+    kv_status s = kv_model_load(nullptr, &d, &m);
     if (s != KV_OK) {
         std::fprintf(stderr, "kv-tokenize: %s: %s: %s\n", path.c_str(), kv_status_string(s), kv_last_error_message());
         return 1;

@@ -41,7 +41,11 @@ KV_API kv_status kv_model_load(kv_runtime* runtime, const kv_model_desc* desc, k
     return api::guard([&] {
         if (!out_model) fail(KV_ERR_INVALID_ARGUMENT, "out_model is NULL");
         kv_model_desc d = api::read_desc(desc, kModelDescV1, "desc");
-        if (d.flags) fail(KV_ERR_INVALID_ARGUMENT, "desc->flags must be 0");
+        const uint32_t known = KV_MODEL_VOCAB_ONLY;
+        if (d.flags & ~known)
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "desc->flags 0x%x has bits this library does not know (0x%x); known: KV_MODEL_VOCAB_ONLY (0x%x)",
+                 d.flags, d.flags & ~known, known);
         *out_model = engine::load_model(runtime, d).release();
         return KV_OK;
     });
@@ -62,25 +66,29 @@ KV_API kv_status kv_model_get_info(const kv_model* model, kv_model_info* info) {
         const auto& c = m.config();
         kv_model_info r{};
         r.struct_size = sizeof r;
-        r.on_device = m.runtime ? 1 : 0;
-        copy_str(r.architecture, sizeof r.architecture, model::arch_name(c.arch));
+        // Vocab-only: these four, the architecture as the file writes it (any, supported or not).
+        copy_str(r.architecture, sizeof r.architecture,
+                 m.vocab_only ? m.architecture : std::string(model::arch_name(c.arch)));
         copy_str(r.name, sizeof r.name, c.name);
-        copy_str(r.weight_types, sizeof r.weight_types, c.weight_types_summary());
-        r.n_params = c.n_params;
-        r.weight_bytes = c.weight_bytes;
         r.file_size = m.file->file_size();
-        r.device_bytes = m.weights.bytes;
         r.n_vocab = c.n_vocab;
-        r.n_embd = c.n_embd;
-        r.n_layer = c.n_layer;
-        r.n_head = c.n_head;
-        r.n_head_kv = c.n_head_kv;
-        r.head_dim = c.head_dim;
-        r.n_ff = c.n_ff;
-        r.n_ctx_train = c.n_ctx_train;
-        r.rope_neox = c.rope_type == model::RopeType::Neox;
-        r.rope_freq_base = c.rope_freq_base;
-        r.tied_output = c.tied_output;
+        if (!m.vocab_only) {
+            r.on_device = m.runtime ? 1 : 0;
+            copy_str(r.weight_types, sizeof r.weight_types, c.weight_types_summary());
+            r.n_params = c.n_params;
+            r.weight_bytes = c.weight_bytes;
+            r.device_bytes = m.weights.bytes;
+            r.n_embd = c.n_embd;
+            r.n_layer = c.n_layer;
+            r.n_head = c.n_head;
+            r.n_head_kv = c.n_head_kv;
+            r.head_dim = c.head_dim;
+            r.n_ff = c.n_ff;
+            r.n_ctx_train = c.n_ctx_train;
+            r.rope_neox = c.rope_type == model::RopeType::Neox;
+            r.rope_freq_base = c.rope_freq_base;
+            r.tied_output = c.tied_output;
+        }
         uint32_t size = info->struct_size;
         std::memcpy(info, &r, n);
         info->struct_size = size;

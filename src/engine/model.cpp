@@ -47,6 +47,8 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
         fail(KV_ERR_INVALID_ARGUMENT, "exactly one of desc->path and desc->data must be set");
     if (d.kv_page_size > 1024) fail(KV_ERR_INVALID_ARGUMENT, "kv_page_size %u is over 1024", d.kv_page_size);
     auto m = std::make_unique<kv_model>();
+    m->vocab_only = (d.flags & KV_MODEL_VOCAB_ONLY) != 0;
+    if (m->vocab_only) rt = nullptr;  // not used: nothing goes to a device
     m->runtime = rt;
     m->kv_page_size = d.kv_page_size ? d.kv_page_size : 16;
     m->kv_pool_tokens = d.kv_pool_tokens;
@@ -56,6 +58,16 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
         if (d.size == 0) fail(KV_ERR_INVALID_ARGUMENT, "desc->size is 0");
         m->file = model::GgufFile::from_memory(d.data, static_cast<size_t>(d.size), d.copy_data != 0);
     }
+    m->architecture = std::string(m->file->get_string("general.architecture").value_or(""));
+    if (m->vocab_only) {
+        m->tokenizer = std::make_unique<model::Tokenizer>(*m->file);
+        m->desc.config.name = std::string(m->file->get_string("general.name").value_or(""));
+        m->desc.config.n_vocab = static_cast<uint32_t>(m->tokenizer->vocab_size());
+        return m;
+    }
+    if (m->file->tensors().empty())
+        fail(KV_ERR_BAD_MODEL,
+             "the file has no tensors (a vocab-only GGUF?): load it with KV_MODEL_VOCAB_ONLY to use its tokenizer");
     m->desc = model::describe_model(*m->file);
     m->tokenizer = std::make_unique<model::Tokenizer>(*m->file);
     const auto& cfg = m->desc.config;
@@ -103,6 +115,15 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     m->weight_kernels = std::make_unique<WeightKernels>(*rt->device, *rt->pipelines, *m->kernels);
     m->attention = std::make_unique<AttentionKernels>(*rt->device, *rt->pipelines);
     return m;
+}
+
+void require_weights_on_device(const kv_model& m) {
+    if (m.vocab_only)
+        fail(KV_ERR_BAD_STATE,
+             "the model was loaded vocab-only (KV_MODEL_VOCAB_ONLY): it has no weights to run sessions");
+    if (!m.runtime)
+        fail(KV_ERR_BAD_STATE,
+             "the model was loaded without a runtime (parse-only): it cannot run sessions");
 }
 
 KvPool& kv_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {

@@ -44,7 +44,11 @@ struct DeviceWeights {
 }  // namespace kv::engine
 
 struct kv_model {
-    kv_runtime* runtime = nullptr;  // null: parsed and validated only
+    kv_runtime* runtime = nullptr;  // null: parsed and validated only, or vocab-only
+    // KV_MODEL_VOCAB_ONLY: the tokenizer alone. `desc` then holds only config.name and
+    // config.n_vocab (the tokenizer's size); no tensor, hyper-parameter or architecture was read.
+    bool vocab_only = false;
+    std::string architecture;       // general.architecture as written ("" when absent)
     std::unique_ptr<kv::model::GgufFile> file;
     kv::model::ModelDesc desc;      // tensors borrowed from `file`
     std::unique_ptr<kv::model::Tokenizer> tokenizer;
@@ -64,8 +68,14 @@ struct kv_model {
 
 namespace kv::engine {
 
-// Parses, validates and, with a runtime, uploads. Throws kv::Error.
+// Parses, validates and, with a runtime, uploads. Throws kv::Error. With KV_MODEL_VOCAB_ONLY in
+// desc.flags, reads the tokenizer alone (any general.architecture, no tensors needed) and keeps no
+// runtime, whatever `runtime` is. Other flag bits are the caller's to reject.
 std::unique_ptr<kv_model> load_model(kv_runtime* runtime, const kv_model_desc& desc);
+
+// Throws KV_ERR_BAD_STATE, saying why, unless the model can run sessions (it has its weights on a
+// runtime's device: loaded with a runtime and not vocab-only).
+void require_weights_on_device(const kv_model& model);
 
 // The model's KV pool of `type`, created on first use with room for at least `min_tokens`.
 KvPool& kv_pool(kv_model& model, model::GgmlType type, uint32_t min_tokens);

@@ -50,6 +50,18 @@ std::string printable(std::string_view s, size_t max = 64) {
     return out;
 }
 
+// What llama.cpp's partition strips next to a special token (C isspace: ASCII only).
+bool is_ascii_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+bool contains_ascii_nocase(std::string_view s, std::string_view what) {
+    std::string lower(s);
+    for (char& c : lower)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return lower.find(what) != std::string::npos;
+}
+
 }  // namespace
 
 struct Tokenizer::Impl {
@@ -76,6 +88,8 @@ struct Tokenizer::Impl {
 
     // Tokens matched in the input before tokenization, longest text first.
     std::vector<int32_t> specials;
+    // Per token: a match swallows the ASCII whitespace after it (llama.cpp's RSTRIP attribute).
+    std::vector<uint8_t> rstrip;
 
     int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1, sep = -1, nl = -1;
     bool add_bos = false, add_eos = false, add_space_prefix = false;
@@ -262,6 +276,21 @@ void Tokenizer::Impl::load(const GgufFile& f) {
     }
     std::stable_sort(specials.begin(), specials.end(),
                      [&](int32_t a, int32_t b) { return text[a].size() > text[b].size(); });
+
+    // Whitespace after special tokens. Hugging Face keeps an `rstrip` flag per added token; GGUF
+    // has no such key, and llama.cpp restores it from general.name: a name containing "phi-3" or
+    // "phi3" (any case) gives every special token RSTRIP but <unk>, <s> and <|endoftext|> (in
+    // Phi-3's tokenizer_config "</s>" and the chat tokens have rstrip true). No other vocabulary
+    // strips: llama.cpp keeps Llama 2's "</s> hi" as </s>, "▁", "▁hi".
+    rstrip.assign(n, 0);
+    const auto name = f.get_string("general.name");
+    if (name && (contains_ascii_nocase(*name, "phi-3") || contains_ascii_nocase(*name, "phi3"))) {
+        for (int32_t id : specials) rstrip[id] = 1;
+        for (const char* t : {"<unk>", "<s>", "<|endoftext|>"}) {
+            const int32_t id = lookup(t);
+            if (id >= 0) rstrip[id] = 0;
+        }
+    }
 }
 
 // ---- SentencePiece-style ------------------------------------------------------------------------
@@ -496,6 +525,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
                 if (hit > pos) next.push_back({-1, pos, hit});
                 next.push_back({id, hit, hit + st.size()});
                 pos = hit + st.size();
+                if (m.rstrip[id])
+                    while (pos < f.end && is_ascii_space(text[pos])) ++pos;
             }
             if (pos < f.end) next.push_back({-1, pos, f.end});
         }

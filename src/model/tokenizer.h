@@ -29,8 +29,15 @@
 //     where the vocabulary can spell every byte: always for "llama" with <0xXX> tokens; for
 //     "gpt2" only if all 256 byte-level characters are normal tokens (gpt-2's are; refact lacks
 //     the bytes valid UTF-8 never uses, deepseek-coder has them only as user-defined tokens).
-//   - Not implemented: llama.cpp's per-model-name LSTRIP/RSTRIP attributes of special tokens,
-//     clean_up_tokenization_spaces on decode, and tokenizer models bert/t5/rwkv.
+//   - Whitespace next to special tokens is kept, except where llama.cpp strips it by model name:
+//     a general.name containing "phi-3" or "phi3" (any case) gives every special token but <unk>,
+//     <s> and <|endoftext|> llama.cpp's RSTRIP, so the ASCII whitespace after its text in the
+//     input is dropped ("</s> hi" -> </s>, "▁hi" rather than </s>, "▁", "▁hi"). The attribute
+//     is Hugging Face's per-token `rstrip`, which GGUF does not store. SPM's space prefix after a
+//     special token applies either way.
+//   - Not implemented: llama.cpp's LSTRIP attribute (set only for jina-v2 and BERT vocabularies,
+//     which are not supported), clean_up_tokenization_spaces on decode, and tokenizer models
+//     bert/t5/rwkv.
 //   - A gpt2 merge whose parts or result are not in the vocabulary is ignored (Hugging Face
 //     refuses to load such a file; llama.cpp would fall back to single bytes).
 //

@@ -386,6 +386,48 @@ TEST_CASE("special tokens: parse_special, user-defined tokens, EOG") {
     }
 }
 
+// llama.cpp gives Phi-3's special tokens (by general.name) its RSTRIP attribute: the whitespace
+// after one is dropped, and SPM's space prefix then goes onto the next word. Without the rule the
+// text after "</s> " got an extra "▁" token.
+TEST_CASE("special tokens: whitespace after them is stripped for a model named Phi-3, kept otherwise") {
+    if (!kvtest::require_shared()) return;
+    auto f = GgufFile::open(vocab_path("phi-3"));  // general.name "Phi3"
+    Tokenizer tok(*f);
+    const int32_t sp = tok.find_token("\xE2\x96\x81"), hello = tok.find_token("\xE2\x96\x81" "Hello"),
+                  world = tok.find_token("\xE2\x96\x81" "world");
+    REQUIRE(sp >= 0);
+    REQUIRE(hello >= 0);
+    REQUIRE(world >= 0);
+    // "</s>" is user-defined: matched without parse_special, and its RSTRIP applies then too.
+    CHECK(tok.encode("Hello</s> world", false, false) == std::vector<int32_t>{hello, 2, world});
+    CHECK(tok.encode("Hello</s> \n\t world", false, false) == std::vector<int32_t>{hello, 2, world});
+    CHECK(tok.encode("Hello</s>world", false, false) == std::vector<int32_t>{hello, 2, world});
+    CHECK(tok.encode("Hello</s>  ", false, false) == std::vector<int32_t>{hello, 2});
+    // A chat turn, as llama.cpp (c392e509) tokenizes it: the newline after each chat token goes.
+    CHECK(tok.encode("<|user|>\nSYS\nHI<|end|>\n<|assistant|>\n", true, true) ==
+          std::vector<int32_t>{1, 32010, 317, 21554, 13, 17628, 32007, 32001});
+    // Exempt, as in llama.cpp: <s>, <unk>, <|endoftext|> keep the whitespace after them.
+    CHECK(tok.encode("<s> world", false, true) == std::vector<int32_t>{1, sp, world});
+    CHECK(tok.encode("<|endoftext|> world", false, true) == std::vector<int32_t>{32000, sp, world});
+    // Whitespace before a special token is kept (no LSTRIP).
+    CHECK(tok.encode("Hello </s>", false, false) == std::vector<int32_t>{hello, sp, 2});
+
+    // The rule follows general.name (case-insensitive "phi-3" / "phi3"), not the vocabulary.
+    for (const char* name : {"", "llama", "Phi-3-mini-4k-instruct", "PHI3 medium"}) {
+        INFO("general.name '" << name << "'");
+        Spm s;
+        if (*name) s.w.set_string("general.name", name);
+        auto t = load(s.w);
+        const bool phi3 = std::strlen(name) > 5;
+        const int32_t spab = t->find_token("\xE2\x96\x81" "ab"), user = t->find_token("<|user|>");
+        const std::vector<int32_t> kept = {spab, user, t->find_token("\xE2\x96\x81"), spab};
+        CHECK(t->encode("ab<|user|> ab", false, false) == (phi3 ? std::vector<int32_t>{spab, user, spab} : kept));
+        CHECK(t->encode("ab</s> ab", false, true) == (phi3 ? std::vector<int32_t>{spab, 2, spab}
+                                                           : std::vector<int32_t>{spab, 2, kept[2], spab}));
+        CHECK(t->encode("ab<s> ab", false, true) == std::vector<int32_t>{spab, 1, kept[2], spab});
+    }
+}
+
 TEST_CASE("bad ids give KV_ERR_BAD_TOKEN") {
     auto tok = load(Spm().w);
     const int32_t bad[] = {5, static_cast<int32_t>(tok->vocab_size())};

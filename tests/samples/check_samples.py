@@ -5,7 +5,8 @@
 
 - kv-generate --ids reproduces the 128 greedy reference tokens of stories260K with F32 and F16 KV,
   and --dump-logits writes one float32 row per evaluated step;
-- kv-tokenize encodes and decodes "Once upon a time";
+- kv-tokenize encodes and decodes "Once upon a time", and gives llama.cpp's tokens for every case
+  of every vocab-only GGUF in models/vocab (any architecture: it loads the vocabulary alone);
 - kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message;
 - kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
   prefill computed (no prompt tokens reused from the prefix cache).
@@ -56,6 +57,23 @@ rc, out, err = run(["kv-tokenize", "-m", model, "--decode"], stdin=b"1 403 407 2
 check(rc == 0 and out == "Once upon a time", "kv-tokenize --decode")
 rc, out, err = run(["kv-info", "-m", model])
 check(rc == 0 and "llama" in out and "layers 5" in out, "kv-info -m")
+
+# models/vocab/X.gguf.inp: strings each followed by the separator (never trimmed); X.gguf.out: one
+# line of " id id ..." per string, tokenized without BOS and without parsing special tokens.
+vocab_dir = os.path.join(shared, "models/vocab")
+vocabs = sorted(f for f in os.listdir(vocab_dir) if f.endswith(".gguf")) if os.path.isdir(vocab_dir) else []
+check(len(vocabs) > 0, f"vocab-only GGUFs found in {vocab_dir}")
+for name in vocabs:
+    path = os.path.join(vocab_dir, name)
+    texts = open(path + ".inp", "rb").read().split(b"\n__ggml_vocab_test__\n")[:-1]
+    wants = open(path + ".out", encoding="utf-8").read().split("\n")[: len(texts)]
+    bad = []
+    for text, want in zip(texts, wants):
+        rc, out, err = run(["kv-tokenize", "-m", path], stdin=text)
+        if rc != 0 or out.split() != want.split():
+            bad.append(f"{text[:40]!r}: rc {rc}, got {out.strip()!r} want {want.strip()!r} {err.strip()}")
+    check(len(texts) == 46 and not bad, f"kv-tokenize -m {name}: {len(texts) - len(bad)}/{len(texts)} cases match llama.cpp"
+          + "".join("\n       " + b for b in bad[:3]))
 
 rc, out, err = run(["kv-bench", "-m", model, "--prompt", "40", "--gen", "4", "--reps", "2", "--sessions", "2"])
 check(rc == 0 and "prefill: 40 tokens" in out and "decode floor:" in out and "device:" in out,

@@ -668,9 +668,17 @@ class Runtime(_Object):
         copy_data: bool = True,
         kv_page_size: Optional[int] = None,
         kv_pool_tokens: Optional[int] = None,
+        vocab_only: bool = False,
     ) -> "Model":
         """Model(source, runtime=self, ...)."""
-        return Model(source, self, copy_data=copy_data, kv_page_size=kv_page_size, kv_pool_tokens=kv_pool_tokens)
+        return Model(
+            source,
+            self,
+            copy_data=copy_data,
+            kv_page_size=kv_page_size,
+            kv_pool_tokens=kv_pool_tokens,
+            vocab_only=vocab_only,
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -696,6 +704,12 @@ class Model(_Object):
     tokens per page (None: the library's default, 16; 1..1024). ``kv_pool_tokens``: capacity of
     each pool in tokens (None: max(16384, the first session's n_ctx), within what the device can
     bind). ``cache_stats()`` reports a pool; ``load_session()`` restores a saved session.
+
+    ``vocab_only=True`` (KV_MODEL_VOCAB_ONLY) loads the vocabulary and tokenizer alone: any
+    architecture whose tokenizer kvulkan supports loads, vocab-only GGUFs included, no weight is
+    read and a ``runtime`` is not used. Tokenizing, detokenizing and the special tokens work;
+    ``info()`` fills architecture (as the file writes it), name, n_vocab and file_size and leaves
+    the rest 0; sessions raise BadStateError.
     """
 
     _kind = "model"
@@ -708,12 +722,15 @@ class Model(_Object):
         copy_data: bool = True,
         kv_page_size: Optional[int] = None,
         kv_pool_tokens: Optional[int] = None,
+        vocab_only: bool = False,
     ):
         super().__init__()
         lib = N.lib()
         if runtime is not None and not isinstance(runtime, Runtime):
             raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "runtime must be a kvulkan.Runtime or None")
+        self.vocab_only = bool(vocab_only)
         desc = N.model_desc_init()
+        desc.flags = N.KV_MODEL_VOCAB_ONLY if self.vocab_only else 0
         desc.kv_page_size = 0 if kv_page_size is None else _unsigned("kv_page_size", kv_page_size, 32)
         desc.kv_pool_tokens = 0 if kv_pool_tokens is None else _unsigned("kv_pool_tokens", kv_pool_tokens, 32)
         self._data_keepalive = None
@@ -896,7 +913,7 @@ class Model(_Object):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        where = "on device" if self._info.on_device else "parse-only"
+        where = "vocab-only" if self.vocab_only else "on device" if self._info.on_device else "parse-only"
         return f"<kvulkan.Model {self._info.architecture} {self._info.name!r} {where} {state}>"
 
 

@@ -1,5 +1,6 @@
-"""Models: loading (path, bytes, parse-only), info, tokenizer."""
+"""Models: loading (path, bytes, parse-only, vocab-only), info, tokenizer."""
 import ctypes
+import os
 
 import pytest
 
@@ -146,3 +147,73 @@ def test_bad_tokens(stories):
         stories.detokenize([2**40])
     with pytest.raises(kv.InvalidArgumentError):
         stories.detokenize("text")
+
+
+# --- vocab-only (KV_MODEL_VOCAB_ONLY) ------------------------------------------------------------
+
+
+def _vocab_cases(gguf):
+    """llama.cpp's cases beside a vocab GGUF: (text, ids) without BOS, special tokens not parsed."""
+    texts = open(gguf + ".inp", "rb").read().decode("utf-8").split("\n__ggml_vocab_test__\n")[:-1]
+    lines = open(gguf + ".out", encoding="utf-8").read().split("\n")[: len(texts)]
+    return [(t, [int(x) for x in line.split()]) for t, line in zip(texts, lines)]
+
+
+def _vocab_files():
+    from conftest import SHARED
+
+    d = os.path.join(SHARED, "models", "vocab")
+    if not os.path.isdir(d):
+        pytest.skip(f"test data not found: {d} (set KV_SHARED_DIR to the shared/ directory)")
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".gguf"))
+
+
+@pytest.mark.parametrize("with_runtime", [False, True])
+def test_vocab_only_models(lib, request, with_runtime):
+    files = _vocab_files()
+    assert len(files) >= 5
+    rt = request.getfixturevalue("runtime") if with_runtime else None
+    archs = {}
+    for path in files:
+        with pytest.raises(kv.BadModelError) as ei:  # without the flag: weights are required
+            kv.Model(path)
+        assert "KV_MODEL_VOCAB_ONLY" in ei.value.message
+        m = rt.load_model(path, vocab_only=True) if rt else kv.Model(path, vocab_only=True)
+        with m:
+            info = m.info()
+            archs[os.path.basename(path)] = info.architecture
+            assert info.n_vocab > 0 and m.n_vocab == info.n_vocab
+            assert info.file_size == os.path.getsize(path)
+            assert not info.on_device and info.device_bytes == 0
+            assert (info.n_params, info.n_layer, info.n_embd, info.weight_types) == (0, 0, 0, "")
+            assert "vocab-only" in repr(m)
+            cases = _vocab_cases(path)
+            assert len(cases) == 46
+            for text, want in cases:
+                got = m.tokenize(text, add_special=False)
+                assert got == want, f"{os.path.basename(path)}: {text!r}"
+                assert m.detokenize(got) == text
+            with pytest.raises(kv.BadStateError):
+                kv.Session(m)
+    assert archs.get("ggml-vocab-phi-3.gguf") == "phi3"
+    assert archs.get("ggml-vocab-refact.gguf") == "refact"
+    assert archs.get("ggml-vocab-gpt-2.gguf") == "gpt2"
+
+
+def test_vocab_only_model_with_weights(stories_path):
+    with kv.Model(stories_path, vocab_only=True) as m, kv.Model(stories_path) as full:
+        assert m.tokenize(PROMPT) == PROMPT_IDS == full.tokenize(PROMPT)
+        assert (m.bos, m.eos) == (full.bos, full.eos)
+        info = m.info()
+        assert info.architecture == "llama" and info.n_vocab == 512 and info.n_layer == 0
+        with pytest.raises(kv.BadStateError):
+            kv.Session(m)
+
+
+def test_unknown_model_flags_rejected(lib, stories_path):
+    desc = N.model_desc_init()
+    desc.path = stories_path.encode()
+    desc.flags = 1 << 9
+    out = ctypes.c_void_p()
+    assert N.lib().kv_model_load(None, ctypes.byref(desc), ctypes.byref(out)) == N.KV_ERR_INVALID_ARGUMENT
+    assert "desc->flags" in kv.last_error_message() and not out.value
