@@ -284,6 +284,12 @@ ModelDesc describe_model(const GgufFile& file) {
              k.key("attention.layer_norm_rms_epsilon").c_str(), *eps);
     c.rms_eps = static_cast<float>(*eps);
 
+    // Per-layer state is sized by block_count: the file must hold the last block before any of it
+    // is allocated (a bogus count of 2^31 would otherwise take gigabytes).
+    if (!file.find_tensor(format("blk.%u.attn_norm.weight", c.n_layer - 1)))
+        fail(KV_ERR_BAD_MODEL, "missing tensor 'blk.%u.attn_norm.weight' (%s = %u)", c.n_layer - 1,
+             k.key("block_count").c_str(), c.n_layer);
+
     // Sliding window: a scalar for every layer or one entry per layer.
     c.sliding_window.assign(c.n_layer, 0);
     if (const GgufValue* sw = file.find(k.key("attention.sliding_window"))) {

@@ -254,12 +254,12 @@ TEST_CASE("runtime: bandwidth probe reports positive figures") {
 TEST_CASE("runtime: a small bandwidth request is rounded up to the probe's least buffer, never down to 0") {
     kvtest::Runtime rt;
     // (1 byte used to round down to a 0-byte buffer and fail.)
-    for (auto [asked, used] : {std::pair<uint64_t, uint64_t>{1, 4096}, {4095, 4096}, {4097, 4112}}) {
-        INFO("asked " << asked);
+    for (const std::pair<uint64_t, uint64_t>& c : {std::pair<uint64_t, uint64_t>{1, 4096}, {4095, 4096}, {4097, 4112}}) {
+        INFO("asked " << c.first);
         kv_bandwidth_result bw{};
         bw.struct_size = sizeof bw;
-        REQUIRE(kv_runtime_measure_bandwidth(rt, asked, 1, &bw) == KV_OK);
-        CHECK(bw.bytes == used);
+        REQUIRE(kv_runtime_measure_bandwidth(rt, c.first, 1, &bw) == KV_OK);
+        CHECK(bw.bytes == c.second);
         CHECK(bw.read_gbps > 0);
     }
 }

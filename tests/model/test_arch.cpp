@@ -294,6 +294,14 @@ TEST_CASE("arch: non-finite float hyper-parameters -> KV_ERR_BAD_MODEL naming th
     }
 }
 
+TEST_CASE("arch: a huge block_count fails on the missing block before per-layer state is allocated") {
+    // Found by fuzz_gguf's model checks: 2^31 - 1 blocks allocated ~9 GB of per-layer bookkeeping
+    // before the first missing tensor was noticed.
+    kvtest::TinySpec s;
+    s.u32_overrides = {{"llama.block_count", 0x7FFFFFFF}};
+    expect_error(s, KV_ERR_BAD_MODEL, {"missing tensor", "blk.2147483646.", "llama.block_count"});
+}
+
 TEST_CASE("arch: the shared fixtures and stories260K") {
     if (!kvtest::require_shared()) return;
     const std::string m = kvtest::shared_dir() + "/models/";
