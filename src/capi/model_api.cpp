@@ -2,14 +2,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "capi/abi_v1.h"
 #include "capi/api.h"
 #include "engine/model.h"
 
 using namespace kv;
 
 namespace {
-constexpr size_t kModelDescV1 = sizeof(kv_model_desc);
-constexpr size_t kModelInfoV1 = sizeof(kv_model_info);
 
 void copy_str(char* dst, size_t cap, const std::string& s) {
     size_t n = std::min(s.size(), cap - 1);
@@ -40,7 +39,8 @@ extern "C" {
 KV_API kv_status kv_model_load(kv_runtime* runtime, const kv_model_desc* desc, kv_model** out_model) {
     return api::guard([&] {
         if (!out_model) fail(KV_ERR_INVALID_ARGUMENT, "out_model is NULL");
-        kv_model_desc d = api::read_desc(desc, kModelDescV1, "desc");
+        kv_model_desc d = KV_MODEL_DESC_INIT;  // NULL: the defaults, which name no file (load_model says so)
+        if (desc) d = api::read_desc(desc, api::kModelDescV1, "desc");
         const uint32_t known = KV_MODEL_VOCAB_ONLY;
         if (d.flags & ~known)
             fail(KV_ERR_INVALID_ARGUMENT,
@@ -62,7 +62,7 @@ KV_API void kv_model_destroy(kv_model* model) {
 KV_API kv_status kv_model_get_info(const kv_model* model, kv_model_info* info) {
     return api::guard([&] {
         const kv_model& m = need(model);
-        size_t n = api::out_size(info, kModelInfoV1, "info");
+        size_t n = api::out_size(info, api::kModelInfoV1, "info");
         const auto& c = m.config();
         kv_model_info r{};
         r.struct_size = sizeof r;
