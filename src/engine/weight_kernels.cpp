@@ -122,6 +122,7 @@ WeightKernels::WeightKernels(vk::Device& device, vk::PipelineCache& pipelines, c
         fail(KV_ERR_INVALID_ARGUMENT, "matvec_max_tokens %u is not in 0..%u", options.matvec_max_tokens,
              kMatvecMaxTokens);
     mv_max_tokens_ = options.matvec_max_tokens ? options.matvec_max_tokens : cpu_dev ? 1 : kMatvecMaxTokens;
+    mv_max_acc_ = cpu_dev ? 8 : 16;
     mv_max_wg_ = floor_pow2(std::min(256u, max_inv));
     while (mv_max_wg_ > mv_wg_ && uint64_t(mv_max_wg_) * 5 * 4 > l.maxComputeSharedMemorySize)
         mv_max_wg_ /= 2;
@@ -145,7 +146,7 @@ WeightKernels::MatvecShape WeightKernels::matvec_shape(GgmlType type, uint32_t r
                                                       uint32_t cols, uint32_t n_tokens) const {
     MatvecShape s = matvec_shape_one(type, rows, cols);
     if (n_tokens > 1) {
-        s.rows = std::max(1u, std::min(s.rows, 16 / n_tokens));
+        s.rows = std::max(1u, std::min(s.rows, mv_max_acc_ / n_tokens));
         const uint64_t shared = device_.limits().maxComputeSharedMemorySize;
         while (s.workgroup > 1 && uint64_t(s.workgroup) * (s.rows * n_tokens + 1) * 4 > shared)
             s.workgroup /= 2;

@@ -125,6 +125,11 @@ private:
     uint32_t mv_rows_ = 2;
     bool mv_fixed_ = false;  // the options or the device type fix the shape
     uint32_t mv_max_wg_ = 256;
+    // Most rows x tokens accumulators of a 2..8-token matvec: 16 on GPUs; 8 on CPU devices, whose
+    // JIT (llvmpipe) compiles the unrolled accumulators in superlinear time (q5_1 on lavapipe:
+    // 8 accumulators 2.0 s, 16 accumulators 9.0 s) and which run the matvec for one token only
+    // unless told otherwise (matvec_max_tokens), so this bounds what the tests pay per variant.
+    uint32_t mv_max_acc_ = 16;
     uint32_t mv_max_tokens_ = 8;
     uint32_t gr_wg_ = 64;
     uint32_t small_tile_ = 1;  // 1: 64 x 64, 0: 64 x 32
