@@ -461,7 +461,7 @@ model::GgmlType cache_type(int32_t t) {
 }
 
 std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d, const kv_sampler_desc& sampler) {
-    if (!m.runtime) fail(KV_ERR_BAD_STATE, "the model was loaded without a runtime (parse-only): it cannot run sessions");
+    require_weights_on_device(m);
     if (m.runtime->device->lost())
         fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
     const auto& cfg = m.config();

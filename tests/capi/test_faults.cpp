@@ -320,7 +320,7 @@ TEST_CASE("faults: every allocation and submit of load, create, prefill, decode,
     CHECK(total > 0);
 }
 
-TEST_CASE("faults: device loss at a submit or a wait; every later call reports it, another runtime runs on") {
+TEST_CASE("faults: device loss at a submit or a wait: every later call reports it, another runtime runs on") {
     if (!kvtest::require_shared()) return;
     const std::string path = kvtest::shared_dir() + kModel;
     kvtest::Runtime healthy;
