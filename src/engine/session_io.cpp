@@ -241,7 +241,11 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     if (type == uint32_t(model::GgmlType::F16)) d.cache_type = KV_CACHE_F16;
     else if (type == uint32_t(model::GgmlType::F32)) d.cache_type = KV_CACHE_F32;
     else fail(KV_ERR_BAD_MODEL, "saved session: unknown KV type %u", type);
-    check_sampler(sd);
+    try {  // the image is bad, not the caller's argument
+        check_sampler(sd);
+    } catch (const Error& e) {
+        fail(KV_ERR_BAD_MODEL, "saved session: bad sampler record: %s", e.what());
+    }
     if (!Sampler(sd).set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
 
     // The whole image is checked before any device work (tests/fuzz/fuzz_session.cpp fuzzes
@@ -249,7 +253,7 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     // against the bytes present before anything of that size is allocated.
     const uint8_t* token_bytes = r.take(size_t(n_tokens) * 4, "tokens");
     std::vector<int32_t> tokens(n_tokens);
-    std::memcpy(tokens.data(), token_bytes, size_t(n_tokens) * 4);
+    if (n_tokens) std::memcpy(tokens.data(), token_bytes, size_t(n_tokens) * 4);  // data() may be NULL
     for (uint32_t i = 0; i < n_tokens; ++i)
         if (tokens[i] < 0 || uint32_t(tokens[i]) >= m.config().n_vocab)
             fail(KV_ERR_BAD_MODEL, "saved session: token %u is %d, outside the vocabulary", i, tokens[i]);
