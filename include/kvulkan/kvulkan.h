@@ -313,8 +313,9 @@ typedef struct kv_bandwidth_result {
 } kv_bandwidth_result;
 
 /* Measures device-memory bandwidth with compute shaders on a buffer of `bytes` bytes (0: pick a
- * size that defeats caches, bounded by device limits), best of `iterations` (0: 10) timed with
- * GPU timestamps. Thread-safe with respect to other runtime calls. */
+ * size that defeats caches, bounded by device limits; smaller requests are rounded up to 4096
+ * bytes and sizes to a multiple of 16; result->bytes is the size used), best of `iterations`
+ * (0: 10) timed with GPU timestamps. Thread-safe with respect to other runtime calls. */
 KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t bytes,
                                               uint32_t iterations, kv_bandwidth_result* result);
 
