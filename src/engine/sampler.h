@@ -28,6 +28,9 @@ public:
     // The random engine's state as text (saved sessions), and back (false if malformed).
     std::string rng_state() const;
     bool set_rng_state(const std::string& state);
+    // The random engine itself, to put back after a step that failed past its draw.
+    const std::mt19937_64& rng() const { return rng_; }
+    void set_rng(const std::mt19937_64& rng) { rng_ = rng; }
     const kv_sampler_desc& desc() const { return desc_; }
 
 private:

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "engine/runtime.h"
 
@@ -627,13 +628,13 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
         fail(KV_ERR_CONTEXT_FULL, "the context is full (%u of %u positions)", s.n_past, max_positions(s));
     auto t0 = Clock::now();
     int32_t tok;
-    std::unique_ptr<Sampler> sampler_before;  // a failed step leaves the random state as it was
+    std::optional<std::mt19937_64> rng_before;  // a failed step leaves the random state as it was
     if (s.sampler->gpu_greedy() && s.next_token_valid) {
         tok = s.next_token;
     } else {
         std::vector<float> l(s.model->config().n_vocab);
         copy_logits(s, l.data());
-        sampler_before = std::make_unique<Sampler>(*s.sampler);
+        rng_before = s.sampler->rng();
         tok = s.sampler->sample(l.data(), static_cast<uint32_t>(l.size()), s.tokens);
     }
     if (s.model->tokenizer->is_eog(tok)) {
@@ -648,7 +649,7 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
         forward_tokens(s, s.n_past, nullptr);
     } catch (...) {
         rollback(s, old_past, before);
-        if (sampler_before) s.sampler = std::move(sampler_before);
+        if (rng_before) s.sampler->set_rng(*rng_before);
         throw;
     }
     *out_token = tok;  // out-parameters stay untouched on error

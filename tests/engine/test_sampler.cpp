@@ -198,7 +198,7 @@ TEST_CASE("sampler: a seed gives the same draws, reset() restarts them, and the 
     }
 }
 
-TEST_CASE("sampler: non-finite logits are never drawn; invalid settings are refused") {
+TEST_CASE("sampler: non-finite logits are never drawn, and invalid settings are refused") {
     std::vector<float> l = {-INFINITY, 1.f, NAN, 0.5f};
     Sampler s(desc(1.f));
     CHECK(support(frequencies(s, l)) == std::set<int32_t>{1, 3});
