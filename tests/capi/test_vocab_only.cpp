@@ -12,45 +12,11 @@
 #include <vector>
 
 #include "common/helpers.h"
+#include "common/vocab_cases.h"
 #include "common/runtime_fixture.h"
 #include "model/gguf.h"
 
 namespace {
-
-struct Case {
-    std::string text;
-    std::vector<kv_token> ids;
-};
-
-std::string read_text(const std::string& path) {
-    const auto bytes = kvtest::read_file(path);
-    return std::string(bytes.begin(), bytes.end());
-}
-
-// X.gguf.inp: each string followed by "\n__ggml_vocab_test__\n" (never trimmed); X.gguf.out: one
-// line of " id id ..." per string (no BOS, special tokens not parsed).
-std::vector<Case> load_cases(const std::string& gguf) {
-    const std::string inp = read_text(gguf + ".inp"), out = read_text(gguf + ".out");
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<Case> cases;
-    for (size_t pos = 0; pos < inp.size();) {
-        const size_t hit = inp.find(sep, pos);
-        REQUIRE_MESSAGE(hit != std::string::npos, "unterminated test string in " << gguf << ".inp");
-        cases.push_back({inp.substr(pos, hit - pos), {}});
-        pos = hit + sep.size();
-    }
-    std::istringstream lines(out);
-    std::string line;
-    size_t i = 0;
-    for (; std::getline(lines, line); ++i) {
-        REQUIRE(i < cases.size());
-        std::istringstream ids(line);
-        for (kv_token id; ids >> id;) cases[i].ids.push_back(id);
-    }
-    REQUIRE_MESSAGE(i == cases.size(),
-                    gguf << ": " << cases.size() << " inputs but " << i << " output lines");
-    return cases;
-}
 
 // Every models/vocab/*.gguf, sorted.
 std::vector<std::string> vocab_files() {
@@ -184,10 +150,10 @@ size_t check_vocab_file(kv_runtime* rt, const std::string& path) {
     REQUIRE_MESSAGE(s == KV_OK, std::string(kv_status_string(s))
                                     << ": " << std::string(kv_last_error_message()));
     check_info(m, path);
-    const auto cases = load_cases(path);
+    const auto cases = kvtest::load_vocab_cases(path);
     CHECK(cases.size() == 46);
     size_t passed = 0;
-    for (const Case& c : cases) {
+    for (const kvtest::VocabCase& c : cases) {
         const auto ids = tokenize(m, c.text);
         CHECK_MESSAGE(ids == c.ids,
                       "\"" << c.text << "\": got" << show(ids) << " want" << show(c.ids));

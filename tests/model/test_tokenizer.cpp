@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/helpers.h"
+#include "common/vocab_cases.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
 #include "model/unicode.h"
@@ -24,44 +25,6 @@ namespace {
 
 std::string vocab_path(const std::string& name) {
     return kvtest::shared_dir() + "/models/vocab/ggml-vocab-" + name + ".gguf";
-}
-
-std::string read_text(const std::string& path) {
-    const auto bytes = kvtest::read_file(path);
-    return std::string(bytes.begin(), bytes.end());
-}
-
-struct Case {
-    std::string text;
-    std::vector<int32_t> ids;
-};
-
-// .inp: each string followed by "\n__ggml_vocab_test__\n" (never trimmed); .out: one line of
-// " id id ..." per string.
-std::vector<Case> load_cases(const std::string& gguf_path) {
-    const std::string inp = read_text(gguf_path + ".inp");
-    const std::string out = read_text(gguf_path + ".out");
-    const std::string sep = "\n__ggml_vocab_test__\n";
-    std::vector<Case> cases;
-    size_t pos = 0;
-    while (pos < inp.size()) {
-        const size_t hit = inp.find(sep, pos);
-        REQUIRE_MESSAGE(hit != std::string::npos, "unterminated test string in " << gguf_path << ".inp");
-        cases.push_back({inp.substr(pos, hit - pos), {}});
-        pos = hit + sep.size();
-    }
-    std::istringstream lines(out);
-    std::string line;
-    size_t i = 0;
-    while (std::getline(lines, line)) {
-        REQUIRE(i < cases.size());
-        std::istringstream ids(line);
-        int32_t id;
-        while (ids >> id) cases[i].ids.push_back(id);
-        ++i;
-    }
-    REQUIRE_MESSAGE(i == cases.size(), gguf_path << ": " << cases.size() << " inputs but " << i << " output lines");
-    return cases;
 }
 
 std::string show(const std::vector<int32_t>& v) {
@@ -86,10 +49,10 @@ std::string escape(const std::string& s) {
 size_t run_cases(const std::string& model_path, const std::string& cases_of) {
     auto f = GgufFile::open(model_path);
     Tokenizer tok(*f);
-    const auto cases = load_cases(vocab_path(cases_of));
+    const auto cases = kvtest::load_vocab_cases(vocab_path(cases_of));
     REQUIRE(cases.size() == 46);
     size_t passed = 0;
-    for (const Case& c : cases) {
+    for (const kvtest::VocabCase& c : cases) {
         INFO(model_path << ": \"" << escape(c.text) << "\"");
         const auto ids = tok.encode(c.text, false, false);
         CHECK_MESSAGE(ids == c.ids, "got" << show(ids) << " want" << show(c.ids));
