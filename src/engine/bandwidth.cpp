@@ -14,10 +14,7 @@ kv_bandwidth_result measure_bandwidth(kv_runtime& rt, uint64_t bytes, uint32_t i
     cap = std::min<uint64_t>(cap, 0xFFFFFFFFull * 16);  // n is a 32-bit vec4 count
     if (bytes == 0) {
         bytes = 1ull << 30;
-        uint64_t heap = 0;
-        const auto& mp = dev.memory_properties();
-        for (uint32_t h = 0; h < mp.memoryHeapCount; ++h)
-            if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) heap = std::max<uint64_t>(heap, mp.memoryHeaps[h].size);
+        const uint64_t heap = dev.largest_device_local_heap();
         if (heap) bytes = std::min<uint64_t>(bytes, heap / 8);
     }
     // A small request is rounded up to the probe's least buffer, a large one down to the device's

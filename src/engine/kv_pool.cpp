@@ -1,7 +1,5 @@
 #include "engine/kv_pool.h"
 
-#include <algorithm>
-
 #include "engine/attention.h"
 #include "engine/model.h"
 #include "engine/runtime.h"
@@ -31,10 +29,7 @@ uint32_t checked_pages(const kv_model& m, model::GgmlType type, uint32_t page_si
              "bind (%llu): lower kv_model_desc.kv_pool_tokens or the sessions' n_ctx",
              n_pages, page_size, double(page_bytes) * n_pages, (unsigned long long)range);
     const uint64_t layer_bytes = page_bytes * n_pages;  // <= range
-    uint64_t heap = 0;
-    const auto& mp = dev.memory_properties();
-    for (uint32_t h = 0; h < mp.memoryHeapCount; ++h)
-        if (mp.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) heap = std::max<uint64_t>(heap, mp.memoryHeaps[h].size);
+    const uint64_t heap = dev.largest_device_local_heap();
     const uint64_t total = layer_bytes * 2 * cfg.n_layer;  // <= 2^32 x 2^32
     if (heap && total > heap)
         fail(KV_ERR_OUT_OF_DEVICE_MEMORY,

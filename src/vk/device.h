@@ -94,6 +94,14 @@ public:
     const VkPhysicalDeviceMemoryProperties& memory_properties() const { return mem_props_; }
     uint64_t max_storage_buffer_range() const { return props_.limits.maxStorageBufferRange; }
     uint64_t max_allocation_size() const { return max_allocation_size_; }
+    // Bytes of the largest device-local memory heap (0 if the device reports none).
+    uint64_t largest_device_local_heap() const {
+        uint64_t heap = 0;
+        for (uint32_t h = 0; h < mem_props_.memoryHeapCount; ++h)
+            if ((mem_props_.memoryHeaps[h].flags & VK_MEMORY_HEAP_DEVICE_LOCAL_BIT) && mem_props_.memoryHeaps[h].size > heap)
+                heap = mem_props_.memoryHeaps[h].size;
+        return heap;
+    }
     uint32_t subgroup_size() const { return subgroup_size_; }
     // VkSubgroupFeatureFlags supported in compute shaders (0 if subgroups are not usable there).
     uint32_t subgroup_ops() const { return static_info_.subgroup_ops; }
