@@ -558,6 +558,9 @@ typedef struct kv_session_stats {
     uint32_t pages;              /* KV pages this session holds (shared ones included) */
     uint32_t shared_pages;       /* ... of which other sessions hold too (prefix hits, forks) */
     uint64_t prefix_hit_tokens;  /* prompt tokens reused from cached pages instead of computed */
+    /* Since 0.2.0: */
+    uint64_t forward_passes;     /* forward passes this session took part in (a batch pass counts
+                                    once for each of its sessions) since creation or reset */
 } kv_session_stats;
 
 /* Thread-safe with respect to other sessions; not with calls on the same session. */
@@ -587,6 +590,96 @@ KV_API kv_status kv_session_save_file(kv_session* session, const char* path);
 /* Creates a session of `model` from an image made by kv_session_save. */
 KV_API kv_status kv_session_load(kv_model* model, const void* data, size_t size, kv_session** out_session);
 KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_session** out_session);
+
+/* ---- Many sessions in one pass (since 0.2.0) ------------------------------------------------
+ *
+ * Decode reads every weight once per step, whatever the number of rows it serves, so sessions of
+ * one model advanced together in ONE forward pass cost little more than one. The rows of a pass:
+ * a decode step is one row for its session, a speculative verify k rows of one session, a prefill
+ * chunk many; matmuls run once over all rows, attention per session over its own KV pages (its
+ * prefix sharing, forks, window and cache type stay as they are). kv_decode_step, kv_prefill and
+ * kv_session_eval are the same path with one session.
+ *
+ * Rules for both calls below:
+ *  - every session belongs to the same model (sessions of different cache types may be mixed);
+ *    a NULL session, the same session twice, or sessions of two models reject the whole call with
+ *    KV_ERR_INVALID_ARGUMENT and change nothing;
+ *  - each session's outcome is its own status: one reaching its context limit, end of generation
+ *    or the end of its KV pool does not stop the others, and a session whose status is an error
+ *    is left as it was;
+ *  - a pass holds at most 512 rows (fewer where the device's storage-buffer range is smaller):
+ *    more decode sessions than that run in several passes, each still exactly one step;
+ *  - the call blocks until the passes are done. The sessions must not be used by other threads
+ *    during it (as for every call on a session); batches of different models may run
+ *    concurrently; batches of one model take turns (they share the model's batch activations);
+ *  - the return value is KV_OK when every session has its status, or the error of a pass that
+ *    failed (KV_ERR_DEVICE_LOST, KV_ERR_OUT_OF_DEVICE_MEMORY, ...): the sessions of that pass and
+ *    of later passes have it as their status and are as they were; earlier passes stand;
+ *  - kv_last_error_message() describes the first session whose status is an error.
+ * On a device whose storage-buffer offset alignment does not divide the model's per-row sizes
+ * (unusual head sizes) and for KV_SESSION_NO_CACHE sessions, the sessions run one by one, with the
+ * same results. */
+
+/* One decode step for each of `n_sessions` sessions in one pass: each samples its next token from
+ * its current logits with its own sampler, appends it and computes the logits that follow, as
+ * kv_decode_step does. out_tokens[i] and out_status[i] (arrays of n_sessions, both required) get
+ * session i's token and status: KV_OK, KV_END_OF_GENERATION (token set, not appended),
+ * KV_ERR_BAD_STATE (no prefill yet), KV_ERR_CONTEXT_FULL, KV_ERR_OUT_OF_DEVICE_MEMORY (no page for
+ * the new token), or a pass's error. Greedy tokens equal those of kv_decode_step on each session
+ * alone; logits agree within fp32 rounding (matmuls over several rows sum in another order). */
+KV_API kv_status kv_decode_batch(kv_session* const* sessions, uint32_t n_sessions, kv_token* out_tokens,
+                                 kv_status* out_status);
+
+/* One item of kv_batch_eval. Initialize with KV_BATCH_ITEM_INIT; items of one call all carry the
+ * caller's sizeof(kv_batch_item) in struct_size (the array is stepped by it). */
+typedef struct kv_batch_item {
+    uint32_t struct_size;
+    uint32_t n_tokens;       /* tokens to feed (0 with tokens == NULL: one decode step) */
+    kv_session* session;
+    const kv_token* tokens;  /* NULL: decode (sample and append one token, as kv_decode_batch);
+                                else feed these n_tokens given tokens (prefill, or a verify) */
+    float* logits;           /* token items: NULL, or the logits of EVERY fed token, n_tokens x
+                                n_vocab floats (a speculative verify; see kv_session_eval) */
+    uint64_t logits_capacity; /* floats at `logits` */
+    /* Results: */
+    kv_token token;          /* decode items: the sampled token (also with KV_END_OF_GENERATION) */
+    uint32_t n_done;         /* tokens that entered the cache in this call (prefix-cache hits
+                                included); a token item may get fewer than n_tokens: call again
+                                with the rest */
+    kv_status status;        /* this item's outcome (see the rules above) */
+    uint32_t reserved;       /* zero */
+} kv_batch_item;
+
+#define KV_BATCH_ITEM_INIT { (uint32_t)sizeof(kv_batch_item), 0u, NULL, NULL, NULL, 0u, -1, 0u, KV_OK, 0u }
+
+/* The general form: any mix of decode items and token items in one pass (or as few as the row
+ * limit allows). Chunk policy for token items: each is placed whole in one pass, after the
+ * decode items before it, with min(n_tokens, its session's n_batch, rows left in the pass) rows,
+ * so a long new prompt joins a decode batch one chunk per call instead of stalling it; n_done
+ * says how far it got (the prompt's remaining tokens go in the next call). An item with `logits`
+ * runs all its tokens in one pass or not at all in this call (n_done 0, status KV_OK), and may
+ * have at most its session's n_batch tokens. Its logits are written only when its status is
+ * KV_OK. The session's logits afterwards are those of its last fed token, as after kv_prefill. */
+KV_API kv_status kv_batch_eval(kv_batch_item* items, uint32_t n_items);
+
+/* One step of greedy speculative decoding (since 0.2.0): a draft proposes up to `draft_n` tokens,
+ * the session evaluates them with its own next token in ONE forward pass and keeps those its own
+ * greedy choice agrees with. The tokens appended go to out_tokens (*n_out of them, at least one,
+ * at most draft_n + 1; `capacity` must be >= draft_n + 1); the session then stands as after as
+ * many kv_decode_step calls, and the tokens are those kv_decode_step would give (a multi-row pass
+ * rounds differently in fp32, so an exact tie between two tokens could go the other way).
+ * `draft`: NULL drafts by prompt lookup (the tokens that followed the latest earlier occurrence of
+ * the sequence's last 3, 2 or 1 tokens: no second model; no occurrence means a plain step), or a
+ * session of a smaller model with the same vocabulary, which this call keeps in step (it truncates
+ * and feeds it as needed; do not use it for anything else meanwhile). *n_drafted (may be NULL)
+ * gets the number of draft tokens verified: (*n_out - 1) / *n_drafted is the acceptance rate.
+ * Returns KV_END_OF_GENERATION when an end-of-generation token was chosen: it is the last of the
+ * *n_out tokens and is not appended. The session's sampler must be greedy (temperature 0; its
+ * repetition penalty applies): else KV_ERR_UNSUPPORTED. Other errors as kv_decode_step; they
+ * leave the session unchanged. Not with KV_SESSION_NO_CACHE (KV_ERR_UNSUPPORTED). Threading: as any
+ * call on `session` (and on `draft`). */
+KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, uint32_t draft_n, kv_token* out_tokens,
+                                       uint32_t capacity, uint32_t* n_out, uint32_t* n_drafted);
 
 /* The model's KV page pool of one cache type. */
 typedef struct kv_cache_stats {

@@ -35,4 +35,10 @@ static_assert(kRuntimeDescV1 == 88 && kDeviceInfoV1 == 1368 && kBandwidthResultV
               "a field of a 0.1.0 struct moved: the ABI is append-only");
 #endif
 
+// Structs added after 0.1.0: their first published size, frozen the same way.
+constexpr size_t kBatchItemV2 = KV_V1_END(kv_batch_item, reserved);  // 0.2.0
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+static_assert(kBatchItemV2 == 56, "a field of a 0.2.0 struct moved: the ABI is append-only");
+#endif
+
 }  // namespace kv::api

@@ -3,11 +3,13 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <vector>
 
 #include "capi/abi_v1.h"
 #include "capi/api.h"
 #include "engine/runtime.h"
 #include "engine/session.h"
+#include "engine/speculative.h"
 
 using namespace kv;
 
@@ -72,6 +74,25 @@ KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token) {
     return api::guard([&] { return engine::decode_step(need(session), out_token); });
 }
 
+KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, uint32_t draft_n, kv_token* out_tokens,
+                                       uint32_t capacity, uint32_t* n_out, uint32_t* n_drafted) {
+    return api::guard([&] {
+        kv_session& s = need(session);
+        if (!out_tokens) fail(KV_ERR_INVALID_ARGUMENT, "out_tokens is NULL");
+        if (!n_out) fail(KV_ERR_INVALID_ARGUMENT, "n_out is NULL");
+        if (capacity < uint64_t(draft_n) + 1)
+            fail(KV_ERR_INVALID_ARGUMENT, "capacity %u is below draft_n + 1 (%u)", capacity, draft_n + 1);
+        if (draft) need(draft);
+        std::vector<int32_t> out;
+        uint32_t drafted = 0;
+        kv_status st = engine::decode_speculative(s, draft, draft_n, out, &drafted);
+        std::memcpy(out_tokens, out.data(), out.size() * sizeof(kv_token));
+        *n_out = uint32_t(out.size());
+        if (n_drafted) *n_drafted = drafted;
+        return st;
+    });
+}
+
 KV_API kv_status kv_session_reset(kv_session* session) {
     return api::guard([&] {
         engine::reset(need(session));
@@ -130,6 +151,7 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
                 if (id != kvcache::kNoPage && s.pool->pages.ref_count(id) > 1) ++r.shared_pages;
         }
         r.prefix_hit_tokens = s.prefix_hit_tokens;
+        r.forward_passes = s.forward_passes;
         uint32_t size = stats->struct_size;
         std::memcpy(stats, &r, n);
         stats->struct_size = size;

@@ -43,6 +43,10 @@ struct DeviceWeights {
 
 }  // namespace kv::engine
 
+namespace kv::engine {
+struct BatchScratch;
+}
+
 struct kv_model {
     kv_runtime* runtime = nullptr;  // null: parsed and validated only, or vocab-only
     // KV_MODEL_VOCAB_ONLY: the tokenizer alone. `desc` then holds only config.name and
@@ -63,7 +67,13 @@ struct kv_model {
     std::mutex pools_mutex;
     std::map<kv::model::GgmlType, std::unique_ptr<kv::engine::KvPool>> kv_pools;
 
+    // Passes of several sessions (engine/batch.h): their activations, one batch at a time.
+    std::mutex batch_mutex;
+    std::unique_ptr<kv::engine::BatchScratch> batch_scratch;
+
     const kv::model::ModelConfig& config() const { return desc.config; }
+    kv_model();
+    ~kv_model();
 };
 
 namespace kv::engine {

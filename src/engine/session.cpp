@@ -8,234 +8,39 @@
 #include <cstring>
 #include <optional>
 
+#include "engine/forward.h"
 #include "engine/runtime.h"
+#include "engine/session_ops.h"
 
 namespace kv::engine {
 
-namespace {
-
 using model::GgmlType;
-using Clock = std::chrono::steady_clock;
+
+namespace detail {
 
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-vk::BufferRange span(const vk::Buffer& b, uint64_t bytes) {
-    KV_CHECK(bytes <= b.size());
-    return {b.handle(), 0, bytes};
+// The session's own scratch as a pass's activations (its single-session passes).
+PassScratch own_scratch(kv_session& s) {
+    PassScratch sc;
+    sc.ids = &s.ids;
+    sc.x = &s.x;
+    sc.h = &s.h;
+    sc.q = &s.q;
+    sc.attn = &s.attn;
+    sc.k = &s.k;
+    sc.v = &s.v;
+    sc.gate = &s.gate;
+    sc.up = &s.up;
+    sc.logits = &s.logits;
+    sc.cs = s.cs.get();
+    sc.rows = s.n_batch;
+    sc.logit_rows = s.max_logit_rows;
+    return sc;
 }
 
-enum class LogitsMode { None, Last, All };
-
-// Where a pass is submitted in pieces: after layer 0 (the GPU starts while the host records the
-// rest), then every 4 layers. Recording a layer takes the host a fraction of the GPU's time for
-// it, so from the second piece on recording hides behind execution.
-bool flush_after(uint32_t layer, uint32_t n_layer) {
-    return layer + 1 < n_layer && (layer == 0 || (layer + 1) % 4 == 0);
-}
-
-// Records and runs the forward pass of tokens [pos0, pos0 + T) (ids already in s.ids), in a few
-// submissions (flush_after) waited on together. Writes K/V of those positions into the cache. Afterwards `logits` holds the last
-// row (Last) or every row (All); the GPU argmax and the host copy are refreshed as the sampler needs.
-void run_chunk(kv_session& s, uint32_t T, uint32_t pos0, LogitsMode mode, bool want_host_logits,
-               const std::vector<kvcache::PageCopy>& copies) {
-    kv_model& m = *s.model;
-    const auto& cfg = m.config();
-    const auto& W = m.weights;
-    const Kernels& K = *m.kernels;
-    const WeightKernels& WK = *m.weight_kernels;
-    const AttentionKernels& A = *m.attention;
-    vk::CommandStream& cs = *s.cs;
-    const uint32_t E = cfg.n_embd, QD = cfg.q_dim(), KVD = cfg.kv_dim(), F = cfg.n_ff, V = cfg.n_vocab;
-
-    auto X = span(s.x, uint64_t(T) * E * 4), H = span(s.h, uint64_t(T) * E * 4);
-    auto Q = span(s.q, uint64_t(T) * QD * 4), Kb = span(s.k, uint64_t(T) * KVD * 4);
-    auto Vb = span(s.v, uint64_t(T) * KVD * 4), O = span(s.attn, uint64_t(T) * QD * 4);
-    auto G = span(s.gate, uint64_t(T) * F * 4), U = span(s.up, uint64_t(T) * F * 4);
-    auto ids = span(s.ids, uint64_t(T) * 4);
-    vk::BufferRange freqs{};
-    if (W.rope_freqs.valid()) freqs = W.rope_freqs.range();
-
-    RopeParams rq;
-    rq.n_tokens = T;
-    rq.n_heads = cfg.n_head;
-    rq.head_dim = cfg.head_dim;
-    rq.n_rot = cfg.n_rot;
-    rq.pos0 = pos0;
-    rq.freq_base = cfg.rope_freq_base;
-    rq.freq_scale = cfg.rope_freq_scale;
-    rq.neox = cfg.rope_type == model::RopeType::Neox;
-    RopeParams rk = rq;
-    rk.n_heads = cfg.n_head_kv;
-    AttentionParams ap;
-    ap.n_tokens = T;
-    ap.pos0 = pos0;
-    ap.n_head = cfg.n_head;
-    ap.n_head_kv = cfg.n_head_kv;
-    ap.head_dim = cfg.head_dim;
-    ap.page_size = s.page_size;
-    ap.kv_type = s.kv_type;
-    ap.scale = 1.0f / std::sqrt(float(cfg.head_dim));
-    ap.sinks = s.sinks;
-    ap.sink_pages = s.sink_pages;
-    ap.ring_pages = s.ring_pages;
-    auto bt = vk::whole(s.block_table);
-
-    Profile* prof = s.profile.get();
-    auto mark = [&](const char* label) {
-        if (prof) prof->mark(cs, label);
-    };
-    auto t_record = Clock::now();
-    cs.begin();
-    if (prof) prof->begin(cs);
-    s.pool->record_copies(cs, copies);  // copy-on-write of a shared page, before any write
-    WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
-    cs.barrier();
-    // The input of the matmuls after an RMS norm of X: for decode, X itself with the norm fused
-    // into the matvecs (no rms_norm pass, no barrier); for prefill, H = rms_norm(X).
-    auto normed_x = [&](const DeviceTensor& norm, MatmulFusion* fused) {
-        if (T == 1) {
-            fused->norm_weight = norm.range();
-            fused->norm_eps = cfg.rms_eps;
-            return X;
-        }
-        K.rms_norm(cs, X, norm.range(), H, E, T, cfg.rms_eps);
-        cs.barrier();
-        mark("rms_norm");
-        return H;
-    };
-    for (uint32_t l = 0; l < cfg.n_layer; ++l) {
-        const DeviceLayer& L = W.layers[l];
-        // Attention block.
-        mark("other");
-        MatmulFusion attn_norm;
-        const vk::BufferRange attn_in = normed_x(L.attn_norm, &attn_norm);
-        WK.matmul(cs, L.wq.data, L.wq.type, QD, E, attn_in, Q, T, attn_norm);
-        WK.matmul(cs, L.wk.data, L.wk.type, KVD, E, attn_in, Kb, T, attn_norm);
-        WK.matmul(cs, L.wv.data, L.wv.type, KVD, E, attn_in, Vb, T, attn_norm);
-        cs.barrier();
-        mark("matmul qkv");
-        if (L.bq.valid()) K.add(cs, Q, L.bq.range(), Q, T * QD, QD);
-        if (L.bk.valid()) K.add(cs, Kb, L.bk.range(), Kb, T * KVD, KVD);
-        if (L.bv.valid()) K.add(cs, Vb, L.bv.range(), Vb, T * KVD, KVD);
-        if (L.bq.valid() || L.bk.valid() || L.bv.valid()) cs.barrier();
-        A.rope(cs, Q, freqs, rq);
-        A.rope(cs, Kb, freqs, rk);
-        cs.barrier();
-        mark("bias+rope");
-        uint32_t model_window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
-        ap.window = s.window && model_window ? std::min(s.window, model_window) : std::max(s.window, model_window);
-        A.kv_write(cs, Kb, Vb, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, ap);
-        cs.barrier();
-        mark("kv_write");
-        A.attention(cs, Q, vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)), bt, O, ap, vk::whole(s.attn_scratch));
-        cs.barrier();
-        mark("attention");
-        if (L.bo.valid()) {
-            WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
-            cs.barrier();
-            K.add(cs, H, L.bo.range(), H, T * E, E);
-            cs.barrier();
-            K.add(cs, X, H, X, T * E);
-        } else {
-            MatmulFusion residual;  // X += Wo O
-            residual.accumulate = true;
-            WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, X, T, residual);
-        }
-        cs.barrier();
-        mark("matmul o");
-        // Feed-forward block (SwiGLU).
-        MatmulFusion ffn_norm;
-        const vk::BufferRange ffn_in = normed_x(L.ffn_norm, &ffn_norm);
-        WK.matmul(cs, L.ffn_gate.data, L.ffn_gate.type, F, E, ffn_in, G, T, ffn_norm);
-        WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, ffn_in, U, T, ffn_norm);
-        cs.barrier();
-        mark("matmul gate+up");
-        MatmulFusion ffn;  // X += Wdown (silu(G) * U)
-        ffn.accumulate = true;
-        ffn.glu_up = U;
-        WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, X, T, ffn);
-        cs.barrier();
-        mark("matmul down");
-        // Later layers record while the GPU runs the earlier ones (CommandStream::flush).
-        if (flush_after(l, cfg.n_layer)) cs.flush();
-    }
-    if (mode != LogitsMode::None) {
-        uint32_t rows = mode == LogitsMode::All ? T : 1;
-        // Last: only the final position's row goes through the output head.
-        vk::BufferRange src = X;
-        if (mode == LogitsMode::Last && T > 1) {
-            cs.copy({s.x.handle(), uint64_t(T - 1) * E * 4, uint64_t(E) * 4}, span(s.h, uint64_t(E) * 4));
-            cs.barrier();
-            src = span(s.h, uint64_t(E) * 4);
-        }
-        const DeviceTensor& out = W.logits_matrix();
-        auto LG = span(s.logits, uint64_t(rows) * V * 4);
-        MatmulFusion out_norm;
-        vk::BufferRange head_in = src;
-        if (rows == 1) {
-            out_norm.norm_weight = W.output_norm.range();
-            out_norm.norm_eps = cfg.rms_eps;
-        } else {
-            head_in = span(s.h, uint64_t(rows) * E * 4);
-            K.rms_norm(cs, src, W.output_norm.range(), head_in, E, rows, cfg.rms_eps);
-            cs.barrier();
-        }
-        WK.matmul(cs, out.data, out.type, V, E, head_in, LG, rows, out_norm);
-        cs.barrier();
-        mark("output head");
-        uint64_t last_off = uint64_t(rows - 1) * V * 4;
-        bool gpu_argmax = s.sampler->gpu_greedy();
-        if (gpu_argmax) {
-            vk::BufferRange last{s.logits.handle(), last_off, uint64_t(V) * 4};
-            if (last_off % s.model->runtime->device->limits().minStorageBufferOffsetAlignment) {
-                // Eval's last row may start at an offset no binding can have (an odd vocabulary):
-                // argmax reads a copy instead (h is at least n_vocab floats wide).
-                cs.copy(last, span(s.h, uint64_t(V) * 4));
-                last = span(s.h, uint64_t(V) * 4);
-                cs.barrier();
-            }
-            A.argmax(cs, last, vk::whole(s.argmax_out), V);
-            cs.barrier();
-            cs.copy({s.argmax_out.handle(), 0, 4}, {s.readback.handle(), uint64_t(s.max_logit_rows) * V * 4, 4});
-        }
-        if (want_host_logits) cs.copy(LG, span(s.readback, uint64_t(rows) * V * 4));
-        cs.host_barrier();
-        mark("sampling");
-        if (prof) prof->submitted(ms_since(t_record));
-        const uint64_t submitted = cs.submissions();
-        try {
-            cs.submit_and_wait();
-        } catch (...) {
-            if (cs.submissions() != submitted) ++s.logits_passes;  // the logits part ran, perhaps
-            throw;
-        }
-        ++s.logits_passes;
-        if (prof) prof->collect(cs, T);
-        s.has_logits = true;
-        s.logits_row = rows - 1;
-        s.next_token_valid = gpu_argmax;
-        if (gpu_argmax) {
-            s.readback.invalidate(0, s.readback.size());
-            std::memcpy(&s.next_token, static_cast<const char*>(s.readback.mapped()) + uint64_t(s.max_logit_rows) * V * 4, 4);
-        }
-        s.host_logits_valid = false;
-        if (want_host_logits) {
-            s.readback.invalidate(0, uint64_t(rows) * V * 4);
-            const float* rb = static_cast<const float*>(s.readback.mapped());
-            s.host_logits.assign(rb + uint64_t(rows - 1) * V, rb + uint64_t(rows) * V);
-            s.host_logits_valid = true;
-        }
-    } else {
-        mark("other");
-        if (prof) prof->submitted(ms_since(t_record));
-        cs.submit_and_wait();
-        if (prof) prof->collect(cs, T);
-    }
-}
-
-// Positions a session may reach: n_ctx, or (windowed) as far as 32-bit positions go.
 uint32_t max_positions(const kv_session& s) { return s.window ? 0x7FFFFFFFu : s.n_ctx; }
 
 void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n) {
@@ -270,21 +75,6 @@ void publish_block_table(kv_session& s) {
     s.block_table.flush(0, s.block_table.size());
 }
 
-// The copy-on-write copies of one pass, with a reference held on each source page until they
-// are known to have run: the table already points at the copies, so a pass that fails before its
-// first part reached the GPU redoes them (the sources' other holders may have let go by then).
-struct PendingCopies {
-    KvPool* pool = nullptr;
-    std::vector<kvcache::PageCopy> copies;
-    PendingCopies() = default;
-    PendingCopies(const PendingCopies&) = delete;
-    PendingCopies& operator=(const PendingCopies&) = delete;
-    ~PendingCopies() {
-        if (copies.empty()) return;
-        std::lock_guard<std::mutex> lock(pool->mutex);
-        for (const auto& c : copies) pool->pages.unref(c.src);
-    }
-};
 
 // Makes positions [p, p + T) writable in the session's pages and publishes the block table.
 void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending) {
@@ -332,32 +122,42 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
         bool last = p + T == total;
         PendingCopies pending;
         reserve_pages(s, T, &pending);
-        std::memcpy(s.ids.mapped(), s.tokens.data() + p, size_t(T) * 4);
-        s.ids.flush(0, uint64_t(T) * 4);
-        LogitsMode mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
+        Segment seg;
+        seg.session = &s;
+        seg.pos0 = p;
+        seg.n_tokens = T;
+        seg.mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
+        seg.host_logits = host || all_logits;
+        seg.copies = &pending.copies;
+        std::vector<Segment> segs{seg};
+        PassScratch sc = own_scratch(s);
         const uint64_t submitted = s.cs->submissions();
         try {
-            run_chunk(s, T, p, mode, host || all_logits, pending.copies);
+            run_pass(*s.model, sc, segs);
         } catch (...) {
             // The copies are in the pass's first part: redo them if it never reached the GPU.
             if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
                 redo_copies(s, pending.copies);
             throw;
         }
-        {
-            std::lock_guard<std::mutex> lock(s.pool->mutex);
-            s.table->commit(s.tokens.data() + p, T);
-            // Pages wholly outside the window and the sinks go back to the pool (nothing reads
-            // them any more: this pass has completed and later ones only look forward).
-            if (s.window) s.table->release_outside_window(s.window, s.sinks);
-        }
+        commit_tokens(s, p, T);
         if (all_logits) {
             const float* rb = static_cast<const float*>(s.readback.mapped());
             std::memcpy(all_logits + uint64_t(p - from) * V, rb, uint64_t(T) * V * 4);
         }
         p += T;
-        s.n_past = p;
     }
+}
+
+void commit_tokens(kv_session& s, uint32_t p, uint32_t T) {
+    {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        s.table->commit(s.tokens.data() + p, T);
+        // Pages wholly outside the window and the sinks go back to the pool (nothing reads
+        // them any more: this pass has completed and later ones only look forward).
+        if (s.window) s.table->release_outside_window(s.window, s.sinks);
+    }
+    s.n_past = p + T;
 }
 
 // Drops cached positions [n, n_past).
@@ -368,11 +168,12 @@ void truncate_cache(kv_session& s, uint32_t n) {
     s.n_past = n;
 }
 
-}  // namespace
+}  // namespace detail
 
 }  // namespace kv::engine
 
 namespace kv::engine {
+using namespace detail;
 
 void Profile::begin(vk::CommandStream& cs) {
     labels_.clear();
@@ -449,6 +250,7 @@ kv_session::~kv_session() {
 }
 
 namespace kv::engine {
+using namespace detail;
 
 model::GgmlType cache_type(int32_t t) {
     static_assert(sizeof(kv_cache_type) == sizeof(int32_t), "kv_cache_type is pinned to 32 bits");
@@ -541,15 +343,8 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     return s;
 }
 
-namespace {
+namespace detail {
 
-// What a call that fails must give back: the logits state from before it.
-struct LogitsState {
-    bool has_logits, host_logits_valid, next_token_valid;
-    uint32_t logits_row;
-    int32_t next_token;
-    uint64_t logits_passes;
-};
 
 LogitsState logits_state(const kv_session& s) {
     return {s.has_logits, s.host_logits_valid, s.next_token_valid, s.logits_row, s.next_token, s.logits_passes};
@@ -579,7 +374,7 @@ void rollback(kv_session& s, uint32_t n_past, const LogitsState& before) {
     }
 }
 
-}  // namespace
+}  // namespace detail
 
 void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
@@ -663,7 +458,7 @@ void reset(kv_session& s) {
     truncate_cache(s, 0);
     s.tokens.clear();
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;
-    s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = 0;
+    s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = s.forward_passes = 0;
     s.last_prefill_ms = s.last_decode_ms = s.total_prefill_ms = s.total_decode_ms = 0;
     s.last_prefill_tokens = 0;
     s.sampler->reset();
@@ -683,6 +478,7 @@ void copy_logits(kv_session& s, float* out) {
 }  // namespace kv::engine
 
 namespace kv::engine {
+using namespace detail;
 
 std::unique_ptr<kv_session> fork(kv_session& p) {
     auto c = create_session(*p.model, p.desc, p.sampler->desc());

@@ -79,6 +79,7 @@ struct kv_session {
     // Passes whose logits-writing part reached the GPU: unchanged across a failed call means the
     // logits from before it are intact (the call restores them; see rollback in session.cpp).
     uint64_t logits_passes = 0;
+    uint64_t forward_passes = 0;  // passes this session took part in (kv_session_stats)
 
     // Statistics.
     uint64_t tokens_prefilled = 0, tokens_decoded = 0, prefix_hit_tokens = 0;

@@ -31,6 +31,7 @@ from ._api import (
     version,
     version_string,
     version_tuple,
+    decode_batch,
 )
 from ._errors import (
     BadModelError,
@@ -55,6 +56,7 @@ from ._native import HEADER_VERSION, LibraryNotFoundError, load_library
 __version__ = "0.2.0"
 
 __all__ = [
+    "decode_batch",
     "BadModelError",
     "BadStateError",
     "BadTokenError",

@@ -18,7 +18,7 @@ import os
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Optional, Union
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native as N
 from ._errors import (
@@ -288,6 +288,7 @@ class SessionStats:
     pages: int  # KV pages this session holds (shared ones included)
     shared_pages: int  # ... of which other sessions hold too (prefix hits, forks)
     prefix_hit_tokens: int  # prompt tokens reused from cached pages instead of computed
+    forward_passes: int = 0  # forward passes this session took part in (since 0.2.0)
 
 
 @dataclass(frozen=True)
@@ -1071,6 +1072,27 @@ class Session(_Object):
         self.eog_token = None
         return int(tok.value)
 
+    def decode_speculative(self, draft: Optional["Session"] = None, draft_n: int = 4) -> Tuple[List[int], int]:
+        """kv_decode_speculative: one greedy speculative step. A draft (None: prompt lookup over
+        the session's own tokens; else a Session of a smaller model with the same vocabulary,
+        which this call keeps in step) proposes up to ``draft_n`` tokens, verified in ONE pass.
+
+        Returns (tokens appended, tokens drafted). At end of generation the EOG token is not
+        appended: it is in ``eog_token`` and not in the list. The tokens are those
+        decode_step() would give."""
+        n = _unsigned("draft_n", draft_n, 32)
+        out = (ctypes.c_int32 * (n + 1))()
+        n_out, n_drafted = ctypes.c_uint32(0), ctypes.c_uint32(0)
+        with self._lock:
+            dh = draft._h() if draft is not None else None
+            st = check(N.lib().kv_decode_speculative(self._h(), dh, n, out, n + 1, ctypes.byref(n_out),
+                                                     ctypes.byref(n_drafted)))
+        toks = [int(out[i]) for i in range(n_out.value)]
+        self.eog_token = None
+        if st == N.KV_END_OF_GENERATION:
+            self.eog_token = toks.pop()
+        return toks, int(n_drafted.value)
+
     def generate(self, max_tokens: Optional[int] = None) -> Iterator[int]:
         """Yields generated token ids until end of generation (the EOG token is not yielded;
         see ``eog_token``) or ``max_tokens`` (None: no limit). Reaching the context's capacity
@@ -1152,6 +1174,7 @@ class Session(_Object):
             pages=int(c.pages),
             shared_pages=int(c.shared_pages),
             prefix_hit_tokens=int(c.prefix_hit_tokens),
+            forward_passes=int(c.forward_passes),
         )
 
     stats = get_stats
@@ -1242,3 +1265,46 @@ __all__ = [
     "version_string",
     "version_tuple",
 ]
+
+
+def decode_batch(sessions: Sequence["Session"]) -> List[Tuple[Optional[int], int]]:
+    """kv_decode_batch: one decode step for each session, all in ONE forward pass (sessions of one
+    model). Returns one (token, status) per session: (token, Status.OK); (None, END_OF_GENERATION)
+    with the EOG token in that session's ``eog_token``; or (None, a negative status) when that
+    session could not step (context full, no prefill yet, ...; that session is unchanged). A batch
+    that cannot run at all (a session twice, two models, a closed session) raises."""
+    sessions = list(sessions)
+    if not sessions:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "decode_batch needs at least one session")
+    n = len(sessions)
+    handles = (ctypes.c_void_p * n)()
+    toks = (ctypes.c_int32 * n)()
+    sts = (ctypes.c_int32 * n)()
+    locks = []
+    try:
+        for s in sessions:
+            if not isinstance(s, Session):
+                raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "decode_batch takes kvulkan.Session objects")
+        # Lock in a fixed order (no deadlock with another batch over the same sessions); a session
+        # listed twice is the library's error to report, so it is locked once.
+        for s in sorted({id(s): s for s in sessions}.values(), key=id):
+            s._lock.acquire()
+            locks.append(s._lock)
+        for i, s in enumerate(sessions):
+            handles[i] = s._h()
+        check(N.lib().kv_decode_batch(handles, n, toks, sts))
+    finally:
+        for lk in locks:
+            lk.release()
+    out: List[Tuple[Optional[int], int]] = []
+    for i, s in enumerate(sessions):
+        st = int(sts[i])
+        if st == N.KV_OK:
+            s.eog_token = None
+            out.append((int(toks[i]), st))
+        elif st == N.KV_END_OF_GENERATION:
+            s.eog_token = int(toks[i])
+            out.append((None, st))
+        else:
+            out.append((None, st))
+    return out

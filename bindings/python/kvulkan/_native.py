@@ -241,6 +241,22 @@ class kv_session_stats(Structure):
         ("pages", c_uint32),
         ("shared_pages", c_uint32),
         ("prefix_hit_tokens", c_uint64),
+        ("forward_passes", c_uint64),  # since 0.2.0
+    ]
+
+
+class kv_batch_item(Structure):  # since 0.2.0
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tokens", c_uint32),
+        ("session", c_void_p),
+        ("tokens", POINTER(c_int32)),
+        ("logits", POINTER(c_float)),
+        ("logits_capacity", c_uint64),
+        ("token", c_int32),
+        ("n_done", c_uint32),
+        ("status", c_int32),
+        ("reserved", c_uint32),
     ]
 
 
@@ -334,6 +350,10 @@ _PROTOTYPES = {
     "kv_session_load": (kv_status, [_P, c_void_p, c_size_t, POINTER(_P)]),
     "kv_session_load_file": (kv_status, [_P, c_char_p, POINTER(_P)]),
     "kv_model_get_cache_stats": (kv_status, [_P, c_int32, POINTER(kv_cache_stats)]),
+    "kv_decode_batch": (kv_status, [POINTER(_P), c_uint32, POINTER(kv_token), POINTER(kv_status)]),
+    "kv_batch_eval": (kv_status, [POINTER(kv_batch_item), c_uint32]),
+    "kv_decode_speculative": (kv_status, [_P, _P, c_uint32, POINTER(kv_token), c_uint32, POINTER(c_uint32),
+                                          POINTER(c_uint32)]),
 }
 
 

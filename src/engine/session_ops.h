@@ -1,0 +1,66 @@
+// The session verbs' shared steps (session.cpp), used by the single-session verbs and by the
+// batched ones (batch.cpp): capacity and token checks, page reservation with copy-on-write,
+// the logits state a failed call restores, rollback. Internal to the engine.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <vector>
+
+#include "engine/forward.h"
+#include "engine/kv_pool.h"
+#include "engine/session.h"
+
+namespace kv::engine::detail {
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0);
+
+// The session's own scratch as a pass's activations (its single-session passes).
+PassScratch own_scratch(kv_session& s);
+
+// Positions a session may reach: n_ctx, or (windowed) as far as 32-bit positions go.
+uint32_t max_positions(const kv_session& s);
+// Throws KV_ERR_BAD_TOKEN for an id outside the vocabulary.
+void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n);
+
+// The copy-on-write copies of one pass, with a reference held on each source page until they
+// are known to have run: the table already points at the copies, so a pass that fails before its
+// first part reached the GPU redoes them (the sources' other holders may have let go by then).
+struct PendingCopies {
+    KvPool* pool = nullptr;
+    std::vector<kvcache::PageCopy> copies;
+    PendingCopies() = default;
+    PendingCopies(const PendingCopies&) = delete;
+    PendingCopies& operator=(const PendingCopies&) = delete;
+    ~PendingCopies() {
+        if (copies.empty()) return;
+        std::lock_guard<std::mutex> lock(pool->mutex);
+        for (const auto& c : copies) pool->pages.unref(c.src);
+    }
+};
+
+// Makes positions [n_tokens, n_tokens + T) of the table writable and publishes the block table.
+// Throws KV_ERR_OUT_OF_DEVICE_MEMORY when the pool cannot give the pages (nothing reserved).
+void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending);
+// After a pass failed before its copy-on-write copies reached the GPU: runs them on their own.
+void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies);
+// After a pass over tokens [p, p + T) of s.tokens completed: the table takes them, pages that
+// left the window go back, n_past = p + T.
+void commit_tokens(kv_session& s, uint32_t p, uint32_t T);
+// Drops cached positions [n, n_past).
+void truncate_cache(kv_session& s, uint32_t n);
+
+// What a call that fails must give back: the logits state from before it.
+struct LogitsState {
+    bool has_logits, host_logits_valid, next_token_valid;
+    uint32_t logits_row;
+    int32_t next_token;
+    uint64_t logits_passes;
+};
+LogitsState logits_state(const kv_session& s);
+// After a failed call: back to the first `n_past` positions; the logits from before come back
+// when no pass of the call wrote them (see session.cpp).
+void rollback(kv_session& s, uint32_t n_past, const LogitsState& before);
+
+}  // namespace kv::engine::detail
