@@ -75,7 +75,7 @@ const std::vector<Recipe> kRecipes = {
 
 }  // namespace
 
-TEST_CASE("batch: N sessions decoded in one pass equal each decoded alone (llama and qwen2; F32, F16, Q8_0 pages)") {
+TEST_CASE("batch: N sessions decoded in one pass equal each decoded alone (llama and qwen2, F32 F16 Q8_0 pages)") {
     if (!kvtest::require_shared()) return;
     kvtest::Runtime rt;
     const int kSteps = 8;
@@ -155,7 +155,7 @@ TEST_CASE("batch: N sessions decoded in one pass equal each decoded alone (llama
     }
 }
 
-TEST_CASE("batch: each session keeps its own status; the others go on") {
+TEST_CASE("batch: each session keeps its own status and the others go on") {
     if (!kvtest::require_shared()) return;
     kvtest::Runtime rt;
     kvtest::Trace t = kvtest::load_trace("llama-gqa.q8_0.long");
