@@ -95,6 +95,9 @@ enum {
     /* Positive: non-error outcomes. */
     KV_INCOMPLETE = 1,         /* an output array was too small; the count says how many exist */
     KV_END_OF_GENERATION = 2,  /* the sampled token ends generation (EOS/EOT) */
+    KV_NOT_READY = 3,          /* (since 0.2.0) a ticket's work is still running */
+    KV_CANCELLED = 4,          /* (since 0.2.0) kv_session_cancel stopped a prefill: the session
+                                  keeps the tokens done so far (see kv_session_cancel) */
 
     /* Negative: errors. */
     KV_ERR_INVALID_ARGUMENT = -1,       /* NULL pointer, bad struct_size, out-of-range value */
@@ -109,6 +112,8 @@ enum {
     KV_ERR_INTERNAL = -10,              /* a broken invariant inside kvulkan: please report it */
     KV_ERR_BAD_STATE = -11,             /* the call is not valid in the object's current state */
     KV_ERR_BAD_TOKEN = -12,             /* a token id outside the model's vocabulary */
+    KV_ERR_BUSY = -13,                  /* (since 0.2.0) the session is in use by another call:
+                                           another thread's, or a ticket in flight */
 
     KV_STATUS_FORCE32 = 0x7FFFFFFF
 };
@@ -680,6 +685,69 @@ KV_API kv_status kv_batch_eval(kv_batch_item* items, uint32_t n_items);
  * call on `session` (and on `draft`). */
 KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, uint32_t draft_n, kv_token* out_tokens,
                                        uint32_t capacity, uint32_t* n_out, uint32_t* n_drafted);
+
+/* ---- Non-blocking work and cancellation (since 0.2.0) ----------------------------------------
+ *
+ * For callers that must not block (a game's frame loop, an app's UI thread): kv_submit_* checks
+ * its arguments, takes its sessions, copies what it needs and returns at once with a ticket; the
+ * work runs on kvulkan's own worker thread (one per runtime, started by the first submit; tickets
+ * of one runtime run one after another in submission order) and gives the same results as the
+ * blocking call. Nothing the caller passed is read after the submit returns.
+ *
+ * One call at a time per session: while a call runs on a session, or from a submit until its
+ * ticket completes, every other call on that session (from any thread) fails with KV_ERR_BUSY and
+ * changes nothing; so do kv_session_get_stats and kv_session_logits. The exceptions are
+ * kv_session_cancel (any time, any thread) and kv_session_destroy, which waits for the ticket in
+ * flight. The batch calls give a busy session KV_ERR_BUSY as its own status and run the others.
+ *
+ * A ticket is owned by the caller: destroy it with kv_ticket_destroy, which waits for its work
+ * if still running (a session's ticket must be destroyed before the session's runtime). Tickets
+ * may be waited for, polled and destroyed from any thread. */
+typedef struct kv_ticket kv_ticket;
+
+/* Called on kvulkan's worker thread when a ticket completes, after its sessions are free. The
+ * callback may read results, submit more work and destroy tickets (one still running, or its
+ * own, is freed when its work and callback are done); it should return quickly: the worker runs
+ * nothing else meanwhile, so waiting there for a ticket still running fails with
+ * KV_ERR_BAD_STATE. `status` is what kv_ticket_wait returns. */
+typedef void (*kv_ticket_callback)(kv_ticket* ticket, kv_status status, void* user);
+
+/* kv_prefill without waiting. `tokens` is copied. `callback` may be NULL. Errors of the submit
+ * itself (NULL arguments, n_tokens 0, KV_ERR_BUSY, KV_ERR_DEVICE_LOST) are returned at once and
+ * give no ticket; the prefill's own errors are the ticket's status. */
+KV_API kv_status kv_submit_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
+                                   kv_ticket_callback callback, void* user, kv_ticket** out_ticket);
+/* kv_decode_step without waiting: the ticket has one result (the token and its status). */
+KV_API kv_status kv_submit_decode(kv_session* session, kv_ticket_callback callback, void* user,
+                                  kv_ticket** out_ticket);
+/* kv_decode_batch without waiting: the ticket has n_sessions results, in order; `sessions` is
+ * copied. The rules of kv_decode_batch apply (a session in use gets KV_ERR_BUSY as its status). */
+KV_API kv_status kv_submit_decode_batch(kv_session* const* sessions, uint32_t n_sessions,
+                                        kv_ticket_callback callback, void* user, kv_ticket** out_ticket);
+
+/* Waits up to timeout_ns (0: just look; UINT64_MAX: no limit) for the ticket. Returns
+ * KV_NOT_READY while its work runs, else the work's status (as the blocking call would have
+ * returned it; kv_last_error_message() then gives its message). Any number of times. */
+KV_API kv_status kv_ticket_wait(kv_ticket* ticket, uint64_t timeout_ns);
+/* kv_ticket_wait(ticket, 0). */
+KV_API kv_status kv_ticket_poll(kv_ticket* ticket);
+/* A completed ticket's per-session results: *n_out (1 for a decode, n_sessions for a batch, 0
+ * for a prefill) tokens and statuses, as kv_decode_step / kv_decode_batch give them (-1 where no
+ * token was sampled). KV_NOT_READY while running; KV_INCOMPLETE (with *n_out set) when capacity
+ * is smaller. */
+KV_API kv_status kv_ticket_results(kv_ticket* ticket, kv_token* out_tokens, kv_status* out_status,
+                                   uint32_t capacity, uint32_t* n_out);
+/* Waits for the ticket's work if it still runs, then frees it. NULL is a no-op. */
+KV_API void kv_ticket_destroy(kv_ticket* ticket);
+
+/* Asks the prefill running on `session` (kv_prefill on another thread, or a submitted one) to
+ * stop at its next chunk boundary (every n_batch tokens; at least one chunk runs). It then
+ * returns KV_CANCELLED (the ticket's status), and the session holds the tokens of the chunks done
+ * - kv_session_get_stats' n_tokens and last_prefill_tokens say how many - with the logits after
+ * the last of them: it is consistent and usable; kv_prefill with the rest of the prompt continues
+ * exactly as an uncancelled prefill would have. No effect on other calls, nor when nothing runs
+ * (a request is cleared when the next call starts). Thread-safe; never blocks. */
+KV_API kv_status kv_session_cancel(kv_session* session);
 
 /* The model's KV page pool of one cache type. */
 typedef struct kv_cache_stats {

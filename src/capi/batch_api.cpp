@@ -3,25 +3,30 @@
 
 #include "capi/abi_v1.h"
 #include "capi/api.h"
+#include "capi/session_use.h"
 #include "engine/batch.h"
 #include "engine/session.h"
 
 using namespace kv;
 
 namespace {
-// After the engine ran: the first failing item's message becomes the thread's last error.
-void report_first_error(const std::vector<engine::BatchItem>& items) {
+// Runs checked items whose sessions are free (the others get KV_ERR_BUSY); a pass's error
+// propagates (the items carry it as their status too). `items` gets the results either way, and
+// the first failing item's message becomes the thread's last error.
+kv_status run(std::vector<engine::BatchItem>& items) {
+    api::BatchUse use(std::move(items));
+    try {
+        use.run();
+    } catch (...) {
+        items = use.items();
+        throw;
+    }
+    items = use.items();
     for (const auto& it : items)
         if (it.status < 0) {
             api::set_error(it.status, it.message);
-            return;
+            break;
         }
-}
-
-// Runs checked items; a pass's error propagates (the items already carry it as their status).
-kv_status run(std::vector<engine::BatchItem>& items) {
-    engine::eval_batch(items);
-    report_first_error(items);
     return KV_OK;
 }
 }  // namespace

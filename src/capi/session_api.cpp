@@ -3,10 +3,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <thread>
 #include <vector>
 
 #include "capi/abi_v1.h"
 #include "capi/api.h"
+#include "capi/session_use.h"
 #include "engine/runtime.h"
 #include "engine/session.h"
 #include "engine/speculative.h"
@@ -21,12 +23,6 @@ kv_sampler_desc read_sampler(const kv_sampler_desc* sampler) {
     return d;
 }
 
-kv_session& need(kv_session* s) {
-    if (!s) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
-    if (s->model->runtime->device->lost())
-        fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
-    return *s;
-}
 }  // namespace
 
 extern "C" {
@@ -45,6 +41,8 @@ KV_API kv_status kv_session_create(kv_model* model, const kv_session_desc* desc,
 KV_API void kv_session_destroy(kv_session* session) {
     if (!session) return;
     api::guard([&] {
+        // A ticket in flight (or, by mistake, another thread's call) still uses it: let it finish.
+        while (session->busy.load(std::memory_order_acquire)) std::this_thread::sleep_for(std::chrono::microseconds(200));
         delete session;
         return KV_OK;
     });
@@ -52,15 +50,16 @@ KV_API void kv_session_destroy(kv_session* session) {
 
 KV_API kv_status kv_prefill(kv_session* session, const kv_token* tokens, uint32_t n_tokens) {
     return api::guard([&] {
-        engine::prefill(need(session), tokens, n_tokens, nullptr);
-        return KV_OK;
+        api::SessionUse use(session);
+        return engine::prefill(*use, tokens, n_tokens, nullptr);
     });
 }
 
 KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, uint32_t n_tokens, float* logits,
                                  uint64_t capacity) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         uint64_t need_floats = uint64_t(n_tokens) * s.model->config().n_vocab;
         if (logits && capacity < need_floats)
             fail(KV_ERR_INVALID_ARGUMENT, "logits capacity %llu floats is below %u tokens x %u vocab",
@@ -71,18 +70,24 @@ KV_API kv_status kv_session_eval(kv_session* session, const kv_token* tokens, ui
 }
 
 KV_API kv_status kv_decode_step(kv_session* session, kv_token* out_token) {
-    return api::guard([&] { return engine::decode_step(need(session), out_token); });
+    return api::guard([&] {
+        api::SessionUse use(session);
+        return engine::decode_step(*use, out_token);
+    });
 }
 
 KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, uint32_t draft_n, kv_token* out_tokens,
                                        uint32_t capacity, uint32_t* n_out, uint32_t* n_drafted) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         if (!out_tokens) fail(KV_ERR_INVALID_ARGUMENT, "out_tokens is NULL");
         if (!n_out) fail(KV_ERR_INVALID_ARGUMENT, "n_out is NULL");
         if (capacity < uint64_t(draft_n) + 1)
             fail(KV_ERR_INVALID_ARGUMENT, "capacity %u is below draft_n + 1 (%u)", capacity, draft_n + 1);
-        if (draft) need(draft);
+        if (draft == session) fail(KV_ERR_INVALID_ARGUMENT, "the draft is the session itself");
+        std::unique_ptr<api::SessionUse> draft_use;
+        if (draft) draft_use = std::make_unique<api::SessionUse>(draft, "draft session");
         std::vector<int32_t> out;
         uint32_t drafted = 0;
         kv_status st = engine::decode_speculative(s, draft, draft_n, out, &drafted);
@@ -95,14 +100,16 @@ KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, u
 
 KV_API kv_status kv_session_reset(kv_session* session) {
     return api::guard([&] {
-        engine::reset(need(session));
+        api::SessionUse use(session);
+        engine::reset(*use);
         return KV_OK;
     });
 }
 
 KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t capacity) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         if (!logits) fail(KV_ERR_INVALID_ARGUMENT, "logits is NULL");
         if (capacity < s.model->config().n_vocab)
             fail(KV_ERR_INVALID_ARGUMENT, "capacity %u is below n_vocab %u", capacity, s.model->config().n_vocab);
@@ -113,7 +120,8 @@ KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t 
 
 KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_desc* sampler) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         kv_sampler_desc d = read_sampler(sampler);
         engine::check_sampler(d);
         bool was_gpu = s.sampler->gpu_greedy();
@@ -126,9 +134,9 @@ KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_de
 
 KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats) {
     return api::guard([&] {
-        if (!session) fail(KV_ERR_INVALID_ARGUMENT, "session is NULL");
         size_t n = api::out_size(stats, api::kSessionStatsV1, "stats");
-        const kv_session& s = *session;
+        api::SessionUse use(const_cast<kv_session*>(session));  // busy and cancel are its only writes
+        const kv_session& s = *use;
         kv_session_stats r{};
         r.struct_size = sizeof r;
         r.n_tokens = s.n_past;
@@ -161,7 +169,8 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
 
 KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         if (!out_child) fail(KV_ERR_INVALID_ARGUMENT, "out_child is NULL");
         *out_child = engine::fork(s).release();
         return KV_OK;
@@ -170,14 +179,16 @@ KV_API kv_status kv_session_fork(kv_session* session, kv_session** out_child) {
 
 KV_API kv_status kv_session_truncate(kv_session* session, uint32_t n_tokens) {
     return api::guard([&] {
-        engine::truncate(need(session), n_tokens);
+        api::SessionUse use(session);
+        engine::truncate(*use, n_tokens);
         return KV_OK;
     });
 }
 
 KV_API kv_status kv_session_save(kv_session* session, void* buffer, size_t* size) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         if (!size) fail(KV_ERR_INVALID_ARGUMENT, "size is NULL");
         size_t cap = *size, need_bytes = engine::saved_size(s);
         *size = need_bytes;
@@ -192,7 +203,8 @@ KV_API kv_status kv_session_save(kv_session* session, void* buffer, size_t* size
 
 KV_API kv_status kv_session_save_file(kv_session* session, const char* path) {
     return api::guard([&] {
-        kv_session& s = need(session);
+        api::SessionUse use(session);
+        kv_session& s = *use;
         if (!path) fail(KV_ERR_INVALID_ARGUMENT, "path is NULL");
         std::vector<uint8_t> img = engine::save(s);
         std::string tmp = std::string(path) + ".tmp";

@@ -26,6 +26,8 @@ KV_API const char* kv_status_string(kv_status s) {
         case KV_OK: return "KV_OK: success";
         case KV_INCOMPLETE: return "KV_INCOMPLETE: output array too small, results truncated";
         case KV_END_OF_GENERATION: return "KV_END_OF_GENERATION: an end-of-generation token was produced";
+        case KV_NOT_READY: return "KV_NOT_READY: the ticket's work is still running";
+        case KV_CANCELLED: return "KV_CANCELLED: cancelled; the session keeps the tokens done so far";
         case KV_ERR_INVALID_ARGUMENT: return "KV_ERR_INVALID_ARGUMENT: invalid argument";
         case KV_ERR_IO: return "KV_ERR_IO: I/O error";
         case KV_ERR_BAD_MODEL: return "KV_ERR_BAD_MODEL: malformed or inconsistent model file";
@@ -38,6 +40,7 @@ KV_API const char* kv_status_string(kv_status s) {
         case KV_ERR_INTERNAL: return "KV_ERR_INTERNAL: internal error";
         case KV_ERR_BAD_STATE: return "KV_ERR_BAD_STATE: call not valid in the current state";
         case KV_ERR_BAD_TOKEN: return "KV_ERR_BAD_TOKEN: token id out of the vocabulary";
+        case KV_ERR_BUSY: return "KV_ERR_BUSY: the session is in use by another call or a ticket in flight";
         default: return "unknown status";
     }
 }

@@ -3,6 +3,7 @@
 #include <string>
 
 kv_runtime::~kv_runtime() {
+    worker.reset();  // the submitted work first, while everything it uses exists
     pipelines.reset();
     allocator.reset();
     device.reset();

@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "engine/worker.h"
 #include "vk/command.h"
 #include "vk/device.h"
 #include "vk/memory.h"
@@ -21,6 +22,10 @@ struct kv_runtime {
     std::unique_ptr<kv::vk::Allocator> allocator;
     std::unique_ptr<kv::vk::PipelineCache> pipelines;
     std::mutex mutex;  // serializes runtime-level work (bandwidth probe, uploads)
+    // The thread of the kv_submit_* calls, started by the first (guarded by worker_mutex); the
+    // destructor ends it first, finishing the queued work while the device still exists.
+    std::mutex worker_mutex;
+    std::unique_ptr<kv::engine::Worker> worker;
 
     ~kv_runtime();
 };

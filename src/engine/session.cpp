@@ -111,15 +111,21 @@ void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies) {
 
 // Runs tokens [from, tokens.size()) of s.tokens through the model in chunks, starting at
 // position `from` (the cache holds [0, from)). The last chunk produces logits; `all_logits`
-// (optional) receives every row.
-void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
+// (optional) receives every row. `cancellable`: kv_session_cancel stops it between chunks (every
+// chunk then produces its last row's logits, one head row per chunk, so the session has the
+// logits of where it stopped); s.tokens is cut to the positions done and it returns true.
+bool forward_tokens(kv_session& s, uint32_t from, float* all_logits, bool cancellable) {
     uint32_t total = static_cast<uint32_t>(s.tokens.size());
     uint32_t V = s.model->config().n_vocab;
     uint32_t chunk = all_logits ? std::min(s.n_batch, s.max_logit_rows) : s.n_batch;
     bool host = !s.sampler->gpu_greedy();
     for (uint32_t p = from; p < total;) {
+        if (cancellable && p > from && s.cancel.load(std::memory_order_relaxed)) {
+            s.tokens.resize(p);
+            return true;
+        }
         uint32_t T = std::min(chunk, total - p);
-        bool last = p + T == total;
+        bool last = p + T == total || (cancellable && !all_logits);
         PendingCopies pending;
         reserve_pages(s, T, &pending);
         Segment seg;
@@ -147,6 +153,7 @@ void forward_tokens(kv_session& s, uint32_t from, float* all_logits) {
         }
         p += T;
     }
+    return false;
 }
 
 void commit_tokens(kv_session& s, uint32_t p, uint32_t T) {
@@ -376,7 +383,7 @@ void rollback(kv_session& s, uint32_t n_past, const LogitsState& before) {
 
 }  // namespace detail
 
-void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
+kv_status prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
     if (!ids) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
     // Capacity first: a huge n must fail before any of the n ids is read.
@@ -386,13 +393,14 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
     auto t0 = Clock::now();
     uint32_t old_past = s.n_past;
     const LogitsState before = logits_state(s);
+    bool cancelled = false;
     try {
         if (s.flags & KV_SESSION_NO_CACHE) {
             // The baseline: recompute the whole sequence from its first token.
             truncate_cache(s, 0);
-            if (all_logits && old_past > 0) forward_tokens(s, 0, nullptr);  // earlier positions first
+            if (all_logits && old_past > 0) forward_tokens(s, 0, nullptr, false);  // earlier positions first
             s.tokens.insert(s.tokens.end(), ids, ids + n);
-            forward_tokens(s, all_logits ? old_past : 0, all_logits);
+            forward_tokens(s, all_logits ? old_past : 0, all_logits, false);
         } else {
             s.tokens.insert(s.tokens.end(), ids, ids + n);
             uint32_t from = old_past;
@@ -404,16 +412,18 @@ void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits) {
                 s.n_past = from;
                 s.prefix_hit_tokens += from;
             }
-            forward_tokens(s, from, all_logits);
+            cancelled = forward_tokens(s, from, all_logits, !all_logits);
         }
     } catch (...) {
         rollback(s, old_past, before);
         throw;
     }
+    const uint32_t done = s.n_past - old_past;  // n, or fewer when cancelled
     s.last_prefill_ms = ms_since(t0);
     s.total_prefill_ms += s.last_prefill_ms;
-    s.last_prefill_tokens = n;
-    s.tokens_prefilled += n;
+    s.last_prefill_tokens = done;
+    s.tokens_prefilled += done;
+    return cancelled ? KV_CANCELLED : KV_OK;
 }
 
 kv_status decode_step(kv_session& s, int32_t* out_token) {
@@ -441,7 +451,7 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
     s.tokens.push_back(tok);
     try {
         if (s.flags & KV_SESSION_NO_CACHE) truncate_cache(s, 0);
-        forward_tokens(s, s.n_past, nullptr);
+        forward_tokens(s, s.n_past, nullptr, false);
     } catch (...) {
         rollback(s, old_past, before);
         if (rng_before) s.sampler->set_rng(*rng_before);
@@ -533,7 +543,7 @@ void truncate(kv_session& s, uint32_t n) {
     s.tokens.push_back(last);
     const LogitsState none = logits_state(s);
     try {
-        forward_tokens(s, n - 1, nullptr);
+        forward_tokens(s, n - 1, nullptr, false);
     } catch (...) {
         rollback(s, n - 1, none);
         throw;

@@ -9,6 +9,7 @@
 
 #include <kvulkan/kvulkan.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -81,6 +82,11 @@ struct kv_session {
     uint64_t logits_passes = 0;
     uint64_t forward_passes = 0;  // passes this session took part in (kv_session_stats)
 
+    // Concurrency (capi/session_use.h): a call, or a ticket in flight, holds the session while it
+    // runs (a second one gets KV_ERR_BUSY); kv_session_cancel asks a running prefill to stop.
+    mutable std::atomic<bool> busy{false};
+    std::atomic<bool> cancel{false};
+
     // Statistics.
     uint64_t tokens_prefilled = 0, tokens_decoded = 0, prefix_hit_tokens = 0;
     double last_prefill_ms = 0, last_decode_ms = 0, total_prefill_ms = 0, total_decode_ms = 0;
@@ -104,8 +110,10 @@ std::unique_ptr<kv_session> create_session(kv_model& model, const kv_session_des
 model::GgmlType cache_type(int32_t type);
 
 // kv_prefill / kv_session_eval: appends tokens; `logits` (n x n_vocab, may be null) receives every
-// position's logits when given.
-void prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits);
+// position's logits when given. Returns KV_OK, or KV_CANCELLED when kv_session_cancel stopped a
+// prefill (no `logits`) at a chunk boundary: the session then holds the chunks done, with the
+// logits of the last of them.
+kv_status prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logits);
 // kv_decode_step. Returns KV_OK or KV_END_OF_GENERATION.
 kv_status decode_step(kv_session& s, int32_t* out_token);
 void reset(kv_session& s);

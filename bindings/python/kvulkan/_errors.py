@@ -12,6 +12,8 @@ class Status(enum.IntEnum):
     OK = N.KV_OK
     INCOMPLETE = N.KV_INCOMPLETE
     END_OF_GENERATION = N.KV_END_OF_GENERATION
+    NOT_READY = N.KV_NOT_READY
+    CANCELLED = N.KV_CANCELLED
     ERR_INVALID_ARGUMENT = N.KV_ERR_INVALID_ARGUMENT
     ERR_IO = N.KV_ERR_IO
     ERR_BAD_MODEL = N.KV_ERR_BAD_MODEL
@@ -24,6 +26,7 @@ class Status(enum.IntEnum):
     ERR_INTERNAL = N.KV_ERR_INTERNAL
     ERR_BAD_STATE = N.KV_ERR_BAD_STATE
     ERR_BAD_TOKEN = N.KV_ERR_BAD_TOKEN
+    ERR_BUSY = N.KV_ERR_BUSY
 
     @property
     def c_name(self) -> str:
@@ -114,6 +117,10 @@ class BadTokenError(KvError, ValueError):
     """KV_ERR_BAD_TOKEN: a token id outside the model's vocabulary (also a ValueError)."""
 
 
+class BusyError(KvError):
+    """KV_ERR_BUSY: the session is in use by another call (another thread, or a ticket in flight)."""
+
+
 _BY_STATUS = {
     N.KV_ERR_INVALID_ARGUMENT: InvalidArgumentError,
     N.KV_ERR_IO: KvIOError,
@@ -127,6 +134,7 @@ _BY_STATUS = {
     N.KV_ERR_INTERNAL: InternalError,
     N.KV_ERR_BAD_STATE: BadStateError,
     N.KV_ERR_BAD_TOKEN: BadTokenError,
+    N.KV_ERR_BUSY: BusyError,
 }
 
 

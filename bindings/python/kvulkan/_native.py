@@ -41,6 +41,8 @@ HEADER_VERSION = make_version(HEADER_VERSION_MAJOR, HEADER_VERSION_MINOR, HEADER
 KV_OK = 0
 KV_INCOMPLETE = 1
 KV_END_OF_GENERATION = 2
+KV_NOT_READY = 3
+KV_CANCELLED = 4
 KV_ERR_INVALID_ARGUMENT = -1
 KV_ERR_IO = -2
 KV_ERR_BAD_MODEL = -3
@@ -53,6 +55,7 @@ KV_ERR_NO_DEVICE = -9
 KV_ERR_INTERNAL = -10
 KV_ERR_BAD_STATE = -11
 KV_ERR_BAD_TOKEN = -12
+KV_ERR_BUSY = -13
 
 # --- enums and flags ---------------------------------------------------------------------------
 KV_LOG_DEBUG, KV_LOG_INFO, KV_LOG_WARNING, KV_LOG_ERROR, KV_LOG_VALIDATION = range(5)
@@ -313,6 +316,8 @@ def session_desc_init() -> kv_session_desc:  # KV_SESSION_DESC_INIT
 
 # --- prototypes ----------------------------------------------------------------------------------
 _P = c_void_p  # opaque handles travel as void*
+# void (*)(kv_ticket*, kv_status, void*): called on kvulkan's worker thread (ctypes takes the GIL).
+kv_ticket_callback = ctypes.CFUNCTYPE(None, _P, kv_status, _P)
 
 _PROTOTYPES = {
     "kv_version": (c_uint32, []),
@@ -354,6 +359,14 @@ _PROTOTYPES = {
     "kv_batch_eval": (kv_status, [POINTER(kv_batch_item), c_uint32]),
     "kv_decode_speculative": (kv_status, [_P, _P, c_uint32, POINTER(kv_token), c_uint32, POINTER(c_uint32),
                                           POINTER(c_uint32)]),
+    "kv_submit_prefill": (kv_status, [_P, POINTER(kv_token), c_uint32, kv_ticket_callback, _P, POINTER(_P)]),
+    "kv_submit_decode": (kv_status, [_P, kv_ticket_callback, _P, POINTER(_P)]),
+    "kv_submit_decode_batch": (kv_status, [POINTER(_P), c_uint32, kv_ticket_callback, _P, POINTER(_P)]),
+    "kv_ticket_wait": (kv_status, [_P, c_uint64]),
+    "kv_ticket_poll": (kv_status, [_P]),
+    "kv_ticket_results": (kv_status, [_P, POINTER(kv_token), POINTER(kv_status), c_uint32, POINTER(c_uint32)]),
+    "kv_ticket_destroy": (None, [_P]),
+    "kv_session_cancel": (kv_status, [_P]),
 }
 
 

@@ -80,8 +80,9 @@ EXPECTED_SIZES = {
     "kv_model_info": 632,
     "kv_sampler_desc": 40,
     "kv_session_desc": 40,
-    "kv_session_stats": 112,
+    "kv_session_stats": 120,
     "kv_cache_stats": 64,
+    "kv_batch_item": 56,
 }
 EXPECTED_OFFSETS = [
     ("kv_device_info", "device_type", 776),
@@ -112,6 +113,10 @@ EXPECTED_OFFSETS = [
     ("kv_session_stats", "pages", 96),
     ("kv_session_stats", "shared_pages", 100),
     ("kv_session_stats", "prefix_hit_tokens", 104),
+    ("kv_session_stats", "forward_passes", 112),
+    ("kv_batch_item", "session", 8),
+    ("kv_batch_item", "logits_capacity", 32),
+    ("kv_batch_item", "status", 48),
     ("kv_cache_stats", "pages_free", 20),
     ("kv_cache_stats", "page_bytes", 24),
     ("kv_cache_stats", "evictions", 56),
