@@ -1,5 +1,6 @@
 package dev.kvulkan;
 
+import java.io.Closeable;
 import java.lang.ref.Cleaner;
 import java.util.function.LongConsumer;
 
@@ -16,8 +17,11 @@ import java.util.function.LongConsumer;
  *       destroys the native object when the call returns, never under it.</li>
  *   <li>An object that becomes unreachable without close() is closed by a {@link Cleaner}.</li>
  * </ul>
+ * It is a {@link Closeable} (an AutoCloseable whose close() throws no checked exception here) so
+ * that Kotlin's {@code use {}} works with every Kotlin version (AutoCloseable.use needed the
+ * kotlin-stdlib-jdk7 artifact before Kotlin 1.8.20).
  */
-abstract class NativeObject implements AutoCloseable {
+abstract class NativeObject implements Closeable {
     private static final Cleaner CLEANER = Cleaner.create();
 
     /** The state the Cleaner acts on: it must not refer to the wrapper object. */
