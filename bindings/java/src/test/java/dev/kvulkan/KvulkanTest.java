@@ -370,6 +370,55 @@ class KvulkanTest {
     }
 
     @Test
+    void sessionsOnSeveralThreads() throws Exception {
+        int nThreads = 3;
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+        List<int[]> results = Collections.synchronizedList(new ArrayList<>());
+        for (int i = 0; i < nThreads; i++) {
+            Thread t = new Thread(() -> {
+                try (Session s = model.newSession(new SessionDesc().nCtx(64))) {
+                    s.prefill(ref.promptIds);
+                    results.add(s.generate(16));
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) t.join();
+        assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+        assertEquals(nThreads, results.size());
+        for (int[] r : results) assertArrayEquals(refTokens(0, 16), r);
+    }
+
+    @Test
+    void closeRacingWithCallsOnAnotherThread() throws Exception {
+        // A parse-only model used on one thread while another closes it: each call either works
+        // or throws IllegalStateException; the native destroy waits for the call in progress.
+        for (int round = 0; round < 20; round++) {
+            Model m = new Model(null, TestData.stories().toString());
+            List<Throwable> unexpected = Collections.synchronizedList(new ArrayList<>());
+            Thread user = new Thread(() -> {
+                try {
+                    while (true) assertArrayEquals(ref.promptIds, m.tokenize("Once upon a time"));
+                } catch (IllegalStateException closed) {
+                    // expected once close() has run
+                } catch (Throwable e) {
+                    unexpected.add(e);
+                }
+            });
+            user.start();
+            Thread.sleep(1);
+            m.close();
+            user.join();
+            assertTrue(unexpected.isEmpty(), () -> "unexpected: " + unexpected);
+            assertThrows(IllegalStateException.class, m::info);
+        }
+    }
+
+    @Test
     void utf8StreamHoldsBackSplitCharacters() {
         Utf8Stream u = new Utf8Stream();
         byte[] emoji = "😀".getBytes(StandardCharsets.UTF_8);
