@@ -419,6 +419,35 @@ class KvulkanTest {
     }
 
     @Test
+    void lowLevelMisuseIsAnExceptionOrAStatusNeverACrash() {
+        // NULL handles: the library's own argument checks.
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_prefill(0, ref.promptIds));
+        assertFalse(Native.kv_last_error_message().isEmpty());
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_decode_step(0, new int[1]));
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_model_get_info(0, new ModelInfo()));
+        Native.kv_session_destroy(0);
+        Native.kv_runtime_destroy(0);
+        // Misuse of the JNI layer itself: Java exceptions.
+        long m = model.handle();
+        assertThrows(NullPointerException.class, () -> Native.kv_decode_step(0, null));
+        assertThrows(IllegalArgumentException.class, () -> Native.kv_decode_step(0, new int[0]));
+        assertThrows(NullPointerException.class, () -> Native.kv_model_get_info(m, null));
+        assertThrows(NullPointerException.class, () -> Native.kv_tokenize(m, null, 0, null, new int[1]));
+        assertThrows(IllegalArgumentException.class, () -> Native.kv_decode_batch(new long[2], new int[1], new int[2]));
+        ModelDesc heap = new ModelDesc();
+        heap.data = ByteBuffer.wrap(new byte[16]);
+        assertThrows(IllegalArgumentException.class, () -> new Model(null, heap));
+        // The KV_INCOMPLETE protocol through arrays: a too small array gets nothing, the count comes back.
+        int[] n = new int[1];
+        assertEquals(Native.KV_INCOMPLETE, Native.kv_tokenize(m, "Once upon a time".getBytes(StandardCharsets.UTF_8),
+                Native.KV_TOKENIZE_ADD_SPECIAL, new int[2], n));
+        assertEquals(ref.promptIds.length, n[0]);
+        long[] len = new long[1];
+        assertEquals(Native.KV_INCOMPLETE, Native.kv_detokenize(m, ref.promptIds, new byte[3], len));
+        assertEquals("Once upon a time".length(), len[0]);
+    }
+
+    @Test
     void utf8StreamHoldsBackSplitCharacters() {
         Utf8Stream u = new Utf8Stream();
         byte[] emoji = "😀".getBytes(StandardCharsets.UTF_8);
