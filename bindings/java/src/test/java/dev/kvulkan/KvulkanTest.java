@@ -1,0 +1,460 @@
+package dev.kvulkan;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.List;
+
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+
+/**
+ * The Java binding against stories260K on the default device (lavapipe in CI) with the validation
+ * layer on: every test compares with tokens computed another way (llama.cpp's reference run in
+ * ../shared/reference, or the C API called through the low-level layer step by step). After all
+ * tests: no validation message, and every native object destroyed.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class KvulkanTest {
+    static final int STREAM = 32;
+
+    Runtime runtime;
+    Model model;
+    TestData.Reference ref;
+    final List<String> logs = Collections.synchronizedList(new ArrayList<>());
+    final List<String> validationLogs = Collections.synchronizedList(new ArrayList<>());
+
+    @BeforeAll
+    void open() {
+        Path stories = TestData.stories();
+        ref = TestData.storiesReference();
+        RuntimeDesc d = new RuntimeDesc().validation(true).logListener((level, message) -> {
+            logs.add(level + " " + message);
+            if (level == Native.KV_LOG_VALIDATION) validationLogs.add(message);
+        });
+        runtime = new Runtime(d);
+        model = runtime.loadModel(stories.toString());
+    }
+
+    @AfterAll
+    void close() {
+        if (runtime == null) return;
+        assertEquals(0, runtime.validationMessageCount(), () -> "validation messages: " + validationLogs);
+        assertTrue(validationLogs.isEmpty(), () -> "validation messages: " + validationLogs);
+        model.close();
+        runtime.close();
+        assertTrue(runtime.isClosed());
+        assertThrows(IllegalStateException.class, runtime::handle);
+    }
+
+    /** The reference's first n generated tokens. */
+    int[] refTokens(int from, int to) {
+        return Arrays.copyOfRange(ref.generatedIds, from, to);
+    }
+
+    /** n greedy tokens through the low-level layer: kv_decode_step in a plain loop. */
+    static int[] cGreedy(long session, int n) {
+        int[] out = new int[n];
+        int[] t = new int[1];
+        for (int i = 0; i < n; i++) {
+            assertEquals(Native.KV_OK, Native.kv_decode_step(session, t), Native::kv_last_error_message);
+            out[i] = t[0];
+        }
+        return out;
+    }
+
+    @Test
+    void versionsAndStatusNames() {
+        int v = Kvulkan.version();
+        assertEquals(Native.HEADER_VERSION_MAJOR, v >>> 22);
+        assertEquals((v >>> 22) + "." + ((v >>> 12) & 0x3FF) + "." + (v & 0xFFF), Kvulkan.versionString());
+        assertTrue(Kvulkan.statusString(Native.KV_ERR_IO).startsWith("KV_ERR_IO"), Kvulkan.statusString(-2));
+        assertEquals("KV_ERR_BAD_TOKEN", KvException.statusName(Native.KV_ERR_BAD_TOKEN));
+    }
+
+    @Test
+    void runtimeDevicesAndLogListener() {
+        DeviceInfo info = runtime.info();
+        assertFalse(info.deviceName.isEmpty());
+        assertTrue(info.memoryHeaps.length > 0);
+        assertTrue(info.subgroupSize > 0);
+        DeviceInfo[] all = Kvulkan.enumerateDevices();
+        assertTrue(all.length >= 1);
+        assertTrue(Arrays.stream(all).anyMatch(d -> d.deviceName.equals(info.deviceName)), info::toString);
+        // The runtime logged which device it chose, through the Java listener.
+        assertTrue(logs.stream().anyMatch(l -> l.startsWith(Native.KV_LOG_INFO + " ") && l.contains(info.deviceName)),
+                () -> "log lines: " + logs);
+        BandwidthResult bw = runtime.measureBandwidth(1 << 16, 1);
+        assertTrue(bw.bytes >= 1 << 16 && bw.readGbps > 0 && bw.copyGbps > 0 && bw.writeGbps > 0);
+    }
+
+    @Test
+    void modelInfoAndTokenizer() {
+        ModelInfo info = model.info();
+        assertEquals("llama", info.architecture);
+        assertEquals(512, info.nVocab);
+        assertEquals(1, info.onDevice);
+        assertTrue(info.nParams > 200_000 && info.nLayer > 0 && info.headDim > 0, info::toString);
+        assertEquals(1, model.bos());
+        assertTrue(model.isEog(model.eos()));
+        assertFalse(model.isEog(ref.generatedIds[0]));
+
+        int[] tokens = model.tokenize("Once upon a time");
+        assertArrayEquals(ref.promptIds, tokens);
+        assertArrayEquals(Arrays.copyOfRange(ref.promptIds, 1, ref.promptIds.length),
+                model.tokenize("Once upon a time", false, false));
+        assertEquals("Once upon a time", model.detokenize(tokens));
+        // Text beyond ASCII, outside the BMP included, survives the trip (JNI's modified UTF-8 would not).
+        String text = "naïve café 😀 ok";
+        assertEquals(text, model.detokenize(model.tokenize(text, false, false)));
+        assertEquals(0, model.tokenize("", false, false).length);
+    }
+
+    @Test
+    void prefillAndStream32TokensEqualTheCApiGreedyTokens() {
+        int[] prompt = model.tokenize("Once upon a time");
+        // Tokens computed another way: the C API's kv_decode_step in a plain loop (low level) ...
+        long[] out = new long[1];
+        assertEquals(Native.KV_OK, Native.kv_session_create(model.handle(), null, out));
+        int[] cTokens;
+        try {
+            assertEquals(Native.KV_OK, Native.kv_prefill(out[0], prompt));
+            cTokens = cGreedy(out[0], STREAM);
+        } finally {
+            Native.kv_session_destroy(out[0]);
+        }
+        // ... and llama.cpp's greedy run of the same model (../shared/reference).
+        assertArrayEquals(refTokens(0, STREAM), cTokens);
+
+        try (Session s = model.newSession(new SessionDesc().nCtx(256))) {
+            s.prefill(prompt);
+            assertEquals(prompt.length, s.nTokens());
+            List<Integer> streamed = new ArrayList<>();
+            StringBuilder text = new StringBuilder();
+            int[] got = s.generate(STREAM, (token, piece) -> {
+                streamed.add(token);
+                text.append(piece);
+                return true;
+            });
+            assertArrayEquals(cTokens, got);
+            assertArrayEquals(cTokens, streamed.stream().mapToInt(Integer::intValue).toArray());
+            String want = new String(ref.generatedText, StandardCharsets.UTF_8);
+            assertTrue(want.startsWith(text.toString()) && text.length() > 60, () -> "streamed text: " + text);
+            assertEquals(prompt.length + STREAM, s.nTokens());
+            SessionStats st = s.stats();
+            assertEquals(STREAM, st.tokensDecoded);
+            assertEquals(prompt.length, st.tokensPrefilled);
+            assertTrue(st.kvBytes > 0 && st.pages > 0);
+
+            // The listener stops generation by returning false.
+            int[] few = s.generate(100, (token, piece) -> false);
+            assertArrayEquals(refTokens(STREAM, STREAM + 1), few);
+        }
+    }
+
+    @Test
+    void badPathGivesKvExceptionWithStatusAndMessage() throws IOException {
+        String missing = "/nonexistent/dir/stories-ü-😀.gguf";
+        KvException e = assertThrows(KvException.class, () -> new Model(runtime, missing));
+        assertEquals(Native.KV_ERR_IO, e.status());
+        assertEquals("KV_ERR_IO", e.statusName());
+        assertTrue(e.libraryMessage().contains(missing), e::getMessage);  // the path came back intact
+        assertTrue(e.getMessage().startsWith("KV_ERR_IO: "), e::getMessage);
+
+        Path junk = Files.createTempFile("kvulkan-junk", ".gguf");
+        try {
+            Files.write(junk, "this is not a GGUF file at all".getBytes(StandardCharsets.UTF_8));
+            KvException bad = assertThrows(KvException.class, () -> new Model(runtime, junk.toString()));
+            assertEquals(Native.KV_ERR_BAD_MODEL, bad.status());
+            assertFalse(bad.libraryMessage().isEmpty());
+        } finally {
+            Files.delete(junk);
+        }
+        assertThrows(KvException.class, () -> new Model(runtime, "a\0b"));
+    }
+
+    @Test
+    void modelFromNonAsciiPathAndFromBytes() throws IOException {
+        Path dir = Files.createTempDirectory("kvulkan-java");
+        Path copy = dir.resolve("stories-ü-😀.gguf");
+        try {
+            Files.copy(TestData.stories(), copy);
+            try (Model m = new Model(null, copy.toString())) {  // parse-only: no runtime
+                assertArrayEquals(ref.promptIds, m.tokenize("Once upon a time"));
+                assertEquals(0, m.info().onDevice);
+                KvException e = assertThrows(KvException.class, m::newSession);
+                assertEquals(Native.KV_ERR_BAD_STATE, e.status());
+            }
+            try (Model m = Model.fromBytes(runtime, Files.readAllBytes(copy)); Session s = m.newSession()) {
+                s.prefill(ref.promptIds);
+                assertArrayEquals(refTokens(0, 4), s.generate(4));
+            }
+            // A direct buffer read in place (copyData false): the Model keeps it alive.
+            ModelDesc d = new ModelDesc();
+            byte[] bytes = Files.readAllBytes(copy);
+            d.data = ByteBuffer.allocateDirect(bytes.length).put(bytes).flip();
+            try (Model m = new Model(null, d)) {
+                assertEquals(512, m.nVocab());
+            }
+        } finally {
+            Files.deleteIfExists(copy);
+            Files.delete(dir);
+        }
+    }
+
+    @Test
+    void forkTruncateSaveAndLoad() throws IOException {
+        int[] prompt = ref.promptIds;
+        try (Session s = model.newSession(new SessionDesc().nCtx(128))) {
+            s.prefill(prompt);
+            assertArrayEquals(refTokens(0, 8), s.generate(8));
+
+            // Fork: the child shares the pages and continues exactly as the parent does.
+            try (Session child = s.fork()) {
+                assertEquals(prompt.length + 8, child.nTokens());
+                assertArrayEquals(refTokens(8, 16), child.generate(8));
+                assertArrayEquals(refTokens(8, 16), s.generate(8));
+            }
+
+            // Truncate back to prompt + 4 tokens: decoding goes on from there.
+            s.truncate(prompt.length + 4);
+            assertEquals(prompt.length + 4, s.nTokens());
+            assertArrayEquals(refTokens(4, 12), s.generate(8));
+            assertThrows(KvException.class, () -> s.truncate(10_000));
+
+            // Save, continue, restore: the restored session gives the same next tokens.
+            byte[] image = s.save();
+            assertTrue(image.length > 0);
+            int[] after = s.generate(8);
+            assertArrayEquals(refTokens(12, 20), after);
+            try (Session restored = model.loadSession(image)) {
+                assertEquals(prompt.length + 12, restored.nTokens());
+                assertArrayEquals(after, restored.generate(8));
+            }
+            Path dir = Files.createTempDirectory("kvulkan-java");
+            Path file = dir.resolve("session-é.kvs");
+            try {
+                s.truncate(prompt.length + 12);
+                s.saveFile(file.toString());
+                assertTrue(Files.size(file) > 0);
+                try (Session restored = model.loadSessionFile(file.toString())) {
+                    assertArrayEquals(after, restored.generate(8));
+                }
+            } finally {
+                Files.deleteIfExists(file);
+                Files.delete(dir);
+            }
+            byte[] corrupt = Arrays.copyOf(image, image.length / 2);
+            KvException e = assertThrows(KvException.class, () -> model.loadSession(corrupt));
+            assertEquals(Native.KV_ERR_BAD_MODEL, e.status());
+        }
+    }
+
+    @Test
+    void errorsLeaveTheSessionUsable() {
+        try (Session s = model.newSession(new SessionDesc().nCtx(64))) {
+            KvException e = assertThrows(KvException.class, s::decodeStep);
+            assertEquals(Native.KV_ERR_BAD_STATE, e.status());
+            e = assertThrows(KvException.class, () -> s.prefill(new int[] {1, 100_000}));
+            assertEquals(Native.KV_ERR_BAD_TOKEN, e.status());
+            assertTrue(e.libraryMessage().contains("100000"), e::getMessage);
+            assertEquals(0, s.nTokens());
+            s.prefill(ref.promptIds);
+            assertArrayEquals(refTokens(0, 2), s.generate(2));
+            KvException full = assertThrows(KvException.class, () -> s.prefill(new int[100]));
+            assertEquals(Native.KV_ERR_CONTEXT_FULL, full.status());
+        }
+    }
+
+    @Test
+    void closeIsIdempotentAndClosedObjectsThrow() {
+        Model m = runtime.loadModel(TestData.stories().toString());
+        Session s = m.newSession();
+        Session other = m.newSession();
+        other.close();
+        other.close();
+        assertTrue(other.isClosed());
+        assertThrows(IllegalStateException.class, () -> other.prefill(ref.promptIds));
+        assertThrows(IllegalStateException.class, other::fork);
+        // Closing the model first defers its native destroy: the open session keeps working.
+        m.close();
+        m.close();
+        assertThrows(IllegalStateException.class, () -> m.tokenize("x"));
+        assertThrows(IllegalStateException.class, m::newSession);
+        s.prefill(ref.promptIds);
+        assertArrayEquals(refTokens(0, 4), s.generate(4, (t, p) -> true));
+        assertEquals(512, s.logits().length);
+        s.close();
+        assertThrows(IllegalStateException.class, s::decodeStep);
+        assertThrows(IllegalStateException.class, s::handle);
+    }
+
+    @Test
+    void logitsEvalAndSampler() {
+        try (Session a = model.newSession(); Session b = model.newSession()) {
+            float[] rows = a.eval(ref.promptIds);
+            assertEquals(ref.promptIds.length * 512, rows.length);
+            float[] last = Arrays.copyOfRange(rows, rows.length - 512, rows.length);
+            assertArrayEquals(last, a.logits());
+            int argmax = 0;
+            for (int i = 1; i < 512; i++) if (last[i] > last[argmax]) argmax = i;
+            assertEquals(ref.generatedIds[0], argmax);
+            // A seeded sampler is deterministic: two sessions draw the same tokens.
+            SamplerDesc hot = new SamplerDesc().temperature(1.5f).topK(40).seed(1234);
+            a.setSampler(hot);
+            b.eval(ref.promptIds);
+            b.setSampler(hot);
+            int[] ta = a.generate(12);
+            assertArrayEquals(ta, b.generate(12));
+            a.setSampler(null);  // greedy again
+            a.truncate(ref.promptIds.length);
+            assertArrayEquals(refTokens(0, 3), a.generate(3));
+        }
+        try (Session s = model.newSession(new SessionDesc().sampler(new SamplerDesc().temperature(0.9f).seed(7)))) {
+            s.prefill(ref.promptIds);
+            assertEquals(6, s.generate(6).length);
+        }
+    }
+
+    @Test
+    void batchesAndSpeculative() {
+        try (Session a = model.newSession(); Session b = model.newSession(); Session c = model.newSession()) {
+            a.prefill(ref.promptIds);
+            b.prefill(ref.promptIds);
+            int[] st = new int[2];
+            assertArrayEquals(refTokens(0, 1), Arrays.copyOf(Session.decodeBatch(new Session[] {a, b}, st), 1));
+            assertArrayEquals(new int[] {Native.KV_OK, Native.KV_OK}, st);
+            assertEquals(a.nTokens(), b.nTokens());
+            // c was never prefilled: its own status, the others go on.
+            int[] st3 = new int[3];
+            int[] t3 = Session.decodeBatch(new Session[] {a, b, c}, st3);
+            assertEquals(ref.generatedIds[1], t3[0]);
+            assertEquals(ref.generatedIds[1], t3[1]);
+            assertEquals(Native.KV_ERR_BAD_STATE, st3[2]);
+            KvException e = assertThrows(KvException.class, () -> Session.decodeBatch(new Session[] {c}, null));
+            assertEquals(Native.KV_ERR_BAD_STATE, e.status());
+
+            // kv_batch_eval: a decode item for a, a token item (the prompt) for c.
+            BatchItem decode = new BatchItem(a.handle(), null, null);
+            BatchItem feed = new BatchItem(c.handle(), ref.promptIds, new float[ref.promptIds.length * 512]);
+            assertEquals(Native.KV_OK, Native.kv_batch_eval(new BatchItem[] {decode, feed}));
+            assertEquals(Native.KV_OK, decode.status);
+            assertEquals(ref.generatedIds[2], decode.token);
+            assertEquals(Native.KV_OK, feed.status);
+            assertEquals(ref.promptIds.length, feed.nDone);
+            assertNotEquals(0.0f, feed.logits[feed.logits.length - 1]);
+            assertArrayEquals(refTokens(0, 2), c.generate(2));
+
+            // Speculative decoding by prompt lookup gives plain greedy tokens.
+            List<Integer> spec = new ArrayList<>();
+            while (spec.size() < 16) for (int t : b.decodeSpeculative(null, 4)) spec.add(t);
+            int[] got = spec.stream().mapToInt(Integer::intValue).limit(16).toArray();
+            assertArrayEquals(refTokens(2, 18), got);
+        }
+        CacheStats cs = model.cacheStats(Native.KV_CACHE_F16);
+        assertTrue(cs.pagesTotal > 0 && cs.pageSize > 0 && cs.pageBytes > 0);
+    }
+
+    @Test
+    void sessionsOnSeveralThreads() throws Exception {
+        int nThreads = 3;
+        List<Thread> threads = new ArrayList<>();
+        List<Throwable> errors = Collections.synchronizedList(new ArrayList<>());
+        List<int[]> results = Collections.synchronizedList(new ArrayList<>());
+        for (int i = 0; i < nThreads; i++) {
+            Thread t = new Thread(() -> {
+                try (Session s = model.newSession(new SessionDesc().nCtx(64))) {
+                    s.prefill(ref.promptIds);
+                    results.add(s.generate(16));
+                } catch (Throwable e) {
+                    errors.add(e);
+                }
+            });
+            threads.add(t);
+            t.start();
+        }
+        for (Thread t : threads) t.join();
+        assertTrue(errors.isEmpty(), () -> "errors: " + errors);
+        assertEquals(nThreads, results.size());
+        for (int[] r : results) assertArrayEquals(refTokens(0, 16), r);
+    }
+
+    @Test
+    void closeRacingWithCallsOnAnotherThread() throws Exception {
+        // A parse-only model used on one thread while another closes it: each call either works
+        // or throws IllegalStateException; the native destroy waits for the call in progress.
+        for (int round = 0; round < 20; round++) {
+            Model m = new Model(null, TestData.stories().toString());
+            List<Throwable> unexpected = Collections.synchronizedList(new ArrayList<>());
+            Thread user = new Thread(() -> {
+                try {
+                    while (true) assertArrayEquals(ref.promptIds, m.tokenize("Once upon a time"));
+                } catch (IllegalStateException closed) {
+                    // expected once close() has run
+                } catch (Throwable e) {
+                    unexpected.add(e);
+                }
+            });
+            user.start();
+            Thread.sleep(1);
+            m.close();
+            user.join();
+            assertTrue(unexpected.isEmpty(), () -> "unexpected: " + unexpected);
+            assertThrows(IllegalStateException.class, m::info);
+        }
+    }
+
+    @Test
+    void lowLevelMisuseIsAnExceptionOrAStatusNeverACrash() {
+        // NULL handles: the library's own argument checks.
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_prefill(0, ref.promptIds));
+        assertFalse(Native.kv_last_error_message().isEmpty());
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_decode_step(0, new int[1]));
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, Native.kv_model_get_info(0, new ModelInfo()));
+        Native.kv_session_destroy(0);
+        Native.kv_runtime_destroy(0);
+        // Misuse of the JNI layer itself: Java exceptions.
+        long m = model.handle();
+        assertThrows(NullPointerException.class, () -> Native.kv_decode_step(0, null));
+        assertThrows(IllegalArgumentException.class, () -> Native.kv_decode_step(0, new int[0]));
+        assertThrows(NullPointerException.class, () -> Native.kv_model_get_info(m, null));
+        assertThrows(NullPointerException.class, () -> Native.kv_tokenize(m, null, 0, null, new int[1]));
+        assertThrows(IllegalArgumentException.class, () -> Native.kv_decode_batch(new long[2], new int[1], new int[2]));
+        ModelDesc heap = new ModelDesc();
+        heap.data = ByteBuffer.wrap(new byte[16]);
+        assertThrows(IllegalArgumentException.class, () -> new Model(null, heap));
+        // The KV_INCOMPLETE protocol through arrays: a too small array gets nothing, the count comes back.
+        int[] n = new int[1];
+        assertEquals(Native.KV_INCOMPLETE, Native.kv_tokenize(m, "Once upon a time".getBytes(StandardCharsets.UTF_8),
+                Native.KV_TOKENIZE_ADD_SPECIAL, new int[2], n));
+        assertEquals(ref.promptIds.length, n[0]);
+        long[] len = new long[1];
+        assertEquals(Native.KV_INCOMPLETE, Native.kv_detokenize(m, ref.promptIds, new byte[3], len));
+        assertEquals("Once upon a time".length(), len[0]);
+    }
+
+    @Test
+    void utf8StreamHoldsBackSplitCharacters() {
+        Utf8Stream u = new Utf8Stream();
+        byte[] emoji = "😀".getBytes(StandardCharsets.UTF_8);
+        assertEquals("a", u.feed(new byte[] {'a', emoji[0]}));
+        assertEquals("", u.feed(new byte[] {emoji[1], emoji[2]}));
+        assertEquals("😀b", u.feed(new byte[] {emoji[3], 'b'}));
+        assertEquals("", u.feed(new byte[] {(byte) 0xC3}));
+        assertEquals("\uFFFD", u.finish());
+    }
+}
