@@ -3,14 +3,17 @@
 #
 #   run_tests.sh <build dir with libkvulkan.so> <shared dir> [output dir]
 #
-# Steps: compile src/*.cs as C# 7.2 (the newest mcs accepts; Unity's compilers accept it) with
-# warnings as errors; check that every framework type the assembly references exists in
-# .NET Standard 2.0 (a subset of 2.1, Unity's profile); compile and run the tests with
-# nunit-console. Exits 77 (ctest: skipped) when mcs, mono or the NUnit runner is missing, or the
-# test model is absent; any other failure is non-zero.
+# Steps: compile unity/Runtime/*.cs (the binding's only copy of its sources) as C# 7.2, the newest
+# mcs accepts and older than what Unity's compilers take, warnings as errors; check that every
+# framework type the assembly references exists in .NET Standard 2.0 (a subset of 2.1, Unity's
+# profile; type level only, not members); compile the Unity sample against a stub of the few
+# UnityEngine types it uses; compile and run the tests with nunit-console.
+# KV_ABI_LAYOUT may name the kv-abi-layout program (default: <build>/bin/kv-abi-layout).
+# Exits 77 (ctest: skipped) when mcs, mono or the NUnit runner is missing, or the test model is
+# absent; any other failure is non-zero.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-src=$here/../src
+src=$here/../unity/Runtime
 build=${1:?usage: run_tests.sh <build dir> <shared dir> [out dir]}
 shared=${2:?usage: run_tests.sh <build dir> <shared dir> [out dir]}
 out=${3:-$build/csharp}
@@ -41,13 +44,17 @@ fi
 [ "$(wc -l <"$out/used-types.txt")" -gt 30 ] || { echo "FAILED: type scan found too little"; exit 1; }
 echo "netstandard: all $(wc -l <"$out/used-types.txt") framework types used are in .NET Standard 2.0"
 
+# The Unity package's sample compiles against this API (UnityEngine is a declarations-only stub).
+mcs -nologo -langversion:7.2 -target:library -warnaserror+ -r:"$out/Kvulkan.dll" -out:"$out/UnitySample.dll" \
+    "$here/unity_stub/UnityEngine.cs" "$here/../unity/Samples~/StreamText/"*.cs
+
 mcs -nologo -target:library -warnaserror+ -r:"$out/Kvulkan.dll" -r:"$nunit" -r:System.Core.dll \
     -out:"$out/Kvulkan.Tests.dll" "$here"/*.cs
 cp "$nunit" "$out/"
 
 export LD_LIBRARY_PATH="$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export KV_SHARED_DIR="$shared"
-export KV_ABI_LAYOUT="$build/bin/kv-abi-layout"
+export KV_ABI_LAYOUT="${KV_ABI_LAYOUT:-$build/bin/kv-abi-layout}"
 # -nothread/-noshadow: the tests run on the console's own thread, from $out, no copying.
 cd "$out"
 nunit-console -nologo -nothread -noshadow -labels -xml="$out/TestResult.xml" "$out/Kvulkan.Tests.dll"

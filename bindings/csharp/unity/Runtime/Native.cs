@@ -292,9 +292,13 @@ namespace Kvulkan.Interop
     public static class Native
     {
         /// <summary>DllImport name: libkvulkan.so (Linux, Android), libkvulkan.dylib (macOS),
-        /// kvulkan.dll (Windows). On iOS (static linking) Unity needs "__Internal" instead:
-        /// see bindings/csharp/README.md.</summary>
+        /// kvulkan.dll (Windows). iOS links the library statically into the player, where
+        /// IL2CPP resolves "__Internal".</summary>
+#if UNITY_IOS && !UNITY_EDITOR
+        public const string Library = "__Internal";
+#else
         public const string Library = "kvulkan";
+#endif
 
         public const int HEADER_VERSION_MAJOR = 0;
         public const int HEADER_VERSION_MINOR = 2;
