@@ -70,6 +70,7 @@ namespace Kvulkan.Tests
         readonly List<string> _validation = new List<string>();
         int[] _prompt;
         int[] _greedy;
+        bool _validated = true;
 
         [TestFixtureSetUp]
         public void SetUp()
@@ -89,6 +90,7 @@ namespace Kvulkan.Tests
                 if (e.Status != KvStatus.Unsupported)
                     throw;
                 Console.WriteLine("validation layer not installed: running without it");
+                _validated = false;
                 _rt = new Runtime(new RuntimeOptions { Log = log });
             }
             _model = _rt.LoadModel(Data.Stories);
@@ -450,6 +452,21 @@ namespace Kvulkan.Tests
             Assert.Throws<ObjectDisposedException>(() => s.Prefill(_prompt));
             int t;
             Assert.Throws<ObjectDisposedException>(() => s.DecodeStep(out t));
+
+            // A runtime disposed before its model: destroyed natively only after the model (the
+            // validation layer reports a VkDevice destroyed with live buffers, and the log
+            // callback, freed with the runtime, is still called during the model's release).
+            var logs = new List<string>();
+            var rt2 = new Runtime(new RuntimeOptions { Validation = _validated, Log = (l, msg) => { lock (logs) logs.Add(l + ": " + msg); } });
+            Model m2 = rt2.LoadModel(Data.Stories);
+            rt2.Dispose();
+            Assert.Throws<ObjectDisposedException>(() => rt2.GetInfo());
+            Assert.Throws<ObjectDisposedException>(() => rt2.LoadModel(Data.Stories));
+            Assert.AreEqual(_prompt, m2.Tokenize("Once upon a time"));
+            Assert.IsTrue(m2.Info().OnDevice);
+            m2.Dispose();
+            lock (logs)
+                Assert.IsFalse(logs.Any(x => x.StartsWith("Validation") || x.StartsWith("Error")), string.Join(" | ", logs));
 
             // Tokenizer only, without a runtime; sessions are refused with a status.
             using (var vocab = new Model(null, Data.Stories, new ModelOptions { VocabOnly = true }))
