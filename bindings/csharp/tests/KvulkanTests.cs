@@ -446,6 +446,8 @@ namespace Kvulkan.Tests
             Assert.Throws<ObjectDisposedException>(() => m.CreateSession());
             s.Prefill(_prompt);
             Assert.AreEqual(_greedy.Take(3).ToArray(), s.Generate(3).ToArray());
+            Assert.AreEqual(_model.Detokenize(_greedy.Skip(3).Take(4).ToArray()).TrimStart(' '),
+                            string.Concat(s.GenerateText(4)).TrimStart(' '));
             Assert.Throws<ObjectDisposedException>(() => s.Fork());  // creates a session: needs the model
             s.Dispose();
             s.Dispose();  // idempotent

@@ -222,14 +222,18 @@ namespace Kvulkan
         public byte[] TokenToPiece(int token)
         {
             using (var m = new Lease(Handle, "Model"))
-            {
-                var len = UIntPtr.Zero;
-                Check.Status(Native.kv_token_to_piece(m.Ptr, token, null, ref len));
-                var piece = new byte[(int)len.ToUInt64()];
-                if (piece.Length > 0)
-                    Check.Status(Native.kv_token_to_piece(m.Ptr, token, piece, ref len));
-                return piece;
-            }
+                return PieceOf(m.Ptr, token);
+        }
+
+        /// <summary>kv_token_to_piece on a native model the caller keeps alive.</summary>
+        internal static byte[] PieceOf(IntPtr model, int token)
+        {
+            var len = UIntPtr.Zero;
+            Check.Status(Native.kv_token_to_piece(model, token, null, ref len));
+            var piece = new byte[(int)len.ToUInt64()];
+            if (piece.Length > 0)
+                Check.Status(Native.kv_token_to_piece(model, token, piece, ref len));
+            return piece;
         }
 
         /// <summary>kv_model_get_cache_stats: the KV page pool of one cache type.</summary>

@@ -226,7 +226,11 @@ namespace Kvulkan
             var chars = new char[64];
             foreach (int token in GenerateIterator(maxTokens))
             {
-                byte[] piece = Model.TokenToPiece(token);
+                byte[] piece;
+                // The session's handle holds a reference on the model's native object, so this
+                // works after Model.Dispose() too (Model methods would throw).
+                using (var s = Use())
+                    piece = Model.PieceOf(Model.Handle.DangerousGetHandle(), token);
                 string text = Decode(decoder, piece, false, ref chars);
                 if (text.Length > 0)
                     yield return text;
