@@ -407,6 +407,28 @@ namespace Kvulkan.Tests
                     Assert.AreEqual(new[] { _greedy[step], _greedy[step + 2], _greedy[step] }, tokens);
                 }
 
+                // kv_batch_eval: a decode item beside a prompt fed with its logits, one pass.
+                using (var fresh = NewSession(64))
+                {
+                    var items = new[]
+                    {
+                        new BatchItem { Session = sessions[0] },
+                        new BatchItem { Session = fresh, Tokens = _prompt, WantLogits = true },
+                    };
+                    Session.BatchEval(items);
+                    Assert.AreEqual(KvStatus.Ok, items[0].Status);
+                    Assert.AreEqual(_greedy[4], items[0].Token);
+                    Assert.AreEqual(KvStatus.Ok, items[1].Status);
+                    Assert.AreEqual(_prompt.Length, items[1].NDone);
+                    Assert.AreEqual(_prompt.Length * 512, items[1].Logits.Length);
+                    var last = items[1].Logits.Skip((_prompt.Length - 1) * 512).ToArray();
+                    Assert.AreEqual(_greedy[0], Array.IndexOf(last, last.Max()));
+                    Assert.AreEqual(last, fresh.Logits());
+                    int t;
+                    Assert.IsTrue(fresh.DecodeStep(out t));
+                    Assert.AreEqual(_greedy[0], t);
+                }
+
                 var spec = new List<int>();
                 int passes = 0;
                 using (var s = NewSession(128))

@@ -74,6 +74,25 @@ namespace Kvulkan
         public double LastPrefillMs, LastDecodeMs, TotalPrefillMs, TotalDecodeMs;
     }
 
+    /// <summary>One item of Session.BatchEval (kv_batch_item).</summary>
+    public sealed class BatchItem
+    {
+        /// <summary>The session this item advances.</summary>
+        public Session Session;
+        /// <summary>null: one decode step (sample and append a token); else tokens to feed.</summary>
+        public int[] Tokens;
+        /// <summary>Token items: return the logits of every fed token (Tokens.Length x n_vocab).</summary>
+        public bool WantLogits;
+        /// <summary>Result of a decode item: the sampled token (also at EndOfGeneration).</summary>
+        public int Token;
+        /// <summary>Result: tokens that entered the cache in this call.</summary>
+        public int NDone;
+        /// <summary>Result: this item's status (Ok, EndOfGeneration, or its own error).</summary>
+        public KvStatus Status;
+        /// <summary>Result of a token item with WantLogits and status Ok; else null.</summary>
+        public float[] Logits;
+    }
+
     /// <summary>A session of a model. Not thread-safe: one thread at a time per session (the C
     /// rule); different sessions may run on different threads. Failed calls leave the session as
     /// it was (a KvException with Status ContextFull after Prefill changes nothing).</summary>
@@ -411,6 +430,72 @@ namespace Kvulkan
             {
                 statuses[i] = (KvStatus)status[i];
                 sessions[i].EogToken = statuses[i] == KvStatus.EndOfGeneration ? tokens[i] : (int?)null;
+            }
+        }
+
+        /// <summary>kv_batch_eval: any mix of decode items (Tokens null) and token items (prefill
+        /// chunks, verifies) of one model's sessions in as few forward passes as the row limit
+        /// allows. Fills each item's Token, NDone, Status and (with WantLogits) Logits; throws only
+        /// for an error of the whole call. A token item may get NDone below its token count:
+        /// call again with the rest (see kvulkan.h).</summary>
+        public static void BatchEval(BatchItem[] items)
+        {
+            if (items == null)
+                throw new ArgumentNullException("items");
+            int n = items.Length;
+            var leases = new Lease[n];
+            var pins = new List<GCHandle>();
+            var native = new kv_batch_item[n];
+            GCHandle array = default(GCHandle);
+            try
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    BatchItem item = items[i];
+                    if (item == null || item.Session == null)
+                        throw new ArgumentNullException("items", "items[" + i + "] or its Session is null");
+                    leases[i] = item.Session.Use();
+                    native[i] = kv_batch_item.Init();
+                    native[i].session = leases[i].Ptr;
+                    item.Logits = null;
+                    if (item.Tokens != null)
+                    {
+                        native[i].n_tokens = (uint)item.Tokens.Length;
+                        var t = GCHandle.Alloc(item.Tokens, GCHandleType.Pinned);
+                        pins.Add(t);
+                        native[i].tokens = t.AddrOfPinnedObject();
+                        if (item.WantLogits)
+                        {
+                            item.Logits = new float[(long)item.Tokens.Length * item.Session.Model.NVocab];
+                            var l = GCHandle.Alloc(item.Logits, GCHandleType.Pinned);
+                            pins.Add(l);
+                            native[i].logits = l.AddrOfPinnedObject();
+                            native[i].logits_capacity = (ulong)item.Logits.LongLength;
+                        }
+                    }
+                }
+                array = GCHandle.Alloc(native, GCHandleType.Pinned);
+                Check.Status(Native.kv_batch_eval(array.AddrOfPinnedObject(), (uint)n));
+            }
+            finally
+            {
+                if (array.IsAllocated)
+                    array.Free();
+                foreach (var p in pins)
+                    p.Free();
+                for (int i = 0; i < n; i++)
+                    leases[i].Dispose();
+            }
+            for (int i = 0; i < n; i++)
+            {
+                BatchItem item = items[i];
+                item.Token = native[i].token;
+                item.NDone = (int)native[i].n_done;
+                item.Status = (KvStatus)native[i].status;
+                if (item.Status != KvStatus.Ok)
+                    item.Logits = null;
+                if (item.Tokens == null)
+                    item.Session.EogToken = item.Status == KvStatus.EndOfGeneration ? item.Token : (int?)null;
             }
         }
 
