@@ -53,5 +53,10 @@ int main(void) {
     F(kv_cache_stats, pages_in_use); F(kv_cache_stats, pages_cached); F(kv_cache_stats, pages_free);
     F(kv_cache_stats, page_bytes); F(kv_cache_stats, device_bytes); F(kv_cache_stats, prefix_lookups);
     F(kv_cache_stats, prefix_hits); F(kv_cache_stats, evictions);
+    /* Since 0.2.0: */
+    F(kv_session_stats, forward_passes);
+    S(kv_batch_item); F(kv_batch_item, struct_size); F(kv_batch_item, n_tokens); F(kv_batch_item, session);
+    F(kv_batch_item, tokens); F(kv_batch_item, logits); F(kv_batch_item, logits_capacity); F(kv_batch_item, token);
+    F(kv_batch_item, n_done); F(kv_batch_item, status); F(kv_batch_item, reserved);
     return 0;
 }
