@@ -8,6 +8,7 @@
 - kv-tokenize encodes and decodes "Once upon a time", and gives llama.cpp's tokens for every case
   of every vocab-only GGUF in models/vocab (any architecture: it loads the vocabulary alone);
 - kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message;
+- kv-town advances several NPC sessions and a newcomer together in batched steps;
 - kv-generate --draft ngram|MODEL (speculative) gives the same reference tokens and prints the
   acceptance rate.
 - kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
@@ -104,6 +105,11 @@ for extra, mode in ((["--sequential"], "sequential"), ([], "batched")):
     check(rc == 0 and j.get("mode") == mode and j.get("sessions") == 3 and j.get("decode_tok_s", 0) > 0
           and j.get("decode_floor_tok_s", 0) > 0 and j.get("forward_passes") == 4,
           f"kv-bench --sessions 3 --json {' '.join(extra)} reports a {mode} run ({out.strip()[:300]} {err[-300:]})")
+
+rc, out, err = run(["kv-town", "-m", model, "--npcs", "3", "-n", "8", "--temp", "0.8"])
+town = [l for l in out.splitlines() if l.startswith("town:")]
+check(rc == 0 and out.count("[npc ") == 3 and "[newcomer]" in out and town and "batched steps" in town[0],
+      f"kv-town advances 3 NPCs and a newcomer together ({town[0] if town else err[-300:]})")
 
 with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
     f.write("Once upon a time there was a cat.\nWhat did the cat do?\n")
