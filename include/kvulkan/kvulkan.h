@@ -361,9 +361,17 @@ typedef struct kv_model_desc {
     uint32_t kv_pool_tokens; /* capacity of each pool in tokens (0: max(16384, the first session's
                                 n_ctx), within what the device can bind) */
     uint32_t reserved;
+    /* Since 0.2.0: host memory for the KV pages of sessions moved off the device (see
+     * kv_session_offload). 0: the pool never offloads by itself (a full pool fails the call with
+     * KV_ERR_OUT_OF_DEVICE_MEMORY, as in 0.1) and kv_session_offload has no limit. Else, when a
+     * pass finds its pool full, the least recently used idle sessions of that pool (not in use by
+     * any call, no sliding window) are offloaded, oldest first, while their pages fit this many
+     * bytes of host memory in all; kv_session_offload fails with KV_ERR_OUT_OF_HOST_MEMORY beyond
+     * it. */
+    uint64_t host_offload_bytes;
 } kv_model_desc;
 
-#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u, 0u, 0u }
+#define KV_MODEL_DESC_INIT { (uint32_t)sizeof(kv_model_desc), 0u, NULL, NULL, 0u, 0u, 0u, 0u, 0u, 0u }
 
 /* Loads, validates and (with a runtime) uploads a model. Errors: KV_ERR_INVALID_ARGUMENT,
  * KV_ERR_IO (cannot open/map), KV_ERR_BAD_MODEL (malformed or inconsistent file; the message
@@ -566,6 +574,11 @@ typedef struct kv_session_stats {
     /* Since 0.2.0: */
     uint64_t forward_passes;     /* forward passes this session took part in (a batch pass counts
                                     once for each of its sessions) since creation or reset */
+    uint64_t pages_offloaded;    /* pages moved to host memory (kv_session_offload or the pool's
+                                    LRU offload), since creation */
+    uint64_t pages_restored;     /* ... and brought back, since creation */
+    uint32_t offloaded;          /* 1 while its pages are in host memory (`pages` is then 0) */
+    uint32_t reserved1;          /* zero */
 } kv_session_stats;
 
 /* Thread-safe with respect to other sessions; not with calls on the same session. */
@@ -686,6 +699,17 @@ KV_API kv_status kv_batch_eval(kv_batch_item* items, uint32_t n_items);
 KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, uint32_t draft_n, kv_token* out_tokens,
                                        uint32_t capacity, uint32_t* n_out, uint32_t* n_drafted);
 
+/* Moves the session's KV pages to host memory (since 0.2.0), freeing its device pages for other
+ * sessions (shared pages stay while another session holds them): for a conversation the app
+ * knows is paused. The next call that needs the cache (prefill, decode, eval, a batch, fork,
+ * truncate, save) brings them back first, into free pages; tokens, logits and sampler state never
+ * leave, so the session continues exactly as if it had stayed. A no-op when already offloaded or
+ * empty. Errors: KV_ERR_UNSUPPORTED for a sliding-window or KV_SESSION_NO_CACHE session,
+ * KV_ERR_OUT_OF_HOST_MEMORY beyond kv_model_desc.host_offload_bytes, KV_ERR_BUSY; on error the
+ * session is unchanged. A restore that finds no free pages (even after offloading others) fails
+ * that call with KV_ERR_OUT_OF_DEVICE_MEMORY and the session stays offloaded. */
+KV_API kv_status kv_session_offload(kv_session* session);
+
 /* ---- Non-blocking work and cancellation (since 0.2.0) ----------------------------------------
  *
  * For callers that must not block (a game's frame loop, an app's UI thread): kv_submit_* checks
@@ -762,6 +786,10 @@ typedef struct kv_cache_stats {
     uint64_t prefix_lookups;     /* pages looked up for prefix reuse */
     uint64_t prefix_hits;        /* ... and found */
     uint64_t evictions;          /* cached pages dropped to make room */
+    /* Since 0.2.0: */
+    uint64_t pages_offloaded;    /* pages of sessions moved to host memory (explicit and LRU) */
+    uint64_t pages_restored;     /* ... and brought back */
+    uint64_t offloaded_bytes;    /* host bytes held now by offloaded sessions of this pool */
 } kv_cache_stats;
 
 /* Thread-safe. */

@@ -9,6 +9,7 @@
 #include "capi/abi_v1.h"
 #include "capi/api.h"
 #include "capi/session_use.h"
+#include "engine/offload.h"
 #include "engine/runtime.h"
 #include "engine/session.h"
 #include "engine/speculative.h"
@@ -100,7 +101,7 @@ KV_API kv_status kv_decode_speculative(kv_session* session, kv_session* draft, u
 
 KV_API kv_status kv_session_reset(kv_session* session) {
     return api::guard([&] {
-        api::SessionUse use(session);
+        api::SessionUse use(session, "session", api::Need::State);
         engine::reset(*use);
         return KV_OK;
     });
@@ -108,7 +109,7 @@ KV_API kv_status kv_session_reset(kv_session* session) {
 
 KV_API kv_status kv_session_logits(kv_session* session, float* logits, uint32_t capacity) {
     return api::guard([&] {
-        api::SessionUse use(session);
+        api::SessionUse use(session, "session", api::Need::State);
         kv_session& s = *use;
         if (!logits) fail(KV_ERR_INVALID_ARGUMENT, "logits is NULL");
         if (capacity < s.model->config().n_vocab)
@@ -135,7 +136,8 @@ KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_de
 KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats) {
     return api::guard([&] {
         size_t n = api::out_size(stats, api::kSessionStatsV1, "stats");
-        api::SessionUse use(const_cast<kv_session*>(session));  // busy and cancel are its only writes
+        // Its busy and cancel flags are all this writes.
+        api::SessionUse use(const_cast<kv_session*>(session), "session", api::Need::State);
         const kv_session& s = *use;
         kv_session_stats r{};
         r.struct_size = sizeof r;
@@ -160,6 +162,9 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
         }
         r.prefix_hit_tokens = s.prefix_hit_tokens;
         r.forward_passes = s.forward_passes;
+        r.pages_offloaded = s.pages_offloaded;
+        r.pages_restored = s.pages_restored;
+        r.offloaded = s.offloaded ? 1 : 0;
         uint32_t size = stats->struct_size;
         std::memcpy(stats, &r, n);
         stats->struct_size = size;
@@ -245,6 +250,14 @@ KV_API kv_status kv_session_load_file(kv_model* model, const char* path, kv_sess
     });
 }
 
+KV_API kv_status kv_session_offload(kv_session* session) {
+    return api::guard([&] {
+        api::SessionUse use(session, "session", api::Need::State);
+        engine::offload(*use);
+        return KV_OK;
+    });
+}
+
 KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats) {
     return api::guard([&] {
         if (!model) fail(KV_ERR_INVALID_ARGUMENT, "model is NULL");
@@ -271,6 +284,9 @@ KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, k
                 r.prefix_lookups = st.lookups;
                 r.prefix_hits = st.hits;
                 r.evictions = st.evictions;
+                r.pages_offloaded = p.pages_offloaded;
+                r.pages_restored = p.pages_restored;
+                r.offloaded_bytes = p.offloaded_bytes;
             }
         }
         uint32_t size = stats->struct_size;

@@ -1,11 +1,12 @@
 #include "capi/session_use.h"
 
 #include "common/error.h"
+#include "engine/offload.h"
 #include "engine/runtime.h"
 
 namespace kv::api {
 
-kv_session& take_session(kv_session* s, const char* what) {
+kv_session& take_session(kv_session* s, const char* what, Need need) {
     if (!s) fail(KV_ERR_INVALID_ARGUMENT, "%s is NULL", what);
     bool expected = false;
     if (!s->busy.compare_exchange_strong(expected, true, std::memory_order_acquire))
@@ -15,6 +16,14 @@ kv_session& take_session(kv_session* s, const char* what) {
     if (s->model->runtime->device->lost()) {
         give_back(s);
         fail(KV_ERR_DEVICE_LOST, "the device was lost; destroy the sessions, model and runtime and recreate them");
+    }
+    if (need == Need::Cache && s->offloaded) {
+        try {
+            engine::restore(*s);
+        } catch (...) {
+            give_back(s);
+            throw;
+        }
     }
     return *s;
 }
@@ -48,7 +57,16 @@ void BatchUse::run() {
     std::vector<engine::BatchItem> work;
     std::vector<size_t> where;
     for (size_t i = 0; i < items_.size(); ++i)
-        if (taken_[i]) {
+        if (taken_[i] && items_[i].session->offloaded) {
+            try {
+                engine::restore(*items_[i].session);
+            } catch (const Error& e) {
+                items_[i].status = e.status();
+                items_[i].message = e.what();
+            }
+        }
+    for (size_t i = 0; i < items_.size(); ++i)
+        if (taken_[i] && !items_[i].session->offloaded) {
             work.push_back(items_[i]);
             where.push_back(i);
         }

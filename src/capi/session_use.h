@@ -14,13 +14,19 @@
 
 namespace kv::api {
 
-// Takes `s` (throws KV_ERR_INVALID_ARGUMENT for NULL, KV_ERR_BUSY when in use, KV_ERR_DEVICE_LOST).
-kv_session& take_session(kv_session* s, const char* what = "session");
+// What a call needs of its session: its KV pages on the device (an offloaded session is brought
+// back first, engine/offload.h), or only its host-side state (statistics, logits, reset).
+enum class Need { Cache, State };
+
+// Takes `s` (throws KV_ERR_INVALID_ARGUMENT for NULL, KV_ERR_BUSY when in use, KV_ERR_DEVICE_LOST,
+// or a restore's error; the session is not taken then).
+kv_session& take_session(kv_session* s, const char* what = "session", Need need = Need::Cache);
 void give_back(kv_session* s) noexcept;
 
 class SessionUse {
 public:
-    explicit SessionUse(kv_session* s, const char* what = "session") : s_(&take_session(s, what)) {}
+    explicit SessionUse(kv_session* s, const char* what = "session", Need need = Need::Cache)
+        : s_(&take_session(s, what, need)) {}
     ~SessionUse() {
         if (s_) give_back(s_);
     }
@@ -39,7 +45,8 @@ private:
 };
 
 // A checked batch (engine::check_batch) whose sessions are taken where free: an item whose session
-// is in use gets KV_ERR_BUSY as its status and stays out of the passes; the others run.
+// is in use gets KV_ERR_BUSY as its status and stays out of the passes; the others run. Offloaded
+// sessions are brought back by run() (one that cannot be gets the restore's error as its status).
 class BatchUse {
 public:
     explicit BatchUse(std::vector<engine::BatchItem> items);

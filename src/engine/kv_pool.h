@@ -47,6 +47,12 @@ public:
     std::mutex mutex;
     kvcache::PagePool pages;
 
+    // Offload (engine/offload.h), guarded by `mutex`: the pool's sessions (LRU candidates), a
+    // use clock, and the host bytes of offloaded sessions against the model's budget.
+    std::vector<kv_session*> sessions;
+    uint64_t clock = 0;
+    uint64_t offloaded_bytes = 0, pages_offloaded = 0, pages_restored = 0;
+
 private:
     model::GgmlType type_;
     uint32_t page_size_;

@@ -52,6 +52,7 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     m->runtime = rt;
     m->kv_page_size = d.kv_page_size ? d.kv_page_size : 16;
     m->kv_pool_tokens = d.kv_pool_tokens;
+    m->host_offload_bytes = d.host_offload_bytes;
     if (d.path) {
         m->file = model::GgufFile::open(d.path);
     } else {

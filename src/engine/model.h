@@ -64,6 +64,7 @@ struct kv_model {
     // Paged KV cache: one pool per cache type, created by the first session of that type.
     uint32_t kv_page_size = 16;
     uint32_t kv_pool_tokens = 0;  // 0: max(16384, first session's n_ctx)
+    uint64_t host_offload_bytes = 0;  // kv_model_desc.host_offload_bytes (engine/offload.h)
     std::mutex pools_mutex;
     std::map<kv::model::GgmlType, std::unique_ptr<kv::engine::KvPool>> kv_pools;
 

@@ -10,6 +10,7 @@
 
 #include "engine/forward.h"
 #include "engine/runtime.h"
+#include "engine/offload.h"
 #include "engine/session_ops.h"
 
 namespace kv::engine {
@@ -80,16 +81,14 @@ void publish_block_table(kv_session& s) {
 void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending) {
     std::vector<kvcache::PageCopy>& copies = pending->copies;
     pending->pool = s.pool;
-    std::lock_guard<std::mutex> lock(s.pool->mutex);
-    if (s.table->reserve(T, &copies) != kvcache::ReserveStatus::kOk) {
+    if (!reserve_with_offload(s, T, &copies)) {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
         auto st = s.pool->pages.stats();
         fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
              "the KV page pool is full: %u tokens need pages, %u of %u pages are held by sessions (%u cached pages "
              "were evicted first); destroy or truncate sessions, or load the model with a larger kv_pool_tokens",
              T, st.in_use, st.limit, st.cached);
     }
-    for (const auto& c : copies) s.pool->pages.ref(c.src);
-    publish_block_table(s);
 }
 
 // After a pass failed before its copy-on-write copies reached the GPU: runs them on their own, so
@@ -250,6 +249,7 @@ uint64_t kv_session::kv_bytes() const {
 }
 
 kv_session::~kv_session() {
+    if (pool) kv::engine::unregister_session(*this);
     if (table) {
         std::lock_guard<std::mutex> lock(pool->mutex);
         table.reset();  // returns the pages
@@ -319,6 +319,7 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     vk::Allocator* al = rt.allocator.get();
     s->pool = &kv_pool(m, s->kv_type, pool_tokens);
     s->table = std::make_unique<kvcache::BlockTable>(s->pool->pages);
+    register_session(*s);
     s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
     s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);
 
@@ -465,6 +466,12 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
 }
 
 void reset(kv_session& s) {
+    if (s.offloaded) {  // nothing to bring back: the host copy goes
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        s.pool->offloaded_bytes -= s.host_pages.size();
+        s.offloaded = false;
+        std::vector<uint8_t>().swap(s.host_pages);
+    }
     truncate_cache(s, 0);
     s.tokens.clear();
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;

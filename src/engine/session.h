@@ -87,6 +87,14 @@ struct kv_session {
     mutable std::atomic<bool> busy{false};
     std::atomic<bool> cancel{false};
 
+    // Offload (engine/offload.h): while `offloaded`, the cache's pages live in host_pages (every
+    // logical page: each layer's K then V) and the block table is empty. Guarded by pool->mutex
+    // with `last_use`, the pool clock when the session last reserved pages (LRU order).
+    bool offloaded = false;
+    std::vector<uint8_t> host_pages;
+    uint64_t last_use = 0;
+    uint64_t pages_offloaded = 0, pages_restored = 0;
+
     // Statistics.
     uint64_t tokens_prefilled = 0, tokens_decoded = 0, prefix_hit_tokens = 0;
     double last_prefill_ms = 0, last_decode_ms = 0, total_prefill_ms = 0, total_decode_ms = 0;

@@ -18,6 +18,7 @@
 
 #include "engine/runtime.h"
 #include "engine/session.h"
+#include "engine/session_ops.h"
 
 namespace kv::engine {
 
@@ -96,6 +97,10 @@ Fingerprint fingerprint(const kv_model& m) {
 
 uint32_t logical_pages(const kv_session& s) { return (s.n_past + s.page_size - 1) / s.page_size; }
 
+}  // namespace
+
+namespace detail {
+
 // Moves whole pages between the pool and host memory in bounded chunks (one submission per chunk).
 // `host` holds, for each page in `ids`, every layer's K page then V page.
 void transfer_pages(kv_session& s, const std::vector<kvcache::PageId>& ids, uint8_t* host, bool to_device) {
@@ -134,7 +139,9 @@ void transfer_pages(kv_session& s, const std::vector<kvcache::PageId>& ids, uint
     }
 }
 
-}  // namespace
+}  // namespace detail
+
+using detail::transfer_pages;
 
 size_t saved_size(const kv_session& s) {
     const auto& c = s.model->config();

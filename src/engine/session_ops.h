@@ -50,6 +50,11 @@ void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies);
 void commit_tokens(kv_session& s, uint32_t p, uint32_t T);
 // Drops cached positions [n, n_past).
 void truncate_cache(kv_session& s, uint32_t n);
+// Writes the table's page ids where the shaders read them. Caller holds the pool mutex.
+void publish_block_table(kv_session& s);
+// Copies whole pages (every layer's K then V page, for each id) between the pool and `host`
+// (session_io.cpp), through the session's command stream.
+void transfer_pages(kv_session& s, const std::vector<kvcache::PageId>& ids, uint8_t* host, bool to_device);
 
 // What a call that fails must give back: the logits state from before it.
 struct LogitsState {

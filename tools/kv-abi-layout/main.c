@@ -58,5 +58,9 @@ int main(void) {
     S(kv_batch_item); F(kv_batch_item, struct_size); F(kv_batch_item, n_tokens); F(kv_batch_item, session);
     F(kv_batch_item, tokens); F(kv_batch_item, logits); F(kv_batch_item, logits_capacity); F(kv_batch_item, token);
     F(kv_batch_item, n_done); F(kv_batch_item, status); F(kv_batch_item, reserved);
+    F(kv_model_desc, host_offload_bytes);
+    F(kv_session_stats, pages_offloaded); F(kv_session_stats, pages_restored); F(kv_session_stats, offloaded);
+    F(kv_session_stats, reserved1);
+    F(kv_cache_stats, pages_offloaded); F(kv_cache_stats, pages_restored); F(kv_cache_stats, offloaded_bytes);
     return 0;
 }

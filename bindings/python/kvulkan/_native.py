@@ -167,6 +167,7 @@ class kv_model_desc(Structure):
         ("kv_page_size", c_uint32),
         ("kv_pool_tokens", c_uint32),
         ("reserved", c_uint32),
+        ("host_offload_bytes", c_uint64),  # since 0.2.0
     ]
 
 
@@ -245,6 +246,10 @@ class kv_session_stats(Structure):
         ("shared_pages", c_uint32),
         ("prefix_hit_tokens", c_uint64),
         ("forward_passes", c_uint64),  # since 0.2.0
+        ("pages_offloaded", c_uint64),
+        ("pages_restored", c_uint64),
+        ("offloaded", c_uint32),
+        ("reserved1", c_uint32),
     ]
 
 
@@ -276,6 +281,9 @@ class kv_cache_stats(Structure):
         ("prefix_lookups", c_uint64),
         ("prefix_hits", c_uint64),
         ("evictions", c_uint64),
+        ("pages_offloaded", c_uint64),  # since 0.2.0
+        ("pages_restored", c_uint64),
+        ("offloaded_bytes", c_uint64),
     ]
 
 
@@ -367,6 +375,7 @@ _PROTOTYPES = {
     "kv_ticket_results": (kv_status, [_P, POINTER(kv_token), POINTER(kv_status), c_uint32, POINTER(c_uint32)]),
     "kv_ticket_destroy": (None, [_P]),
     "kv_session_cancel": (kv_status, [_P]),
+    "kv_session_offload": (kv_status, [_P]),
 }
 
 

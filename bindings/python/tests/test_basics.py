@@ -76,12 +76,12 @@ EXPECTED_SIZES = {
     "kv_device_info": 1368,
     "kv_runtime_desc": 88,
     "kv_bandwidth_result": 40,
-    "kv_model_desc": 48,
+    "kv_model_desc": 56,
     "kv_model_info": 632,
     "kv_sampler_desc": 40,
     "kv_session_desc": 40,
-    "kv_session_stats": 120,
-    "kv_cache_stats": 64,
+    "kv_session_stats": 144,
+    "kv_cache_stats": 88,
     "kv_batch_item": 56,
 }
 EXPECTED_OFFSETS = [
@@ -114,6 +114,9 @@ EXPECTED_OFFSETS = [
     ("kv_session_stats", "shared_pages", 100),
     ("kv_session_stats", "prefix_hit_tokens", 104),
     ("kv_session_stats", "forward_passes", 112),
+    ("kv_session_stats", "offloaded", 136),
+    ("kv_model_desc", "host_offload_bytes", 48),
+    ("kv_cache_stats", "offloaded_bytes", 80),
     ("kv_batch_item", "session", 8),
     ("kv_batch_item", "logits_capacity", 32),
     ("kv_batch_item", "status", 48),
@@ -139,7 +142,7 @@ def test_init_helpers_match_macros():
         0.0, 0, 1.0, 0.0, 1.0, 64, 0)
     sd = N.session_desc_init()
     assert sd.struct_size == 40 and sd.window == 0 and sd.sinks == 0 and sd.cache_type == N.KV_CACHE_F16 and not sd.sampler
-    assert N.model_desc_init().struct_size == 48
+    assert N.model_desc_init().struct_size == 56
 
 
 def test_library_lookup_order(monkeypatch, tmp_path):
