@@ -67,7 +67,7 @@ def chunks_of(text):
 # ---- vocabulary ----------------------------------------------------------------------------------
 
 def train_bpe(chunk_counts, base_chars, n_merges, log):
-    """Classic BPE on chunk counts. Ties go to the lexicographically smallest pair (deterministic)."""
+    """Classic BPE on chunk counts (deterministic: same input, same merges)."""
     words = [(list(c), n) for c, n in chunk_counts.items() if c != "\n"]
     vocab = set(base_chars)
     merges = []
@@ -79,7 +79,7 @@ def train_bpe(chunk_counts, base_chars, n_merges, log):
             where[(a, b)].add(wi)
     t0 = time.time()
     while len(merges) < n_merges and pair_counts:
-        best = max(pair_counts.items(), key=lambda kv: (kv[1], [-ord(ch) for ch in kv[0][0] + "\0" + kv[0][1]]))
+        best = max(pair_counts.items(), key=lambda kv: kv[1])  # ties: the first in the dict's (deterministic) order
         (a, b), cnt = best
         if cnt < 2:
             break
@@ -368,7 +368,7 @@ def main():
     p.add_argument("--ctx", type=int, default=256, help="context length the model is trained and stored for")
     p.add_argument("--seq", type=int, default=128, help="training window (tokens, <s> included)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--eps", type=float, default=1e-5)
     p.add_argument("--rope-base", type=float, default=10000.0)
