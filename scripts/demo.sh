@@ -42,23 +42,26 @@ if [ "${1:-}" = "--random" ]; then
 MSG
   PROMPT="Once upon a time the little cat saw a big red ball in the park"
   N=32
+  OPTS=()
 else
   MODEL=models/kjv-demo/kjv-demo.gguf
   cat <<MSG
 == No model given: using $MODEL
    A 2M-parameter llama trained by kvulkan's own tools (tools/kv-train-kjv) on the King James
    Bible (public domain) and written by kvulkan's GGUF writer: small, so expect KJV-flavoured
-   English rather than scripture. Greedy decoding, so the run is deterministic.
+   English rather than scripture. Greedy decoding with a repetition penalty of 1.3 (plain greedy
+   loops on "of the LORD"), so the run is deterministic.
    Other runs:  ./scripts/demo.sh --random   (random weights, for timings)
                 ./scripts/demo.sh path/to/model.gguf "prompt" [tokens]
 MSG
   PROMPT="In the beginning"
-  N=64
+  N=48
+  OPTS=(--repeat-penalty 1.3)
 fi
 "$BIN/kv-info" -m "$MODEL"
 echo
 echo "== With the KV cache: each step computes K/V for the new token only and reads the cached ones"
-"$BIN/kv-generate" -m "$MODEL" -p "$PROMPT" -n $N --ids 2>"$BUILD/demo-cached.log" >"$BUILD/demo-cached.ids"
+"$BIN/kv-generate" -m "$MODEL" -p "$PROMPT" -n $N "${OPTS[@]}" --ids 2>"$BUILD/demo-cached.log" >"$BUILD/demo-cached.ids"
 # The text: the prompt's ids and the generated ones, detokenized together.
 { printf '%s' "$PROMPT" | "$BIN/kv-tokenize" -m "$MODEL" --bos; cat "$BUILD/demo-cached.ids"; } |
   tr ',' ' ' | "$BIN/kv-tokenize" -m "$MODEL" --decode | sed 's/^/   | /'
@@ -66,7 +69,7 @@ echo
 grep '^\[kv-generate\]' "$BUILD/demo-cached.log"
 echo
 echo "== Without the cache (--no-cache): every step recomputes the whole sequence from its first token"
-"$BIN/kv-generate" -m "$MODEL" -p "$PROMPT" -n $N --ids --no-cache 2>"$BUILD/demo-nocache.log" >"$BUILD/demo-nocache.ids"
+"$BIN/kv-generate" -m "$MODEL" -p "$PROMPT" -n $N "${OPTS[@]}" --ids --no-cache 2>"$BUILD/demo-nocache.log" >"$BUILD/demo-nocache.ids"
 grep '^\[kv-generate\]' "$BUILD/demo-nocache.log"
 echo
 if cmp -s "$BUILD/demo-cached.ids" "$BUILD/demo-nocache.ids"; then
