@@ -21,7 +21,8 @@ Steps:
      tied embeddings), trained on windows that start with <s> at a verse start.
   5. Export: <out>/ import folder for kv-make-model (meta.tsv, vocab.tsv, tensors.tsv + raw F32
      files), and reference logits of the model with its weights rounded as the GGUF stores them,
-     for tests/model/test_kjv_demo_model.cpp.
+     for tests/reference/test_kjv_demo.cpp and tests/capi/test_kjv_demo.cpp (models/kjv-demo/README.md
+     has the recipe as run, its time and loss; train.sh is the one command).
 """
 import argparse
 import collections
