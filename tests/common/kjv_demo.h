@@ -14,7 +14,9 @@
 
 namespace kvtest {
 
-inline std::string kjv_demo_dir() { return std::string(KV_SOURCE_DIR_DEFAULT) + "/models/kjv-demo"; }
+inline std::string kjv_demo_dir() {
+    return std::string(KV_SOURCE_DIR_DEFAULT) + "/models/kjv-demo";
+}
 inline std::string kjv_demo_model() { return kjv_demo_dir() + "/kjv-demo.gguf"; }
 // The prompt whose logits are stored (train_kjv.py write_reference).
 constexpr const char* kKjvDemoPrompt = "In the beginning God created";

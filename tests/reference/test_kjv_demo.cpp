@@ -1,7 +1,8 @@
 // The demo model (models/kjv-demo/, trained by tools/kv-train-kjv/train_kjv.py): kvulkan's
 // tokenizer gives the ids the training script gave the prompt, and the CPU reference's logits at
 // every position equal the ones torch computed when it exported the model. A wrong RoPE layout,
-// head grouping, norm or weight orientation between torch and the GGUF shows as an error of order 1.
+// head grouping, norm or weight orientation between torch and the GGUF shows as an error of
+// order 1.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -18,7 +19,8 @@ TEST_CASE("kjv demo model: tokenizer and CPU reference logits equal the training
     std::unique_ptr<kv::model::GgufFile> f = kv::model::GgufFile::open(kvtest::kjv_demo_model());
 
     kv::model::Tokenizer tok(*f);
-    CHECK(tok.encode(kvtest::kKjvDemoPrompt, /*add_special=*/true, /*parse_special=*/false) == t.ids);
+    CHECK(tok.encode(kvtest::kKjvDemoPrompt, /*add_special=*/true, /*parse_special=*/false) ==
+          t.ids);
     CHECK(tok.decode(t.ids) == kvtest::kKjvDemoPrompt);
 
     auto model = kv::reference::ReferenceModel::load(*f);

@@ -48,7 +48,8 @@ std::vector<Row> read_rows(const std::string& dir, const std::string& name, size
         std::stringstream ss(line);
         std::string f;
         while (std::getline(ss, f, '\t')) r.f.push_back(f);
-        if (r.f.size() != fields) bad(path, n, "expected " + std::to_string(fields) + " tab-separated fields");
+        if (r.f.size() != fields)
+            bad(path, n, "expected " + std::to_string(fields) + " tab-separated fields");
         rows.push_back(std::move(r));
     }
     return rows;
@@ -87,16 +88,19 @@ void import_model(const std::string& dir, GgmlType type, model::GgufWriter& w) {
     for (const Row& r : read_rows(dir, "meta.tsv", 3)) {
         const std::string &kind = r.f[0], &key = r.f[1], &val = r.f[2];
         const std::string file = dir + "/meta.tsv";
-        if (kind == "str") w.set_string(key, val);
+        if (kind == "str")
+            w.set_string(key, val);
         else if (kind == "u32") {
             const uint64_t v = parse_u64(val, file, r.line);
             if (v > UINT32_MAX) bad(file, r.line, "u32 out of range");
             w.set_u32(key, static_cast<uint32_t>(v));
-        } else if (kind == "f32") w.set_f32(key, parse_f32(val, file, r.line));
+        } else if (kind == "f32")
+            w.set_f32(key, parse_f32(val, file, r.line));
         else if (kind == "bool") {
             if (val != "true" && val != "false") bad(file, r.line, "bool must be true or false");
             w.set_bool(key, val == "true");
-        } else bad(file, r.line, "unknown kind '" + kind + "' (str u32 f32 bool)");
+        } else
+            bad(file, r.line, "unknown kind '" + kind + "' (str u32 f32 bool)");
     }
 
     std::vector<std::string> tokens;
@@ -119,9 +123,12 @@ void import_model(const std::string& dir, GgmlType type, model::GgufWriter& w) {
         const std::string file = dir + "/tensors.tsv";
         const std::string& name = r.f[0];
         GgmlType t;
-        if (r.f[1] == "f32") t = GgmlType::F32;
-        else if (r.f[1] == "model") t = type;
-        else bad(file, r.line, "store must be f32 or model, not '" + r.f[1] + "'");
+        if (r.f[1] == "f32")
+            t = GgmlType::F32;
+        else if (r.f[1] == "model")
+            t = type;
+        else
+            bad(file, r.line, "store must be f32 or model, not '" + r.f[1] + "'");
         std::vector<uint64_t> ne;
         std::stringstream ss(r.f[2]);
         std::string d;
@@ -130,14 +137,16 @@ void import_model(const std::string& dir, GgmlType type, model::GgufWriter& w) {
             ne.push_back(parse_u64(d, file, r.line));
             count *= ne.back();
         }
-        if (ne.empty() || ne.size() > 4 || count == 0) bad(file, r.line, "bad shape '" + r.f[2] + "'");
+        if (ne.empty() || ne.size() > 4 || count == 0)
+            bad(file, r.line, "bad shape '" + r.f[2] + "'");
         const std::string data_path = dir + "/" + r.f[3];
         std::ifstream in(data_path, std::ios::binary | std::ios::ate);
         if (!in) throw Error(KV_ERR_IO, "cannot open " + data_path);
         const auto bytes = static_cast<uint64_t>(in.tellg());
         if (bytes != count * sizeof(float))
-            bad(file, r.line, data_path + " has " + std::to_string(bytes) + " bytes, the shape needs " +
-                                  std::to_string(count * sizeof(float)));
+            bad(file, r.line,
+                data_path + " has " + std::to_string(bytes) + " bytes, the shape needs " +
+                    std::to_string(count * sizeof(float)));
         std::vector<float> v(count);
         in.seekg(0);
         in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(bytes));
