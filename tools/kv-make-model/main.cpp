@@ -7,6 +7,11 @@
 //
 // TinyLlama's shape (the ~1B benchmark model): --dim 2048 --layers 22 --heads 32 --kv-heads 4
 // --ffn 5632 --vocab 32000.
+//
+//   kv-make-model -o out.gguf --import DIR [--type f16|f32|q8_0|q4_0]
+//
+// writes trained weights instead (the folder tools/kv-train-kjv/train_kjv.py exports; import.cpp
+// describes it): metadata, vocabulary and tensors come from DIR, 2-D weights are stored as --type.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,6 +20,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "import.h"
 #include "model/gguf.h"
 
 using kv::model::GgmlType;
@@ -32,14 +38,15 @@ const char* kWords[] = {
 int usage() {
     std::fprintf(stderr,
                  "usage: kv-make-model -o out.gguf [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N]\n"
-                 "                     [--vocab N] [--ctx N] [--type f16|f32|q8_0|q4_0] [--seed N]\n");
+                 "                     [--vocab N] [--ctx N] [--type f16|f32|q8_0|q4_0] [--seed N]\n"
+                 "       kv-make-model -o out.gguf --import DIR [--type f16|f32|q8_0|q4_0]\n");
     return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string out;
+    std::string out, import_dir;
     uint32_t dim = 256, layers = 6, heads = 8, kv_heads = 2, ffn = 768, vocab = 1000, ctx = 2048, seed = 1;
     GgmlType type = GgmlType::F16;
     for (int i = 1; i < argc; ++i) {
@@ -56,6 +63,7 @@ int main(int argc, char** argv) {
         else if (a == "--vocab") vocab = u();
         else if (a == "--ctx") ctx = u();
         else if (a == "--seed") seed = u();
+        else if (a == "--import") import_dir = v;
         else if (a == "--type") {
             std::string t = v;
             if (t == "f16") type = GgmlType::F16;
@@ -64,6 +72,18 @@ int main(int argc, char** argv) {
             else if (t == "q4_0") type = GgmlType::Q4_0;
             else return usage();
         } else return usage();
+    }
+    if (!out.empty() && !import_dir.empty()) {
+        try {
+            kv::model::GgufWriter w;
+            kv::tools::import_model(import_dir, type, w);
+            w.write(out);
+        } catch (const kv::Error& e) {
+            std::fprintf(stderr, "kv-make-model: %s\n", e.what());
+            return 1;
+        }
+        std::printf("%s\n", out.c_str());
+        return 0;
     }
     if (out.empty() || !dim || !layers || !heads || !kv_heads || heads % kv_heads || dim % heads || dim % 32 ||
         ffn % 32 || vocab < 259 + 3)
