@@ -260,8 +260,8 @@ typedef struct kv_runtime_desc {
      * limit beyond the device's. Reaching it fails the call with KV_ERR_OUT_OF_DEVICE_MEMORY, as
      * running out of real memory would. A game sets it to leave room for its own resources. */
     uint64_t memory_budget;
-    /* Since 0.2.0: a file that keeps compiled pipelines across runs (NULL: none; the path is
-     * copied). kv_runtime_create reads it into the device's VkPipelineCache, so pipelines the
+    /* Since 0.2.0: a file that keeps compiled pipelines across runs (NULL or "": none; the path
+     * is copied). kv_runtime_create reads it into the device's VkPipelineCache, so pipelines the
      * driver compiled in an earlier run are taken from it instead of being compiled again (the
      * first token comes sooner; on phones, seconds sooner). kv_runtime_destroy writes the cache
      * back, atomically (a temporary file in the same directory, then renamed over the path), and

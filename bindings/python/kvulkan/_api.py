@@ -554,9 +554,9 @@ def _runtime_desc(
     d.vk_api_version = _unsigned("vk_api_version", vk_api_version, 32)
     if pipeline_cache_path is not None:
         path_bytes = os.fsencode(pipeline_cache_path)
-        if not path_bytes or b"\0" in path_bytes:
-            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "pipeline_cache_path is empty or contains NUL")
-        d.pipeline_cache_path = path_bytes
+        if b"\0" in path_bytes:
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "pipeline_cache_path contains a NUL byte")
+        d.pipeline_cache_path = path_bytes or None
         name_bytes = (name_bytes, path_bytes)  # both kept alive by the caller until the create call
     return d, name_bytes
 
