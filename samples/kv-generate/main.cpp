@@ -4,12 +4,16 @@
 //               [--top-p 1] [--min-p 0] [--repeat-penalty 1] [--seed 0] [--ctx N] [--batch N]
 //               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
 //               [--no-cache] [--device INDEX|NAME] [--ids]
-//               [--dump-logits FILE] [--quiet] [--validation] [--pipeline-cache FILE]
+//               [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]
+//               [--pipeline-cache FILE]
 //
 // Streams the text as it is generated; at the end prints prefill and decode tok/s, the time to
 // the first token (runtime creation, model load, prefill, first step), the KV cache bytes and the
-// device (to stderr, so stdout is only the text, or the ids with --ids). --pipeline-cache keeps
-// compiled pipelines in FILE across runs (kv_runtime_desc.pipeline_cache_path).
+// device (to stderr, so stdout is only the text, or the ids with --ids).
+// --draft decodes speculatively (greedy only; the tokens are those of plain greedy decoding):
+// `ngram` drafts by prompt lookup, a path loads a smaller model with the same vocabulary as the
+// draft; --draft-n K tokens are drafted per step (default 4). It prints the acceptance rate.
+// --pipeline-cache keeps compiled pipelines in FILE across runs (kv_runtime_desc.pipeline_cache_path).
 #include <kvulkan/kvulkan.h>
 
 #include <algorithm>
@@ -33,7 +37,8 @@ int usage(int rc) {
                  "         [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N]\n"
                  "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
                  "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
-                 "         [--dump-logits FILE] [--quiet] [--validation] [--pipeline-cache FILE]\n");
+                 "         [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]\n"
+                 "         [--pipeline-cache FILE]\n");
     return rc;
 }
 
@@ -53,7 +58,8 @@ bool parse_ids(const char* s, std::vector<kv_token>* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, prompt = "Once upon a time", dump_path;
+    std::string model_path, prompt = "Once upon a time", dump_path, draft_path;
+    uint32_t draft_n = 4;
     std::vector<kv_token> prompt_ids;
     bool have_ids = false, print_ids = false, quiet = false;
     int n_predict = 128;
@@ -120,6 +126,8 @@ int main(int argc, char** argv) {
         } else if (a == "--ids") print_ids = true;
         else if (a == "--dump-logits") dump_path = val();
         else if (a == "--quiet") quiet = true;
+        else if (a == "--draft") draft_path = val();
+        else if (a == "--draft-n") draft_n = uint32_t(num(1, 64));
         else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
         else if (a == "--pipeline-cache") rdesc.pipeline_cache_path = val();
         else if (a == "-h" || a == "--help") return usage(0);
@@ -130,6 +138,11 @@ int main(int argc, char** argv) {
     }
     if (model_path.empty()) {
         std::fprintf(stderr, "kv-generate: no model: pass -m model.gguf\n");
+        return usage(2);
+    }
+    if (!draft_path.empty() && (sampler.temperature != 0 || !dump_path.empty() || (sdesc.flags & KV_SESSION_NO_CACHE))) {
+        std::fprintf(stderr, "kv-generate: --draft is greedy decoding over the cache: not with --temp > 0, "
+                             "--dump-logits or --no-cache\n");
         return usage(2);
     }
 
@@ -174,6 +187,19 @@ int main(int argc, char** argv) {
     sdesc.sampler = &sampler;
     kv_session* session = nullptr;
     if ((s = kv_session_create(model, &sdesc, &session)) != KV_OK) die("session", s);
+    // The draft: NULL for prompt lookup, else a session of the draft model (same n_ctx).
+    kv_model* draft_model = nullptr;
+    kv_session* draft = nullptr;
+    if (!draft_path.empty() && draft_path != "ngram") {
+        kv_model_desc dd = KV_MODEL_DESC_INIT;
+        dd.path = draft_path.c_str();
+        if ((s = kv_model_load(rt, &dd, &draft_model)) != KV_OK) die(draft_path.c_str(), s);
+        kv_session_desc ds = KV_SESSION_DESC_INIT;
+        ds.n_ctx = sdesc.n_ctx;
+        ds.cache_type = sdesc.cache_type;
+        if ((s = kv_session_create(draft_model, &ds, &draft)) != KV_OK) die("draft session", s);
+    }
+    uint64_t n_steps = 0, n_drafted = 0, n_accepted = 0;
 
     FILE* dump = nullptr;
     std::vector<float> logits(info.n_vocab);
@@ -202,25 +228,48 @@ int main(int argc, char** argv) {
     }
     std::vector<kv_token> generated;
     char piece[256];
-    for (int i = 0; i < n_predict; ++i) {
-        kv_token tok = -1;
-        s = kv_decode_step(session, &tok);
+    auto emit = [&](kv_token tok) {
+        if (generated.empty()) first_token_ms = ms_since(t_start);
+        generated.push_back(tok);
+        if (print_ids || quiet) return;
+        size_t len = sizeof piece;
+        if (kv_token_to_piece(model, tok, piece, &len) == KV_OK) {
+            std::fwrite(piece, 1, len, stdout);
+            std::fflush(stdout);
+        }
+    };
+    std::vector<kv_token> step(draft_n + 1);
+    while (generated.size() < size_t(n_predict)) {
+        if (!draft_path.empty()) {
+            uint32_t n_out = 0, drafted = 0;
+            // Never draft past -n: the last step asks for no more tokens than are left.
+            uint32_t k = std::min<uint32_t>(draft_n, uint32_t(n_predict - generated.size()));
+            s = k ? kv_decode_speculative(session, draft, k, step.data(), k + 1, &n_out, &drafted) : KV_OK;
+            if (s == KV_OK || s == KV_END_OF_GENERATION) {
+                ++n_steps;
+                n_drafted += drafted;
+                n_accepted += n_out - 1;  // the first token is the session's own choice
+                // With KV_END_OF_GENERATION the last token is the end token: not appended.
+                uint32_t keep = s == KV_END_OF_GENERATION ? n_out - 1 : n_out;
+                for (uint32_t j = 0; j < keep && generated.size() < size_t(n_predict); ++j) emit(step[j]);
+                if (s == KV_END_OF_GENERATION) break;
+                continue;
+            }
+        } else {
+            kv_token tok = -1;
+            s = kv_decode_step(session, &tok);
+            if (s == KV_OK) {
+                emit(tok);
+                if (generated.size() < size_t(n_predict)) dump_row();
+                continue;
+            }
+        }
         if (s == KV_END_OF_GENERATION) break;
         if (s == KV_ERR_CONTEXT_FULL) {
             std::fprintf(stderr, "\nkv-generate: the context is full (%u tokens); stopping\n", sdesc.n_ctx);
             break;
         }
-        if (s != KV_OK) die("decode", s);
-        if (generated.empty()) first_token_ms = ms_since(t_start);
-        generated.push_back(tok);
-        if (i + 1 < n_predict) dump_row();
-        if (!print_ids && !quiet) {
-            size_t len = sizeof piece;
-            if (kv_token_to_piece(model, tok, piece, &len) == KV_OK) {
-                std::fwrite(piece, 1, len, stdout);
-                std::fflush(stdout);
-            }
-        }
+        die("decode", s);
     }
     if (print_ids) {
         for (size_t i = 0; i < generated.size(); ++i) std::printf("%s%d", i ? "," : "", generated[i]);
@@ -253,6 +302,17 @@ int main(int argc, char** argv) {
                  first_token_ms, runtime_ms, load_ms, rdesc.pipeline_cache_path ? " [pipeline cache file given]" : "",
                  kv_name, st.n_ctx, (unsigned long long)st.kv_bytes, st.pages, st.page_size,
                  (unsigned long long)st.kv_bytes_per_token, info.n_layer, info.n_head_kv, info.head_dim, kv_name);
+    if (!draft_path.empty()) {
+        std::fprintf(stderr,
+                     "[kv-generate] speculative (%s, up to %u drafted per step): %llu steps for %llu tokens "
+                     "(%.2f tokens per pass), %llu of %llu drafted tokens accepted (%.1f%%), %.1f tok/s\n",
+                     draft ? "draft model" : "n-gram prompt lookup", draft_n, (unsigned long long)n_steps,
+                     (unsigned long long)st.tokens_decoded, n_steps ? double(st.tokens_decoded) / n_steps : 0.0,
+                     (unsigned long long)n_accepted, (unsigned long long)n_drafted,
+                     n_drafted ? 100.0 * double(n_accepted) / double(n_drafted) : 0.0, decode_tps);
+    }
+    if (draft) kv_session_destroy(draft);
+    if (draft_model) kv_model_destroy(draft_model);
     kv_session_destroy(session);
     kv_model_destroy(model);
     kv_runtime_destroy(rt);

@@ -46,6 +46,7 @@ kv_status decode_speculative(kv_session& s, kv_session* draft, uint32_t draft_n,
                              uint32_t* drafted) {
     out.clear();
     if (drafted) *drafted = 0;
+    const Clock::time_point t_start = Clock::now();
     if (!s.sampler->greedy())
         fail(KV_ERR_UNSUPPORTED, "speculative decoding is greedy only (temperature 0); use kv_decode_step to sample");
     if (!s.has_logits) fail(KV_ERR_BAD_STATE, "no logits yet: call kv_prefill first");
@@ -139,6 +140,9 @@ kv_status decode_speculative(kv_session& s, kv_session* draft, uint32_t draft_n,
         s.next_token_valid = false;
     }
     s.tokens_decoded += kept;
+    // Decode time, as for kv_decode_step: the draft, the verify pass and the acceptance.
+    s.last_decode_ms = ms_since(t_start);
+    s.total_decode_ms += s.last_decode_ms;
     return status;
 }
 

@@ -8,8 +8,11 @@
 - kv-tokenize encodes and decodes "Once upon a time", and gives llama.cpp's tokens for every case
   of every vocab-only GGUF in models/vocab (any architecture: it loads the vocabulary alone);
 - kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message;
+- kv-generate --draft ngram|MODEL (speculative) gives the same reference tokens and prints the
+  acceptance rate.
 - kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
-  prefill computed (no prompt tokens reused from the prefix cache).
+  prefill computed (no prompt tokens reused from the prefix cache); --sessions N batches every
+  step into one pass, --sequential does not, --json prints the same figures as JSON.
 """
 import json
 import os
@@ -46,6 +49,16 @@ for kv in ("f32", "f16"):
     check(rc == 0 and got == want, f"kv-generate --ids --kv-type {kv}: the {len(want)} reference tokens")
     check("decode:" in err and "KV cache:" in err and "device:" in err, f"kv-generate {kv} prints speed, KV bytes and device")
 
+for draft in ("ngram", model):  # the model as its own draft: every drafted token is accepted
+    rc, out, err = run(["kv-generate", "-m", model, "--prompt-ids", ids, "-n", str(len(want)), "--ids",
+                        "--draft", draft, "--draft-n", "3"])
+    got = [int(x) for x in out.strip().split(",")] if rc == 0 and out.strip() else []
+    check(rc == 0 and got == want and "drafted tokens accepted" in err,
+          f"kv-generate --draft {os.path.basename(draft)}: the {len(want)} reference tokens, acceptance printed "
+          f"({err.strip().splitlines()[-1] if err.strip() else ''})")
+    if draft == model:
+        check("(100.0%)" in err, "kv-generate --draft with the model itself accepts every drafted token")
+
 with tempfile.TemporaryDirectory() as tmp:
     dump = os.path.join(tmp, "logits.f32")
     rc, out, err = run(["kv-generate", "-m", model, "--prompt-ids", ids, "-n", "4", "--ids", "--dump-logits", dump])
@@ -76,9 +89,21 @@ for name in vocabs:
           + "".join("\n       " + b for b in bad[:3]))
 
 rc, out, err = run(["kv-bench", "-m", model, "--prompt", "40", "--gen", "4", "--reps", "2", "--sessions", "2"])
-check(rc == 0 and "prefill: 40 tokens" in out and "decode floor:" in out and "device:" in out,
-      "kv-bench prints prefill, decode and the floor")
+check(rc == 0 and "prefill: 2 x 40 tokens" in out and "decode floor:" in out and "device:" in out
+      and "batched" in out, "kv-bench prints prefill, batched decode and the floor")
 check("prefix cache:" not in out, "kv-bench measures a computed prefill (fresh prompts, no prefix reuse)")
+for extra, mode in ((["--sequential"], "sequential"), ([], "batched")):
+    rc, out, err = run(["kv-bench", "-m", model, "--prompt", "24", "--gen", "3", "--reps", "1", "--sessions", "3",
+                        "--json"] + extra)
+    try:
+        j = json.loads(out)
+    except ValueError:
+        j = {}
+    # Each session of the last repetition: its prefill (one pass when batched: 3 x 24 rows fit one
+    # pass) and 3 decode steps; sequential runs a pass of its own for each.
+    check(rc == 0 and j.get("mode") == mode and j.get("sessions") == 3 and j.get("decode_tok_s", 0) > 0
+          and j.get("decode_floor_tok_s", 0) > 0 and j.get("forward_passes") == 4,
+          f"kv-bench --sessions 3 --json {' '.join(extra)} reports a {mode} run ({out.strip()[:300]} {err[-300:]})")
 
 with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
     f.write("Once upon a time there was a cat.\nWhat did the cat do?\n")
