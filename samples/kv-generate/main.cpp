@@ -26,6 +26,13 @@
 
 namespace {
 
+// With --pipeline-cache: the runtime's lines about its pipeline cache (loaded, ignored, saved, and
+// how many pipelines were compiled or taken from it), warnings and errors, to stderr.
+void log_pipeline_cache(void*, kv_log_level level, const char* message) {
+    if (level >= KV_LOG_WARNING || std::strncmp(message, "pipeline cache", 14) == 0)
+        std::fprintf(stderr, "[kv-generate] %s\n", message);
+}
+
 [[noreturn]] void die(const char* what, kv_status s) {
     std::fprintf(stderr, "kv-generate: %s: %s: %s\n", what, kv_status_string(s), kv_last_error_message());
     std::exit(1);
@@ -129,7 +136,10 @@ int main(int argc, char** argv) {
         else if (a == "--draft") draft_path = val();
         else if (a == "--draft-n") draft_n = uint32_t(num(1, 64));
         else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
-        else if (a == "--pipeline-cache") rdesc.pipeline_cache_path = val();
+        else if (a == "--pipeline-cache") {
+            rdesc.pipeline_cache_path = val();
+            rdesc.log_callback = &log_pipeline_cache;
+        }
         else if (a == "-h" || a == "--help") return usage(0);
         else {
             std::fprintf(stderr, "kv-generate: unknown argument '%s'\n", a.c_str());
