@@ -265,12 +265,27 @@ typedef struct kv_runtime_desc {
      * limit beyond the device's. Reaching it fails the call with KV_ERR_OUT_OF_DEVICE_MEMORY, as
      * running out of real memory would. A game sets it to leave room for its own resources. */
     uint64_t memory_budget;
+    /* Since 0.2.0: a file that keeps compiled pipelines across runs (NULL or "": none; the path
+     * is copied). kv_runtime_create reads it into the device's VkPipelineCache, so pipelines the
+     * driver compiled in an earlier run are taken from it instead of being compiled again (the
+     * first token comes sooner; on phones, seconds sooner). kv_runtime_destroy writes the cache
+     * back, atomically (a temporary file in the same directory, then renamed over the path), and
+     * only when its content changed. A missing file is the normal first run. A file that is
+     * corrupt (bad magic, size or checksum), from another kvulkan version, or whose Vulkan header
+     * (VkPipelineCacheHeaderVersionOne) names another vendor, device or pipelineCacheUUID (a driver
+     * update) is ignored with a message to the log callback, and replaced at destroy. Failing to
+     * read or write the file never fails a call: it is logged (KV_LOG_WARNING). What a warm cache
+     * saves depends on the driver: lavapipe (Mesa's CPU device) keeps nothing in VkPipelineCache
+     * (its own shader disk cache, MESA_SHADER_CACHE_DIR, plays that role), GPU drivers keep the
+     * compiled code. Several runtimes on one path: the last one destroyed wins (each write is
+     * whole). */
+    const char* pipeline_cache_path;
 } kv_runtime_desc;
 
 #define KV_RUNTIME_DESC_INIT                                                               \
     {                                                                                      \
         (uint32_t)sizeof(kv_runtime_desc), 0u, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-            0u, 0u, 0u                                                                     \
+            0u, 0u, 0u, NULL                                                               \
     }
 
 /* Lists the Vulkan devices kvulkan can use. `infos` may be NULL to query the count. On input
@@ -794,6 +809,89 @@ typedef struct kv_cache_stats {
 
 /* Thread-safe. */
 KV_API kv_status kv_model_get_cache_stats(kv_model* model, kv_cache_type type, kv_cache_stats* stats);
+
+/* ---------------------------------------------------------------------------------------------
+ * Streaming generation with stop strings (since 0.2.0)
+ *
+ * kv_generate runs kv_decode_step in a loop and hands the text to a callback as it is produced,
+ * so an application writes no detokenization or stop-string logic:
+ *  - each piece is UTF-8 text that ends on a character boundary: a character whose bytes are
+ *    split across tokens is held back until it is complete. Bytes that can never become a valid
+ *    character (a model may emit any byte) are passed on as they are, not held or replaced;
+ *  - stop strings are matched on the text, across token boundaries. Text that could still be the
+ *    start of a stop string is held back until the next tokens rule it out; the stop string and
+ *    everything after it are never passed on. The first occurrence to end in the text wins (the
+ *    longest, if several end at the same byte);
+ *  - concatenated, the pieces are exactly the bytes of kv_token_to_piece of the generated tokens
+ *    (a SentencePiece model's word-leading spaces included), cut before the stop string when one
+ *    was found; when generation ends otherwise (max_tokens, end of generation, full context, an
+ *    error), the text held back is passed on before the call returns. After the callback asked to
+ *    stop, nothing more is passed on.
+ * The session: every token sampled is appended as by kv_decode_step, including the tokens that
+ * make up a stop string (truncate with kv_session_truncate to drop them); an end-of-generation
+ * token is not appended (as kv_decode_step). The session then stands as after that many
+ * kv_decode_step calls: its logits are those after the last appended token, and a later
+ * kv_generate or kv_decode_step continues from there (held text of an earlier call is not
+ * carried over).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Receives one piece of generated text: `len` bytes at `text` (not NUL-terminated; valid only
+ * during the call; len > 0). Return 0 to go on, non-zero to stop generating (stop_reason
+ * KV_GENERATE_STOP_CALLBACK). Called on the thread that called kv_generate; it must not call
+ * functions on the generating session. */
+typedef int (*kv_piece_fn)(void* user_data, const char* text, size_t len);
+
+/* How kv_generate ended (kv_generate_result.stop_reason). */
+typedef enum kv_generate_stop {
+    KV_GENERATE_STOP_MAX_TOKENS = 0,         /* max_tokens tokens were appended */
+    KV_GENERATE_STOP_END_OF_GENERATION = 1,  /* the model sampled an end-of-generation token */
+    KV_GENERATE_STOP_STRING = 2,             /* a stop string was found (stop_string says which) */
+    KV_GENERATE_STOP_CALLBACK = 3,           /* on_piece returned non-zero */
+    KV_GENERATE_STOP_CONTEXT_FULL = 4,       /* the session has no room for another token */
+    KV_GENERATE_STOP_ERROR = 5,              /* a step failed: the call returns its error */
+    KV_GENERATE_STOP_FORCE32 = 0x7FFFFFFF
+} kv_generate_stop;
+
+/* What to generate. Initialize with KV_GENERATE_DESC_INIT. */
+typedef struct kv_generate_desc {
+    uint32_t struct_size;
+    uint32_t max_tokens;               /* most tokens to append; 0: no limit (until another stop) */
+    const char* const* stop_strings;   /* n_stop_strings NUL-terminated, non-empty UTF-8 (or any
+                                          bytes) strings; borrowed for the call; may be NULL when
+                                          n_stop_strings is 0 */
+    uint32_t n_stop_strings;
+    uint32_t reserved;                 /* zero */
+    kv_piece_fn on_piece;              /* NULL: no streaming (the text is not delivered) */
+    void* user_data;                   /* passed to on_piece */
+} kv_generate_desc;
+
+#define KV_GENERATE_DESC_INIT { (uint32_t)sizeof(kv_generate_desc), 0u, NULL, 0u, 0u, NULL, NULL }
+
+/* The outcome of kv_generate. Set struct_size (sizeof(kv_generate_result)) before the call. */
+typedef struct kv_generate_result {
+    uint32_t struct_size;
+    uint32_t n_tokens;             /* tokens this call appended to the session */
+    kv_generate_stop stop_reason;
+    int32_t stop_string;           /* index into stop_strings of the stop string found, else -1 */
+    kv_token last_token;           /* the last token sampled (for KV_GENERATE_STOP_END_OF_GENERATION,
+                                      the end-of-generation token, not appended); -1 if none */
+    uint32_t reserved;
+    uint64_t n_bytes;              /* bytes passed to on_piece */
+} kv_generate_result;
+
+/* Generates up to desc->max_tokens tokens on a session whose logits are ready (after a prefill
+ * or an earlier step), streaming their text to desc->on_piece (see above). `desc` may be NULL
+ * (KV_GENERATE_DESC_INIT: until end of generation or a full context, no callback); `result` may
+ * be NULL. Returns KV_OK whenever generation ended for one of the reasons of kv_generate_stop
+ * other than KV_GENERATE_STOP_ERROR (a full context included: the session is intact, the text so
+ * far was delivered); *result says which, and is filled on errors too (unlike other out-
+ * parameters), counting the tokens appended before the failure. Errors: KV_ERR_INVALID_ARGUMENT
+ * (a NULL session, a bad struct_size, stop_strings NULL with a count, a NULL or empty stop string,
+ * reserved not zero; nothing is generated), and those of kv_decode_step (KV_ERR_BAD_STATE before
+ * any prefill, KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_DEVICE_LOST, ...), which leave the tokens
+ * appended before the failing step in the session. Threading: as kv_decode_step (one thread at a
+ * time per session); the callback runs on the calling thread. */
+KV_API kv_status kv_generate(kv_session* session, const kv_generate_desc* desc, kv_generate_result* result);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -5,15 +5,19 @@
 //               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
 //               [--no-cache] [--device INDEX|NAME] [--ids]
 //               [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]
+//               [--pipeline-cache FILE]
 //
-// Streams the text as it is generated; at the end prints prefill and decode tok/s, the KV cache
-// bytes and the device (to stderr, so stdout is only the text, or the ids with --ids).
+// Streams the text as it is generated; at the end prints prefill and decode tok/s, the time to
+// the first token (runtime creation, model load, prefill, first step), the KV cache bytes and the
+// device (to stderr, so stdout is only the text, or the ids with --ids).
 // --draft decodes speculatively (greedy only; the tokens are those of plain greedy decoding):
 // `ngram` drafts by prompt lookup, a path loads a smaller model with the same vocabulary as the
 // draft; --draft-n K tokens are drafted per step (default 4). It prints the acceptance rate.
+// --pipeline-cache keeps compiled pipelines in FILE across runs (kv_runtime_desc.pipeline_cache_path).
 #include <kvulkan/kvulkan.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +25,13 @@
 #include <vector>
 
 namespace {
+
+// With --pipeline-cache: the runtime's lines about its pipeline cache (loaded, ignored, saved, and
+// how many pipelines were compiled or taken from it), warnings and errors, to stderr.
+void log_pipeline_cache(void*, kv_log_level level, const char* message) {
+    if (level >= KV_LOG_WARNING || std::strncmp(message, "pipeline cache", 14) == 0)
+        std::fprintf(stderr, "[kv-generate] %s\n", message);
+}
 
 [[noreturn]] void die(const char* what, kv_status s) {
     std::fprintf(stderr, "kv-generate: %s: %s: %s\n", what, kv_status_string(s), kv_last_error_message());
@@ -33,7 +44,8 @@ int usage(int rc) {
                  "         [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N]\n"
                  "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
                  "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
-                 "         [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]\n");
+                 "         [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]\n"
+                 "         [--pipeline-cache FILE]\n");
     return rc;
 }
 
@@ -124,6 +136,10 @@ int main(int argc, char** argv) {
         else if (a == "--draft") draft_path = val();
         else if (a == "--draft-n") draft_n = uint32_t(num(1, 64));
         else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
+        else if (a == "--pipeline-cache") {
+            rdesc.pipeline_cache_path = val();
+            rdesc.log_callback = &log_pipeline_cache;
+        }
         else if (a == "-h" || a == "--help") return usage(0);
         else {
             std::fprintf(stderr, "kv-generate: unknown argument '%s'\n", a.c_str());
@@ -140,9 +156,14 @@ int main(int argc, char** argv) {
         return usage(2);
     }
 
+    using clock = std::chrono::steady_clock;
+    auto ms_since = [](clock::time_point t) { return std::chrono::duration<double, std::milli>(clock::now() - t).count(); };
+    const clock::time_point t_start = clock::now();
+    double runtime_ms = 0, load_ms = 0, first_token_ms = 0;
     kv_runtime* rt = nullptr;
     kv_status s = kv_runtime_create(&rdesc, &rt);
     if (s != KV_OK) die("runtime", s);
+    runtime_ms = ms_since(t_start);
     kv_device_info dev{};
     dev.struct_size = sizeof dev;
     kv_runtime_get_info(rt, &dev);
@@ -150,7 +171,9 @@ int main(int argc, char** argv) {
     mdesc.path = model_path.c_str();
     mdesc.kv_page_size = page_size;
     kv_model* model = nullptr;
+    const clock::time_point t_load = clock::now();
     if ((s = kv_model_load(rt, &mdesc, &model)) != KV_OK) die(model_path.c_str(), s);
+    load_ms = ms_since(t_load);
     kv_model_info info{};
     info.struct_size = sizeof info;
     kv_model_get_info(model, &info);
@@ -216,6 +239,7 @@ int main(int argc, char** argv) {
     std::vector<kv_token> generated;
     char piece[256];
     auto emit = [&](kv_token tok) {
+        if (generated.empty()) first_token_ms = ms_since(t_start);
         generated.push_back(tok);
         if (print_ids || quiet) return;
         size_t len = sizeof piece;
@@ -277,6 +301,7 @@ int main(int argc, char** argv) {
                  "[kv-generate] model: %s, %s, %.2fM params, %.1f MiB of weights\n"
                  "[kv-generate] prefill: %llu tokens in %.1f ms (%.1f tok/s)\n"
                  "[kv-generate] decode: %llu tokens in %.1f ms (%.1f tok/s, %.3f ms/token)%s\n"
+                 "[kv-generate] first token: %.1f ms after start (runtime %.1f ms, model load %.1f ms)%s\n"
                  "[kv-generate] KV cache: %s, %u tokens capacity, %llu bytes in %u pages of %u tokens "
                  "(%llu bytes per token = 2 x %u layers x %u kv heads x %u head dim x %s element)\n",
                  dev.device_name, info.architecture, info.name, double(info.n_params) / 1e6,
@@ -284,6 +309,7 @@ int main(int argc, char** argv) {
                  st.total_prefill_ms, prefill_tps, (unsigned long long)st.tokens_decoded, st.total_decode_ms,
                  decode_tps, st.tokens_decoded ? st.total_decode_ms / double(st.tokens_decoded) : 0.0,
                  (sdesc.flags & KV_SESSION_NO_CACHE) ? " [no cache: full recompute every step]" : "",
+                 first_token_ms, runtime_ms, load_ms, rdesc.pipeline_cache_path ? " [pipeline cache file given]" : "",
                  kv_name, st.n_ctx, (unsigned long long)st.kv_bytes, st.pages, st.page_size,
                  (unsigned long long)st.kv_bytes_per_token, info.n_layer, info.n_head_kv, info.head_dim, kv_name);
     if (!draft_path.empty()) {

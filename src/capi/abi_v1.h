@@ -40,5 +40,10 @@ constexpr size_t kBatchItemV2 = KV_V1_END(kv_batch_item, reserved);  // 0.2.0
 #if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
 static_assert(kBatchItemV2 == 56, "a field of a 0.2.0 struct moved: the ABI is append-only");
 #endif
+constexpr size_t kGenerateDescV2 = KV_V1_END(kv_generate_desc, user_data);  // 0.2.0
+constexpr size_t kGenerateResultV2 = KV_V1_END(kv_generate_result, n_bytes);  // 0.2.0
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+static_assert(kGenerateDescV2 == 40 && kGenerateResultV2 == 32, "a field of a 0.2.0 struct moved: the ABI is append-only");
+#endif
 
 }  // namespace kv::api

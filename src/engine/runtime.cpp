@@ -2,8 +2,11 @@
 
 #include <string>
 
+#include "vk/pipeline_cache_file.h"
+
 kv_runtime::~kv_runtime() {
     worker.reset();  // the submitted work first, while everything it uses exists
+    kv::engine::save_pipeline_cache(*this);
     pipelines.reset();
     allocator.reset();
     device.reset();
@@ -37,8 +40,50 @@ std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc) {
     }
     rt->allocator = std::make_unique<vk::Allocator>(*rt->device);
     rt->allocator->set_limit(desc.memory_budget);
+    if (desc.pipeline_cache_path && *desc.pipeline_cache_path) {
+        rt->pipeline_cache_path = desc.pipeline_cache_path;
+        std::vector<uint8_t> seed =
+            vk::read_pipeline_cache_file(rt->pipeline_cache_path, rt->device->properties(), rt->logger);
+        if (!seed.empty()) {
+            if (rt->device->seed_pipeline_cache(seed)) {
+                rt->logger.info(format("pipeline cache %s: %zu bytes of pipeline data loaded",
+                                       rt->pipeline_cache_path.c_str(), seed.size()));
+                rt->pipeline_cache_seed = std::move(seed);
+            } else {
+                rt->logger.warn("pipeline cache " + rt->pipeline_cache_path +
+                                ": the driver rejected its data; starting with an empty cache, replaced at destroy");
+            }
+        }
+    }
     rt->pipelines = std::make_unique<vk::PipelineCache>(*rt->device);
     return rt;
+}
+
+void save_pipeline_cache(kv_runtime& rt) noexcept {
+    if (rt.pipeline_cache_path.empty() || !rt.device) return;
+    try {
+        if (rt.device->lost()) {
+            rt.logger.warn("pipeline cache " + rt.pipeline_cache_path + ": not saved (the device was lost)");
+            return;
+        }
+        const std::vector<uint8_t> data = rt.device->pipeline_cache_data();
+        vk::PipelineCache::Stats st = rt.pipelines ? rt.pipelines->stats() : vk::PipelineCache::Stats{};
+        std::string counts = format("%llu pipelines created in %.1f ms (%llu from the cache, %llu compiled, %llu "
+                                    "without driver feedback)",
+                                    (unsigned long long)st.created, st.create_ms, (unsigned long long)st.from_cache,
+                                    (unsigned long long)st.compiled, (unsigned long long)st.no_feedback);
+        if (data == rt.pipeline_cache_seed) {
+            rt.logger.info("pipeline cache " + rt.pipeline_cache_path + ": unchanged, not rewritten; " + counts);
+            return;
+        }
+        if (vk::write_pipeline_cache_file(rt.pipeline_cache_path, data, rt.logger))
+            rt.logger.info(format("pipeline cache %s: %zu bytes saved; ", rt.pipeline_cache_path.c_str(), data.size()) +
+                           counts);
+    } catch (const std::exception& e) {
+        rt.logger.warn("pipeline cache " + rt.pipeline_cache_path + ": not saved (" + e.what() + ")");
+    } catch (...) {
+        rt.logger.warn("pipeline cache " + rt.pipeline_cache_path + ": not saved");
+    }
 }
 
 }  // namespace kv::engine

@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "engine/worker.h"
@@ -26,6 +28,11 @@ struct kv_runtime {
     // destructor ends it first, finishing the queued work while the device still exists.
     std::mutex worker_mutex;
     std::unique_ptr<kv::engine::Worker> worker;
+    // kv_runtime_desc.pipeline_cache_path ("" : none) and the data the device's VkPipelineCache
+    // was seeded with from it (empty when the file was absent or unusable): the destructor writes
+    // the cache back when its data differs.
+    std::string pipeline_cache_path;
+    std::vector<uint8_t> pipeline_cache_seed;
 
     ~kv_runtime();
 };
@@ -37,6 +44,11 @@ using vk::describe_devices;
 using vk::validation_requested;
 
 std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc);
+
+// Writes the device's VkPipelineCache to rt.pipeline_cache_path when it has one and the data
+// changed since it was seeded (see kv_runtime_desc.pipeline_cache_path). Never throws: failures are
+// logged. Called by ~kv_runtime.
+void save_pipeline_cache(kv_runtime& rt) noexcept;
 
 // Bandwidth probe (compute-shader read, write and copy), see kv_runtime_measure_bandwidth.
 kv_bandwidth_result measure_bandwidth(kv_runtime& rt, uint64_t bytes, uint32_t iterations);

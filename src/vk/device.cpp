@@ -397,6 +397,12 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
         enabled_.memory_budget = true;
         exts.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
     }
+    if (v13 && instance_->api_version() >= VK_API_VERSION_1_3) {
+        enabled_.creation_feedback = true;
+    } else if (contains(sup.extensions, VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME)) {
+        enabled_.creation_feedback = true;
+        exts.push_back(VK_EXT_PIPELINE_CREATION_FEEDBACK_EXTENSION_NAME);
+    }
     if (contains(sup.extensions, "VK_KHR_portability_subset")) exts.push_back("VK_KHR_portability_subset");
 
     float priority = 1.0f;
@@ -434,6 +440,8 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, VkDevice
     // Nothing optional is assumed enabled on a device kvulkan did not create: the Vulkan 1.1 core
     // fallback paths are used. (Memory budget is a read-only query and needs the extension enabled.)
     query_properties();
+    // Creation feedback needs no feature bit: core wherever the host's instance and device are 1.3.
+    enabled_.creation_feedback = instance_->api_version() >= VK_API_VERSION_1_3 && props_.apiVersion >= VK_API_VERSION_1_3;
     create_pipeline_cache();
 }
 
@@ -463,6 +471,33 @@ void Device::query_properties() {
 void Device::create_pipeline_cache() {
     VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     KV_VK(vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_));
+}
+
+bool Device::seed_pipeline_cache(const std::vector<uint8_t>& data) {
+    VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+    ci.initialDataSize = data.size();
+    ci.pInitialData = data.data();
+    VkPipelineCache seeded = VK_NULL_HANDLE;
+    if (vkCreatePipelineCache(device_, &ci, nullptr, &seeded) != VK_SUCCESS) return false;
+    vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+    pipeline_cache_ = seeded;
+    return true;
+}
+
+std::vector<uint8_t> Device::pipeline_cache_data() const {
+    std::vector<uint8_t> data;
+    for (int attempt = 0; attempt < 4; ++attempt) {  // the size may grow between the two calls
+        size_t size = 0;
+        KV_VK(vkGetPipelineCacheData(device_, pipeline_cache_, &size, nullptr));
+        data.resize(size);
+        VkResult r = vkGetPipelineCacheData(device_, pipeline_cache_, &size, data.data());
+        if (r == VK_SUCCESS) {
+            data.resize(size);
+            return data;
+        }
+        if (r != VK_INCOMPLETE) throw_vk(r, "vkGetPipelineCacheData");
+    }
+    fail(KV_ERR_INTERNAL, "vkGetPipelineCacheData kept growing");
 }
 
 void Device::describe(kv_device_info* info) const {

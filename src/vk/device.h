@@ -29,6 +29,9 @@ struct Enabled {
     bool coopmat_nv = false;     // VK_NV_cooperative_matrix
     bool subgroup_size_control = false;
     bool memory_budget = false;  // VK_EXT_memory_budget
+    // VkPipelineCreationFeedback (core in 1.3, else VK_EXT_pipeline_creation_feedback): whether a
+    // pipeline came from the VkPipelineCache; counted by vk::PipelineCache.
+    bool creation_feedback = false;
 };
 
 class Instance {
@@ -123,6 +126,12 @@ public:
     FaultInjector& faults() { return faults_; }
 
     VkPipelineCache pipeline_cache() const { return pipeline_cache_; }
+    // Replaces the (still unused) pipeline cache by one created from `data` (vkGetPipelineCacheData
+    // of an earlier run, already checked against this device). Call before any pipeline exists.
+    // False, with the empty cache kept, when the driver rejects the data.
+    bool seed_pipeline_cache(const std::vector<uint8_t>& data);
+    // vkGetPipelineCacheData: what a later run may seed its cache with.
+    std::vector<uint8_t> pipeline_cache_data() const;
 
 private:
     void query_properties();

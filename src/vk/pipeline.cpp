@@ -1,5 +1,6 @@
 #include "vk/pipeline.h"
 
+#include <chrono>
 #include <tuple>
 
 #include "vk/shader_registry.h"
@@ -70,7 +71,15 @@ Pipeline::Pipeline(Device& device, const PipelineDesc& desc) : device_(device), 
             pci.stage.pNext = &rss;
         }
         pci.layout = layout_;
+        VkPipelineCreationFeedback feedback{};
+        VkPipelineCreationFeedbackCreateInfo fci{VK_STRUCTURE_TYPE_PIPELINE_CREATION_FEEDBACK_CREATE_INFO};
+        fci.pPipelineCreationFeedback = &feedback;
+        if (device.enabled().creation_feedback) pci.pNext = &fci;
+        const auto t0 = std::chrono::steady_clock::now();
         KV_VK(vkCreateComputePipelines(dev, device.pipeline_cache(), 1, &pci, nullptr, &pipeline_));
+        create_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        feedback_valid_ = (feedback.flags & VK_PIPELINE_CREATION_FEEDBACK_VALID_BIT) != 0;
+        from_cache_ = feedback_valid_ && (feedback.flags & VK_PIPELINE_CREATION_FEEDBACK_APPLICATION_PIPELINE_CACHE_HIT_BIT);
     } catch (...) {
         release();
         throw;
@@ -98,12 +107,22 @@ Pipeline& PipelineCache::get(const PipelineDesc& desc) {
     auto p = std::make_unique<Pipeline>(device_, desc);
     Pipeline& ref = *p;
     pipelines_.emplace(desc, std::move(p));
+    ++stats_.created;
+    stats_.create_ms += ref.create_ms();
+    if (!ref.feedback_valid()) ++stats_.no_feedback;
+    else if (ref.from_cache()) ++stats_.from_cache;
+    else ++stats_.compiled;
     return ref;
 }
 
 size_t PipelineCache::size() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return pipelines_.size();
+}
+
+PipelineCache::Stats PipelineCache::stats() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
 }
 
 }  // namespace kv::vk

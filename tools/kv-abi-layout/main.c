@@ -24,7 +24,7 @@ int main(void) {
     F(kv_runtime_desc, device_name); F(kv_runtime_desc, log_callback); F(kv_runtime_desc, log_user_data);
     F(kv_runtime_desc, vk_instance); F(kv_runtime_desc, vk_physical_device); F(kv_runtime_desc, vk_device);
     F(kv_runtime_desc, vk_queue); F(kv_runtime_desc, vk_queue_family); F(kv_runtime_desc, vk_api_version);
-    F(kv_runtime_desc, memory_budget);
+    F(kv_runtime_desc, memory_budget); F(kv_runtime_desc, pipeline_cache_path);
     S(kv_bandwidth_result); F(kv_bandwidth_result, struct_size); F(kv_bandwidth_result, reserved);
     F(kv_bandwidth_result, bytes); F(kv_bandwidth_result, read_gbps); F(kv_bandwidth_result, copy_gbps);
     F(kv_bandwidth_result, write_gbps);
@@ -62,5 +62,11 @@ int main(void) {
     F(kv_session_stats, pages_offloaded); F(kv_session_stats, pages_restored); F(kv_session_stats, offloaded);
     F(kv_session_stats, reserved1);
     F(kv_cache_stats, pages_offloaded); F(kv_cache_stats, pages_restored); F(kv_cache_stats, offloaded_bytes);
+    S(kv_generate_desc); F(kv_generate_desc, struct_size); F(kv_generate_desc, max_tokens);
+    F(kv_generate_desc, stop_strings); F(kv_generate_desc, n_stop_strings); F(kv_generate_desc, reserved);
+    F(kv_generate_desc, on_piece); F(kv_generate_desc, user_data);
+    S(kv_generate_result); F(kv_generate_result, struct_size); F(kv_generate_result, n_tokens);
+    F(kv_generate_result, stop_reason); F(kv_generate_result, stop_string); F(kv_generate_result, last_token);
+    F(kv_generate_result, reserved); F(kv_generate_result, n_bytes);
     return 0;
 }

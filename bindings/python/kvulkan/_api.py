@@ -10,7 +10,6 @@ working meanwhile. ``__del__`` simply calls ``close()``.
 from __future__ import annotations
 
 import array
-import codecs
 import ctypes
 import enum
 import logging
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native as N
+from ._generate import GenerateStop, TextStream, _Pump
 from ._errors import (
     BadStateError,
     InvalidArgumentError,
@@ -518,6 +518,7 @@ def _runtime_desc(
     vk_queue: int = 0,
     vk_queue_family: int = 0,
     vk_api_version: int = 0,
+    pipeline_cache_path=None,
 ):
     d = N.runtime_desc_init()
     f = int(flags)
@@ -551,6 +552,12 @@ def _runtime_desc(
     d.vk_queue = vk_queue or None
     d.vk_queue_family = _unsigned("vk_queue_family", vk_queue_family, 32)
     d.vk_api_version = _unsigned("vk_api_version", vk_api_version, 32)
+    if pipeline_cache_path is not None:
+        path_bytes = os.fsencode(pipeline_cache_path)
+        if b"\0" in path_bytes:
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "pipeline_cache_path contains a NUL byte")
+        d.pipeline_cache_path = path_bytes or None
+        name_bytes = (name_bytes, path_bytes)  # both kept alive by the caller until the create call
     return d, name_bytes
 
 
@@ -587,7 +594,9 @@ class Runtime(_Object):
     ``log_callback(level: LogLevel, message: str)`` may be called from any thread; it is kept
     alive by the Runtime until the native runtime is destroyed (``kvulkan.logging_callback``
     forwards to the ``logging`` module). The vk_* arguments adopt a host application's Vulkan
-    objects, as raw handle integers (see kv_runtime_desc in kvulkan.h).
+    objects, as raw handle integers (see kv_runtime_desc in kvulkan.h). ``pipeline_cache_path``:
+    a file that keeps compiled pipelines across runs (read here, written back when the runtime is
+    closed; a stale or corrupt file is ignored with a log message and replaced).
     """
 
     _kind = "runtime"
@@ -607,6 +616,7 @@ class Runtime(_Object):
         vk_queue: int = 0,
         vk_queue_family: int = 0,
         vk_api_version: int = 0,
+        pipeline_cache_path: Union[str, bytes, "os.PathLike[str]", None] = None,
     ):
         super().__init__()
         lib = N.lib()
@@ -627,6 +637,7 @@ class Runtime(_Object):
             vk_queue=vk_queue,
             vk_queue_family=vk_queue_family,
             vk_api_version=vk_api_version,
+            pipeline_cache_path=pipeline_cache_path,
         )
         out = ctypes.c_void_p()
         check(lib.kv_runtime_create(ctypes.byref(desc), ctypes.byref(out)))
@@ -964,6 +975,7 @@ class Session(_Object):
     """
 
     _kind = "session"
+    _stream: Optional[_Pump] = None  # the worker of an open generate_text() stream
 
     def __init__(
         self,
@@ -1105,18 +1117,51 @@ class Session(_Object):
             produced += 1
             yield tok
 
-    def generate_text(self, max_tokens: Optional[int] = None, errors: str = "replace") -> Iterator[str]:
-        """Like generate(), yielding text: each token's piece (kv_token_to_piece) through an
-        incremental UTF-8 decoder, so a character split across tokens comes out whole."""
-        dec = codecs.getincrementaldecoder("utf-8")(errors)
-        model = self.model
-        for tok in self.generate(max_tokens):
-            s = dec.decode(model.token_to_piece(tok))
-            if s:
-                yield s
-        tail = dec.decode(b"", final=True)
-        if tail:
-            yield tail
+    def generate_text(
+        self,
+        max_tokens: Optional[int] = None,
+        errors: str = "replace",
+        *,
+        stop: Union[str, bytes, Iterable[Union[str, bytes]], None] = None,
+    ) -> TextStream:
+        """kv_generate as an iterator of text pieces (str), each ending on a character boundary
+        (a character split across tokens comes out whole), until end of generation, ``max_tokens``
+        (None: no limit), a full context, or one of the ``stop`` strings: a stop string is found
+        across tokens, and neither it nor anything after it is yielded (the tokens that made it
+        up stay in the session). Invalid bytes are decoded with ``errors``.
+
+        Returns a TextStream: after the iteration, ``stop_reason`` (GenerateStop),
+        ``stop_string``, ``n_tokens``. Generation runs in step with the iteration; while the
+        stream is open the session refuses other calls (BadStateError): exhaust it, or close()
+        it (``with`` or ``break`` + dropping it), which stops after the current token. Unlike
+        generate(), a full context ends the stream (stop_reason CONTEXT_FULL) without raising."""
+        return TextStream(self, max_tokens, stop, errors)
+
+    def _begin_stream(self, max_tokens: int, stops) -> _Pump:
+        with self._lock:
+            handle = self._h()
+            pump = _Pump(handle, max_tokens, stops)
+            self._stream = pump
+            pump.start()
+            return pump
+
+    def _end_stream(self, pump: _Pump) -> None:
+        with self._lock:
+            if self._stream is pump:
+                self._stream = None
+
+    def _h(self) -> int:
+        if self._stream is not None:
+            raise BadStateError(N.KV_ERR_BAD_STATE, "a generate_text() stream is open on this session: "
+                                "exhaust or close() it first")
+        return super()._h()
+
+    def close(self) -> None:
+        pump = self._stream
+        if pump is not None:  # stop the worker before the native session goes away
+            pump.close()
+            self._end_stream(pump)
+        super().close()
 
     # -- state -----------------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class kv_runtime_desc(Structure):
         ("vk_queue_family", c_uint32),
         ("vk_api_version", c_uint32),
         ("memory_budget", c_uint64),
+        ("pipeline_cache_path", c_char_p),  # since 0.2.0
     ]
 
 
@@ -287,6 +288,43 @@ class kv_cache_stats(Structure):
     ]
 
 
+# --- streaming generation (kv_generate, since 0.2.0) ---------------------------------------------
+KV_GENERATE_STOP_MAX_TOKENS = 0
+KV_GENERATE_STOP_END_OF_GENERATION = 1
+KV_GENERATE_STOP_STRING = 2
+KV_GENERATE_STOP_CALLBACK = 3
+KV_GENERATE_STOP_CONTEXT_FULL = 4
+KV_GENERATE_STOP_ERROR = 5
+
+# int (*kv_piece_fn)(void* user_data, const char* text, size_t len); text as c_void_p (not
+# NUL-terminated: read with ctypes.string_at(text, len)).
+kv_piece_fn = ctypes.CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
+
+class kv_generate_desc(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_tokens", c_uint32),
+        ("stop_strings", POINTER(c_char_p)),
+        ("n_stop_strings", c_uint32),
+        ("reserved", c_uint32),
+        ("on_piece", kv_piece_fn),
+        ("user_data", c_void_p),
+    ]
+
+
+class kv_generate_result(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tokens", c_uint32),
+        ("stop_reason", c_int32),
+        ("stop_string", c_int32),
+        ("last_token", c_int32),
+        ("reserved", c_uint32),
+        ("n_bytes", c_uint64),
+    ]
+
+
 def new_struct(cls):
     """A zeroed struct with struct_size set: the *_INIT macros, minus their non-zero defaults."""
     s = cls()
@@ -298,6 +336,10 @@ def runtime_desc_init() -> kv_runtime_desc:  # KV_RUNTIME_DESC_INIT
     d = new_struct(kv_runtime_desc)
     d.device_index = -1
     return d
+
+
+def generate_desc_init() -> kv_generate_desc:  # KV_GENERATE_DESC_INIT
+    return new_struct(kv_generate_desc)
 
 
 def model_desc_init() -> kv_model_desc:  # KV_MODEL_DESC_INIT
@@ -376,6 +418,7 @@ _PROTOTYPES = {
     "kv_ticket_destroy": (None, [_P]),
     "kv_session_cancel": (kv_status, [_P]),
     "kv_session_offload": (kv_status, [_P]),
+    "kv_generate": (kv_status, [_P, POINTER(kv_generate_desc), POINTER(kv_generate_result)]),
 }
 
 

@@ -74,7 +74,7 @@ def test_last_error_message_after_failure(lib, tmp_path):
 EXPECTED_SIZES = {
     "kv_memory_heap_info": 32,
     "kv_device_info": 1368,
-    "kv_runtime_desc": 88,
+    "kv_runtime_desc": 96,
     "kv_bandwidth_result": 40,
     "kv_model_desc": 56,
     "kv_model_info": 632,
@@ -83,6 +83,8 @@ EXPECTED_SIZES = {
     "kv_session_stats": 144,
     "kv_cache_stats": 88,
     "kv_batch_item": 56,
+    "kv_generate_desc": 40,
+    "kv_generate_result": 32,
 }
 EXPECTED_OFFSETS = [
     ("kv_device_info", "device_type", 776),
@@ -93,6 +95,10 @@ EXPECTED_OFFSETS = [
     ("kv_runtime_desc", "log_callback", 24),
     ("kv_runtime_desc", "vk_queue_family", 72),
     ("kv_runtime_desc", "memory_budget", 80),
+    ("kv_runtime_desc", "pipeline_cache_path", 88),
+    ("kv_generate_desc", "stop_strings", 8),
+    ("kv_generate_desc", "on_piece", 24),
+    ("kv_generate_result", "n_bytes", 24),
     ("kv_model_desc", "size", 24),
     ("kv_model_desc", "copy_data", 32),
     ("kv_model_info", "n_params", 552),
@@ -136,7 +142,7 @@ def test_struct_layouts():
 
 def test_init_helpers_match_macros():
     d = N.runtime_desc_init()
-    assert d.struct_size == 88 and d.device_index == -1 and d.flags == 0 and not d.log_callback
+    assert d.struct_size == 96 and d.device_index == -1 and d.flags == 0 and not d.log_callback
     s = N.sampler_desc_init()
     assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.repeat_last_n, s.seed) == (
         0.0, 0, 1.0, 0.0, 1.0, 64, 0)
