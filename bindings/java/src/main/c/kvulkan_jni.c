@@ -18,6 +18,9 @@
  *  - A runtime's log listener is held by a global reference from kv_runtime_create until
  *    kv_runtime_destroy has returned (the library may log until then), and is called from any
  *    thread: threads the JVM does not know are attached for the call and detached after it.
+ *  - A submit's TicketCallback is held by a global reference until the library has called it
+ *    (exactly once per ticket, on its worker thread, attached the same way); see "non-blocking
+ *    work" below.
  *
  * Adding a kv_* function: declare it in Native.java with the C name, write j_<name> below, add
  * its line to NATIVES. The ctest bindings/java_* check both lists against the library's exports.

@@ -9,8 +9,11 @@ package dev.kvulkan;
  *
  * <p>Mapping rules (the JNI side is {@code bindings/java/src/main/c/kvulkan_jni.c}):
  * <ul>
- *   <li>Handles ({@code kv_runtime*}, {@code kv_model*}, {@code kv_session*}) are {@code long};
- *       0 is NULL.</li>
+ *   <li>Handles ({@code kv_runtime*}, {@code kv_model*}, {@code kv_session*}, {@code kv_ticket*})
+ *       are {@code long}; 0 is NULL.</li>
+ *   <li>A C callback with its {@code void* user} is one Java interface object (null: NULL), e.g.
+ *       {@link TicketCallback}; the JNI layer holds it by a global reference while the library
+ *       may call it, and attaches the calling thread to the JVM.</li>
  *   <li>Out-parameters are one-element arrays: {@code long[]} for handles and byte sizes,
  *       {@code int[]} for tokens and counts.</li>
  *   <li>A C pointer plus count or capacity is one Java array: its length is the count or the
