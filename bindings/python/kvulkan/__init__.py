@@ -34,6 +34,8 @@ from ._api import (
     version_string,
     version_tuple,
     decode_batch,
+    Ticket,
+    submit_decode_batch,
 )
 from ._errors import (
     BadModelError,
@@ -60,6 +62,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "decode_batch",
+    "Ticket",
+    "submit_decode_batch",
     "BadModelError",
     "BadStateError",
     "BadTokenError",

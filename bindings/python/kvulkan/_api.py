@@ -26,7 +26,10 @@ from ._errors import (
     InvalidArgumentError,
     BadTokenError,
     KvError,
+    Status,
     check,
+    error_for,
+    status_string,
 )
 
 # ------------------------------------------------------------------------------------------------
@@ -1037,12 +1040,13 @@ class Session(_Object):
 
     # -- feeding tokens --------------------------------------------------------------------------
 
-    def prefill(self, tokens: Iterable[int]) -> None:
+    def prefill(self, tokens: Iterable[int]) -> int:
         """kv_prefill: appends tokens (batched) and leaves the logits of the last one. Errors
-        (ContextFullError, BadTokenError, ...) leave the session unchanged."""
+        (ContextFullError, BadTokenError, ...) leave the session unchanged. Returns Status.OK, or
+        Status.CANCELLED when cancel() (from another thread) stopped it at a chunk boundary."""
         arr = _token_array(tokens)
         with self._lock:
-            check(N.lib().kv_prefill(self._h(), _ptr(arr, ctypes.c_int32), len(arr)))
+            return _status(check(N.lib().kv_prefill(self._h(), _ptr(arr, ctypes.c_int32), len(arr))))
 
     def eval(self, tokens: Iterable[int], *, logits: bool = True, numpy: bool = False):
         """kv_session_eval: appends tokens like prefill and returns the logits of EVERY one:
@@ -1283,6 +1287,32 @@ class Session(_Object):
         """Capacity in tokens."""
         return self.get_stats().n_ctx
 
+    # -- non-blocking work and cancellation (since 0.2.0) ----------------------------------------
+
+    def submit_prefill(self, tokens: Iterable[int], callback: Optional[TicketCallback] = None) -> "Ticket":
+        """kv_submit_prefill: prefill() on kvulkan's worker thread; returns a Ticket at once (the
+        tokens are copied). Raises BusyError while the session is in use (a ticket of it still
+        runs) and InvalidArgumentError for no tokens; the prefill's own errors are the ticket's.
+        ``callback(ticket, status)`` (optional) runs on the worker thread when it is done."""
+        arr = _token_array(tokens)
+        return Ticket._submit(
+            [self], callback, lambda h, cb, user, out: N.lib().kv_submit_prefill(
+                h[0], _ptr(arr, ctypes.c_int32), len(arr), cb, user, out))
+
+    def submit_decode(self, callback: Optional[TicketCallback] = None) -> "Ticket":
+        """kv_submit_decode: decode_step() on the worker thread; ``ticket.token`` gives its
+        token (``eog_token`` of this object is not updated)."""
+        return Ticket._submit([self], callback, lambda h, cb, user, out: N.lib().kv_submit_decode(h[0], cb, user, out))
+
+    def cancel(self) -> None:
+        """kv_session_cancel: asks the prefill running on this session (submitted, or prefill()
+        on another thread) to stop at its next chunk boundary; it then ends with
+        Status.CANCELLED and the session keeps the chunks done, usable. No effect when nothing
+        runs. Any thread; never blocks (it does not take the session's lock)."""
+        if self._closed or self._handle is None:
+            raise BadStateError(N.KV_ERR_BAD_STATE, "the session is closed")
+        check(N.lib().kv_session_cancel(self._handle))
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<kvulkan.Session {state} handle=0x{self._handle or 0:x}>"
@@ -1353,3 +1383,191 @@ def decode_batch(sessions: Sequence["Session"]) -> List[Tuple[Optional[int], int
         else:
             out.append((None, st))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Non-blocking work: tickets (since 0.2.0)
+# ------------------------------------------------------------------------------------------------
+
+#: callback(ticket, status): told on kvulkan's worker thread when a ticket's work completes.
+TicketCallback = Callable[["Ticket", int], None]
+
+
+def _status(value: int):
+    """A kv_status as a Status member when known, else the int."""
+    return _enum_or_int(Status, value)
+
+
+class _Pending:
+    """A submit's callback until the library calls it (exactly once per ticket)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.lock = threading.Lock()  # held by the submitter until the Ticket exists
+        self.ticket: Optional["Ticket"] = None
+
+
+_pending: dict = {}  # key (the C user pointer) -> _Pending
+_pending_lock = threading.Lock()
+_pending_next = [1]
+
+
+def _ticket_thunk(_ticket, status, user):
+    # Called on kvulkan's worker thread (ctypes takes the GIL); nothing may propagate into C.
+    try:
+        with _pending_lock:
+            p = _pending.pop(int(user or 0), None)
+        if p is None:
+            return
+        with p.lock:
+            t = p.ticket
+        if t is not None:
+            p.fn(t, _status(status))
+    except BaseException:  # noqa: BLE001 - an exception must never unwind into the library
+        try:
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001 - interpreter shutting down
+            pass
+
+
+# One C function pointer for every ticket, alive for the process: the library may still be
+# returning from it after a ticket is freed, so no per-ticket ctypes closure is ever released.
+_TICKET_THUNK = N.kv_ticket_callback(_ticket_thunk)
+_NO_CALLBACK = N.kv_ticket_callback()
+
+
+class Ticket(_Object):
+    """A kv_ticket: work submitted by Session.submit_prefill, Session.submit_decode or
+    submit_decode_batch, running on kvulkan's worker thread with the blocking call's results.
+
+    While it runs its sessions are in use: every other call on them raises BusyError
+    (Session.cancel excepted). Poll it from a frame loop (``poll()``, ``done``), ``wait()`` for
+    it, or give the submit a callback. ``close()`` (kv_ticket_destroy; also ``with``) waits for
+    the work if it still runs. A ticket keeps its sessions (so their model and runtime) alive
+    until it is closed. Any thread may poll, wait for and close a ticket.
+    """
+
+    _kind = "ticket"
+
+    def __init__(self):  # noqa: D107 - made by the submit functions only
+        raise TypeError("tickets come from Session.submit_prefill/submit_decode and submit_decode_batch")
+
+    @classmethod
+    def _submit(cls, sessions, callback, submit) -> "Ticket":
+        if callback is not None and not callable(callback):
+            raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "callback must be callable")
+        for s in sessions:
+            if not isinstance(s, Session):
+                raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "submit takes kvulkan.Session objects")
+        self = cls.__new__(cls)
+        _Object.__init__(self)
+        self._sessions = []
+        n = len(sessions)
+        handles = (ctypes.c_void_p * n)()
+        out = ctypes.c_void_p()
+        pending = _Pending(callback) if callback is not None else None
+        key = 0
+        if pending is not None:
+            with _pending_lock:
+                key = _pending_next[0]
+                _pending_next[0] += 1
+                _pending[key] = pending
+        locks = []
+        try:
+            # Session locks in a fixed order (as decode_batch), held for the submit only.
+            for s in sorted({id(s): s for s in sessions}.values(), key=id):
+                s._lock.acquire()
+                locks.append(s._lock)
+            for i, s in enumerate(sessions):
+                handles[i] = s._h()
+            with (pending.lock if pending is not None else threading.Lock()):
+                st = submit(handles, _TICKET_THUNK if pending is not None else _NO_CALLBACK,
+                            ctypes.c_void_p(key) if key else None, ctypes.byref(out))
+                if st < 0:
+                    with _pending_lock:
+                        _pending.pop(key, None)  # no ticket: the library never calls back
+                    check(st)
+                self._attach(out.value, N.lib().kv_ticket_destroy, None)
+                # Each session counts the ticket as a child: closing it defers its native destroy.
+                for s in {id(s): s for s in sessions}.values():
+                    with s._lock:
+                        s._live_children += 1
+                    self._sessions.append(s)
+                if pending is not None:
+                    pending.ticket = self
+        finally:
+            for lk in locks:
+                lk.release()
+        return self
+
+    def _on_destroyed(self) -> None:
+        sessions, self._sessions = self._sessions, []
+        for s in sessions:
+            s._child_released()
+
+    def wait(self, timeout: Optional[float] = None):
+        """kv_ticket_wait: waits up to ``timeout`` seconds (None: no limit; 0: just look).
+        Returns Status.NOT_READY if the work still runs, else its status (Status.OK,
+        Status.CANCELLED for a cancelled prefill, Status.END_OF_GENERATION for a decode that
+        sampled an end token); raises the KvError of a failed work. The GIL is released meanwhile."""
+        if timeout is None:
+            ns = 2**64 - 1
+        else:
+            if timeout < 0:
+                raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "timeout must be >= 0")
+            ns = min(int(timeout * 1e9), 2**64 - 2)
+        return _status(check(N.lib().kv_ticket_wait(self._h(), ns)))
+
+    def poll(self):
+        """kv_ticket_poll: wait(0). Never blocks."""
+        return _status(check(N.lib().kv_ticket_poll(self._h())))
+
+    @property
+    def done(self) -> bool:
+        """True once the work is complete, whatever its status (never raises KvError)."""
+        return N.lib().kv_ticket_poll(self._h()) != N.KV_NOT_READY
+
+    @property
+    def results(self) -> List[Tuple[int, int]]:
+        """kv_ticket_results of the completed work: one (token, status) per session (a decode:
+        one; a batch: one per session, token -1 where none was sampled; a prefill: none).
+        BadStateError while the work runs."""
+        lib = N.lib()
+        h = self._h()
+        n = ctypes.c_uint32(0)
+        st = check(lib.kv_ticket_results(h, None, None, 0, ctypes.byref(n)))
+        if st == N.KV_NOT_READY:
+            raise BadStateError(N.KV_ERR_BAD_STATE, "the ticket's work is still running")
+        if n.value == 0:
+            return []
+        toks = (ctypes.c_int32 * n.value)()
+        sts = (ctypes.c_int32 * n.value)()
+        check(lib.kv_ticket_results(h, toks, sts, n.value, ctypes.byref(n)))
+        return [(int(toks[i]), _status(sts[i])) for i in range(n.value)]
+
+    @property
+    def token(self) -> Optional[int]:
+        """A completed submit_decode's token as decode_step() returns it: the token, or None at
+        end of generation; raises the step's KvError when it failed."""
+        r = self.results
+        if not r:
+            raise BadStateError(N.KV_ERR_BAD_STATE, "this ticket has no token (a prefill)")
+        tok, st = r[0]
+        if st < 0:
+            raise error_for(st, status_string(st))
+        return None if st == N.KV_END_OF_GENERATION else tok
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<kvulkan.Ticket {state} handle=0x{self._handle or 0:x}>"
+
+
+def submit_decode_batch(sessions: Sequence["Session"], callback: Optional[TicketCallback] = None) -> Ticket:
+    """kv_submit_decode_batch: decode_batch() on kvulkan's worker thread. The ticket's
+    ``results`` hold one (token, status) per session; a session in use gets Status.ERR_BUSY as its
+    own status. ``callback(ticket, status)`` (optional) runs on the worker thread when done."""
+    sessions = list(sessions)
+    if not sessions:
+        raise InvalidArgumentError(N.KV_ERR_INVALID_ARGUMENT, "submit_decode_batch needs at least one session")
+    return Ticket._submit(
+        sessions, callback, lambda h, cb, user, out: N.lib().kv_submit_decode_batch(h, len(sessions), cb, user, out))

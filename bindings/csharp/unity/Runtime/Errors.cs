@@ -12,6 +12,10 @@ namespace Kvulkan
         Ok = 0,
         Incomplete = 1,
         EndOfGeneration = 2,
+        /// <summary>KV_NOT_READY: a ticket's work still runs (since 0.2.0).</summary>
+        NotReady = 3,
+        /// <summary>KV_CANCELLED: kv_session_cancel stopped a prefill (since 0.2.0).</summary>
+        Cancelled = 4,
         InvalidArgument = -1,
         IO = -2,
         BadModel = -3,
@@ -24,6 +28,8 @@ namespace Kvulkan
         Internal = -10,
         BadState = -11,
         BadToken = -12,
+        /// <summary>KV_ERR_BUSY: the session is in use by another call or a ticket (since 0.2.0).</summary>
+        Busy = -13,
     }
 
     /// <summary>A kv_* call returned an error. <see cref="Status"/> is its kv_status,

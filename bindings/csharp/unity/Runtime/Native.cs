@@ -19,6 +19,10 @@ namespace Kvulkan.Interop
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     public delegate void kv_log_fn(IntPtr userData, int level, IntPtr message);
 
+    /// <summary>kv_ticket_callback: void (*)(kv_ticket* ticket, kv_status status, void* user) (since 0.2.0).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate void kv_ticket_callback(IntPtr ticket, int status, IntPtr user);
+
     /// <summary>Marks a static method that native code calls back (IL2CPP needs it for reverse
     /// P/Invoke; Mono and .NET ignore it). IL2CPP matches the attribute by name.</summary>
     [AttributeUsage(AttributeTargets.Method)]
@@ -415,5 +419,29 @@ namespace Kvulkan.Interop
         // ---- KV page pools (since 0.1.0) ----------------------------------------------------------
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int kv_model_get_cache_stats(IntPtr model, int cache_type, ref kv_cache_stats stats);
+
+        // ---- Non-blocking work and cancellation (since 0.2.0) -------------------------------------
+        // callback: a kv_ticket_callback function pointer or IntPtr.Zero; it runs on kvulkan's worker
+        // thread (see Ticket.cs for the idiomatic layer's one static thunk).
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_submit_prefill(IntPtr session, int[] tokens, uint n_tokens, IntPtr callback,
+                                                   IntPtr user, out IntPtr ticket);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_submit_decode(IntPtr session, IntPtr callback, IntPtr user, out IntPtr ticket);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_submit_decode_batch(IntPtr[] sessions, uint n_sessions, IntPtr callback,
+                                                        IntPtr user, out IntPtr ticket);
+        // timeout_ns: 0 looks, ulong.MaxValue waits without limit.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_ticket_wait(IntPtr ticket, ulong timeout_ns);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_ticket_poll(IntPtr ticket);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_ticket_results(IntPtr ticket, [Out] int[] out_tokens, [Out] int[] out_status,
+                                                   uint capacity, out uint n_out);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void kv_ticket_destroy(IntPtr ticket);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_session_cancel(IntPtr session);
     }
 }

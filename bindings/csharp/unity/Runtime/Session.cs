@@ -179,16 +179,20 @@ namespace Kvulkan
             return new Session(model, handle);
         }
 
-        Lease Use() { return new Lease(Handle, "Session"); }
+        internal Lease Use() { return new Lease(Handle, "Session"); }
 
-        /// <summary>kv_prefill: appends the tokens (the prompt) in batched passes.</summary>
-        public void Prefill(int[] tokens)
+        /// <summary>kv_prefill: appends the tokens (the prompt) in batched passes. Returns Ok, or
+        /// Cancelled when Cancel() (from another thread) stopped it at a chunk boundary: the session
+        /// then holds the chunks done.</summary>
+        public KvStatus Prefill(int[] tokens)
         {
             if (tokens == null)
                 throw new ArgumentNullException("tokens");
+            KvStatus status;
             using (var s = Use())
-                Check.Status(Native.kv_prefill(s.Ptr, tokens, (uint)tokens.Length));
+                status = Check.Status(Native.kv_prefill(s.Ptr, tokens, (uint)tokens.Length));
             EogToken = null;
+            return status;
         }
 
         /// <summary>kv_decode_step: samples the next token and appends it. Returns false when the
@@ -527,6 +531,52 @@ namespace Kvulkan
             EogToken = endOfGeneration && nOut > 0 ? result[nOut - 1] : (int?)null;
             drafted = (int)nDrafted;
             return result;
+        }
+
+        // ---- non-blocking work and cancellation (since 0.2.0) ----------------------------------
+
+        /// <summary>kv_submit_prefill: Prefill on kvulkan's worker thread; returns at once (the
+        /// tokens are copied). Throws KvException for a bad argument, or with KvStatus.Busy while
+        /// the session is in use (a ticket of it still runs); the prefill's own errors are the
+        /// ticket's status. `onComplete` (may be null) runs on the worker thread when it is done:
+        /// it should return quickly and must not Wait for a ticket still running.</summary>
+        public Ticket SubmitPrefill(int[] tokens, Action<Ticket, KvStatus> onComplete = null)
+        {
+            if (tokens == null)
+                throw new ArgumentNullException("tokens");
+            return Ticket.Submit(new[] { this }, onComplete,
+                                 (IntPtr[] s, IntPtr cb, IntPtr user, out IntPtr t) =>
+                                     Native.kv_submit_prefill(s[0], tokens, (uint)tokens.Length, cb, user, out t));
+        }
+
+        /// <summary>kv_submit_decode: DecodeStep on the worker thread; Ticket.GetToken gives its
+        /// token (EogToken of this object is not updated).</summary>
+        public Ticket SubmitDecode(Action<Ticket, KvStatus> onComplete = null)
+        {
+            return Ticket.Submit(new[] { this }, onComplete,
+                                 (IntPtr[] s, IntPtr cb, IntPtr user, out IntPtr t) =>
+                                     Native.kv_submit_decode(s[0], cb, user, out t));
+        }
+
+        /// <summary>kv_submit_decode_batch: DecodeBatch on the worker thread; Ticket.Results gives a
+        /// token and status per session (a session in use gets Busy as its own status).</summary>
+        public static Ticket SubmitDecodeBatch(Session[] sessions, Action<Ticket, KvStatus> onComplete = null)
+        {
+            if (sessions == null)
+                throw new ArgumentNullException("sessions");
+            return Ticket.Submit((Session[])sessions.Clone(), onComplete,
+                                 (IntPtr[] s, IntPtr cb, IntPtr user, out IntPtr t) =>
+                                     Native.kv_submit_decode_batch(s, (uint)s.Length, cb, user, out t));
+        }
+
+        /// <summary>kv_session_cancel: asks the prefill running on this session (submitted, or
+        /// Prefill on another thread) to stop at its next chunk boundary; it then ends with
+        /// KvStatus.Cancelled and the session keeps the chunks done, usable. No effect when nothing
+        /// runs. Any thread; never blocks.</summary>
+        public void Cancel()
+        {
+            using (var s = Use())
+                Check.Status(Native.kv_session_cancel(s.Ptr));
         }
 
         public bool IsDisposed { get { return Handle.IsDisposed; } }

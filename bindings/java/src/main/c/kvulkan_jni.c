@@ -18,6 +18,9 @@
  *  - A runtime's log listener is held by a global reference from kv_runtime_create until
  *    kv_runtime_destroy has returned (the library may log until then), and is called from any
  *    thread: threads the JVM does not know are attached for the call and detached after it.
+ *  - A submit's TicketCallback is held by a global reference until the library has called it
+ *    (exactly once per ticket, on its worker thread, attached the same way); see "non-blocking
+ *    work" below.
  *
  * Adding a kv_* function: declare it in Native.java with the C name, write j_<name> below, add
  * its line to NATIVES. The ctest bindings/java_* check both lists against the library's exports.
@@ -1029,6 +1032,199 @@ static jint JNICALL j_kv_decode_speculative(JNIEnv* env, jclass cls, jlong sessi
     return st;
 }
 
+/* ---- non-blocking work (kv_submit_*, tickets) and cancellation ------------------------------
+ * A submit's optional dev.kvulkan.Native.TicketCallback is held by a global reference in a
+ * ticket_ctx given to the library as `user`. The library calls ticket_thunk exactly once per
+ * ticket, on its worker thread (attached to the JVM for the call, detached after), and the thunk
+ * frees the context after the callback returned; a failed submit (no ticket, no call) frees it at
+ * once. kv_ticket_destroy waits for the callback, so nothing here outlives a destroyed ticket. */
+
+typedef struct ticket_ctx {
+    jobject callback; /* global reference */
+} ticket_ctx;
+
+static jmethodID g_on_ticket; /* Native.TicketCallback.onComplete(long, int) */
+
+static void ticket_thunk(kv_ticket* ticket, kv_status status, void* user) {
+    ticket_ctx* ctx = (ticket_ctx*)user;
+    JNIEnv* env = NULL;
+    int attached = 0;
+    jint r = (*g_vm)->GetEnv(g_vm, (void**)&env, JNI_VERSION_1_8);
+    if (r == JNI_EDETACHED) {
+        if ((*g_vm)->AttachCurrentThreadAsDaemon(g_vm, (void**)&env, NULL) != JNI_OK) return; /* ctx leaks */
+        attached = 1;
+    } else if (r != JNI_OK) {
+        return;
+    }
+    jthrowable saved = (*env)->ExceptionOccurred(env);
+    if (saved) (*env)->ExceptionClear(env);
+    (*env)->CallVoidMethod(env, ctx->callback, g_on_ticket, TO_J(ticket), (jint)status);
+    if (pending(env)) { /* a callback's exception never unwinds into the library */
+        (*env)->ExceptionDescribe(env);
+        (*env)->ExceptionClear(env);
+    }
+    (*env)->DeleteGlobalRef(env, ctx->callback);
+    free(ctx);
+    if (saved) {
+        (*env)->Throw(env, saved);
+        (*env)->DeleteLocalRef(env, saved);
+    }
+    if (attached) (*g_vm)->DetachCurrentThread(g_vm);
+}
+
+/* A context for `callback` (NULL: none, *ok stays 1). On failure *ok = 0 with an exception. */
+static ticket_ctx* ticket_ctx_new(JNIEnv* env, jobject callback, int* ok) {
+    *ok = 1;
+    if (!callback) return NULL;
+    ticket_ctx* ctx = (ticket_ctx*)calloc(1, sizeof(ticket_ctx));
+    if (!ctx) {
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: ticket context");
+        *ok = 0;
+        return NULL;
+    }
+    ctx->callback = (*env)->NewGlobalRef(env, callback);
+    if (!ctx->callback) {
+        free(ctx);
+        *ok = 0;
+        return NULL;
+    }
+    return ctx;
+}
+
+/* After a submit: on failure the library will never call back, so the context goes now. */
+static jint ticket_submitted(JNIEnv* env, kv_status st, ticket_ctx* ctx, kv_ticket* t, jlongArray out_ticket) {
+    if (st < 0) {
+        if (ctx) {
+            (*env)->DeleteGlobalRef(env, ctx->callback);
+            free(ctx);
+        }
+        return st;
+    }
+    put_long(env, out_ticket, TO_J(t));
+    return st;
+}
+
+static jint JNICALL j_kv_submit_prefill(JNIEnv* env, jclass cls, jlong session, jintArray tokens, jobject callback,
+                                        jlongArray out_ticket) {
+    (void)cls;
+    if (!out_ok(env, out_ticket, "kv_submit_prefill: outTicket must be a long[1]")) return 0;
+    kv_token* toks;
+    uint32_t n;
+    if (!copy_ints(env, tokens, &toks, &n)) return 0;
+    int ok;
+    ticket_ctx* ctx = ticket_ctx_new(env, callback, &ok);
+    if (!ok) {
+        free(toks);
+        return 0;
+    }
+    static const kv_token k_none = 0;
+    kv_ticket* t = NULL;
+    /* A NULL or empty array: tokens NULL, so that the library reports it (an empty one: n 0). */
+    kv_status st = kv_submit_prefill(TO_PTR(kv_session, session), toks ? toks : (tokens ? &k_none : NULL), n,
+                                     ctx ? ticket_thunk : NULL, ctx, &t);
+    free(toks);
+    return ticket_submitted(env, st, ctx, t, out_ticket);
+}
+
+static jint JNICALL j_kv_submit_decode(JNIEnv* env, jclass cls, jlong session, jobject callback,
+                                       jlongArray out_ticket) {
+    (void)cls;
+    if (!out_ok(env, out_ticket, "kv_submit_decode: outTicket must be a long[1]")) return 0;
+    int ok;
+    ticket_ctx* ctx = ticket_ctx_new(env, callback, &ok);
+    if (!ok) return 0;
+    kv_ticket* t = NULL;
+    kv_status st = kv_submit_decode(TO_PTR(kv_session, session), ctx ? ticket_thunk : NULL, ctx, &t);
+    return ticket_submitted(env, st, ctx, t, out_ticket);
+}
+
+static jint JNICALL j_kv_submit_decode_batch(JNIEnv* env, jclass cls, jlongArray sessions, jobject callback,
+                                             jlongArray out_ticket) {
+    (void)cls;
+    if (null_arg(env, sessions, "kv_submit_decode_batch: sessions")) return 0;
+    if (!out_ok(env, out_ticket, "kv_submit_decode_batch: outTicket must be a long[1]")) return 0;
+    jsize n = (*env)->GetArrayLength(env, sessions);
+    size_t k = (size_t)(n ? n : 1);
+    jlong* handles = (jlong*)malloc(sizeof(jlong) * k);
+    kv_session** ss = (kv_session**)malloc(sizeof(kv_session*) * k);
+    if (!handles || !ss) {
+        free(handles);
+        free(ss);
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: submit_decode_batch");
+        return 0;
+    }
+    (*env)->GetLongArrayRegion(env, sessions, 0, n, handles);
+    for (jsize i = 0; i < n; i++) ss[i] = TO_PTR(kv_session, handles[i]);
+    int ok;
+    ticket_ctx* ctx = ticket_ctx_new(env, callback, &ok);
+    jint r = 0;
+    if (ok) {
+        kv_ticket* t = NULL;
+        kv_status st = kv_submit_decode_batch(ss, (uint32_t)n, ctx ? ticket_thunk : NULL, ctx, &t);
+        r = ticket_submitted(env, st, ctx, t, out_ticket);
+    }
+    free(handles);
+    free(ss);
+    return r;
+}
+
+static jint JNICALL j_kv_ticket_wait(JNIEnv* env, jclass cls, jlong ticket, jlong timeout_ns) {
+    (void)env;
+    (void)cls;
+    return kv_ticket_wait(TO_PTR(kv_ticket, ticket), (uint64_t)timeout_ns);
+}
+
+static jint JNICALL j_kv_ticket_poll(JNIEnv* env, jclass cls, jlong ticket) {
+    (void)env;
+    (void)cls;
+    return kv_ticket_poll(TO_PTR(kv_ticket, ticket));
+}
+
+static jint JNICALL j_kv_ticket_results(JNIEnv* env, jclass cls, jlong ticket, jintArray out_tokens,
+                                        jintArray out_status, jintArray n_out) {
+    (void)cls;
+    if (!out_ok(env, n_out, "kv_ticket_results: nOut must be an int[1]")) return 0;
+    jsize cap_t = out_tokens ? (*env)->GetArrayLength(env, out_tokens) : 0;
+    jsize cap_s = out_status ? (*env)->GetArrayLength(env, out_status) : 0;
+    if (cap_t != cap_s) {
+        throw_named(env, "java/lang/IllegalArgumentException",
+                    "kv_ticket_results: outTokens and outStatus must have the same length");
+        return 0;
+    }
+    size_t k = (size_t)(cap_t ? cap_t : 1);
+    kv_token* toks = (kv_token*)malloc(sizeof(kv_token) * k);
+    kv_status* sts = (kv_status*)malloc(sizeof(kv_status) * k);
+    if (!toks || !sts) {
+        free(toks);
+        free(sts);
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: ticket results");
+        return 0;
+    }
+    uint32_t n = 0;
+    kv_status st = kv_ticket_results(TO_PTR(kv_ticket, ticket), cap_t ? toks : NULL, cap_t ? sts : NULL,
+                                     (uint32_t)cap_t, &n);
+    if (st >= 0 && st != KV_NOT_READY) put_int(env, n_out, (jint)n);
+    if (st == KV_OK && n > 0) {
+        (*env)->SetIntArrayRegion(env, out_tokens, 0, (jsize)n, (const jint*)toks);
+        (*env)->SetIntArrayRegion(env, out_status, 0, (jsize)n, (const jint*)sts);
+    }
+    free(toks);
+    free(sts);
+    return st;
+}
+
+static void JNICALL j_kv_ticket_destroy(JNIEnv* env, jclass cls, jlong ticket) {
+    (void)env;
+    (void)cls;
+    kv_ticket_destroy(TO_PTR(kv_ticket, ticket));
+}
+
+static jint JNICALL j_kv_session_cancel(JNIEnv* env, jclass cls, jlong session) {
+    (void)env;
+    (void)cls;
+    return kv_session_cancel(TO_PTR(kv_session, session));
+}
+
 /* ---- registration ------------------------------------------------------------------------------
  * One line per exported kv_* function: {C name, JNI signature of the Native.java method, body}.
  * RegisterNatives fails (and the class fails to load) when a line does not match Native.java. */
@@ -1075,6 +1271,14 @@ static const JNINativeMethod NATIVES[] = {
     NATIVE(kv_decode_batch, "([J[I[I)I"),
     NATIVE(kv_batch_eval, "([L" PKG "BatchItem;)I"),
     NATIVE(kv_decode_speculative, "(JJI[I[I[I)I"),
+    NATIVE(kv_submit_prefill, "(J[IL" PKG "Native$TicketCallback;[J)I"),
+    NATIVE(kv_submit_decode, "(JL" PKG "Native$TicketCallback;[J)I"),
+    NATIVE(kv_submit_decode_batch, "([JL" PKG "Native$TicketCallback;[J)I"),
+    NATIVE(kv_ticket_wait, "(JJ)I"),
+    NATIVE(kv_ticket_poll, "(J)I"),
+    NATIVE(kv_ticket_results, "(J[I[I[I)I"),
+    NATIVE(kv_ticket_destroy, "(J)V"),
+    NATIVE(kv_session_cancel, "(J)I"),
 };
 
 static jclass global_class(JNIEnv* env, const char* name) {
@@ -1095,9 +1299,10 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void* reserved) {
     jclass charsets = (*env)->FindClass(env, "java/nio/charset/StandardCharsets");
     jclass log_listener = (*env)->FindClass(env, PKG "LogListener");
     jclass buffer = (*env)->FindClass(env, "java/nio/Buffer");
+    jclass ticket_callback = (*env)->FindClass(env, PKG "Native$TicketCallback");
     g_device_info_class = global_class(env, PKG "DeviceInfo");
     g_memory_heap_class = global_class(env, PKG "DeviceInfo$MemoryHeap");
-    if (!g_native_class || !g_string_class || !charsets || !log_listener || !buffer ||
+    if (!g_native_class || !g_string_class || !charsets || !log_listener || !buffer || !ticket_callback ||
         !g_device_info_class || !g_memory_heap_class)
         return JNI_ERR;
     jfieldID utf8 = (*env)->GetStaticFieldID(env, charsets, "UTF_8", "Ljava/nio/charset/Charset;");
@@ -1111,8 +1316,9 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM* vm, void* reserved) {
     g_memory_heap_init = (*env)->GetMethodID(env, g_memory_heap_class, "<init>", "(JJJZ)V");
     g_buffer_position = (*env)->GetMethodID(env, buffer, "position", "()I");
     g_buffer_limit = (*env)->GetMethodID(env, buffer, "limit", "()I");
+    g_on_ticket = (*env)->GetMethodID(env, ticket_callback, "onComplete", "(JI)V");
     if (!g_utf8 || !g_string_from_bytes || !g_string_get_bytes || !g_on_log || !g_device_info_init ||
-        !g_memory_heap_init || !g_buffer_position || !g_buffer_limit)
+        !g_memory_heap_init || !g_buffer_position || !g_buffer_limit || !g_on_ticket)
         return JNI_ERR;
     if ((*env)->RegisterNatives(env, g_native_class, NATIVES, (jint)(sizeof NATIVES / sizeof NATIVES[0])) != 0)
         return JNI_ERR;

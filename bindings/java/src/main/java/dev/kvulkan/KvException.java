@@ -38,6 +38,8 @@ public class KvException extends RuntimeException {
             case Native.KV_OK: return "KV_OK";
             case Native.KV_INCOMPLETE: return "KV_INCOMPLETE";
             case Native.KV_END_OF_GENERATION: return "KV_END_OF_GENERATION";
+            case Native.KV_NOT_READY: return "KV_NOT_READY";
+            case Native.KV_CANCELLED: return "KV_CANCELLED";
             case Native.KV_ERR_INVALID_ARGUMENT: return "KV_ERR_INVALID_ARGUMENT";
             case Native.KV_ERR_IO: return "KV_ERR_IO";
             case Native.KV_ERR_BAD_MODEL: return "KV_ERR_BAD_MODEL";
@@ -50,6 +52,7 @@ public class KvException extends RuntimeException {
             case Native.KV_ERR_INTERNAL: return "KV_ERR_INTERNAL";
             case Native.KV_ERR_BAD_STATE: return "KV_ERR_BAD_STATE";
             case Native.KV_ERR_BAD_TOKEN: return "KV_ERR_BAD_TOKEN";
+            case Native.KV_ERR_BUSY: return "KV_ERR_BUSY";
             default: return "kv_status(" + status + ")";
         }
     }

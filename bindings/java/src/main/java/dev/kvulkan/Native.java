@@ -9,8 +9,11 @@ package dev.kvulkan;
  *
  * <p>Mapping rules (the JNI side is {@code bindings/java/src/main/c/kvulkan_jni.c}):
  * <ul>
- *   <li>Handles ({@code kv_runtime*}, {@code kv_model*}, {@code kv_session*}) are {@code long};
- *       0 is NULL.</li>
+ *   <li>Handles ({@code kv_runtime*}, {@code kv_model*}, {@code kv_session*}, {@code kv_ticket*})
+ *       are {@code long}; 0 is NULL.</li>
+ *   <li>A C callback with its {@code void* user} is one Java interface object (null: NULL), e.g.
+ *       {@link TicketCallback}; the JNI layer holds it by a global reference while the library
+ *       may call it, and attaches the calling thread to the JVM.</li>
  *   <li>Out-parameters are one-element arrays: {@code long[]} for handles and byte sizes,
  *       {@code int[]} for tokens and counts.</li>
  *   <li>A C pointer plus count or capacity is one Java array: its length is the count or the
@@ -47,6 +50,8 @@ public final class Native {
     public static final int KV_OK = 0;
     public static final int KV_INCOMPLETE = 1;
     public static final int KV_END_OF_GENERATION = 2;
+    public static final int KV_NOT_READY = 3;
+    public static final int KV_CANCELLED = 4;
     public static final int KV_ERR_INVALID_ARGUMENT = -1;
     public static final int KV_ERR_IO = -2;
     public static final int KV_ERR_BAD_MODEL = -3;
@@ -59,6 +64,7 @@ public final class Native {
     public static final int KV_ERR_INTERNAL = -10;
     public static final int KV_ERR_BAD_STATE = -11;
     public static final int KV_ERR_BAD_TOKEN = -12;
+    public static final int KV_ERR_BUSY = -13;
 
     // ---- kv_log_level ----
     public static final int KV_LOG_DEBUG = 0;
@@ -163,4 +169,29 @@ public final class Native {
     /** capacity = outTokens.length; nDrafted may be null. */
     public static native int kv_decode_speculative(long session, long draft, int draftN, int[] outTokens,
             int[] nOut, int[] nDrafted);
+
+    // ---- non-blocking work and cancellation ----
+    /**
+     * kv_ticket_callback with its {@code user} pointer: the object itself carries what the C user
+     * pointer would. Called once per ticket on kvulkan's worker thread (attached to the JVM for the
+     * call), with the ticket's handle and status; the rules of the C callback apply (return
+     * quickly, never wait there for a ticket still running). An exception it throws is printed
+     * and dropped. The JNI layer holds it until it has returned.
+     */
+    @FunctionalInterface
+    public interface TicketCallback {
+        void onComplete(long ticket, int status);
+    }
+
+    /** tokens: the prompt (copied); callback may be null; outTicket[0] gets the kv_ticket*. */
+    public static native int kv_submit_prefill(long session, int[] tokens, TicketCallback callback, long[] outTicket);
+    public static native int kv_submit_decode(long session, TicketCallback callback, long[] outTicket);
+    public static native int kv_submit_decode_batch(long[] sessions, TicketCallback callback, long[] outTicket);
+    /** timeoutNs: 0 looks, -1 (UINT64_MAX) waits without limit. */
+    public static native int kv_ticket_wait(long ticket, long timeoutNs);
+    public static native int kv_ticket_poll(long ticket);
+    /** capacity = outTokens.length (outStatus the same length; both null: a count query); nOut[0]: the count. */
+    public static native int kv_ticket_results(long ticket, int[] outTokens, int[] outStatus, int[] nOut);
+    public static native void kv_ticket_destroy(long ticket);
+    public static native int kv_session_cancel(long session);
 }

@@ -46,11 +46,15 @@ public final class Session extends NativeObject {
         return model;
     }
 
-    /** Appends `tokens` (the prompt, or what follows) in batched passes; the logits of the last remain. */
-    public void prefill(int[] tokens) {
+    /**
+     * Appends `tokens` (the prompt, or what follows) in batched passes; the logits of the last
+     * remain. Returns {@link Native#KV_OK}, or {@link Native#KV_CANCELLED} when {@link #cancel()}
+     * (from another thread) stopped it at a chunk boundary: the session then holds the chunks done.
+     */
+    public int prefill(int[] tokens) {
         long h = handle.acquire();
         try {
-            KvException.check(Native.kv_prefill(h, tokens));
+            return KvException.check(Native.kv_prefill(h, tokens));
         } finally {
             handle.release();
         }
@@ -280,6 +284,62 @@ public final class Session extends NativeObject {
             return tokens;
         } finally {
             for (int i = 0; i < acquired; i++) sessions[i].handle.release();
+        }
+    }
+
+    // ---- non-blocking work and cancellation ----
+
+    /**
+     * kv_submit_prefill: {@link #prefill} on kvulkan's worker thread; returns at once. `tokens`
+     * is copied. Throws {@link KvException} for a bad argument or with {@link Native#KV_ERR_BUSY}
+     * when the session is in use (a ticket of it still runs); the prefill's own errors are the
+     * ticket's status.
+     */
+    public Ticket submitPrefill(int[] tokens) {
+        return submitPrefill(tokens, null);
+    }
+
+    /** {@link #submitPrefill(int[])}, telling `listener` (may be null) on the worker thread when done. */
+    public Ticket submitPrefill(int[] tokens, TicketListener listener) {
+        return Ticket.submit(new Session[] {this}, listener, (s, cb, out) -> Native.kv_submit_prefill(s[0], tokens, cb, out));
+    }
+
+    /** kv_submit_decode: {@link #decodeStep()} on the worker thread; {@link Ticket#token()} gives its token. */
+    public Ticket submitDecode() {
+        return submitDecode(null);
+    }
+
+    /** {@link #submitDecode()}, telling `listener` (may be null) on the worker thread when done. */
+    public Ticket submitDecode(TicketListener listener) {
+        return Ticket.submit(new Session[] {this}, listener, (s, cb, out) -> Native.kv_submit_decode(s[0], cb, out));
+    }
+
+    /**
+     * kv_submit_decode_batch: {@link #decodeBatch} on the worker thread. The ticket's
+     * {@link Ticket#tokens()} and {@link Ticket#statuses()} hold one entry per session; a session
+     * in use gets KV_ERR_BUSY as its own status.
+     */
+    public static Ticket submitDecodeBatch(Session... sessions) {
+        return submitDecodeBatch(sessions, null);
+    }
+
+    /** {@link #submitDecodeBatch(Session...)}, telling `listener` (may be null) on the worker thread when done. */
+    public static Ticket submitDecodeBatch(Session[] sessions, TicketListener listener) {
+        return Ticket.submit(sessions.clone(), listener, (s, cb, out) -> Native.kv_submit_decode_batch(s, cb, out));
+    }
+
+    /**
+     * kv_session_cancel: asks the prefill running on this session (submitted, or {@link #prefill}
+     * on another thread) to stop at its next chunk boundary; it then ends with
+     * {@link Native#KV_CANCELLED} ({@link #prefill} returns normally) and the session keeps the
+     * chunks done, usable. No effect when nothing runs. Any thread; never blocks.
+     */
+    public void cancel() {
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_session_cancel(h));
+        } finally {
+            handle.release();
         }
     }
 }
