@@ -18,7 +18,6 @@ std::string undefined_what(const Value& v) { return v.str().empty() ? "a value i
 
 namespace {
 
-constexpr uint64_t kMaxSteps = 20'000'000;       // nodes and expressions evaluated
 constexpr size_t kMaxOutput = 64u << 20;         // bytes of rendered text
 constexpr int kMaxCallDepth = 400;               // nested evaluation
 
@@ -26,7 +25,7 @@ enum class Flow { Normal, Break, Continue };
 
 class Renderer {
 public:
-    explicit Renderer(std::vector<Dict> scopes) : scopes_(std::move(scopes)) {}
+    Renderer(std::vector<Dict> scopes, uint64_t max_steps) : scopes_(std::move(scopes)), max_steps_(max_steps) {}
 
     std::string run(const Body& body) {
         exec(body);
@@ -35,8 +34,8 @@ public:
 
 private:
     void step(const Pos& p) {
-        if (++steps_ > kMaxSteps)
-            fail_render(p.str(), "the template did not finish within " + std::to_string(kMaxSteps) + " steps");
+        if (++steps_ > max_steps_)
+            fail_render(p.str(), "the template did not finish within " + std::to_string(max_steps_) + " steps");
     }
 
     Flow exec(const Body& body) {
@@ -177,30 +176,36 @@ private:
             }
             return;
         }
+        // One loop object per loop, updated in place each iteration (as Jinja's LoopContext is).
         const int64_t len = int64_t(items.size());
+        auto index = std::make_shared<int64_t>(0);
+        Value loop(Dict{{"index", Value()}, {"index0", Value()}, {"revindex", Value()}, {"revindex0", Value()},
+                        {"first", Value()}, {"last", Value()}, {"length", Value(len)}, {"depth", Value(1)},
+                        {"depth0", Value(0)}, {"previtem", Value()}, {"nextitem", Value()},
+                        {"cycle", Value::function("loop.cycle", [index](CallArgs& a) {
+                             if (a.args.empty()) fail_render(a.where, "loop.cycle() needs at least one value");
+                             return a.args[size_t(*index) % a.args.size()];
+                         })}});
+        Dict& fields = loop.mutable_namespace();
+        scopes_.emplace_back();
         for (int64_t i = 0; i < len; ++i) {
-            Dict loop{{"index", Value(i + 1)},
-                      {"index0", Value(i)},
-                      {"revindex", Value(len - i)},
-                      {"revindex0", Value(len - i - 1)},
-                      {"first", Value(i == 0)},
-                      {"last", Value(i == len - 1)},
-                      {"length", Value(len)},
-                      {"depth", Value(1)},
-                      {"depth0", Value(0)},
-                      {"previtem", i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item")},
-                      {"nextitem", i + 1 < len ? items[size_t(i + 1)] : Value::undefined("there is no next item")}};
-            loop.emplace_back("cycle", Value::function("loop.cycle", [i](CallArgs& a) {
-                                  if (a.args.empty()) fail_render(a.where, "loop.cycle() needs at least one value");
-                                  return a.args[size_t(i) % a.args.size()];
-                              }));
-            scopes_.emplace_back();
+            step(n.pos);
+            *index = i;
+            fields[0].second = Value(i + 1);
+            fields[1].second = Value(i);
+            fields[2].second = Value(len - i);
+            fields[3].second = Value(len - i - 1);
+            fields[4].second = Value(i == 0);
+            fields[5].second = Value(i == len - 1);
+            fields[9].second = i > 0 ? items[size_t(i - 1)] : Value::undefined("there is no previous item");
+            fields[10].second = i + 1 < len ? items[size_t(i + 1)] : Value::undefined("there is no next item");
+            scopes_.back().clear();
             bind_targets(n, items[size_t(i)]);
-            assign("loop", Value(std::move(loop)));
+            assign("loop", loop);
             Flow f = exec(n.bodies[0]);
-            scopes_.pop_back();
             if (f == Flow::Break) break;
         }
+        scopes_.pop_back();
     }
 
     // --- expressions --------------------------------------------------------------------------
@@ -482,6 +487,7 @@ private:
     std::vector<Dict> scopes_;
     std::string out_;
     uint64_t steps_ = 0;
+    uint64_t max_steps_;
     int depth_ = 0;
 };
 
@@ -540,7 +546,7 @@ Dict builtin_globals(int64_t now) {
 
 }  // namespace
 
-std::string Template::render(const Dict& globals) const {
+std::string Template::render(const Dict& globals, uint64_t max_steps) const {
     Dict base = builtin_globals(-1);
     for (const auto& [k, v] : globals) {
         bool replaced = false;
@@ -551,7 +557,7 @@ std::string Template::render(const Dict& globals) const {
     std::vector<Dict> scopes;
     scopes.push_back(std::move(base));
     scopes.emplace_back();  // the template's own top-level variables
-    Renderer r(std::move(scopes));
+    Renderer r(std::move(scopes), max_steps);
     return r.run(*body_);
 }
 

@@ -52,7 +52,10 @@ class Template {
 public:
     static Template parse(std::string_view source, kv_status syntax_status = KV_ERR_INVALID_ARGUMENT);
     // Renders with `globals` (the built-ins are added unless a global of that name is given).
-    std::string render(const Dict& globals) const;
+    // `max_steps` bounds the statements and expressions evaluated (a chat of a thousand messages
+    // takes some ten thousand); past it the render fails.
+    static constexpr uint64_t kDefaultMaxSteps = 10'000'000;
+    std::string render(const Dict& globals, uint64_t max_steps = kDefaultMaxSteps) const;
 
 private:
     std::shared_ptr<const std::vector<std::unique_ptr<Node>>> body_;
