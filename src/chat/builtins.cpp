@@ -32,13 +32,54 @@ const char* const kJinjaTests[] = {
 
 bool is_py_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
+// The code point of one UTF-8 character (as utf8_chars splits them); invalid bytes map to 0xFFFD.
+uint32_t code_point(const std::string& c) {
+    const auto* b = reinterpret_cast<const unsigned char*>(c.data());
+    switch (c.size()) {
+        case 1: return b[0] < 0x80 ? b[0] : 0xFFFD;
+        case 2: return (uint32_t(b[0] & 0x1F) << 6) | (b[1] & 0x3F);
+        case 3: return (uint32_t(b[0] & 0x0F) << 12) | (uint32_t(b[1] & 0x3F) << 6) | (b[2] & 0x3F);
+        case 4: return (uint32_t(b[0] & 0x07) << 18) | (uint32_t(b[1] & 0x3F) << 12) | (uint32_t(b[2] & 0x3F) << 6) | (b[3] & 0x3F);
+        default: return 0xFFFD;
+    }
+}
+
+// Python's str.isspace() code points (what str.strip() and str.split() remove).
+bool is_py_space_cp(uint32_t cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+// Case mapping here is ASCII only: text with letters of the scripts that have case beyond ASCII
+// (Latin, Greek, Cyrillic, Armenian, Georgian, Glagolitic, fullwidth Latin, ...) is refused rather
+// than mapped wrongly. Scripts without case (CJK, Arabic, emoji, ...) map to themselves, as in Python.
+void require_ascii_case(const std::string& s, const char* op, const std::string& where) {
+    for (unsigned char c : s)
+        if (c >= 0x80) {
+            for (const auto& ch : utf8_chars(s)) {
+                uint32_t cp = code_point(ch);
+                bool cased = (cp >= 0xB5 && cp <= 0x58F && cp != 0xD7 && cp != 0xF7) || (cp >= 0x10A0 && cp <= 0x10FF) ||
+                             (cp >= 0x13A0 && cp <= 0x13FF) || (cp >= 0x1C80 && cp <= 0x1CBF) ||
+                             (cp >= 0x1D00 && cp <= 0x1FFF) || (cp >= 0x2C00 && cp <= 0x2D2F) ||
+                             (cp >= 0xA640 && cp <= 0xA7FF) || (cp >= 0xAB30 && cp <= 0xABBF) ||
+                             (cp >= 0xFF21 && cp <= 0xFF5A) || (cp >= 0x10400 && cp <= 0x1E95F) ||
+                             (cp >= 0x2160 && cp <= 0x217F) || (cp >= 0x24B6 && cp <= 0x24E9);
+                if (cased)
+                    fail(KV_ERR_UNSUPPORTED, "chat template applies %s at %s to text with non-ASCII letters, which "
+                         "kvulkan's template engine does not support (its case mapping is ASCII only)", op, where.c_str());
+            }
+            return;
+        }
+}
+
 // Python's str.strip/lstrip/rstrip: `chars` absent strips whitespace, else any of its code points.
 std::string strip(const std::string& s, const Value& chars, bool left, bool right) {
     std::vector<std::string> set;
     bool ws = chars.is_undefined() || chars.is_none();
     if (!ws) set = utf8_chars(chars.str());
     auto stripped = [&](const std::string& c) {
-        if (ws) return c.size() == 1 && is_py_space(c[0]);
+        if (ws) return is_py_space_cp(code_point(c));
         return std::find(set.begin(), set.end(), c) != set.end();
     };
     std::vector<std::string> cs = utf8_chars(s);
@@ -172,9 +213,20 @@ Value string_method(const std::string& s, const std::string& name, const std::st
         });
     }
     if (name == "upper" || name == "lower")
-        return bind([up = name == "upper"](const std::string& self, CallArgs&) { return Value(ascii_case(self, up)); });
-    if (name == "title") return bind([](const std::string& self, CallArgs&) { return Value(title(self)); });
-    if (name == "capitalize") return bind([](const std::string& self, CallArgs&) { return Value(capitalize(self)); });
+        return bind([up = name == "upper"](const std::string& self, CallArgs& a) {
+            require_ascii_case(self, up ? "upper()" : "lower()", a.where);
+            return Value(ascii_case(self, up));
+        });
+    if (name == "title")
+        return bind([](const std::string& self, CallArgs& a) {
+            require_ascii_case(self, "title()", a.where);
+            return Value(title(self));
+        });
+    if (name == "capitalize")
+        return bind([](const std::string& self, CallArgs& a) {
+            require_ascii_case(self, "capitalize()", a.where);
+            return Value(capitalize(self));
+        });
     if (name == "startswith" || name == "endswith")
         return bind([start = name == "startswith"](const std::string& self, CallArgs& a) {
             return Value(affix_match(self, a.get(0, "prefix", start ? "startswith()" : "endswith()"), start, a.where));
@@ -381,9 +433,13 @@ Value apply_filter(const std::string& name, const Value& v, CallArgs& a) {
         return Value(strip(v.to_str(), a.get(0, "chars", "trim", Value::undefined("absent")), true, true));
     }
     if (name == "string") return Value(v.to_str());
-    if (name == "upper" || name == "lower") return Value(ascii_case(v.to_str(), name == "upper"));
-    if (name == "capitalize") return Value(capitalize(v.to_str()));
-    if (name == "title") return Value(title(v.to_str()));
+    if (name == "upper" || name == "lower" || name == "capitalize" || name == "title") {
+        std::string text = v.to_str();
+        require_ascii_case(text, ("the filter " + name).c_str(), w);
+        if (name == "capitalize") return Value(capitalize(text));
+        if (name == "title") return Value(title(text));
+        return Value(ascii_case(text, name == "upper"));
+    }
     if (name == "length" || name == "count") return Value(length_of(v, w));
     if (name == "default" || name == "d") {
         Value dflt = a.get(0, "default_value", "default", Value(std::string()));

@@ -344,6 +344,8 @@ TEST_CASE("chat templates: filters") {
     CHECK(render("{{ {'name': 'f', 'args': {'x': 1}, 'e': []} | tojson(indent=2) }}") ==
           "{\n  \"name\": \"f\",\n  \"args\": {\n    \"x\": 1\n  },\n  \"e\": []\n}");
     CHECK(render("{{ 'é' | tojson }}") == "\"é\"");  // ensure_ascii=False, as transformers' tojson
+    // Python's strip() removes Unicode whitespace; case mapping of scripts without case is identity.
+    CHECK(render("[{{ ' \u00a0x\u3000\n' | trim }}] {{ '日本 ok' | upper }} {{ 'ÀB'.startswith('À') }}") == "[x] 日本 OK True");
 }
 
 TEST_CASE("chat templates: tests and string and dict methods") {
@@ -418,6 +420,8 @@ TEST_CASE("chat templates: Jinja constructs the engine lacks are KV_ERR_UNSUPPOR
         {"{% for x in y recursive %}{% endfor %}", "recursive {% for %} loop at line 1, column 1"},
         {"{{ 1 < 2 < 3 }}", "chains comparisons at line 1, column 10"},
         {"{{ {'a': 1} | tojson(sort_keys=true) }}", "the tojson argument 'sort_keys'"},
+        {"{{ 'café' | upper }}", "applies the filter upper at line 1, column 14 to text with non-ASCII letters"},
+        {"{{ 'Ωmega'.lower() }}", "applies lower() at line 1, column 18 to text with non-ASCII letters"},
     };
     for (const auto& c : cases) {
         CAPTURE(std::string(c.src));
