@@ -57,8 +57,10 @@ using Body = std::vector<std::unique_ptr<Node>>;
 //   SetBlock  targets[0], bodies[0] rendered into it
 //   Break, Continue
 //   Block     bodies[0] ({% generation %})
+//   Macro     targets[0] the name, targets[1..] the parameters, conds[i] the default of
+//             parameter i + 1 (null: required), bodies[0]
 struct Node {
-    enum class Kind { Text, Output, If, For, Set, SetBlock, Break, Continue, Block };
+    enum class Kind { Text, Output, If, For, Set, SetBlock, Break, Continue, Block, Macro };
     Kind kind;
     Pos pos;
     std::string text;

@@ -295,7 +295,7 @@ private:
 };
 
 // Tags Jinja has that this engine does not implement.
-const char* const kUnsupportedTags[] = {"macro", "call", "filter", "block", "extends", "include", "import",
+const char* const kUnsupportedTags[] = {"call", "filter", "block", "extends", "include", "import",
                                         "from", "with", "raw", "autoescape", "trans", "do"};
 // Closing and middle tags, which only appear inside their block.
 const char* const kInnerTags[] = {"elif", "else", "endif", "endfor", "endset", "endgeneration", "endmacro",
@@ -364,6 +364,7 @@ private:
             if (tag == "if") body.push_back(parse_if(pos));
             else if (tag == "for") body.push_back(parse_for(pos));
             else if (tag == "set") body.push_back(parse_set(pos));
+            else if (tag == "macro") body.push_back(parse_macro(pos));
             else if (tag == "break" || tag == "continue") {
                 if (loops_ == 0) fail_at(pos, "{% " + tag + " %} outside a {% for %} loop");
                 expect_end("'%}'");
@@ -454,6 +455,34 @@ private:
         } else {
             close_tag(end);
         }
+        return n;
+    }
+
+    // {% macro name(a, b='x') %}...{% endmacro %}
+    std::unique_ptr<Node> parse_macro(Pos pos) {
+        auto n = std::make_unique<Node>(Node::Kind::Macro, pos);
+        const Token& t = next();
+        if (t.type != Token::Name) fail_at(t.pos, "expected a macro name after {% macro");
+        n->targets.push_back(t.text);
+        expect_op("(");
+        while (!is_op(")")) {
+            const Token& p = next();
+            if (p.type != Token::Name) fail_at(p.pos, "expected a parameter name in {% macro %}");
+            n->targets.push_back(p.text);
+            if (accept_op("=")) n->conds.push_back(parse_expr());
+            else if (n->conds.empty() || !n->conds.back()) n->conds.push_back(nullptr);
+            else fail_at(p.pos, "a parameter without a default after one with a default");
+            if (!accept_op(",")) break;
+        }
+        expect_op(")");
+        expect_end("'%}'");
+        ++piece_;
+        const int saved_loops = loops_;
+        loops_ = 0;  // {% break %} cannot leave a macro
+        std::string end;
+        n->bodies.push_back(parse_body({"endmacro"}, end, "macro", pos));
+        loops_ = saved_loops;
+        close_tag(end);
         return n;
     }
 

@@ -69,8 +69,51 @@ private:
             case Node::Kind::Break: return Flow::Break;
             case Node::Kind::Continue: return Flow::Continue;
             case Node::Kind::Block: return exec(n.bodies[0]);
+            case Node::Kind::Macro: define_macro(n); return Flow::Normal;
         }
         return Flow::Normal;
+    }
+
+    // A macro is a function of the current render: called, it renders its body with its
+    // arguments over the template's globals and top-level variables (not the caller's locals,
+    // as in Jinja) and returns the text.
+    void define_macro(const Node& n) {
+        const Node* node = &n;
+        assign(n.targets[0], Value::function(n.targets[0], [this, node](CallArgs& a) { return call_macro(*node, a); }));
+    }
+
+    Value call_macro(const Node& n, CallArgs& a) {
+        const size_t n_params = n.targets.size() - 1;
+        if (a.args.size() > n_params)
+            fail_render(a.where, "macro '" + n.targets[0] + "' takes " + std::to_string(n_params) + " arguments, " +
+                                     std::to_string(a.args.size()) + " given");
+        Dict args;
+        for (size_t i = 0; i < n_params; ++i) {
+            const std::string& name = n.targets[i + 1];
+            const Value* v = i < a.args.size() ? &a.args[i] : nullptr;
+            for (const auto& kw : a.kwargs)
+                if (kw.first == name) v = &kw.second;
+            if (v) args.emplace_back(name, *v);
+            else if (n.conds[i]) args.emplace_back(name, eval(*n.conds[i]));
+            else args.emplace_back(name, Value::undefined("'" + name + "' is undefined (macro '" + n.targets[0] +
+                                                          "' was called without it)"));
+        }
+        for (const auto& kw : a.kwargs) {
+            bool known = false;
+            for (size_t i = 1; i < n.targets.size(); ++i) known = known || n.targets[i] == kw.first;
+            if (!known) fail_render(a.where, "macro '" + n.targets[0] + "' has no parameter '" + kw.first + "'");
+        }
+        if (++macro_depth_ > 100) fail_render(a.where, "macros nested deeper than 100 calls");
+        std::vector<Dict> saved = std::move(scopes_);
+        scopes_ = {saved[0], saved[1], std::move(args)};
+        std::string saved_out = std::move(out_);
+        out_.clear();
+        exec(n.bodies[0]);
+        std::string text = std::move(out_);
+        out_ = std::move(saved_out);
+        scopes_ = std::move(saved);
+        --macro_depth_;
+        return Value(std::move(text));
     }
 
     void emit(const std::string& s, const Pos& p) {
@@ -489,6 +532,7 @@ private:
     uint64_t steps_ = 0;
     uint64_t max_steps_;
     int depth_ = 0;
+    int macro_depth_ = 0;
 };
 
 std::string strftime_value(const std::string& fmt, int64_t now) {

@@ -6,7 +6,9 @@
 //   {{ expr }}, {% if/elif/else/endif %}, {% for a[, b] in expr [if cond] %}...{% else %}
 //   {% endfor %} with loop.index/index0/revindex/revindex0/first/last/length/previtem/nextitem/
 //   cycle, {% break %}, {% continue %}, {% set x = expr %}, {% set ns.attr = expr %},
-//   {% set x %}...{% endset %}, {% generation %}...{% endgeneration %}, {# comments #},
+//   {% set x %}...{% endset %}, {% macro name(a, b=default) %}...{% endmacro %} (called with
+//   positional and keyword arguments; no caller()), {% generation %}...{% endgeneration %},
+//   {# comments #},
 //   whitespace control {%- -%} {{- -}} {#- -#} and {%+ +%};
 //   literals (strings with escapes, ints, floats, true/false/none in either case, [lists],
 //   (tuples), {dicts}), names, .attr, [item], [a:b:c] slices, calls with keyword arguments,
@@ -23,7 +25,7 @@
 // Errors (kv::Error, the message naming the construct and its line and column):
 //   - a syntax error (an unclosed tag, a missing {% endif %}, an unknown tag, filter or test
 //     name, an unexpected token): `syntax_status` given to parse();
-//   - a Jinja construct this engine does not implement ({% macro %}, {% include %}, a Jinja
+//   - a Jinja construct this engine does not implement ({% call %}, {% include %}, a Jinja
 //     filter it lacks, ...): KV_ERR_UNSUPPORTED - a template it cannot render exactly is never
 //     rendered approximately;
 //   - while rendering: raise_exception(msg) and type errors (adding a string to a list, an

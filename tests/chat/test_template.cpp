@@ -307,6 +307,18 @@ TEST_CASE("chat templates: set is scoped to a loop iteration, namespace() carrie
                  "{% if m == 'b' %}{% set ns.found = true %}{% endif %}{% endfor %}{{ ns.found }}") == "True");
 }
 
+TEST_CASE("chat templates: macros take positional, keyword and default arguments and see the template's globals") {
+    kv::chat::Dict g{{"sep", Value(": ")}};
+    CHECK(render("{% macro turn(role, text, end='<|end|>') %}{{ role }}{{ sep }}{{ text | trim }}{{ end }}{% endmacro %}"
+                 "{{ turn('user', ' hi ') }}|{{ turn('bot', 'yo', end='.') }}|{{ turn(text='x', role='r') }}",
+                 g) == "user: hi<|end|>|bot: yo.|r: x<|end|>");
+    // The caller's loop variables are not visible inside (Jinja's macro scoping).
+    CHECK(render("{% macro m() %}[{{ x is defined }}]{% endmacro %}{% for x in [1] %}{{ m() }}{% endfor %}") == "[False]");
+    CHECK(contains(render("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}"), "macro 'm' takes 1 arguments, 2 given"));
+    CHECK(contains(render("{% macro m(a) %}{% endmacro %}{{ m(b=1) }}"), "macro 'm' has no parameter 'b'"));
+    CHECK(contains(render("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"), "macros nested deeper than 100 calls"));
+}
+
 TEST_CASE("chat templates: expressions follow Python and Jinja precedence and semantics") {
     CHECK(render("{{ 1 + 2 * 3 }} {{ (1 + 2) * 3 }} {{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}") ==
           "7 9 3 -4 2 3.5 1024");
@@ -412,7 +424,7 @@ TEST_CASE("chat templates: Jinja constructs the engine lacks are KV_ERR_UNSUPPOR
         const char* src;
         const char* want;
     } cases[] = {
-        {"{% macro m() %}x{% endmacro %}", "{% macro %} at line 1, column 4"},
+        {"{% call m() %}x{% endcall %}", "{% call %} at line 1, column 4"},
         {"a{% include 'x.jinja' %}", "{% include %} at line 1, column 5"},
         {"{{ 'long text' | wordwrap(3) }}", "the filter 'wordwrap' at line 1, column 18"},
         {"{{ 'x'.zfill(3) }}", "the string method 'zfill' at line 1, column 7"},
