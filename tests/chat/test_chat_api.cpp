@@ -214,7 +214,7 @@ TEST_CASE("chat C API: caller templates, flags and errors") {
 
     r = format(nullptr, msgs, 0, "{% for m in messages %}{{ m.role | frobnicate }}{% endfor %}");
     CHECK(r.status == KV_ERR_INVALID_ARGUMENT);
-    CHECK(contains(r.error, "chat template syntax error at line 1, column 39: unknown filter 'frobnicate'"));
+    CHECK(contains(r.error, "chat template syntax error at line 1, column 36: unknown filter 'frobnicate'"));
     r = format(nullptr, msgs, 0, "{% include 'turns.jinja' %}");
     CHECK(r.status == KV_ERR_UNSUPPORTED);
     CHECK(contains(r.error, "{% include %} at line 1, column 4"));
