@@ -95,7 +95,7 @@ with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
     # A chat template of the caller's (ChatML): the conversation is rendered by it, turn 2 still
     # reuses turn 1's pages; a malformed template stops with the construct and place named.
     chatml = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chat", "templates", "chatml.jinja")
-    rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "16", "--temp", "0", "--template", chatml])
+    rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "8", "--temp", "0", "--template", chatml])
     turns = re.findall(r"\[turn (\d+): prompt (\d+) tokens, (\d+) reused from the cache, (\d+) prefilled\]", out)
     check(rc == 0 and "prompt format: " + chatml in err and len(turns) == 2 and int(turns[1][2]) > 0,
           f"kv-chat --template renders the chat with it and reuses turn 1 ({turns}) {err.strip()[-200:]}")
