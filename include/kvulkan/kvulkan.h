@@ -893,6 +893,72 @@ typedef struct kv_generate_result {
  * time per session); the callback runs on the calling thread. */
 KV_API kv_status kv_generate(kv_session* session, const kv_generate_desc* desc, kv_generate_result* result);
 
+ * Chat templates (since 0.2.0)
+ *
+ * A conversation rendered into the prompt text a model was trained on, by the model's own
+ * tokenizer.chat_template (a Jinja2 template in its GGUF metadata), as Hugging Face transformers
+ * renders it: the template sees `messages` (a list of {"role", "content"}),
+ * `add_generation_prompt`, `bos_token` and `eos_token` (the vocabulary texts of the model's BOS
+ * and EOS; undefined when the model has none), `tools` and `documents` (none), `enable_thinking`
+ * (only with KV_CHAT_NO_THINKING) and the functions raise_exception() and strftime_now() (local
+ * time). The engine implements the subset of Jinja that chat templates use (for loops,
+ * if/elif/else, set, namespace(), filters such as trim and tojson, tests, string methods;
+ * whitespace control with transformers' trim_blocks and lstrip_blocks). A template it cannot
+ * render exactly is an error that names the construct and its line and column, never a prompt
+ * that is almost right.
+ *
+ * The text holds every special token the template writes (BOS included, for templates that write
+ * bos_token): tokenize it with KV_TOKENIZE_PARSE_SPECIAL and without KV_TOKENIZE_ADD_SPECIAL.
+ * ------------------------------------------------------------------------------------------- */
+
+/* One message of a conversation. Arrays of it are stepped by messages[0].struct_size (set every
+ * element's struct_size to sizeof(kv_chat_message), e.g. with KV_CHAT_MESSAGE_INIT). */
+typedef struct kv_chat_message {
+    uint32_t struct_size;
+    uint32_t reserved;        /* zero */
+    const char* role;         /* "system", "user", "assistant", "tool", ... (NUL-terminated UTF-8) */
+    const char* content;      /* NUL-terminated UTF-8 */
+} kv_chat_message;
+
+#define KV_CHAT_MESSAGE_INIT { (uint32_t)sizeof(kv_chat_message), 0u, NULL, NULL }
+
+/* Chat flags (bits of the `flags` argument below). */
+enum {
+    /* add_generation_prompt = true: end with the opening of an assistant turn, for the model to
+     * write its reply next. */
+    KV_CHAT_ADD_ASSISTANT_PROMPT = 1u << 0,
+    /* enable_thinking = false: templates with a reasoning switch (Qwen3 style) ask the model to
+     * answer without thinking first. Without it, enable_thinking is undefined (the template's
+     * default). Templates without the switch ignore it. */
+    KV_CHAT_NO_THINKING = 1u << 1
+};
+
+/* Renders `n_messages` messages with the model's tokenizer.chat_template. On input *len is the
+ * capacity of `text` (which may be NULL with capacity 0); on output the byte count of the text
+ * (not NUL-terminated). Returns KV_INCOMPLETE (writing nothing) if the capacity is too small
+ * (ask again with *len bytes; a template that writes the date could change at midnight between
+ * the two calls). Errors: KV_ERR_UNSUPPORTED (the model has no chat template - render one of
+ * your own with kv_chat_format_template - or its template uses a Jinja construct kvulkan does not
+ * implement, named in the message), KV_ERR_BAD_MODEL (the model's template is malformed; the
+ * message says where), KV_ERR_INVALID_ARGUMENT (NULL pointers, a bad struct_size, unknown flags,
+ * or messages the template rejects: the message quotes the template's raise_exception text,
+ * e.g. "Conversation roles must alternate user/assistant/..."). Thread-safe. */
+KV_API kv_status kv_chat_format(const kv_model* model, const kv_chat_message* messages, uint32_t n_messages,
+                                uint32_t flags, char* text, size_t* len);
+
+/* The same with a template of the caller's (NUL-terminated Jinja source), for a model without
+ * one or one the caller prefers. `model` may be NULL: bos_token and eos_token are then undefined
+ * (print as ""). A malformed template is KV_ERR_INVALID_ARGUMENT naming the construct, line and
+ * column. Thread-safe. */
+KV_API kv_status kv_chat_format_template(const kv_model* model, const char* chat_template,
+                                         const kv_chat_message* messages, uint32_t n_messages, uint32_t flags,
+                                         char* text, size_t* len);
+
+/* The model's tokenizer.chat_template source (not NUL-terminated): *len in/out as for
+ * kv_detokenize; KV_INCOMPLETE when the capacity is too small. A model without one gives KV_OK
+ * with *len = 0. Thread-safe. */
+KV_API kv_status kv_model_get_chat_template(const kv_model* model, char* text, size_t* len);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -13,7 +13,9 @@
   acceptance rate.
 - kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
   prefill computed (no prompt tokens reused from the prefix cache); --sessions N batches every
-  step into one pass, --sequential does not, --json prints the same figures as JSON.
+  step into one pass, --sequential does not, --json prints the same figures as JSON;
+- kv-chat reuses the cached history, with a plain transcript (no chat template in the model) and
+  with --template FILE (a Jinja chat template), and rejects a malformed template by name.
 """
 import json
 import os
@@ -119,6 +121,21 @@ with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
     turns = re.findall(r"\[turn (\d+): prompt (\d+) tokens, (\d+) reused from the cache, (\d+) prefilled\]", out)
     check(rc == 0 and len(turns) == 2 and int(turns[0][2]) == 0 and int(turns[1][2]) > 0,
           f"kv-chat reuses the cached history on turn 2 ({turns})")
+    check("plain User:/Assistant: transcript (the model has no chat template" in err,
+          "kv-chat says stories260K has no chat template and falls back to a transcript")
+    # A chat template of the caller's (ChatML): the conversation is rendered by it, turn 2 still
+    # reuses turn 1's pages; a malformed template stops with the construct and place named.
+    chatml = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chat", "templates", "chatml.jinja")
+    rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "8", "--temp", "0", "--template", chatml])
+    turns = re.findall(r"\[turn (\d+): prompt (\d+) tokens, (\d+) reused from the cache, (\d+) prefilled\]", out)
+    check(rc == 0 and "prompt format: " + chatml in err and len(turns) == 2 and int(turns[1][2]) > 0,
+          f"kv-chat --template renders the chat with it and reuses turn 1 ({turns}) {err.strip()[-200:]}")
+    with tempfile.NamedTemporaryFile("w", suffix=".jinja") as bad:
+        bad.write("{% for m in messages %}{{ m.content }}")
+        bad.flush()
+        rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "4", "--template", bad.name])
+        check(rc == 1 and "{% for %} is never closed" in err and "line 1, column 1" in err,
+              f"kv-chat --template with a malformed template names the construct ({err.strip()[-200:]})")
 
 rc, out, err = run(["kv-generate", "-m", model, "--temp", "hot"])
 check(rc == 2 and "bad value" in err, "kv-generate rejects a bad flag value")

@@ -880,6 +880,61 @@ class Model(_Object):
         lib = N.lib()
         return self._bytes_call(lambda buf, n: lib.kv_token_to_piece(h, token, buf, n), 32)
 
+    @property
+    def chat_template(self) -> Optional[str]:
+        """kv_model_get_chat_template: the model's tokenizer.chat_template, or None without one."""
+        h = self._h()
+        lib = N.lib()
+        text = self._bytes_call(lambda buf, n: lib.kv_model_get_chat_template(h, buf, n), 4096)
+        return text.decode("utf-8", "replace") if text else None
+
+    def chat_format(
+        self,
+        messages,
+        add_assistant_prompt: bool = True,
+        *,
+        template: Optional[str] = None,
+        thinking: Optional[bool] = None,
+    ) -> str:
+        """kv_chat_format: a conversation as the prompt text the model was trained on, rendered by
+        its own chat template (or ``template``, Jinja source, through kv_chat_format_template).
+
+        ``messages``: dicts with "role" and "content" (or (role, content) pairs).
+        ``add_assistant_prompt``: end with the opening of the assistant's turn.
+        ``thinking=False``: enable_thinking=false for templates with a reasoning switch (Qwen3);
+        None leaves the template's default. Tokenize the result with ``parse_special=True`` and
+        ``add_special=False`` (the text holds the template's special tokens, BOS included).
+        Raises UnsupportedError when the model has no template or the template uses a Jinja
+        construct kvulkan does not implement, InvalidArgumentError when the template rejects
+        the messages (its raise_exception text is the message)."""
+        if isinstance(messages, dict):
+            raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        keep = []  # the encoded strings, alive for the call
+        items = list(messages)
+        arr = (N.kv_chat_message * max(1, len(items)))()
+        for i, m in enumerate(items):
+            role, content = (m["role"], m["content"]) if isinstance(m, dict) else m
+            if not isinstance(role, str) or not isinstance(content, str):
+                raise TypeError(f"messages[{i}]: role and content must be str")
+            r, c = role.encode("utf-8"), content.encode("utf-8")
+            if b"\0" in r or b"\0" in c:
+                raise ValueError(f"messages[{i}]: role and content must not contain NUL characters")
+            keep += [r, c]
+            arr[i].struct_size = ctypes.sizeof(N.kv_chat_message)
+            arr[i].role = r
+            arr[i].content = c
+        flags = (N.KV_CHAT_ADD_ASSISTANT_PROMPT if add_assistant_prompt else 0) | (
+            N.KV_CHAT_NO_THINKING if thinking is False else 0)
+        h = self._h()
+        lib = N.lib()
+        if template is None:
+            call = lambda buf, n: lib.kv_chat_format(h, arr, len(items), flags, buf, n)  # noqa: E731
+        else:
+            src = template.encode("utf-8")
+            call = lambda buf, n: lib.kv_chat_format_template(h, src, arr, len(items), flags, buf, n)  # noqa: E731
+        guess = sum(len(x) for x in keep) + 256
+        return self._bytes_call(call, guess).decode("utf-8", "replace")
+
     def session(self, **kwargs) -> "Session":
         """Session(self, **kwargs)."""
         return Session(self, **kwargs)

@@ -422,6 +422,27 @@ _PROTOTYPES = {
 }
 
 
+# --- chat templates (since 0.2.0) -----------------------------------------------------------------
+KV_CHAT_ADD_ASSISTANT_PROMPT = 1 << 0
+KV_CHAT_NO_THINKING = 1 << 1
+
+
+class kv_chat_message(Structure):  # since 0.2.0
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("role", c_char_p),
+        ("content", c_char_p),
+    ]
+
+
+_PROTOTYPES.update({
+    "kv_chat_format": (kv_status, [_P, POINTER(kv_chat_message), c_uint32, c_uint32, c_void_p, POINTER(c_size_t)]),
+    "kv_chat_format_template": (kv_status, [_P, c_char_p, POINTER(kv_chat_message), c_uint32, c_uint32, c_void_p,
+                                            POINTER(c_size_t)]),
+    "kv_model_get_chat_template": (kv_status, [_P, c_void_p, POINTER(c_size_t)]),
+})
+
 class LibraryNotFoundError(OSError):
     """libkvulkan.so could not be found or loaded; the message lists every place tried."""
 
