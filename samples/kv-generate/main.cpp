@@ -5,6 +5,10 @@
 //               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
 //               [--no-cache] [--device INDEX|NAME] [--ids]
 //               [--dump-logits FILE] [--quiet] [--validation]
+//               [--grammar FILE.gbnf | --json-schema FILE.json]
+//
+// --grammar constrains the output to a GBNF grammar (root rule "root"); --json-schema to the JSON
+// a schema accepts (translated with kv_json_schema_to_grammar; --grammar-out FILE writes the GBNF).
 //
 // Streams the text as it is generated; at the end prints prefill and decode tok/s, the KV cache
 // bytes and the device (to stderr, so stdout is only the text, or the ids with --ids).
@@ -30,7 +34,8 @@ int usage(int rc) {
                  "         [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--ctx N]\n"
                  "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
                  "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
-                 "         [--dump-logits FILE] [--quiet] [--validation]\n");
+                 "         [--dump-logits FILE] [--quiet] [--validation]\n"
+                 "         [--grammar FILE.gbnf | --json-schema FILE.json [--grammar-out FILE]]\n");
     return rc;
 }
 
@@ -47,10 +52,20 @@ bool parse_ids(const char* s, std::vector<kv_token>* out) {
     return !out->empty();
 }
 
+bool read_text(const std::string& path, std::string* out) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+    std::fclose(f);
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, prompt = "Once upon a time", dump_path;
+    std::string model_path, prompt = "Once upon a time", dump_path, grammar_path, schema_path, grammar_out;
     std::vector<kv_token> prompt_ids;
     bool have_ids = false, print_ids = false, quiet = false;
     int n_predict = 128;
@@ -117,11 +132,46 @@ int main(int argc, char** argv) {
         } else if (a == "--ids") print_ids = true;
         else if (a == "--dump-logits") dump_path = val();
         else if (a == "--quiet") quiet = true;
+        else if (a == "--grammar") grammar_path = val();
+        else if (a == "--json-schema") schema_path = val();
+        else if (a == "--grammar-out") grammar_out = val();
         else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
         else if (a == "-h" || a == "--help") return usage(0);
         else {
             std::fprintf(stderr, "kv-generate: unknown argument '%s'\n", a.c_str());
             return usage(2);
+        }
+    }
+    if (!grammar_path.empty() && !schema_path.empty()) {
+        std::fprintf(stderr, "kv-generate: --grammar and --json-schema exclude each other\n");
+        return usage(2);
+    }
+    std::string grammar;
+    if (!grammar_path.empty() && !read_text(grammar_path, &grammar)) {
+        std::fprintf(stderr, "kv-generate: cannot read %s\n", grammar_path.c_str());
+        return 1;
+    }
+    if (!schema_path.empty()) {
+        std::string schema;
+        if (!read_text(schema_path, &schema)) {
+            std::fprintf(stderr, "kv-generate: cannot read %s\n", schema_path.c_str());
+            return 1;
+        }
+        size_t size = 0;
+        kv_status gs = kv_json_schema_to_grammar(schema.data(), schema.size(), nullptr, &size);
+        if (gs == KV_INCOMPLETE) {
+            grammar.resize(size);
+            gs = kv_json_schema_to_grammar(schema.data(), schema.size(), &grammar[0], &size);
+            grammar.resize(size ? size - 1 : 0);  // without the NUL
+        }
+        if (gs != KV_OK) die(schema_path.c_str(), gs);
+        if (!grammar_out.empty()) {
+            FILE* f = std::fopen(grammar_out.c_str(), "wb");
+            if (!f || std::fwrite(grammar.data(), 1, grammar.size(), f) != grammar.size()) {
+                std::fprintf(stderr, "kv-generate: cannot write %s\n", grammar_out.c_str());
+                return 1;
+            }
+            std::fclose(f);
         }
     }
     if (model_path.empty()) {
@@ -163,6 +213,8 @@ int main(int argc, char** argv) {
     sdesc.sampler = &sampler;
     kv_session* session = nullptr;
     if ((s = kv_session_create(model, &sdesc, &session)) != KV_OK) die("session", s);
+    if (!grammar.empty() && (s = kv_session_set_grammar(session, grammar.c_str(), "root")) != KV_OK)
+        die(grammar_path.empty() ? "the schema's grammar" : grammar_path.c_str(), s);
 
     FILE* dump = nullptr;
     std::vector<float> logits(info.n_vocab);

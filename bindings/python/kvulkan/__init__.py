@@ -32,6 +32,7 @@ from ._api import (
     version_string,
     version_tuple,
     decode_batch,
+    json_schema_to_grammar,
 )
 from ._errors import (
     BadModelError,
