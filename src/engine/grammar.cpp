@@ -603,12 +603,23 @@ void GrammarMatcher::advance(const std::vector<uint32_t>& in, uint32_t cp, std::
     }
 }
 
-bool GrammarMatcher::feasible(const std::vector<uint32_t>& in, const Utf8& u) const {
+// The code points a pending sequence can still become: [lo, hi] (empty when lo > hi).
+std::pair<uint32_t, uint32_t> GrammarMatcher::pending_range(const Utf8& u) {
     const uint32_t shift = 6 * u.pending;
     const uint32_t lo = u.value << shift, hi = lo | ((1u << shift) - 1);
+    return {std::max(lo, u.least), std::min(hi, kMaxCodePoint)};
+}
+
+bool GrammarMatcher::partial_ok(const Utf8& u) {
+    auto [lo, hi] = pending_range(u);
+    return lo <= hi;
+}
+
+bool GrammarMatcher::feasible(const std::vector<uint32_t>& in, const Utf8& u) const {
+    auto [lo, hi] = pending_range(u);
     for (uint32_t top : in) {
         if (top == kAccept) continue;
-        if (g_->classes[g_->elems[arena_[top].pos].arg].matches_any(lo, std::min(hi, kMaxCodePoint))) return true;
+        if (g_->classes[g_->elems[arena_[top].pos].arg].matches_any(lo, hi)) return true;
     }
     return false;
 }
@@ -619,15 +630,17 @@ GrammarMatcher::Step GrammarMatcher::step(Utf8& u, uint8_t b) {
             u.value = b;
             return Step::Complete;
         }
-        if ((b & 0xE0) == 0xC0) u = {uint32_t(b & 0x1F), 1};
-        else if ((b & 0xF0) == 0xE0) u = {uint32_t(b & 0x0F), 2};
-        else if ((b & 0xF8) == 0xF0) u = {uint32_t(b & 0x07), 3};
+        // Overlong forms (a code point in more bytes than it needs) are invalid UTF-8.
+        if ((b & 0xE0) == 0xC0) u = {uint32_t(b & 0x1F), 1, 0x80};
+        else if ((b & 0xF0) == 0xE0) u = {uint32_t(b & 0x0F), 2, 0x800};
+        else if ((b & 0xF8) == 0xF0) u = {uint32_t(b & 0x07), 3, 0x10000};
         else return Step::Invalid;
-        return Step::Partial;
+        return partial_ok(u) ? Step::Partial : Step::Invalid;
     }
     if ((b & 0xC0) != 0x80) return Step::Invalid;
     u.value = (u.value << 6) | (b & 0x3F);
-    return --u.pending == 0 ? Step::Complete : Step::Partial;
+    if (--u.pending == 0) return u.value >= u.least && u.value <= kMaxCodePoint ? Step::Complete : Step::Invalid;
+    return partial_ok(u) ? Step::Partial : Step::Invalid;
 }
 
 bool GrammarMatcher::can_end() const {

@@ -130,6 +130,7 @@ private:
     struct Utf8 {
         uint32_t value = 0;
         uint32_t pending = 0;  // continuation bytes still expected
+        uint32_t least = 0;    // the smallest code point this sequence's length may encode
     };
     enum class Step { Invalid, Partial, Complete };
 
@@ -140,6 +141,8 @@ private:
     void advance(const std::vector<uint32_t>& in, uint32_t cp, std::vector<uint32_t>& out);
     bool feasible(const std::vector<uint32_t>& in, const Utf8& u) const;
     static Step step(Utf8& u, uint8_t byte);
+    static std::pair<uint32_t, uint32_t> pending_range(const Utf8& u);
+    static bool partial_ok(const Utf8& u);
     // Runs `text` from the current state; on success, stacks are left in `out` and *u updated.
     bool walk(const std::string& text, std::vector<uint32_t>& out, Utf8* u);
     void dfs(uint32_t node, const std::vector<uint32_t>& in, Utf8 u, uint32_t depth, std::vector<uint8_t>& ok);

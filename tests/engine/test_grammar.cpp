@@ -327,7 +327,7 @@ TEST_CASE("grammar: JSON Schema to GBNF accepts the schema's JSON and refuses wh
     const std::string any = kv::engine::json_schema_to_gbnf("{}");
     for (const char* s : {"1", "[1,{\"a\":[true,null]}]", "\"\\u00e9\"", "{ }"}) CHECK_MESSAGE(accepts(any, s), s);
     // Errors.
-    auto status = [](const std::string& s, const char* part) {
+    auto status = [](const std::string& s, const char* part) -> kv_status {
         try {
             kv::engine::json_schema_to_gbnf(s);
         } catch (const kv::Error& e) {
