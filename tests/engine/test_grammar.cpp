@@ -1,9 +1,12 @@
-// Grammars (src/engine/grammar.h) on the host: the GBNF parser's errors, the matcher against the
+// Grammars (src/engine/grammar.h) on the host: 200 temperature samples of stories260K (its CPU
+// reference's logits, the engine's sampler and the model's token trie) under a JSON-object
+// grammar all parse as JSON; the GBNF parser's errors, the matcher against the
 // strings a grammar does and does not accept (UTF-8 split across tokens included), the trie mask
 // against one-token checks in every state, the sampler's draw under a grammar against the masked
 // softmax, logit bias and banned tokens, and JSON Schema -> GBNF.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -11,9 +14,14 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/helpers.h"
+#include "common/json_check.h"
 #include "engine/grammar.h"
 #include "engine/json_schema.h"
 #include "engine/sampler.h"
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+#include "reference/reference.h"
 
 using kv::engine::Grammar;
 using kv::engine::GrammarMatcher;
@@ -343,4 +351,61 @@ TEST_CASE("grammar: JSON Schema to GBNF accepts the schema's JSON and refuses wh
     CHECK(status(R"({"type":"object",)", "malformed JSON at byte 17") == KV_ERR_INVALID_ARGUMENT);
     CHECK(status(R"({"type":"strin"})", "unknown type 'strin'") == KV_ERR_INVALID_ARGUMENT);
     CHECK(status(R"({"properties":{"a":{}},"required":["b"]})", "'b' is required") == KV_ERR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("grammar: 200 temperature samples of stories260K under a JSON-object grammar all parse as JSON") {
+    if (!kvtest::require_shared()) return;
+    const std::string path = kvtest::shared_dir() + "/models/stories260K/stories260K.gguf";
+    auto file = kv::model::GgufFile::open(path);
+    auto ref = kv::reference::ReferenceModel::load(*file);
+    kv::model::Tokenizer tok(*file);
+    auto trie = std::make_shared<const TokenTrie>(tok);
+    auto grammar = Grammar::parse(kvtest::kJsonObjectGrammar);
+    const uint32_t V = trie->n_vocab();
+    const std::vector<int32_t> prompt = tok.encode("Once upon a time, there was a little girl who liked", true, false);
+    kv::reference::ReferenceSession base(*ref);
+    const std::vector<float> first = base.prefill(prompt);
+    uint32_t parsed = 0, tokens = 0, fast = 0, utf8 = 0;
+    std::string example;
+    for (uint32_t i = 0; i < 200; ++i) {
+        kv_sampler_desc d = KV_SAMPLER_DESC_INIT;
+        d.temperature = 0.7f + 0.1f * float(i % 6);
+        if (i % 2) {  // half through the full mask (top-k and top-p cut after it)
+            d.top_k = 40;
+            d.top_p = 0.95f;
+        }
+        d.seed = 7919 * i + 1;
+        Sampler s(d, V);
+        s.set_grammar(GrammarMatcher(grammar, trie));
+        kv::reference::ReferenceSession rs = base;
+        std::vector<float> logits = first;
+        std::vector<int32_t> history = prompt;
+        std::string text;
+        bool ended = false;
+        for (uint32_t step = 0; step < 120; ++step) {
+            std::vector<float> l = logits;
+            const int32_t t = s.sample(l.data(), V, history);
+            if (trie->eog[size_t(t)]) {
+                ended = true;
+                break;
+            }
+            // The draw that needed no mask: the unmasked argmax/draw fitted.
+            fast += std::isfinite(l[size_t(t)]) && std::count_if(l.begin(), l.end(), [](float x) { return std::isinf(x); }) == 0;
+            s.accept(t, uint32_t(history.size()));
+            history.push_back(t);
+            text += trie->text[size_t(t)];
+            ++tokens;
+            logits = rs.decode(t);
+        }
+        INFO("sample " << i << ": " << text);
+        CHECK(ended);
+        const bool ok = kvtest::JsonCheck(text).object_document();
+        CHECK(ok);
+        parsed += ok;
+        utf8 += text.find("\xC3\xA9") != std::string::npos;
+        if (text.size() > example.size() && text.size() < 60) example = text;
+    }
+    MESSAGE(parsed << " of 200 samples parse as JSON objects; " << tokens << " tokens (" << fast
+                   << " drawn without the full mask), " << utf8 << " with a two-byte character; e.g. " << example);
+    CHECK(parsed == 200);
 }
