@@ -213,7 +213,8 @@ int main(int argc, char** argv) {
     sdesc.sampler = &sampler;
     kv_session* session = nullptr;
     if ((s = kv_session_create(model, &sdesc, &session)) != KV_OK) die("session", s);
-    if (!grammar.empty() && (s = kv_session_set_grammar(session, grammar.c_str(), "root")) != KV_OK)
+    const bool constrained = !grammar_path.empty() || !schema_path.empty();
+    if (constrained && (s = kv_session_set_grammar(session, grammar.c_str(), "root")) != KV_OK)
         die(grammar_path.empty() ? "the schema's grammar" : grammar_path.c_str(), s);
 
     FILE* dump = nullptr;
