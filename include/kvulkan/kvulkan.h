@@ -475,8 +475,17 @@ typedef enum kv_cache_type {
     KV_CACHE_TYPE_FORCE32 = 0x7FFFFFFF
 } kv_cache_type;
 
-/* Sampling. Initialize with KV_SAMPLER_DESC_INIT (greedy). Applied in this order: repetition
- * penalty over the last `repeat_last_n` tokens, top-k, temperature, softmax, min-p, top-p, draw. */
+/* One entry of kv_sampler_desc.logit_bias (since 0.2.0): `bias` is added to the token's logit
+ * before any other step; -INFINITY bans the token. */
+typedef struct kv_logit_bias {
+    kv_token token;
+    float bias;
+} kv_logit_bias;
+
+/* Sampling. Initialize with KV_SAMPLER_DESC_INIT (greedy). Applied in this order: logit bias and
+ * banned tokens (since 0.2.0), the session's grammar (kv_session_set_grammar, since 0.2.0),
+ * repetition penalty over the last `repeat_last_n` tokens, top-k, temperature, softmax, min-p,
+ * top-p, draw. */
 typedef struct kv_sampler_desc {
     uint32_t struct_size;
     float temperature;     /* <= 0: greedy (argmax; computed on the GPU when no penalty applies) */
@@ -487,9 +496,17 @@ typedef struct kv_sampler_desc {
     uint32_t repeat_last_n;/* tokens looked back for the penalty (0: 64) */
     uint32_t reserved;
     uint64_t seed;         /* same seed + same inputs = same tokens */
+    /* Since 0.2.0 (zero: none). Both arrays are copied by the call that takes the desc; every token
+     * must be in the vocabulary and every bias finite or -INFINITY (else KV_ERR_INVALID_ARGUMENT).
+     * A session with either samples on the host (greedy included). */
+    const kv_logit_bias* logit_bias;  /* n_logit_bias entries; a token listed twice gets both */
+    uint32_t n_logit_bias;
+    uint32_t n_banned_tokens;
+    const kv_token* banned_tokens;    /* n_banned_tokens tokens that are never sampled */
 } kv_sampler_desc;
 
-#define KV_SAMPLER_DESC_INIT { (uint32_t)sizeof(kv_sampler_desc), 0.0f, 0, 1.0f, 0.0f, 1.0f, 64u, 0u, 0u }
+#define KV_SAMPLER_DESC_INIT \
+    { (uint32_t)sizeof(kv_sampler_desc), 0.0f, 0, 1.0f, 0.0f, 1.0f, 64u, 0u, 0u, NULL, 0u, 0u, NULL }
 
 /* Session flags. */
 enum {
@@ -958,6 +975,69 @@ KV_API kv_status kv_chat_format_template(const kv_model* model, const char* chat
  * kv_detokenize; KV_INCOMPLETE when the capacity is too small. A model without one gives KV_OK
  * with *len = 0. Thread-safe. */
 KV_API kv_status kv_model_get_chat_template(const kv_model* model, char* text, size_t* len);
+
+ * Constrained sampling and embeddings (since 0.2.0)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Attaches a grammar to the session's sampler: from the next sampled token on, only tokens whose
+ * text (the bytes kv_token_to_piece gives) keeps the generated text a prefix of a string of the
+ * grammar can be sampled, and end-of-generation tokens only where the grammar may end (so a
+ * finished match samples nothing but an EOG token: kv_decode_step returns KV_END_OF_GENERATION).
+ * It applies wherever the session samples: kv_decode_step, kv_decode_batch and kv_batch_eval
+ * decode items; tokens given to kv_prefill / kv_session_eval are not matched against it.
+ * The grammar is GBNF (llama.cpp's notation), UTF-8:
+ *     name ::= alternatives          a rule (it may span lines; the next "name ::=" ends it)
+ *     a b | c                        sequence, alternation;  ( ... ) group
+ *     "text"  [a-z0-9_]  [^"\\]  .   literal, character class (ranges, ^ negation), any character
+ *     x*  x+  x?  x{m}  x{m,}  x{m,n} repetition (m, n <= 1000);  # comment to the end of the line
+ *     escapes \n \r \t \\ \" \' \[ \] \- \xHH \uHHHH \UHHHHHHHH
+ * Matching is on Unicode code points; a token may end inside a UTF-8 sequence. `root_rule` (NULL:
+ * "root") names the start rule. Left-recursive rules are rejected. `gbnf` NULL removes the grammar.
+ * The grammar is copied and kept by the session: kv_session_reset restarts it, kv_session_truncate
+ * forgets what it matched past the new length, kv_session_fork gives the child a copy of its state,
+ * kv_session_set_sampler keeps it. kv_decode_speculative and kv_session_save reject a session with
+ * a grammar (KV_ERR_UNSUPPORTED). A step at which the grammar allows no token of the vocabulary
+ * fails with KV_ERR_BAD_STATE, leaving the session unchanged.
+ * Cost: the first grammar of a model builds a trie of its token texts (once per model). Greedy and
+ * plain-temperature sampling check the drawn token only (the full mask only when it does not fit:
+ * the distribution is exactly the masked one); with top-k, top-p or min-p every step masks all.
+ * Errors: KV_ERR_INVALID_ARGUMENT with the line and column of a syntax error, an undefined rule,
+ * a rule defined twice, left recursion or a missing root rule; the session is then unchanged. */
+KV_API kv_status kv_session_set_grammar(kv_session* session, const char* gbnf, const char* root_rule);
+
+/* Translates a JSON Schema (UTF-8 JSON text, `len` bytes or (size_t)-1 for NUL-terminated) into
+ * GBNF for kv_session_set_grammar (root rule "root"); output that matches it is JSON that the
+ * schema accepts, after optional leading whitespace. Supported: "type" (object, array, string,
+ * number, integer, boolean, null, or a list of them), "properties" and "required" (properties are
+ * written in the schema's order; an absent "additionalProperties" or false allows no others),
+ * "items", "minItems"/"maxItems", "minLength"/"maxLength", "enum", "const", "anyOf"/"oneOf", and
+ * annotations (title, description, default, examples, $schema, $id, $comment), which are ignored.
+ * An empty schema {} (or true) is any JSON value. Other keywords ($ref, pattern, format, allOf,
+ * minimum, ...) fail with KV_ERR_UNSUPPORTED naming the keyword and where it is; malformed JSON
+ * or a malformed schema fails with KV_ERR_INVALID_ARGUMENT and the byte offset or path.
+ * Buffer protocol: on input *size is the capacity of `gbnf` in bytes (NULL with 0 to query); on
+ * output the bytes the text needs, its terminating NUL included. KV_INCOMPLETE (nothing written)
+ * when the capacity is too small. Thread-safe. */
+KV_API kv_status kv_json_schema_to_grammar(const char* schema_json, size_t len, char* gbnf, size_t* size);
+
+/* Pooling and normalization of kv_session_embeddings (flag bits). */
+enum {
+    KV_EMBED_LAST = 0,             /* the last token's hidden state (the default) */
+    KV_EMBED_MEAN = 1u << 0,       /* the mean over the n_tokens tokens */
+    KV_EMBED_NORMALIZE = 1u << 1   /* scaled to unit L2 norm */
+};
+
+/* Embeddings: the model's final hidden state (after the output norm, the vector the output head
+ * reads; n_embd floats, see kv_model_info) of `tokens`, evaluated after the tokens the session
+ * holds (usually none: a fresh or reset session), pooled per `flags` (KV_EMBED_* bits) into
+ * `out` (capacity in floats, at least n_embd). The session is left as it was: its tokens, KV cache
+ * and logits do not change (the tokens' K/V are written to pages that are given back before the
+ * call returns). No logits are computed. Errors: KV_ERR_INVALID_ARGUMENT (NULL pointers, n_tokens
+ * 0, unknown flags, capacity below n_embd), KV_ERR_BAD_TOKEN, KV_ERR_CONTEXT_FULL (the tokens do
+ * not fit after the session's), KV_ERR_UNSUPPORTED (a sliding-window session that holds tokens),
+ * KV_ERR_OUT_OF_DEVICE_MEMORY, KV_ERR_DEVICE_LOST. Threading: as any call on `session`. */
+KV_API kv_status kv_session_embeddings(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
+                                       uint32_t flags, float* out, uint32_t capacity);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -5,7 +5,10 @@
 //               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
 //               [--no-cache] [--device INDEX|NAME] [--ids]
 //               [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]
-//               [--pipeline-cache FILE]
+//               [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json]
+//
+// --grammar constrains the output to a GBNF grammar (root rule "root"); --json-schema to the JSON
+// a schema accepts (translated with kv_json_schema_to_grammar; --grammar-out FILE writes the GBNF).
 //
 // Streams the text as it is generated; at the end prints prefill and decode tok/s, the time to
 // the first token (runtime creation, model load, prefill, first step), the KV cache bytes and the
@@ -45,7 +48,7 @@ int usage(int rc) {
                  "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
                  "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
                  "         [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]\n"
-                 "         [--pipeline-cache FILE]\n");
+                 "         [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json [--grammar-out FILE]]\n");
     return rc;
 }
 
@@ -62,10 +65,20 @@ bool parse_ids(const char* s, std::vector<kv_token>* out) {
     return !out->empty();
 }
 
+bool read_text(const std::string& path, std::string* out) {
+    FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return false;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+    std::fclose(f);
+    return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string model_path, prompt = "Once upon a time", dump_path, draft_path;
+    std::string model_path, prompt = "Once upon a time", dump_path, draft_path, grammar_path, schema_path, grammar_out;
     uint32_t draft_n = 4;
     std::vector<kv_token> prompt_ids;
     bool have_ids = false, print_ids = false, quiet = false;
@@ -135,6 +148,9 @@ int main(int argc, char** argv) {
         else if (a == "--quiet") quiet = true;
         else if (a == "--draft") draft_path = val();
         else if (a == "--draft-n") draft_n = uint32_t(num(1, 64));
+        else if (a == "--grammar") grammar_path = val();
+        else if (a == "--json-schema") schema_path = val();
+        else if (a == "--grammar-out") grammar_out = val();
         else if (a == "--validation") rdesc.flags |= KV_RUNTIME_VALIDATION;
         else if (a == "--pipeline-cache") {
             rdesc.pipeline_cache_path = val();
@@ -144,6 +160,38 @@ int main(int argc, char** argv) {
         else {
             std::fprintf(stderr, "kv-generate: unknown argument '%s'\n", a.c_str());
             return usage(2);
+        }
+    }
+    if (!grammar_path.empty() && !schema_path.empty()) {
+        std::fprintf(stderr, "kv-generate: --grammar and --json-schema exclude each other\n");
+        return usage(2);
+    }
+    std::string grammar;
+    if (!grammar_path.empty() && !read_text(grammar_path, &grammar)) {
+        std::fprintf(stderr, "kv-generate: cannot read %s\n", grammar_path.c_str());
+        return 1;
+    }
+    if (!schema_path.empty()) {
+        std::string schema;
+        if (!read_text(schema_path, &schema)) {
+            std::fprintf(stderr, "kv-generate: cannot read %s\n", schema_path.c_str());
+            return 1;
+        }
+        size_t size = 0;
+        kv_status gs = kv_json_schema_to_grammar(schema.data(), schema.size(), nullptr, &size);
+        if (gs == KV_INCOMPLETE) {
+            grammar.resize(size);
+            gs = kv_json_schema_to_grammar(schema.data(), schema.size(), &grammar[0], &size);
+            grammar.resize(size ? size - 1 : 0);  // without the NUL
+        }
+        if (gs != KV_OK) die(schema_path.c_str(), gs);
+        if (!grammar_out.empty()) {
+            FILE* f = std::fopen(grammar_out.c_str(), "wb");
+            if (!f || std::fwrite(grammar.data(), 1, grammar.size(), f) != grammar.size()) {
+                std::fprintf(stderr, "kv-generate: cannot write %s\n", grammar_out.c_str());
+                return 1;
+            }
+            std::fclose(f);
         }
     }
     if (model_path.empty()) {
@@ -197,6 +245,9 @@ int main(int argc, char** argv) {
     sdesc.sampler = &sampler;
     kv_session* session = nullptr;
     if ((s = kv_session_create(model, &sdesc, &session)) != KV_OK) die("session", s);
+    const bool constrained = !grammar_path.empty() || !schema_path.empty();
+    if (constrained && (s = kv_session_set_grammar(session, grammar.c_str(), "root")) != KV_OK)
+        die(grammar_path.empty() ? "the schema's grammar" : grammar_path.c_str(), s);
     // The draft: NULL for prompt lookup, else a session of the draft model (same n_ctx).
     kv_model* draft_model = nullptr;
     kv_session* draft = nullptr;

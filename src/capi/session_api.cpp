@@ -126,7 +126,9 @@ KV_API kv_status kv_session_set_sampler(kv_session* session, const kv_sampler_de
         kv_sampler_desc d = read_sampler(sampler);
         engine::check_sampler(d);
         bool was_gpu = s.sampler->gpu_greedy();
-        s.sampler = std::make_unique<engine::Sampler>(d);
+        auto fresh = std::make_unique<engine::Sampler>(d, s.model->config().n_vocab);
+        fresh->set_grammar(std::move(s.sampler->grammar()));  // the grammar stays, in its state
+        s.sampler = std::move(fresh);
         // The GPU argmax (or the host logits copy) of the current logits may be missing now.
         if (was_gpu != s.sampler->gpu_greedy()) s.next_token_valid = false;
         return KV_OK;

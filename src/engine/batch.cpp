@@ -309,6 +309,7 @@ uint32_t eval_batch(std::vector<BatchItem>& items) {
             commit_tokens(s, w->pos0, w->rows);
             const double ms = ms_since(w->t0);
             if (!it.tokens) {
+                s.sampler->accept(it.token, w->pos0);  // the grammar, if any, moves past it
                 it.n_done = 1;
                 s.tokens_decoded += 1;
                 s.last_decode_ms = ms;

@@ -208,6 +208,11 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     }
 
     if (head_rows == 0) {
+        if (segs[0].hidden) {
+            KV_CHECK(single);
+            K.rms_norm(cs, X, W.output_norm.range(), H, E, T, cfg.rms_eps);
+            cs.barrier();  // also orders the h rows before a later transfer reads them
+        }
         mark("other");
         if (prof) prof->submitted(ms_since(t_record));
         cs.submit_and_wait();

@@ -52,6 +52,9 @@ struct Segment {
     LogitsMode mode = LogitsMode::None;
     bool host_logits = false;  // copy the logits rows to the session's readback
     const std::vector<kvcache::PageCopy>* copies = nullptr;  // copy-on-write, before any write
+    // Embeddings (a single-segment pass with mode None): leave the final hidden state of every
+    // row, rms_norm(X) with the output norm (the output head's input), in the scratch's h rows.
+    bool hidden = false;
 };
 
 // Whether rows of this model starting at any row index can be bound as sub-ranges (the

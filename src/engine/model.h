@@ -45,6 +45,7 @@ struct DeviceWeights {
 
 namespace kv::engine {
 struct BatchScratch;
+class TokenTrie;
 }
 
 struct kv_model {
@@ -71,6 +72,10 @@ struct kv_model {
     // Passes of several sessions (engine/batch.h): their activations, one batch at a time.
     std::mutex batch_mutex;
     std::unique_ptr<kv::engine::BatchScratch> batch_scratch;
+
+    // Constrained sampling (engine/grammar.h): every token's text as a trie, built on first use.
+    std::mutex grammar_mutex;
+    std::shared_ptr<const kv::engine::TokenTrie> token_trie;
 
     const kv::model::ModelConfig& config() const { return desc.config; }
     kv_model();

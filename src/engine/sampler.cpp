@@ -18,10 +18,41 @@ void check_sampler(const kv_sampler_desc& d) {
         fail(KV_ERR_INVALID_ARGUMENT, "sampler min_p %g must be < 1 (<= 0: off)", double(d.min_p));
     if (!(d.repeat_penalty > 0.f) || d.repeat_penalty > 1e6f)
         fail(KV_ERR_INVALID_ARGUMENT, "sampler repeat_penalty %g must be > 0 (1: off)", double(d.repeat_penalty));
+    if (d.n_logit_bias && !d.logit_bias)
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler logit_bias is NULL with n_logit_bias %u", d.n_logit_bias);
+    if (d.n_banned_tokens && !d.banned_tokens)
+        fail(KV_ERR_INVALID_ARGUMENT, "sampler banned_tokens is NULL with n_banned_tokens %u", d.n_banned_tokens);
+    for (uint32_t i = 0; i < d.n_logit_bias && d.logit_bias; ++i) {
+        float b = d.logit_bias[i].bias;
+        if (std::isnan(b) || b == INFINITY)
+            fail(KV_ERR_INVALID_ARGUMENT, "sampler logit_bias[%u].bias is %g: it must be finite or -INFINITY", i, double(b));
+    }
 }
 
-Sampler::Sampler(const kv_sampler_desc& desc) : desc_(desc), rng_(desc.seed) {
+Sampler::Sampler(const kv_sampler_desc& desc, uint32_t n_vocab) : desc_(desc), rng_(desc.seed) {
     if (desc_.repeat_last_n == 0) desc_.repeat_last_n = 64;
+    if (desc.logit_bias) bias_.assign(desc.logit_bias, desc.logit_bias + desc.n_logit_bias);
+    if (desc.banned_tokens) banned_.assign(desc.banned_tokens, desc.banned_tokens + desc.n_banned_tokens);
+    desc_.logit_bias = nullptr;  // the copies above are what is used; the caller's arrays are not kept
+    desc_.banned_tokens = nullptr;
+    desc_.n_logit_bias = uint32_t(bias_.size());
+    desc_.n_banned_tokens = uint32_t(banned_.size());
+    if (n_vocab) {
+        for (size_t i = 0; i < bias_.size(); ++i)
+            if (bias_[i].token < 0 || uint32_t(bias_[i].token) >= n_vocab)
+                fail(KV_ERR_INVALID_ARGUMENT, "sampler logit_bias[%zu].token is %d, outside the vocabulary [0, %u)", i,
+                     bias_[i].token, n_vocab);
+        for (size_t i = 0; i < banned_.size(); ++i)
+            if (banned_[i] < 0 || uint32_t(banned_[i]) >= n_vocab)
+                fail(KV_ERR_INVALID_ARGUMENT, "sampler banned_tokens[%zu] is %d, outside the vocabulary [0, %u)", i,
+                     banned_[i], n_vocab);
+    }
+}
+
+void Sampler::accept(int32_t token, uint32_t pos) {
+    // The token was sampled through the mask, so it fits; a grammar attached after the draw
+    // (impossible within one step) would be the only way not to.
+    if (grammar_) KV_CHECK(grammar_->accept(token, pos));
 }
 
 std::string Sampler::rng_state() const {
@@ -40,6 +71,10 @@ bool Sampler::set_rng_state(const std::string& state) {
 }
 
 int32_t Sampler::sample(float* logits, uint32_t n_vocab, const std::vector<int32_t>& history) {
+    for (const kv_logit_bias& b : bias_)
+        if (uint32_t(b.token) < n_vocab) logits[b.token] += b.bias;
+    for (int32_t t : banned_)
+        if (uint32_t(t) < n_vocab) logits[t] = -INFINITY;
     if (penalized()) {
         // llama.cpp semantics: a seen token's positive logit is divided, a negative one multiplied.
         std::unordered_set<int32_t> seen;
@@ -49,10 +84,34 @@ int32_t Sampler::sample(float* logits, uint32_t n_vocab, const std::vector<int32
             if (t >= 0 && uint32_t(t) < n_vocab)
                 logits[t] = logits[t] > 0 ? logits[t] / desc_.repeat_penalty : logits[t] * desc_.repeat_penalty;
     }
+    int32_t tok;
+    if (grammar_ && !truncates()) {
+        // Greedy or plain temperature: draw from the unmasked distribution and keep the token when
+        // it fits. This IS the masked distribution: a fitting t comes out with probability
+        // p(t) + P(misfit) * p(t) / P(fit) = p(t) / P(fit). Only a misfit pays for the full mask.
+        // (Greedy: the argmax, when it fits, is the masked argmax.)
+        tok = draw(logits, n_vocab);
+        if (tok >= 0 && grammar_->allows(tok)) return tok;
+    }
+    if (grammar_) grammar_->mask(logits, n_vocab);
+    tok = draw(logits, n_vocab);
+    if (tok < 0) {
+        if (!constrained()) return 0;  // no finite logit at all: a broken model's output
+        fail(KV_ERR_BAD_STATE, "no token is left to sample: %s", grammar_ ? "the grammar allows none of the vocabulary here (or the banned tokens and bias removed those it allows)" : "every token is banned or biased to -INFINITY");
+    }
+    return tok;
+}
+
+int32_t Sampler::draw(float* logits, uint32_t n_vocab) {
     if (greedy()) {
         uint32_t best = 0;
         for (uint32_t i = 1; i < n_vocab; ++i)
             if (logits[i] > logits[best]) best = i;
+        if (!(logits[best] > -INFINITY)) {  // all -inf or NaN: the first finite one, if any
+            best = 0;
+            while (best < n_vocab && !std::isfinite(logits[best])) ++best;
+            if (best == n_vocab) return -1;
+        }
         return static_cast<int32_t>(best);
     }
     auto& c = candidates_;
@@ -60,7 +119,7 @@ int32_t Sampler::sample(float* logits, uint32_t n_vocab, const std::vector<int32
     c.reserve(n_vocab);
     for (uint32_t i = 0; i < n_vocab; ++i)
         if (std::isfinite(logits[i])) c.emplace_back(logits[i], static_cast<int32_t>(i));
-    if (c.empty()) return 0;
+    if (c.empty()) return -1;
     auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
     size_t k = c.size();
     if (desc_.top_k > 0 && size_t(desc_.top_k) < k) k = size_t(desc_.top_k);

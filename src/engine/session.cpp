@@ -289,7 +289,7 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     // Which head sizes a page type can hold is kv_page_bytes()'s to say (KV_ERR_UNSUPPORTED).
     kv_page_bytes(s->kv_type, cfg.n_head_kv, 1, cfg.head_dim);
     check_sampler(sampler);
-    s->sampler = std::make_unique<Sampler>(sampler);
+    s->sampler = std::make_unique<Sampler>(sampler, cfg.n_vocab);
 
     uint32_t n_ctx = d.n_ctx ? d.n_ctx : std::min<uint32_t>(cfg.n_ctx_train ? cfg.n_ctx_train : 4096, 4096);
     if (n_ctx > (1u << 24)) fail(KV_ERR_INVALID_ARGUMENT, "n_ctx %u is too large", n_ctx);
@@ -458,6 +458,7 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
         if (rng_before) s.sampler->set_rng(*rng_before);
         throw;
     }
+    s.sampler->accept(tok, old_past);  // the grammar, if any, moves past it
     *out_token = tok;  // out-parameters stay untouched on error
     s.last_decode_ms = ms_since(t0);
     s.total_decode_ms += s.last_decode_ms;
@@ -498,7 +499,9 @@ namespace kv::engine {
 using namespace detail;
 
 std::unique_ptr<kv_session> fork(kv_session& p) {
-    auto c = create_session(*p.model, p.desc, p.sampler->desc());
+    kv_sampler_desc sd = p.sampler->desc();
+    sd.n_logit_bias = sd.n_banned_tokens = 0;  // the copy below brings them (desc() holds no arrays)
+    auto c = create_session(*p.model, p.desc, sd);
     c->sampler = std::make_unique<Sampler>(*p.sampler);  // same settings and random state
     {
         std::lock_guard<std::mutex> lock(p.pool->mutex);
@@ -528,6 +531,7 @@ void truncate(kv_session& s, uint32_t n) {
         fail(KV_ERR_INVALID_ARGUMENT, "cannot truncate to %u tokens: the session holds %u", n, s.n_past);
     if (n == s.n_past) return;
     if (n == 0) {
+        s.sampler->truncate(0);
         truncate_cache(s, 0);
         s.tokens.clear();
         s.has_logits = s.host_logits_valid = s.next_token_valid = false;
@@ -541,6 +545,7 @@ void truncate(kv_session& s, uint32_t n) {
         if (!s.table->resident(n - 1) || !s.table->resident(first))
             fail(KV_ERR_INVALID_ARGUMENT, "cannot truncate to %u tokens: positions it needs left the sliding window", n);
     }
+    s.sampler->truncate(n);  // the grammar forgets the tokens it matched from position n on
     // Keep [0, n - 1), then run token n - 1 again: its K/V are rewritten (identical) and the
     // logits after it come back, so decoding can continue at once.
     int32_t last = s.tokens[n - 1];

@@ -129,6 +129,12 @@ void copy_logits(kv_session& s, float* out);
 std::unique_ptr<kv_session> fork(kv_session& parent);
 void truncate(kv_session& s, uint32_t n);
 
+// kv_session_set_grammar (session_grammar.cpp): gbnf NULL removes the grammar.
+void set_grammar(kv_session& s, const char* gbnf, const char* root);
+// kv_session_embeddings (embeddings.cpp): the final hidden state of `ids` evaluated after the
+// session's tokens, pooled per KV_EMBED_* flags, into out[0, n_embd); the session is left as it was.
+void embeddings(kv_session& s, const int32_t* ids, uint32_t n, uint32_t flags, float* out);
+
 // Saved sessions (session_io.cpp).
 size_t saved_size(const kv_session& s);
 std::vector<uint8_t> save(kv_session& s);

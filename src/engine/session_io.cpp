@@ -4,7 +4,9 @@
 //   header   "KVSESS\0\1" magic, u32 version, u32 header bytes (this header, for forward skips)
 //   model    u32 arch, n_layer, n_head_kv, head_dim, n_vocab, n_embd; u64 n_params, weight_bytes
 //   session  u32 kv type (ggml id), page size, n_tokens, flags, n_ctx, n_batch,
-//            kv_sampler_desc (as in the header, struct_size first), u32 rng-state bytes + text
+//            kv_sampler_desc (as in the header, struct_size first; its pointers zero, its counts
+//            set), u32 rng-state bytes + text, then (since 0.2.0, when the counts are not zero)
+//            {i32 token, f32 bias}[n_logit_bias] and i32[n_banned_tokens]
 //   tokens   i32[n_tokens]
 //   logits   u32 present, f32[n_vocab] when present
 //   pages    for logical page i < ceil(n_tokens / page_size): for each layer, K page then V page
@@ -145,7 +147,8 @@ using detail::transfer_pages;
 
 size_t saved_size(const kv_session& s) {
     const auto& c = s.model->config();
-    size_t header = 8 + 4 + 4 + 6 * 4 + 16 + 6 * 4 + sizeof(kv_sampler_desc) + 4 + s.sampler->rng_state().size();
+    size_t header = 8 + 4 + 4 + 6 * 4 + 16 + 6 * 4 + sizeof(kv_sampler_desc) + 4 + s.sampler->rng_state().size() +
+                    s.sampler->logit_bias().size() * 8 + s.sampler->banned().size() * 4;
     size_t logits = 4 + (s.has_logits ? size_t(c.n_vocab) * 4 : 0);
     size_t pages = size_t(logical_pages(s)) * s.pool->page_bytes() * 2 * c.n_layer;
     return header + size_t(s.n_past) * 4 + logits + pages + 8;
@@ -154,6 +157,8 @@ size_t saved_size(const kv_session& s) {
 std::vector<uint8_t> save(kv_session& s) {
     if (s.flags & KV_SESSION_NO_CACHE)
         fail(KV_ERR_UNSUPPORTED, "a no-cache session has no cache to save");
+    if (s.sampler->grammar())
+        fail(KV_ERR_UNSUPPORTED, "a session with a grammar cannot be saved yet (remove it with kv_session_set_grammar(session, NULL, NULL) first)");
     std::vector<kvcache::PageId> ids;
     {
         std::lock_guard<std::mutex> lock(s.pool->mutex);
@@ -187,6 +192,12 @@ std::vector<uint8_t> save(kv_session& s) {
     std::string rng = s.sampler->rng_state();
     w.u32(static_cast<uint32_t>(rng.size()));
     w.bytes(rng.data(), rng.size());
+    // The arrays the record's counts announce (a library before 0.2.0 rejects the nonzero counts).
+    for (const kv_logit_bias& b : s.sampler->logit_bias()) {
+        w.bytes(&b.token, 4);
+        w.bytes(&b.bias, 4);
+    }
+    w.bytes(s.sampler->banned().data(), s.sampler->banned().size() * 4);
     uint32_t header_bytes = static_cast<uint32_t>(out.size());
     std::memcpy(out.data() + 12, &header_bytes, 4);
     w.bytes(s.tokens.data(), s.tokens.size() * 4);
@@ -234,6 +245,19 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     kv_sampler_desc sd = read_sampler_record(r);
     uint32_t rng_len = r.u32("sampler state");
     std::string rng(reinterpret_cast<const char*>(r.take(rng_len, "sampler state")), rng_len);
+    if (sd.logit_bias || sd.banned_tokens) fail(KV_ERR_BAD_MODEL, "saved session: the sampler record holds pointers");
+    if (uint64_t(sd.n_logit_bias) * 8 + uint64_t(sd.n_banned_tokens) * 4 > r.n - r.off)
+        fail(KV_ERR_BAD_MODEL, "saved session truncated: %u logit biases and %u banned tokens announced", sd.n_logit_bias,
+             sd.n_banned_tokens);
+    std::vector<kv_logit_bias> bias(sd.n_logit_bias);
+    for (kv_logit_bias& b : bias) {
+        std::memcpy(&b.token, r.take(4, "logit bias"), 4);
+        std::memcpy(&b.bias, r.take(4, "logit bias"), 4);
+    }
+    std::vector<kv_token> banned(sd.n_banned_tokens);
+    if (!banned.empty()) std::memcpy(banned.data(), r.take(banned.size() * 4, "banned tokens"), banned.size() * 4);
+    sd.logit_bias = bias.empty() ? nullptr : bias.data();
+    sd.banned_tokens = banned.empty() ? nullptr : banned.data();
     if (r.off > header_bytes) fail(KV_ERR_BAD_MODEL, "saved session: header size %u is too small", header_bytes);
     r.take(header_bytes - r.off, "header");  // fields a later minor version may add
     if (page_size != m.kv_page_size)
@@ -253,7 +277,11 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     } catch (const Error& e) {
         fail(KV_ERR_BAD_MODEL, "saved session: bad sampler record: %s", e.what());
     }
-    if (!Sampler(sd).set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
+    try {
+        if (!Sampler(sd, m.config().n_vocab).set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
+    } catch (const Error& e) {
+        fail(KV_ERR_BAD_MODEL, "saved session: bad sampler record: %s", e.what());
+    }
 
     // The whole image is checked before any device work (tests/fuzz/fuzz_session.cpp fuzzes
     // everything above create_session with a model loaded without a runtime). Sizes are checked

@@ -49,6 +49,8 @@ kv_status decode_speculative(kv_session& s, kv_session* draft, uint32_t draft_n,
     const Clock::time_point t_start = Clock::now();
     if (!s.sampler->greedy())
         fail(KV_ERR_UNSUPPORTED, "speculative decoding is greedy only (temperature 0); use kv_decode_step to sample");
+    if (s.sampler->grammar())
+        fail(KV_ERR_UNSUPPORTED, "speculative decoding does not take a grammar; use kv_decode_step or kv_decode_batch");
     if (!s.has_logits) fail(KV_ERR_BAD_STATE, "no logits yet: call kv_prefill first");
     if (s.flags & KV_SESSION_NO_CACHE) fail(KV_ERR_UNSUPPORTED, "speculative decoding needs the KV cache (KV_SESSION_NO_CACHE is set)");
     const uint32_t max_rows = std::min(s.n_batch, s.max_logit_rows);

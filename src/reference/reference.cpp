@@ -233,6 +233,11 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
     n_past_ = pos0 + static_cast<uint32_t>(n);
 
     const size_t V = c.n_vocab;
+    if (keep_hidden_) {
+        hidden_.assign(n * E, 0.f);
+        for (size_t t = 0; t < n; ++t)
+            rms_norm(x.data() + t * E, model_.output_norm().data(), hidden_.data() + t * E, E, c.rms_eps);
+    }
     const size_t first = all_logits ? 0 : n - 1;
     std::vector<float> logits((n - first) * V);
     for (size_t t = first; t < n; ++t) {

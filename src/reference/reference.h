@@ -80,6 +80,11 @@ public:
     // One token: prefill(&id, 1).
     std::vector<float> decode(int32_t id) { return prefill(&id, 1); }
 
+    // The final hidden state (rms_norm with the output norm: the output head's input) of every
+    // token of the last prefill, [n][n_embd], kept when set_keep_hidden(true) (default off).
+    void set_keep_hidden(bool keep) { keep_hidden_ = keep; }
+    const std::vector<float>& hidden() const { return hidden_; }
+
     uint32_t n_past() const { return n_past_; }
     model::GgmlType kv_type() const { return kv_type_; }
     void reset() { truncate(0); }
@@ -106,6 +111,8 @@ private:
     // Per layer: [position][kv_dim].
     std::vector<std::vector<float>> k_, v_;
     KvHook kv_hook_;
+    bool keep_hidden_ = false;
+    std::vector<float> hidden_;
 };
 
 // Values per fp16 scale of a Q8_0/Q4_0 KV row of head_dim values, as the engine's pages store

@@ -40,6 +40,9 @@ int main(void) {
     S(kv_sampler_desc); F(kv_sampler_desc, struct_size); F(kv_sampler_desc, temperature); F(kv_sampler_desc, top_k);
     F(kv_sampler_desc, top_p); F(kv_sampler_desc, min_p); F(kv_sampler_desc, repeat_penalty);
     F(kv_sampler_desc, repeat_last_n); F(kv_sampler_desc, reserved); F(kv_sampler_desc, seed);
+    F(kv_sampler_desc, logit_bias); F(kv_sampler_desc, n_logit_bias); F(kv_sampler_desc, n_banned_tokens);
+    F(kv_sampler_desc, banned_tokens);
+    S(kv_logit_bias); F(kv_logit_bias, token); F(kv_logit_bias, bias);
     S(kv_session_desc); F(kv_session_desc, struct_size); F(kv_session_desc, flags); F(kv_session_desc, n_ctx);
     F(kv_session_desc, cache_type); F(kv_session_desc, n_batch); F(kv_session_desc, reserved);
     F(kv_session_desc, sampler); F(kv_session_desc, window); F(kv_session_desc, sinks);

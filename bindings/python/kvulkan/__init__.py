@@ -36,6 +36,7 @@ from ._api import (
     decode_batch,
     Ticket,
     submit_decode_batch,
+    json_schema_to_grammar,
 )
 from ._errors import (
     BadModelError,

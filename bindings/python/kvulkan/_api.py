@@ -17,7 +17,7 @@ import os
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _native as N
 from ._generate import GenerateStop, TextStream, _Pump
@@ -315,8 +315,12 @@ class CacheStats:
 class Sampler:
     """kv_sampler_desc. The defaults are KV_SAMPLER_DESC_INIT: greedy (argmax on the GPU).
 
-    Applied in this order: repetition penalty over the last ``repeat_last_n`` tokens, top-k,
-    temperature, softmax, min-p, top-p, draw. ``temperature <= 0`` is greedy."""
+    Applied in this order: logit bias and banned tokens, the session's grammar
+    (Session.set_grammar), repetition penalty over the last ``repeat_last_n`` tokens, top-k,
+    temperature, softmax, min-p, top-p, draw. ``temperature <= 0`` is greedy.
+
+    ``logit_bias``: {token: bias} added to the logits (-inf bans); ``banned_tokens``: tokens never
+    sampled. Either makes the session sample on the host (greedy included)."""
 
     temperature: float = 0.0
     top_k: int = 0
@@ -325,6 +329,8 @@ class Sampler:
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
     seed: int = 0
+    logit_bias: Optional[Dict[int, float]] = None
+    banned_tokens: Optional[Tuple[int, ...]] = None
 
     @classmethod
     def greedy(cls) -> "Sampler":
@@ -339,7 +345,39 @@ class Sampler:
         d.repeat_penalty = float(self.repeat_penalty)
         d.repeat_last_n = _unsigned("repeat_last_n", self.repeat_last_n, 32)
         d.seed = int(self.seed) & 0xFFFFFFFFFFFFFFFF  # any int: only its low 64 bits matter
+        # Arrays assigned to pointer fields stay alive with the struct (ctypes keeps them in
+        # d._objects); the library copies them during the call.
+        if self.logit_bias:
+            items = list(self.logit_bias.items())
+            arr = (N.kv_logit_bias * len(items))()
+            for i, (tok, bias) in enumerate(items):
+                arr[i].token = int(tok)
+                arr[i].bias = float(bias)
+            d.logit_bias = arr
+            d.n_logit_bias = len(items)
+        if self.banned_tokens:
+            toks = [int(t) for t in self.banned_tokens]
+            d.banned_tokens = (ctypes.c_int32 * len(toks))(*toks)
+            d.n_banned_tokens = len(toks)
         return d
+
+
+def json_schema_to_grammar(schema) -> str:
+    """kv_json_schema_to_grammar: GBNF (root rule "root") for the JSON a schema accepts. ``schema``
+    is JSON text (str or bytes) or a dict. Unsupported keywords raise UnsupportedError."""
+    if isinstance(schema, dict):
+        import json  # noqa: PLC0415
+
+        schema = json.dumps(schema)
+    data = schema.encode("utf-8") if isinstance(schema, str) else bytes(schema)
+    lib = N.lib()
+    size = ctypes.c_size_t(0)
+    st = check(lib.kv_json_schema_to_grammar(data, len(data), None, ctypes.byref(size)))
+    if st != N.KV_INCOMPLETE:  # pragma: no cover - the text always needs its NUL at least
+        return ""
+    buf = ctypes.create_string_buffer(size.value)
+    check(lib.kv_json_schema_to_grammar(data, len(data), buf, ctypes.byref(size)))
+    return buf.value.decode("utf-8")
 
 
 def _sampler(value) -> Optional[Sampler]:
@@ -1163,6 +1201,39 @@ class Session(_Object):
         if st == N.KV_END_OF_GENERATION:
             self.eog_token = toks.pop()
         return toks, int(n_drafted.value)
+
+    # -- constrained sampling and embeddings ------------------------------------------------------
+
+    def set_grammar(self, gbnf: Optional[str], root: str = "root") -> None:
+        """kv_session_set_grammar: from the next sampled token on, only tokens that keep the
+        output inside the GBNF grammar (start rule ``root``) are sampled, and end of generation
+        only where the grammar may end. None removes it. A syntax error raises
+        InvalidArgumentError naming the line and column."""
+        g = None if gbnf is None else gbnf.encode("utf-8")
+        with self._lock:
+            check(N.lib().kv_session_set_grammar(self._h(), g, root.encode("utf-8")))
+
+    def set_json_schema(self, schema) -> str:
+        """set_grammar(json_schema_to_grammar(schema)); returns the grammar."""
+        g = json_schema_to_grammar(schema)
+        self.set_grammar(g)
+        return g
+
+    def embeddings(self, tokens: Iterable[int], *, mean: bool = False, normalize: bool = False, numpy: bool = False):
+        """kv_session_embeddings: the model's final hidden state (after the output norm) of
+        ``tokens`` evaluated after the session's tokens: the last token's, or with ``mean=True``
+        the mean over them; ``normalize=True`` scales it to unit length. n_embd floats, as an
+        array.array('f') (or a float32 ndarray with ``numpy=True``). The session is unchanged."""
+        arr = _token_array(tokens)
+        flags = (N.KV_EMBED_MEAN if mean else 0) | (N.KV_EMBED_NORMALIZE if normalize else 0)
+        n = self.model.get_info().n_embd
+        out = array.array("f", bytes(4 * n))
+        with self._lock:
+            check(N.lib().kv_session_embeddings(self._h(), _ptr(arr, ctypes.c_int32), len(arr), flags,
+                                                _ptr(out, ctypes.c_float), n))
+        if numpy:
+            return _numpy().frombuffer(out, dtype="float32").copy()
+        return out
 
     def generate(self, max_tokens: Optional[int] = None) -> Iterator[int]:
         """Yields generated token ids until end of generation (the EOG token is not yielded;

@@ -74,6 +74,9 @@ KV_CACHE_Q8_0 = 2
 KV_CACHE_Q4_0 = 3
 
 KV_SESSION_NO_CACHE = 1 << 0
+KV_EMBED_LAST = 0  # kv_session_embeddings flags (since 0.2.0)
+KV_EMBED_MEAN = 1 << 0
+KV_EMBED_NORMALIZE = 1 << 1
 
 KV_MAX_NAME = 256
 KV_MAX_MEMORY_HEAPS = 16
@@ -198,6 +201,10 @@ class kv_model_info(Structure):
     ]
 
 
+class kv_logit_bias(Structure):
+    _fields_ = [("token", c_int32), ("bias", c_float)]
+
+
 class kv_sampler_desc(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
@@ -209,6 +216,11 @@ class kv_sampler_desc(Structure):
         ("repeat_last_n", c_uint32),
         ("reserved", c_uint32),
         ("seed", c_uint64),
+        # Since 0.2.0:
+        ("logit_bias", POINTER(kv_logit_bias)),
+        ("n_logit_bias", c_uint32),
+        ("n_banned_tokens", c_uint32),
+        ("banned_tokens", POINTER(c_int32)),
     ]
 
 
@@ -419,6 +431,10 @@ _PROTOTYPES = {
     "kv_session_cancel": (kv_status, [_P]),
     "kv_session_offload": (kv_status, [_P]),
     "kv_generate": (kv_status, [_P, POINTER(kv_generate_desc), POINTER(kv_generate_result)]),
+    # Constrained sampling and embeddings (since 0.2.0).
+    "kv_session_set_grammar": (kv_status, [_P, c_char_p, c_char_p]),
+    "kv_json_schema_to_grammar": (kv_status, [c_char_p, c_size_t, c_char_p, POINTER(c_size_t)]),
+    "kv_session_embeddings": (kv_status, [_P, POINTER(kv_token), c_uint32, c_uint32, POINTER(c_float), c_uint32]),
 }
 
 

@@ -78,7 +78,8 @@ EXPECTED_SIZES = {
     "kv_bandwidth_result": 40,
     "kv_model_desc": 56,
     "kv_model_info": 632,
-    "kv_sampler_desc": 40,
+    "kv_sampler_desc": 64,  # 40 in 0.1.0; logit_bias and banned_tokens appended in 0.2.0
+    "kv_logit_bias": 8,
     "kv_session_desc": 40,
     "kv_session_stats": 144,
     "kv_cache_stats": 88,
@@ -129,6 +130,10 @@ EXPECTED_OFFSETS = [
     ("kv_cache_stats", "pages_free", 20),
     ("kv_cache_stats", "page_bytes", 24),
     ("kv_cache_stats", "evictions", 56),
+    ("kv_sampler_desc", "logit_bias", 40),
+    ("kv_sampler_desc", "n_logit_bias", 48),
+    ("kv_sampler_desc", "n_banned_tokens", 52),
+    ("kv_sampler_desc", "banned_tokens", 56),
 ]
 
 
