@@ -373,6 +373,7 @@ struct QueueUse {
     bool decoded_while_held = true;
     kv_status decode_status = KV_ERR_INTERNAL;
     VkResult submit = VK_ERROR_UNKNOWN;
+    std::chrono::steady_clock::duration hold{};
 };
 }  // namespace
 
@@ -388,8 +389,15 @@ TEST_CASE("async: kv_runtime_use_queue holds kvulkan's queue lock: a decode star
     CHECK(kv_runtime_use_queue(rt, nullptr, nullptr) == KV_ERR_INVALID_ARGUMENT);
     CHECK(std::string(kv_last_error_message()).find("fn") != std::string::npos);
 
+    // How long a decode step takes here (lavapipe on a loaded machine: up to ~0.5 s): fn holds
+    // the lock for three times that, so an unlocked decode would finish while fn still runs.
+    auto t0 = std::chrono::steady_clock::now();
+    greedy(s, 1);
+    auto step = std::chrono::steady_clock::now() - t0;
+
     QueueUse u;
     u.s = s;
+    u.hold = std::chrono::milliseconds(200) + 3 * step;
     // fn gets the runtime's real queue: submit to it (an empty batch), as a host does.
     ok(kv_runtime_use_queue(rt, [](void* queue, void* p) {
         auto* u = static_cast<QueueUse*>(p);
@@ -398,9 +406,10 @@ TEST_CASE("async: kv_runtime_use_queue holds kvulkan's queue lock: a decode star
             u->decode_status = kv_decode_step(u->s, &tok);
             u->decoded = true;
         });
-        // A decode step takes well under a millisecond of submission work; while fn holds the
-        // lock, it must not get its vkQueueSubmit through.
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        // While fn holds the lock, the decode must not get its vkQueueSubmit through.
+        auto until = std::chrono::steady_clock::now() + u->hold;
+        while (!u->decoded && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
         u->decoded_while_held = u->decoded;
         u->submit = vkQueueSubmit(static_cast<VkQueue>(queue), 0, nullptr, VK_NULL_HANDLE);
     }, &u));
