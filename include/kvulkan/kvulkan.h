@@ -1039,6 +1039,21 @@ enum {
 KV_API kv_status kv_session_embeddings(kv_session* session, const kv_token* tokens, uint32_t n_tokens,
                                        uint32_t flags, float* out, uint32_t capacity);
 
+/* ---- Sharing the runtime's queue with the host (since 0.2.0) --------------------------------
+ *
+ * kvulkan submits to its VkQueue from whichever thread runs its work (the caller of a blocking
+ * call, or the worker thread of kv_submit_*), under a lock of its own. A host that submits to the
+ * same VkQueue - the adopted vk_queue, e.g. on a device whose compute family has a single queue -
+ * must not do so while kvulkan does (Vulkan requires queue access to be externally synchronized):
+ * it makes its queue calls (vkQueueSubmit, vkQueueWaitIdle, ...) inside `fn`, which
+ * kv_runtime_use_queue calls on the calling thread, with the VkQueue (as void*) and `user`, while
+ * holding that lock. kvulkan holds the lock only around its own vkQueueSubmit calls, never while
+ * waiting for the GPU, so this waits at most for one submission of kvulkan's to be made.
+ * `fn` must return quickly and must not call kvulkan (a kvulkan call that submits would wait for
+ * the lock `fn` holds). Thread-safe. Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime or fn). */
+typedef void (*kv_queue_fn)(void* vk_queue, void* user);
+KV_API kv_status kv_runtime_use_queue(kv_runtime* runtime, kv_queue_fn fn, void* user);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

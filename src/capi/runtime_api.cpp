@@ -1,5 +1,6 @@
 // C API: devices and runtime.
 #include <cstring>
+#include <mutex>
 
 #include "capi/abi_v1.h"
 #include "capi/api.h"
@@ -99,6 +100,18 @@ KV_API kv_status kv_runtime_measure_bandwidth(kv_runtime* runtime, uint64_t byte
         uint32_t size = result->struct_size;
         std::memcpy(result, &r, n);
         result->struct_size = size;
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_runtime_use_queue(kv_runtime* runtime, kv_queue_fn fn, void* user) {
+    return api::guard([&] {
+        if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
+        if (!fn) fail(KV_ERR_INVALID_ARGUMENT, "fn is NULL");
+        // The lock CommandStream takes around each vkQueueSubmit: the host's queue calls inside fn
+        // never overlap kvulkan's.
+        std::lock_guard<std::mutex> lock(runtime->device->queue_mutex());
+        fn(reinterpret_cast<void*>(runtime->device->queue()), user);
         return KV_OK;
     });
 }

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <vulkan/vulkan.h>
+
 #include "capi/capi_objects.h"
 #include "common/runtime_fixture.h"
 #include "common/trace.h"
@@ -361,4 +363,60 @@ TEST_CASE("threads: two threads hammering one session get only KV_ERR_BUSY and t
     CHECK(greedy(s, 4) == greedy(ref, 4));
     kv_session_destroy(s);
     kv_session_destroy(ref);
+}
+
+namespace {
+struct QueueUse {
+    kv_session* s = nullptr;
+    std::thread decoder;
+    std::atomic<bool> decoded{false};
+    bool decoded_while_held = true;
+    kv_status decode_status = KV_ERR_INTERNAL;
+    VkResult submit = VK_ERROR_UNKNOWN;
+    std::chrono::steady_clock::duration hold{};
+};
+}  // namespace
+
+TEST_CASE("async: kv_runtime_use_queue holds kvulkan's queue lock: a decode started meanwhile submits after fn returns") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Runtime rt;
+    kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
+    Model model(rt, t.model_path);
+    kv_session* s = make(model);
+    ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+
+    CHECK(kv_runtime_use_queue(nullptr, [](void*, void*) {}, nullptr) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(kv_runtime_use_queue(rt, nullptr, nullptr) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(kv_last_error_message()).find("fn") != std::string::npos);
+
+    // How long a decode step takes here (lavapipe on a loaded machine: up to ~0.5 s): fn holds
+    // the lock for three times that, so an unlocked decode would finish while fn still runs.
+    auto t0 = std::chrono::steady_clock::now();
+    greedy(s, 1);
+    auto step = std::chrono::steady_clock::now() - t0;
+
+    QueueUse u;
+    u.s = s;
+    u.hold = std::chrono::milliseconds(200) + 3 * step;
+    // fn gets the runtime's real queue: submit to it (an empty batch), as a host does.
+    ok(kv_runtime_use_queue(rt, [](void* queue, void* p) {
+        auto* u = static_cast<QueueUse*>(p);
+        u->decoder = std::thread([u] {
+            kv_token tok;
+            u->decode_status = kv_decode_step(u->s, &tok);
+            u->decoded = true;
+        });
+        // While fn holds the lock, the decode must not get its vkQueueSubmit through.
+        auto until = std::chrono::steady_clock::now() + u->hold;
+        while (!u->decoded && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        u->decoded_while_held = u->decoded;
+        u->submit = vkQueueSubmit(static_cast<VkQueue>(queue), 0, nullptr, VK_NULL_HANDLE);
+    }, &u));
+    u.decoder.join();
+    CHECK_FALSE(u.decoded_while_held);
+    CHECK(u.decoded);
+    CHECK(u.decode_status == KV_OK);
+    CHECK(u.submit == VK_SUCCESS);
+    kv_session_destroy(s);
 }

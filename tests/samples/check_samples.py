@@ -15,7 +15,9 @@
   prefill computed (no prompt tokens reused from the prefix cache); --sessions N batches every
   step into one pass, --sequential does not, --json prints the same figures as JSON;
 - kv-chat reuses the cached history, with a plain transcript (no chat template in the model) and
-  with --template FILE (a Jinja chat template), and rejects a malformed template by name.
+  with --template FILE (a Jinja chat template), and rejects a malformed template by name;
+- kv-game-loop runs its frame loop with NPCs generating, prints the frame-time lines and tok/s,
+  and never calls kv_ticket_wait on the frame thread.
 """
 import json
 import os
@@ -150,6 +152,29 @@ with tempfile.NamedTemporaryFile(suffix=".gguf") as f:
     check(rc == 1 and "KV_ERR_BAD_MODEL" in err, "kv-generate on a truncated file")
     rc, out, err = run(["kv-info", "-m", f.name])
     check(rc == 1 and "KV_ERR_BAD_MODEL" in err, "kv-info -m on a truncated file")
+
+# kv-game-loop: a 60 Hz frame loop with its own compute work on the same device while 2 NPC
+# sessions generate through the non-blocking API. Completion, the figures' lines and tokens are
+# checked here; its timings are figures to read, not to assert.
+rc, out, err = run(["kv-game-loop", "-m", model, "--frames", "30", "--npcs", "2", "--kernel-ms", "2"])
+import re
+phases = re.findall(r"^(without generation|with 2 NPCs generating): 30 frames, frame time p50 ([\d.]+) ms  "
+                    r"p99 ([\d.]+) ms  max ([\d.]+) ms", out, re.M)
+tokens = re.search(r"^NPC tokens: (\d+) in [\d.]+ s of frames = ([\d.]+) tok/s", out, re.M)
+waits = re.search(r"^frame thread: (\d+) kv_ticket_wait calls; (\d+) kvulkan calls, the longest ([\d.]+) ms", out, re.M)
+npcs = re.findall(r"^NPC (\d) \((\d+) tokens, [^)]*\): (.*)$", out, re.M)
+check(rc == 0 and len(phases) == 2 and all(float(p[3]) > 0 for p in phases),
+      f"kv-game-loop prints frame-time p50/p99/max without and with generation ({out.strip()[:400]} {err[-400:]})")
+check(tokens is not None and int(tokens.group(1)) > 0 and float(tokens.group(2)) > 0,
+      "kv-game-loop: the NPCs generated tokens and tok/s is printed")
+check(waits is not None and waits.group(1) == "0" and int(waits.group(2)) > 0,
+      "kv-game-loop: the frame loop polled kvulkan and never called kv_ticket_wait")
+check(len(npcs) == 2 and npcs[0][2].startswith("Once upon a time") and sum(int(n[1]) for n in npcs) == int(tokens.group(1) if tokens else -1),
+      f"kv-game-loop prints each NPC's text after its prompt ({npcs})")
+rc, out, err = run(["kv-game-loop", "-m", "/nonexistent.gguf"])
+check(rc == 1 and "/nonexistent.gguf not found" in err, "kv-game-loop on a missing model")
+rc, out, err = run(["kv-game-loop", "--npcs", "0"])
+check(rc == 2 and "bad value for --npcs" in err, "kv-game-loop rejects --npcs 0")
 
 print(f"{len(failures)} failed")
 sys.exit(1 if failures else 0)

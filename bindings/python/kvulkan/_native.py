@@ -392,6 +392,7 @@ _PROTOTYPES = {
     "kv_runtime_get_info": (kv_status, [_P, POINTER(kv_device_info)]),
     "kv_runtime_validation_message_count": (c_uint64, [_P]),
     "kv_runtime_measure_bandwidth": (kv_status, [_P, c_uint64, c_uint32, POINTER(kv_bandwidth_result)]),
+    "kv_runtime_use_queue": (kv_status, [_P, _P, _P]),
     "kv_model_load": (kv_status, [_P, POINTER(kv_model_desc), POINTER(_P)]),
     "kv_model_destroy": (None, [_P]),
     "kv_model_get_info": (kv_status, [_P, POINTER(kv_model_info)]),

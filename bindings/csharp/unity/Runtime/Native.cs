@@ -347,6 +347,13 @@ namespace Kvulkan.Interop
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int kv_runtime_measure_bandwidth(IntPtr runtime, ulong bytes, uint iterations,
                                                               ref kv_bandwidth_result result);
+        /// <summary>kv_queue_fn: void (*)(void* vk_queue, void* user) (since 0.2.0).</summary>
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        public delegate void kv_queue_fn(IntPtr vkQueue, IntPtr user);
+        // Runs fn(vk_queue, user) on this thread under kvulkan's queue lock (since 0.2.0): for an
+        // engine submitting to the VkQueue it gave kvulkan. Keep the delegate alive for the call.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_runtime_use_queue(IntPtr runtime, kv_queue_fn fn, IntPtr user);
 
         // ---- Models and tokenizer (since 0.1.0) ---------------------------------------------------
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
