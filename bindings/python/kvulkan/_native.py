@@ -469,6 +469,13 @@ _LIB_NAMES = {
     "darwin": ["libkvulkan.dylib"],
     "win32": ["kvulkan.dll"],
 }
+# What the system loader knows an installed runtime library by (its soname: only the -dev
+# package installs the unversioned link).
+_SYSTEM_NAMES = {
+    "linux": [f"libkvulkan.so.{HEADER_VERSION_MAJOR}", "libkvulkan.so"],
+    "darwin": [f"libkvulkan.{HEADER_VERSION_MAJOR}.dylib", "libkvulkan.dylib"],
+    "win32": ["kvulkan.dll"],
+}
 
 
 def _lib_names():
@@ -476,15 +483,15 @@ def _lib_names():
 
 
 def candidate_paths():
-    """Where the library is looked for, in order (the system loader comes last)."""
-    paths = []
+    """Where the library is looked for, in order (the system loader comes after these)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    names = _lib_names()
+    # Bundled in the package (a platform wheel built with KV_WHEEL_LIBRARY, see setup.py): the
+    # library the wheel was built and tested with comes first.
+    paths = [os.path.join(here, n) for n in names]
     env = os.environ.get("KV_LIBRARY")
     if env:
         paths.append(env)
-    here = os.path.dirname(os.path.abspath(__file__))
-    names = _lib_names()
-    # Installed next to the package (a wheel may vendor it).
-    paths += [os.path.join(here, n) for n in names]
     build = os.environ.get("KV_BUILD_DIR")
     if build:
         paths += [os.path.join(build, n) for n in names]
@@ -501,8 +508,9 @@ _lib_lock = threading.Lock()
 def load_library(path: str | None = None):
     """Loads libkvulkan (once per process) and declares every prototype. Returns the CDLL.
 
-    ``path`` overrides the lookup: KV_LIBRARY, next to this package, KV_BUILD_DIR, the
-    repository's build/ directory, then the system loader (LD_LIBRARY_PATH, ldconfig).
+    ``path`` overrides the lookup: the library bundled in this package (a platform wheel),
+    KV_LIBRARY, KV_BUILD_DIR, the repository's build/ directory, then the system loader
+    (LD_LIBRARY_PATH, ldconfig: the soname libkvulkan.so.0, libkvulkan.so, find_library).
     """
     global _lib
     with _lib_lock:
@@ -523,7 +531,7 @@ def load_library(path: str | None = None):
                 if path or p == os.environ.get("KV_LIBRARY"):
                     break
         if lib is None and not path and not os.environ.get("KV_LIBRARY"):
-            for name in _lib_names() + [ctypes.util.find_library("kvulkan")]:
+            for name in _SYSTEM_NAMES.get(sys.platform, ["libkvulkan.so"]) + [ctypes.util.find_library("kvulkan")]:
                 if not name:
                     continue
                 try:

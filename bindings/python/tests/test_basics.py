@@ -160,9 +160,10 @@ def test_library_lookup_order(monkeypatch, tmp_path):
     monkeypatch.setenv("KV_LIBRARY", "/x/libkvulkan.so")
     monkeypatch.setenv("KV_BUILD_DIR", str(tmp_path))
     paths = N.candidate_paths()
-    assert paths[0] == "/x/libkvulkan.so"
-    assert os.path.join(str(tmp_path), "libkvulkan.so") in paths
-    assert paths.index(os.path.join(str(tmp_path), "libkvulkan.so")) > 1  # after next-to-package
+    name = N._lib_names()[0]
+    bundled = os.path.join(os.path.dirname(os.path.abspath(N.__file__)), name)
+    # A platform wheel's bundled library first, then KV_LIBRARY, then KV_BUILD_DIR.
+    assert paths[:3] == [bundled, "/x/libkvulkan.so", os.path.join(str(tmp_path), name)]
 
 
 def test_load_library_bad_path(lib, tmp_path):
