@@ -910,6 +910,7 @@ typedef struct kv_generate_result {
  * time per session); the callback runs on the calling thread. */
 KV_API kv_status kv_generate(kv_session* session, const kv_generate_desc* desc, kv_generate_result* result);
 
+/* ---------------------------------------------------------------------------------------------
  * Chat templates (since 0.2.0)
  *
  * A conversation rendered into the prompt text a model was trained on, by the model's own
@@ -976,6 +977,7 @@ KV_API kv_status kv_chat_format_template(const kv_model* model, const char* chat
  * with *len = 0. Thread-safe. */
 KV_API kv_status kv_model_get_chat_template(const kv_model* model, char* text, size_t* len);
 
+/* ---------------------------------------------------------------------------------------------
  * Constrained sampling and embeddings (since 0.2.0)
  * ------------------------------------------------------------------------------------------- */
 
