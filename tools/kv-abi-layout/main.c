@@ -71,5 +71,7 @@ int main(void) {
     S(kv_generate_result); F(kv_generate_result, struct_size); F(kv_generate_result, n_tokens);
     F(kv_generate_result, stop_reason); F(kv_generate_result, stop_string); F(kv_generate_result, last_token);
     F(kv_generate_result, reserved); F(kv_generate_result, n_bytes);
+    S(kv_chat_message); F(kv_chat_message, struct_size); F(kv_chat_message, reserved);
+    F(kv_chat_message, role); F(kv_chat_message, content);
     return 0;
 }

@@ -99,6 +99,7 @@ namespace Kvulkan.Interop
         public uint vk_queue_family;
         public uint vk_api_version;
         public ulong memory_budget;
+        public IntPtr pipeline_cache_path;  // const char*, since 0.2.0
 
         /// <summary>KV_RUNTIME_DESC_INIT.</summary>
         public static kv_runtime_desc Init()
@@ -133,6 +134,7 @@ namespace Kvulkan.Interop
         public uint kv_page_size;
         public uint kv_pool_tokens;
         public uint reserved;
+        public ulong host_offload_bytes;  // since 0.2.0
 
         /// <summary>KV_MODEL_DESC_INIT.</summary>
         public static kv_model_desc Init()
@@ -179,6 +181,14 @@ namespace Kvulkan.Interop
         }
     }
 
+    /// <summary>One entry of kv_sampler_desc.logit_bias (since 0.2.0).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct kv_logit_bias
+    {
+        public int token;
+        public float bias;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct kv_sampler_desc
     {
@@ -191,6 +201,10 @@ namespace Kvulkan.Interop
         public uint repeat_last_n;
         public uint reserved;
         public ulong seed;
+        public IntPtr logit_bias;     // const kv_logit_bias*, since 0.2.0; copied by the call
+        public uint n_logit_bias;
+        public uint n_banned_tokens;
+        public IntPtr banned_tokens;  // const kv_token*, copied by the call
 
         /// <summary>KV_SAMPLER_DESC_INIT (greedy).</summary>
         public static kv_sampler_desc Init()
@@ -249,6 +263,10 @@ namespace Kvulkan.Interop
         public uint shared_pages;
         public ulong prefix_hit_tokens;
         public ulong forward_passes;  // since 0.2.0
+        public ulong pages_offloaded;  // since 0.2.0
+        public ulong pages_restored;
+        public uint offloaded;
+        public uint reserved1;
     }
 
     /// <summary>One item of kv_batch_eval (since 0.2.0). Blittable: arrays of it are pinned.</summary>
@@ -290,6 +308,64 @@ namespace Kvulkan.Interop
         public ulong prefix_lookups;
         public ulong prefix_hits;
         public ulong evictions;
+        public ulong pages_offloaded;  // since 0.2.0
+        public ulong pages_restored;
+        public ulong offloaded_bytes;
+    }
+
+    /// <summary>kv_piece_fn: int (*)(void* user_data, const char* text, size_t len) (since 0.2.0).</summary>
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    public delegate int kv_piece_fn(IntPtr userData, IntPtr text, UIntPtr len);
+
+    /// <summary>kv_generate_desc (since 0.2.0).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct kv_generate_desc
+    {
+        public uint struct_size;
+        public uint max_tokens;
+        public IntPtr stop_strings;  // const char* const*, borrowed for the call
+        public uint n_stop_strings;
+        public uint reserved;
+        public IntPtr on_piece;      // kv_piece_fn
+        public IntPtr user_data;
+
+        /// <summary>KV_GENERATE_DESC_INIT.</summary>
+        public static kv_generate_desc Init()
+        {
+            var d = new kv_generate_desc();
+            d.struct_size = (uint)Marshal.SizeOf(typeof(kv_generate_desc));
+            return d;
+        }
+    }
+
+    /// <summary>kv_generate_result (since 0.2.0).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct kv_generate_result
+    {
+        public uint struct_size;
+        public uint n_tokens;
+        public int stop_reason;  // kv_generate_stop
+        public int stop_string;
+        public int last_token;
+        public uint reserved;
+        public ulong n_bytes;
+
+        public static kv_generate_result Create()
+        {
+            var d = new kv_generate_result();
+            d.struct_size = (uint)Marshal.SizeOf(typeof(kv_generate_result));
+            return d;
+        }
+    }
+
+    /// <summary>kv_chat_message (since 0.2.0). Blittable: arrays of it are pinned.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct kv_chat_message
+    {
+        public uint struct_size;
+        public uint reserved;
+        public IntPtr role;     // const char*
+        public IntPtr content;  // const char*
     }
 
     /// <summary>The C functions, one to one. Handles are IntPtr; see the file comment.</summary>
@@ -321,6 +397,17 @@ namespace Kvulkan.Interop
         public const int KV_CACHE_F32 = 1;
         public const int KV_CACHE_Q8_0 = 2;
         public const int KV_CACHE_Q4_0 = 3;
+        public const int KV_GENERATE_STOP_MAX_TOKENS = 0;
+        public const int KV_GENERATE_STOP_END_OF_GENERATION = 1;
+        public const int KV_GENERATE_STOP_STRING = 2;
+        public const int KV_GENERATE_STOP_CALLBACK = 3;
+        public const int KV_GENERATE_STOP_CONTEXT_FULL = 4;
+        public const int KV_GENERATE_STOP_ERROR = 5;
+        public const uint KV_CHAT_ADD_ASSISTANT_PROMPT = 1u << 0;
+        public const uint KV_CHAT_NO_THINKING = 1u << 1;
+        public const uint KV_EMBED_LAST = 0;
+        public const uint KV_EMBED_MEAN = 1u << 0;
+        public const uint KV_EMBED_NORMALIZE = 1u << 1;
 
         // ---- Versioning, status, errors (since 0.1.0) -------------------------------------------
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
@@ -450,5 +537,37 @@ namespace Kvulkan.Interop
         public static extern void kv_ticket_destroy(IntPtr ticket);
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int kv_session_cancel(IntPtr session);
+
+        // ---- KV offload (since 0.2.0) -------------------------------------------------------------
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_session_offload(IntPtr session);
+
+        // ---- Streaming generation with stop strings (since 0.2.0) ---------------------------------
+        // on_piece runs on the calling thread (see Session.Generate for the static thunk).
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_generate(IntPtr session, ref kv_generate_desc desc, ref kv_generate_result result);
+
+        // ---- Chat templates (since 0.2.0) ---------------------------------------------------------
+        // messages: a pinned kv_chat_message array; text/len: the kv_detokenize buffer protocol.
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_chat_format(IntPtr model, IntPtr messages, uint n_messages, uint flags,
+                                                [Out] byte[] text, ref UIntPtr len);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_chat_format_template(IntPtr model, byte[] chat_template, IntPtr messages,
+                                                         uint n_messages, uint flags, [Out] byte[] text, ref UIntPtr len);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_model_get_chat_template(IntPtr model, [Out] byte[] text, ref UIntPtr len);
+
+        // ---- Constrained sampling and embeddings (since 0.2.0) ------------------------------------
+        // gbnf null removes the grammar; root_rule null: "root" (NUL-terminated UTF-8).
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_session_set_grammar(IntPtr session, byte[] gbnf, byte[] root_rule);
+        // size: in the capacity of gbnf, out the bytes needed (NUL included).
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_json_schema_to_grammar(byte[] schema_json, UIntPtr len, [Out] byte[] gbnf,
+                                                           ref UIntPtr size);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_session_embeddings(IntPtr session, int[] tokens, uint n_tokens, uint flags,
+                                                       [Out] float[] output, uint capacity);
     }
 }

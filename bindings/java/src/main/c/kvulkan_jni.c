@@ -169,6 +169,10 @@ static void set_d(JNIEnv* env, jobject o, const char* name, double v) {
     jfieldID f = field(env, o, name, "D");
     if (f) (*env)->SetDoubleField(env, o, f, v);
 }
+static void set_z(JNIEnv* env, jobject o, const char* name, int v) {
+    jfieldID f = field(env, o, name, "Z");
+    if (f) (*env)->SetBooleanField(env, o, f, v ? JNI_TRUE : JNI_FALSE);
+}
 static void set_o(JNIEnv* env, jobject o, const char* name, const char* sig, jobject v) {
     jfieldID f = field(env, o, name, sig);
     if (f) (*env)->SetObjectField(env, o, f, v);
@@ -277,13 +281,16 @@ static void log_ctx_free(JNIEnv* env, log_ctx* ctx) {
 typedef struct runtime_desc_buf {
     kv_runtime_desc desc;
     char* device_name;
+    char* pipeline_cache_path;
     log_ctx* log;
 } runtime_desc_buf;
 
 static void runtime_desc_free(JNIEnv* env, runtime_desc_buf* b) {
     free(b->device_name);
+    free(b->pipeline_cache_path);
     log_ctx_free(env, b->log);
     b->device_name = NULL;
+    b->pipeline_cache_path = NULL;
     b->log = NULL;
 }
 
@@ -292,6 +299,7 @@ static int read_runtime_desc(JNIEnv* env, jobject jd, runtime_desc_buf* b) {
     kv_runtime_desc init = KV_RUNTIME_DESC_INIT;
     b->desc = init;
     b->device_name = NULL;
+    b->pipeline_cache_path = NULL;
     b->log = NULL;
     if (!jd) return 1;
     kv_runtime_desc* d = &b->desc;
@@ -305,12 +313,19 @@ static int read_runtime_desc(JNIEnv* env, jobject jd, runtime_desc_buf* b) {
     d->vk_api_version = (uint32_t)get_i(env, jd, "vkApiVersion");
     d->memory_budget = (uint64_t)get_j(env, jd, "memoryBudget");
     jstring name = (jstring)get_o(env, jd, "deviceName", "Ljava/lang/String;");
+    jstring cache_path = (jstring)get_o(env, jd, "pipelineCachePath", "Ljava/lang/String;");
     jobject listener = get_o(env, jd, "logListener", "L" PKG "LogListener;");
     if (pending(env)) return 0;
     int ok = 1;
     b->device_name = utf8_dup(env, name, &ok);
     if (!ok) return 0;
     d->device_name = b->device_name;
+    b->pipeline_cache_path = utf8_dup(env, cache_path, &ok);
+    if (!ok) {
+        runtime_desc_free(env, b);
+        return 0;
+    }
+    d->pipeline_cache_path = b->pipeline_cache_path;
     if (listener) {
         b->log = log_ctx_new(env, listener);
         if (!b->log) {
@@ -323,9 +338,28 @@ static int read_runtime_desc(JNIEnv* env, jobject jd, runtime_desc_buf* b) {
     return 1;
 }
 
-static int read_sampler_desc(JNIEnv* env, jobject js, kv_sampler_desc* s) {
+/* A kv_sampler_desc with its logit-bias and banned-token arrays (malloc'd; freed by
+ * sampler_desc_free, after the call that copies them). */
+typedef struct sampler_buf {
+    kv_sampler_desc desc;
+    kv_logit_bias* bias;
+    kv_token* banned;
+} sampler_buf;
+
+static void sampler_desc_free(sampler_buf* b) {
+    free(b->bias);
+    free(b->banned);
+    b->bias = NULL;
+    b->banned = NULL;
+}
+
+/* Reads a dev.kvulkan.SamplerDesc. 0 with an exception on failure (nothing to free then). */
+static int read_sampler_desc(JNIEnv* env, jobject js, sampler_buf* b) {
     kv_sampler_desc init = KV_SAMPLER_DESC_INIT;
-    *s = init;
+    b->desc = init;
+    b->bias = NULL;
+    b->banned = NULL;
+    kv_sampler_desc* s = &b->desc;
     s->temperature = get_f(env, js, "temperature");
     s->top_k = get_i(env, js, "topK");
     s->top_p = get_f(env, js, "topP");
@@ -333,7 +367,38 @@ static int read_sampler_desc(JNIEnv* env, jobject js, kv_sampler_desc* s) {
     s->repeat_penalty = get_f(env, js, "repeatPenalty");
     s->repeat_last_n = (uint32_t)get_i(env, js, "repeatLastN");
     s->seed = (uint64_t)get_j(env, js, "seed");
-    return !pending(env);
+    jobjectArray bias = (jobjectArray)get_o(env, js, "logitBias", "[L" PKG "LogitBias;");
+    jintArray banned = (jintArray)get_o(env, js, "bannedTokens", "[I");
+    if (pending(env)) return 0;
+    if (!copy_ints(env, banned, &b->banned, &s->n_banned_tokens)) return 0;
+    s->banned_tokens = b->banned;
+    jsize nb = bias ? (*env)->GetArrayLength(env, bias) : 0;
+    if (nb > 0) {
+        b->bias = (kv_logit_bias*)malloc(sizeof(kv_logit_bias) * (size_t)nb);
+        if (!b->bias) {
+            sampler_desc_free(b);
+            throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: logit bias");
+            return 0;
+        }
+        for (jsize i = 0; i < nb; i++) {
+            jobject e = (*env)->GetObjectArrayElement(env, bias, i);
+            if (!e) {
+                sampler_desc_free(b);
+                throw_named(env, "java/lang/NullPointerException", "SamplerDesc.logitBias has a null element");
+                return 0;
+            }
+            b->bias[i].token = get_i(env, e, "token");
+            b->bias[i].bias = get_f(env, e, "bias");
+            (*env)->DeleteLocalRef(env, e);
+        }
+        s->logit_bias = b->bias;
+        s->n_logit_bias = (uint32_t)nb;
+    }
+    if (pending(env)) {
+        sampler_desc_free(b);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- fillers for output structs -------------------------------------------------------------- */
@@ -530,6 +595,7 @@ static jint JNICALL j_kv_model_load(JNIEnv* env, jclass cls, jlong runtime, jobj
         d.copy_data = get_z(env, jdesc, "copyData") ? 1u : 0u;
         d.kv_page_size = (uint32_t)get_i(env, jdesc, "kvPageSize");
         d.kv_pool_tokens = (uint32_t)get_i(env, jdesc, "kvPoolTokens");
+        d.host_offload_bytes = (uint64_t)get_j(env, jdesc, "hostOffloadBytes");
         jstring jpath = (jstring)get_o(env, jdesc, "path", "Ljava/lang/String;");
         jobject data = get_o(env, jdesc, "data", "Ljava/nio/ByteBuffer;");
         if (pending(env)) return 0;
@@ -703,6 +769,9 @@ static jint JNICALL j_kv_model_get_cache_stats(JNIEnv* env, jclass cls, jlong mo
     set_j(env, o, "prefixLookups", c.prefix_lookups);
     set_j(env, o, "prefixHits", c.prefix_hits);
     set_j(env, o, "evictions", c.evictions);
+    set_j(env, o, "pagesOffloaded", c.pages_offloaded);
+    set_j(env, o, "pagesRestored", c.pages_restored);
+    set_j(env, o, "offloadedBytes", c.offloaded_bytes);
     return st;
 }
 
@@ -712,7 +781,7 @@ static jint JNICALL j_kv_session_create(JNIEnv* env, jclass cls, jlong model, jo
     (void)cls;
     if (!out_ok(env, out, "kv_session_create: out must be a long[1]")) return 0;
     kv_session_desc d = KV_SESSION_DESC_INIT;
-    kv_sampler_desc sampler;
+    sampler_buf sampler = {0};
     if (jdesc) {
         d.flags = (uint32_t)get_i(env, jdesc, "flags");
         d.n_ctx = (uint32_t)get_i(env, jdesc, "nCtx");
@@ -724,11 +793,12 @@ static jint JNICALL j_kv_session_create(JNIEnv* env, jclass cls, jlong model, jo
         if (pending(env)) return 0;
         if (js) {
             if (!read_sampler_desc(env, js, &sampler)) return 0;
-            d.sampler = &sampler;
+            d.sampler = &sampler.desc;
         }
     }
     kv_session* s = NULL;
     kv_status st = kv_session_create(TO_PTR(kv_model, model), &d, &s);
+    sampler_desc_free(&sampler);
     if (st >= 0) put_long(env, out, TO_J(s));
     return st;
 }
@@ -804,9 +874,11 @@ static jint JNICALL j_kv_session_eval(JNIEnv* env, jclass cls, jlong session, ji
 
 static jint JNICALL j_kv_session_set_sampler(JNIEnv* env, jclass cls, jlong session, jobject js) {
     (void)cls;
-    kv_sampler_desc s;
+    sampler_buf s = {0};
     if (js && !read_sampler_desc(env, js, &s)) return 0;
-    return kv_session_set_sampler(TO_PTR(kv_session, session), js ? &s : NULL);
+    kv_status st = kv_session_set_sampler(TO_PTR(kv_session, session), js ? &s.desc : NULL);
+    sampler_desc_free(&s);
+    return st;
 }
 
 static jint JNICALL j_kv_session_get_stats(JNIEnv* env, jclass cls, jlong session, jobject o) {
@@ -834,6 +906,9 @@ static jint JNICALL j_kv_session_get_stats(JNIEnv* env, jclass cls, jlong sessio
     set_i(env, o, "sharedPages", c.shared_pages);
     set_j(env, o, "prefixHitTokens", c.prefix_hit_tokens);
     set_j(env, o, "forwardPasses", c.forward_passes);
+    set_j(env, o, "pagesOffloaded", c.pages_offloaded);
+    set_j(env, o, "pagesRestored", c.pages_restored);
+    set_z(env, o, "offloaded", (int)c.offloaded);
     return st;
 }
 
@@ -1225,6 +1300,306 @@ static jint JNICALL j_kv_session_cancel(JNIEnv* env, jclass cls, jlong session) 
     return kv_session_cancel(TO_PTR(kv_session, session));
 }
 
+/* ---- KV offload, generation, chat templates, grammars, embeddings, the queue (since 0.2.0) ----- */
+
+static jint JNICALL j_kv_session_offload(JNIEnv* env, jclass cls, jlong session) {
+    (void)env;
+    (void)cls;
+    return kv_session_offload(TO_PTR(kv_session, session));
+}
+
+/* An array of malloc'd NUL-terminated UTF-8 copies of a String[] (NULL array: NULL, *n = 0). */
+static void strings_free(char** v, uint32_t n) {
+    if (!v) return;
+    for (uint32_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static int strings_dup(JNIEnv* env, jobjectArray a, char*** out, uint32_t* n) {
+    *out = NULL;
+    *n = 0;
+    if (!a) return 1;
+    jsize len = (*env)->GetArrayLength(env, a);
+    if (len == 0) return 1;
+    char** v = (char**)calloc((size_t)len, sizeof(char*));
+    if (!v) {
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: strings");
+        return 0;
+    }
+    for (jsize i = 0; i < len; i++) {
+        jstring e = (jstring)(*env)->GetObjectArrayElement(env, a, i);
+        int ok = 1;
+        v[i] = utf8_dup(env, e, &ok);
+        (*env)->DeleteLocalRef(env, e);
+        if (!ok) {
+            strings_free(v, (uint32_t)len);
+            return 0;
+        }
+    }
+    *out = v;
+    *n = (uint32_t)len;
+    return 1;
+}
+
+/* kv_generate's on_piece: a call of Native.PieceCallback.onPiece on the calling thread. An
+ * exception stops generation and stays pending for the caller. */
+typedef struct piece_ctx {
+    JNIEnv* env;
+    jobject callback;
+    jmethodID on_piece;
+} piece_ctx;
+
+static int piece_thunk(void* user, const char* text, size_t len) {
+    piece_ctx* ctx = (piece_ctx*)user;
+    JNIEnv* env = ctx->env;
+    if (pending(env)) return 1;
+    jbyteArray b = (*env)->NewByteArray(env, (jsize)len);
+    if (!b) return 1;
+    (*env)->SetByteArrayRegion(env, b, 0, (jsize)len, (const jbyte*)text);
+    jint r = (*env)->CallIntMethod(env, ctx->callback, ctx->on_piece, b);
+    (*env)->DeleteLocalRef(env, b);
+    return pending(env) ? 1 : (int)r;
+}
+
+static jint JNICALL j_kv_generate(JNIEnv* env, jclass cls, jlong session, jobject jdesc, jobject jresult) {
+    (void)cls;
+    kv_generate_desc d = KV_GENERATE_DESC_INIT;
+    char** stops = NULL;
+    uint32_t n_stops = 0;
+    piece_ctx ctx = {env, NULL, NULL};
+    if (jdesc) {
+        d.max_tokens = (uint32_t)get_i(env, jdesc, "maxTokens");
+        jobjectArray js = (jobjectArray)get_o(env, jdesc, "stopStrings", "[Ljava/lang/String;");
+        jobject cb = get_o(env, jdesc, "onPiece", "L" PKG "Native$PieceCallback;");
+        if (pending(env)) return 0;
+        if (cb) {
+            jclass c = (*env)->GetObjectClass(env, cb);
+            ctx.on_piece = (*env)->GetMethodID(env, c, "onPiece", "([B)I");
+            (*env)->DeleteLocalRef(env, c);
+            if (!ctx.on_piece) return 0;
+            ctx.callback = cb;
+            d.on_piece = piece_thunk;
+            d.user_data = &ctx;
+        }
+        if (!strings_dup(env, js, &stops, &n_stops)) return 0;
+        d.stop_strings = (const char* const*)stops;
+        d.n_stop_strings = n_stops;
+    }
+    kv_generate_result r;
+    memset(&r, 0, sizeof r);
+    r.struct_size = (uint32_t)sizeof r;
+    kv_status st = kv_generate(TO_PTR(kv_session, session), &d, &r);
+    strings_free(stops, n_stops);
+    if (jresult && !pending(env)) {
+        set_i(env, jresult, "nTokens", r.n_tokens);
+        set_i(env, jresult, "stopReason", (uint32_t)r.stop_reason);
+        set_i(env, jresult, "stopString", (uint32_t)r.stop_string);
+        set_i(env, jresult, "lastToken", (uint32_t)r.last_token);
+        set_j(env, jresult, "nBytes", r.n_bytes);
+    }
+    return st;
+}
+
+/* kv_chat_message copies of a ChatMessage[] (roles and contents malloc'd). */
+typedef struct chat_buf {
+    kv_chat_message* msgs;
+    uint32_t n;
+} chat_buf;
+
+static void chat_free(chat_buf* b) {
+    for (uint32_t i = 0; i < b->n; i++) {
+        free((char*)b->msgs[i].role);
+        free((char*)b->msgs[i].content);
+    }
+    free(b->msgs);
+    b->msgs = NULL;
+    b->n = 0;
+}
+
+static int chat_read(JNIEnv* env, jobjectArray a, chat_buf* b) {
+    b->msgs = NULL;
+    b->n = 0;
+    if (!a) return 1;
+    jsize len = (*env)->GetArrayLength(env, a);
+    if (len == 0) return 1;
+    b->msgs = (kv_chat_message*)calloc((size_t)len, sizeof(kv_chat_message));
+    if (!b->msgs) {
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: chat messages");
+        return 0;
+    }
+    b->n = (uint32_t)len;
+    for (jsize i = 0; i < len; i++) {
+        kv_chat_message* m = &b->msgs[i];
+        m->struct_size = (uint32_t)sizeof *m;
+        jobject e = (*env)->GetObjectArrayElement(env, a, i);
+        if (!e) {
+            chat_free(b);
+            throw_named(env, "java/lang/NullPointerException", "a ChatMessage is null");
+            return 0;
+        }
+        jstring role = (jstring)get_o(env, e, "role", "Ljava/lang/String;");
+        jstring content = (jstring)get_o(env, e, "content", "Ljava/lang/String;");
+        (*env)->DeleteLocalRef(env, e);
+        int ok = !pending(env);
+        if (ok) m->role = utf8_dup(env, role, &ok);
+        if (ok) m->content = utf8_dup(env, content, &ok);
+        (*env)->DeleteLocalRef(env, role);
+        (*env)->DeleteLocalRef(env, content);
+        if (!ok) {
+            chat_free(b);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Shared by both chat calls: template NULL is kv_chat_format. */
+static jint chat_format(JNIEnv* env, jlong model, jstring jtemplate, int with_template, jobjectArray messages,
+                        jint flags, jbyteArray text, jlongArray len) {
+    if (!out_ok(env, len, "kv_chat_format: len must be a long[1]")) return 0;
+    int ok = 1;
+    char* tmpl = utf8_dup(env, jtemplate, &ok);
+    if (!ok) return 0;
+    chat_buf b;
+    if (!chat_read(env, messages, &b)) {
+        free(tmpl);
+        return 0;
+    }
+    size_t cap = text ? (size_t)(*env)->GetArrayLength(env, text) : 0;
+    char* buf = (char*)malloc(cap ? cap : 1);
+    if (!buf) {
+        chat_free(&b);
+        free(tmpl);
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: chat text");
+        return 0;
+    }
+    size_t n = cap;
+    kv_status st = with_template
+        ? kv_chat_format_template(TO_PTR(const kv_model, model), tmpl, b.msgs, b.n, (uint32_t)flags,
+                                  cap ? buf : NULL, &n)
+        : kv_chat_format(TO_PTR(const kv_model, model), b.msgs, b.n, (uint32_t)flags, cap ? buf : NULL, &n);
+    jint r = bytes_out(env, st, buf, n, text, len);
+    free(buf);
+    chat_free(&b);
+    free(tmpl);
+    return r;
+}
+
+static jint JNICALL j_kv_chat_format(JNIEnv* env, jclass cls, jlong model, jobjectArray messages, jint flags,
+                                     jbyteArray text, jlongArray len) {
+    (void)cls;
+    return chat_format(env, model, NULL, 0, messages, flags, text, len);
+}
+
+static jint JNICALL j_kv_chat_format_template(JNIEnv* env, jclass cls, jlong model, jstring chat_template,
+                                              jobjectArray messages, jint flags, jbyteArray text, jlongArray len) {
+    (void)cls;
+    return chat_format(env, model, chat_template, 1, messages, flags, text, len);
+}
+
+static jint JNICALL j_kv_model_get_chat_template(JNIEnv* env, jclass cls, jlong model, jbyteArray text,
+                                                 jlongArray len) {
+    (void)cls;
+    if (!out_ok(env, len, "kv_model_get_chat_template: len must be a long[1]")) return 0;
+    size_t cap = text ? (size_t)(*env)->GetArrayLength(env, text) : 0;
+    char* buf = (char*)malloc(cap ? cap : 1);
+    if (!buf) {
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: chat template");
+        return 0;
+    }
+    size_t n = cap;
+    kv_status st = kv_model_get_chat_template(TO_PTR(const kv_model, model), cap ? buf : NULL, &n);
+    jint r = bytes_out(env, st, buf, n, text, len);
+    free(buf);
+    return r;
+}
+
+static jint JNICALL j_kv_session_set_grammar(JNIEnv* env, jclass cls, jlong session, jstring jgbnf,
+                                             jstring jroot) {
+    (void)cls;
+    int ok = 1;
+    char* gbnf = utf8_dup(env, jgbnf, &ok);
+    if (!ok) return 0;
+    char* root = utf8_dup(env, jroot, &ok);
+    if (!ok) {
+        free(gbnf);
+        return 0;
+    }
+    kv_status st = kv_session_set_grammar(TO_PTR(kv_session, session), gbnf, root);
+    free(root);
+    free(gbnf);
+    return st;
+}
+
+static jint JNICALL j_kv_json_schema_to_grammar(JNIEnv* env, jclass cls, jbyteArray schema, jbyteArray gbnf,
+                                                jlongArray size) {
+    (void)cls;
+    if (!out_ok(env, size, "kv_json_schema_to_grammar: size must be a long[1]")) return 0;
+    if (null_arg(env, schema, "kv_json_schema_to_grammar: schemaJson")) return 0;
+    jsize slen = (*env)->GetArrayLength(env, schema);
+    size_t cap = gbnf ? (size_t)(*env)->GetArrayLength(env, gbnf) : 0;
+    char* in = (char*)malloc((size_t)slen + 1);
+    char* buf = (char*)malloc(cap ? cap : 1);
+    if (!in || !buf) {
+        free(in);
+        free(buf);
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: json schema");
+        return 0;
+    }
+    (*env)->GetByteArrayRegion(env, schema, 0, slen, (jbyte*)in);
+    size_t n = cap;
+    kv_status st = kv_json_schema_to_grammar(in, (size_t)slen, cap ? buf : NULL, &n);
+    jint r = bytes_out(env, st, buf, n, gbnf, size);
+    free(buf);
+    free(in);
+    return r;
+}
+
+static jint JNICALL j_kv_session_embeddings(JNIEnv* env, jclass cls, jlong session, jintArray tokens, jint flags,
+                                            jfloatArray out) {
+    (void)cls;
+    if (null_arg(env, out, "kv_session_embeddings: out")) return 0;
+    kv_token* toks;
+    uint32_t n;
+    if (!copy_ints(env, tokens, &toks, &n)) return 0;
+    jsize cap = (*env)->GetArrayLength(env, out);
+    float* buf = (float*)malloc(sizeof(float) * (size_t)(cap ? cap : 1));
+    if (!buf) {
+        free(toks);
+        throw_named(env, "java/lang/OutOfMemoryError", "kvulkan JNI: embeddings");
+        return 0;
+    }
+    kv_status st = kv_session_embeddings(TO_PTR(kv_session, session), toks, n, (uint32_t)flags, buf, (uint32_t)cap);
+    if (st >= 0) (*env)->SetFloatArrayRegion(env, out, 0, cap, buf);
+    free(buf);
+    free(toks);
+    return st;
+}
+
+/* kv_runtime_use_queue's fn: Native.QueueCallback.onQueue on the calling thread. */
+typedef struct queue_ctx {
+    JNIEnv* env;
+    jobject callback;
+    jmethodID on_queue;
+} queue_ctx;
+
+static void queue_thunk(void* vk_queue, void* user) {
+    queue_ctx* ctx = (queue_ctx*)user;
+    (*ctx->env)->CallVoidMethod(ctx->env, ctx->callback, ctx->on_queue, TO_J(vk_queue));
+    /* an exception stays pending and is thrown when kv_runtime_use_queue returns */
+}
+
+static jint JNICALL j_kv_runtime_use_queue(JNIEnv* env, jclass cls, jlong runtime, jobject fn) {
+    (void)cls;
+    if (!fn) return kv_runtime_use_queue(TO_PTR(kv_runtime, runtime), NULL, NULL);
+    queue_ctx ctx = {env, fn, NULL};
+    jclass c = (*env)->GetObjectClass(env, fn);
+    ctx.on_queue = (*env)->GetMethodID(env, c, "onQueue", "(J)V");
+    (*env)->DeleteLocalRef(env, c);
+    if (!ctx.on_queue) return 0;
+    return kv_runtime_use_queue(TO_PTR(kv_runtime, runtime), queue_thunk, &ctx);
+}
+
 /* ---- registration ------------------------------------------------------------------------------
  * One line per exported kv_* function: {C name, JNI signature of the Native.java method, body}.
  * RegisterNatives fails (and the class fails to load) when a line does not match Native.java. */
@@ -1279,6 +1654,15 @@ static const JNINativeMethod NATIVES[] = {
     NATIVE(kv_ticket_results, "(J[I[I[I)I"),
     NATIVE(kv_ticket_destroy, "(J)V"),
     NATIVE(kv_session_cancel, "(J)I"),
+    NATIVE(kv_session_offload, "(J)I"),
+    NATIVE(kv_generate, "(JL" PKG "GenerateDesc;L" PKG "GenerateResult;)I"),
+    NATIVE(kv_chat_format, "(J[L" PKG "ChatMessage;I[B[J)I"),
+    NATIVE(kv_chat_format_template, "(JLjava/lang/String;[L" PKG "ChatMessage;I[B[J)I"),
+    NATIVE(kv_model_get_chat_template, "(J[B[J)I"),
+    NATIVE(kv_session_set_grammar, "(JLjava/lang/String;Ljava/lang/String;)I"),
+    NATIVE(kv_json_schema_to_grammar, "([B[B[J)I"),
+    NATIVE(kv_session_embeddings, "(J[II[F)I"),
+    NATIVE(kv_runtime_use_queue, "(JL" PKG "Native$QueueCallback;)I"),
 };
 
 static jclass global_class(JNIEnv* env, const char* name) {

@@ -12,4 +12,9 @@ public final class CacheStats {
     public long prefixLookups;
     public long prefixHits;
     public long evictions;
+    /** Since 0.2.0: pages of sessions moved to host memory (explicit and LRU), and brought back. */
+    public long pagesOffloaded;
+    public long pagesRestored;
+    /** Since 0.2.0: host bytes held now by offloaded sessions of this pool. */
+    public long offloadedBytes;
 }

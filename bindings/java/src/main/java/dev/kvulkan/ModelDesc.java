@@ -22,6 +22,8 @@ public final class ModelDesc {
     public int kvPageSize = 0;
     /** Capacity of each KV pool in tokens (0: the library's choice). */
     public int kvPoolTokens = 0;
+    /** Since 0.2.0: host bytes for the KV pages of offloaded sessions (0: no LRU offload, no limit). */
+    public long hostOffloadBytes = 0;
 
     public ModelDesc path(String p) {
         path = p;
@@ -40,6 +42,11 @@ public final class ModelDesc {
 
     public ModelDesc kvPoolTokens(int tokens) {
         kvPoolTokens = tokens;
+        return this;
+    }
+
+    public ModelDesc hostOffloadBytes(long bytes) {
+        hostOffloadBytes = bytes;
         return this;
     }
 }

@@ -94,6 +94,19 @@ public final class Native {
     public static final int KV_CACHE_Q8_0 = 2;
     public static final int KV_CACHE_Q4_0 = 3;
 
+    // ---- kv_generate_stop, chat and embedding flags (since 0.2.0) ----
+    public static final int KV_GENERATE_STOP_MAX_TOKENS = 0;
+    public static final int KV_GENERATE_STOP_END_OF_GENERATION = 1;
+    public static final int KV_GENERATE_STOP_STRING = 2;
+    public static final int KV_GENERATE_STOP_CALLBACK = 3;
+    public static final int KV_GENERATE_STOP_CONTEXT_FULL = 4;
+    public static final int KV_GENERATE_STOP_ERROR = 5;
+    public static final int KV_CHAT_ADD_ASSISTANT_PROMPT = 1;
+    public static final int KV_CHAT_NO_THINKING = 1 << 1;
+    public static final int KV_EMBED_LAST = 0;
+    public static final int KV_EMBED_MEAN = 1;
+    public static final int KV_EMBED_NORMALIZE = 1 << 1;
+
     public static final int KV_MAX_NAME = 256;
     public static final int KV_MAX_MEMORY_HEAPS = 16;
 
@@ -194,4 +207,47 @@ public final class Native {
     public static native int kv_ticket_results(long ticket, int[] outTokens, int[] outStatus, int[] nOut);
     public static native void kv_ticket_destroy(long ticket);
     public static native int kv_session_cancel(long session);
+
+    // ---- KV offload (since 0.2.0) ----
+    public static native int kv_session_offload(long session);
+
+    // ---- streaming generation with stop strings (since 0.2.0) ----
+    /**
+     * kv_piece_fn with its {@code user_data}: receives each piece of generated text as UTF-8 bytes
+     * (a piece may hold bytes that are not valid UTF-8 when the model produced such). Return 0 to go
+     * on, non-zero to stop. Called on the thread that called kv_generate; an exception it throws
+     * stops generation and is rethrown when kv_generate returns.
+     */
+    @FunctionalInterface
+    public interface PieceCallback {
+        int onPiece(byte[] text);
+    }
+
+    /** desc may be null (the defaults); result may be null. */
+    public static native int kv_generate(long session, GenerateDesc desc, GenerateResult result);
+
+    // ---- chat templates (since 0.2.0) ----
+    /** Byte protocol of kv_detokenize: capacity = text.length (null: 0); len[0]: the byte count. */
+    public static native int kv_chat_format(long model, ChatMessage[] messages, int flags, byte[] text, long[] len);
+    /** model may be 0. */
+    public static native int kv_chat_format_template(long model, String chatTemplate, ChatMessage[] messages,
+            int flags, byte[] text, long[] len);
+    public static native int kv_model_get_chat_template(long model, byte[] text, long[] len);
+
+    // ---- constrained sampling and embeddings (since 0.2.0) ----
+    /** gbnf null removes the grammar; rootRule null: "root". */
+    public static native int kv_session_set_grammar(long session, String gbnf, String rootRule);
+    /** schemaJson: UTF-8 bytes; capacity = gbnf.length (null: 0); size[0]: the bytes needed, NUL included. */
+    public static native int kv_json_schema_to_grammar(byte[] schemaJson, byte[] gbnf, long[] size);
+    /** capacity = out.length (at least n_embd). */
+    public static native int kv_session_embeddings(long session, int[] tokens, int flags, float[] out);
+
+    // ---- sharing the runtime's queue with the host (since 0.2.0) ----
+    /** kv_queue_fn with its {@code user}: called once, on the calling thread, with the VkQueue. */
+    @FunctionalInterface
+    public interface QueueCallback {
+        void onQueue(long vkQueue);
+    }
+
+    public static native int kv_runtime_use_queue(long runtime, QueueCallback fn);
 }

@@ -22,6 +22,8 @@ public final class RuntimeDesc {
     public int vkApiVersion = 0;
     /** Most device bytes the runtime may hold (0: no limit). */
     public long memoryBudget = 0;
+    /** Since 0.2.0: a file that keeps the compiled pipelines between runs, or null. */
+    public String pipelineCachePath = null;
 
     /** Turns the Khronos validation layer on (KV_RUNTIME_VALIDATION) or off. */
     public RuntimeDesc validation(boolean on) {
@@ -53,6 +55,11 @@ public final class RuntimeDesc {
 
     public RuntimeDesc memoryBudget(long bytes) {
         memoryBudget = bytes;
+        return this;
+    }
+
+    public RuntimeDesc pipelineCachePath(String path) {
+        pipelineCachePath = path;
         return this;
     }
 }

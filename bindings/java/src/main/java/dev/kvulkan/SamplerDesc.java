@@ -13,6 +13,10 @@ public final class SamplerDesc {
     public float repeatPenalty = 1.0f;
     public int repeatLastN = 64;
     public long seed = 0;
+    /** Since 0.2.0: added to the tokens' logits before any other step (-Infinity bans), or null. */
+    public LogitBias[] logitBias = null;
+    /** Since 0.2.0: tokens that are never sampled, or null. */
+    public int[] bannedTokens = null;
 
     public SamplerDesc temperature(float t) {
         temperature = t;
@@ -42,6 +46,16 @@ public final class SamplerDesc {
 
     public SamplerDesc seed(long s) {
         seed = s;
+        return this;
+    }
+
+    public SamplerDesc logitBias(LogitBias... bias) {
+        logitBias = bias;
+        return this;
+    }
+
+    public SamplerDesc bannedTokens(int... tokens) {
+        bannedTokens = tokens;
         return this;
     }
 }

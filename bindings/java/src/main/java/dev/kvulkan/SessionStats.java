@@ -19,4 +19,9 @@ public final class SessionStats {
     public int sharedPages;
     public long prefixHitTokens;
     public long forwardPasses;
+    /** Since 0.2.0: pages moved to host memory, and brought back, since creation. */
+    public long pagesOffloaded;
+    public long pagesRestored;
+    /** Since 0.2.0: true while its pages are in host memory ({@link #pages} is then 0). */
+    public boolean offloaded;
 }
