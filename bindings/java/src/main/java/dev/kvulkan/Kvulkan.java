@@ -44,4 +44,26 @@ public final class Kvulkan {
         }
         throw new KvException(Native.KV_ERR_INTERNAL, "the device list kept changing during enumeration");
     }
+
+    /** kv_chat_format_template without a model (bos_token and eos_token undefined). */
+    public static String chatFormat(String chatTemplate, ChatMessage[] messages, int flags) {
+        if (chatTemplate == null) throw new NullPointerException("chatTemplate");
+        return Model.renderChat(0, chatTemplate, messages, flags);
+    }
+
+    /** kv_json_schema_to_grammar: GBNF (root rule "root") for {@link Session#setGrammar} from a JSON Schema. */
+    public static String jsonSchemaToGrammar(String schemaJson) {
+        byte[] schema = schemaJson.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        long[] size = new long[1];
+        KvException.check(Native.kv_json_schema_to_grammar(schema, null, size));
+        while (true) {
+            byte[] buf = new byte[Math.toIntExact(size[0])];
+            int st = KvException.check(Native.kv_json_schema_to_grammar(schema, buf, size));
+            if (st != Native.KV_INCOMPLETE) {
+                int n = (int) size[0];
+                if (n > 0 && buf[n - 1] == 0) n--;  // the terminating NUL
+                return new String(buf, 0, n, java.nio.charset.StandardCharsets.UTF_8);
+            }
+        }
+    }
 }

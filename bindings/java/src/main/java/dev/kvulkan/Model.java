@@ -244,4 +244,52 @@ public final class Model extends NativeObject {
             if (!ok) handle.release();
         }
     }
+
+    // ---- chat templates (since 0.2.0) ----
+
+    /**
+     * kv_chat_format: `messages` rendered with the model's tokenizer.chat_template (flags:
+     * Native.KV_CHAT_*). Tokenize the text with parseSpecial and without addSpecial.
+     */
+    public String chatFormat(ChatMessage[] messages, int flags) {
+        return chatFormat(null, messages, flags);
+    }
+
+    /** kv_chat_format_template: the same with a template of the caller's (null: the model's). */
+    public String chatFormat(String chatTemplate, ChatMessage[] messages, int flags) {
+        long h = handle.acquire();
+        try {
+            return renderChat(h, chatTemplate, messages, flags);
+        } finally {
+            handle.release();
+        }
+    }
+
+    static String renderChat(long model, String chatTemplate, ChatMessage[] messages, int flags) {
+        long[] len = new long[1];
+        byte[] buf = new byte[1024];
+        while (true) {
+            int st = KvException.check(chatTemplate == null
+                    ? Native.kv_chat_format(model, messages, flags, buf, len)
+                    : Native.kv_chat_format_template(model, chatTemplate, messages, flags, buf, len));
+            if (st != Native.KV_INCOMPLETE) return new String(buf, 0, (int) len[0], StandardCharsets.UTF_8);
+            buf = new byte[Math.toIntExact(len[0])];
+        }
+    }
+
+    /** kv_model_get_chat_template: the model's tokenizer.chat_template source ("" when it has none). */
+    public String chatTemplate() {
+        long h = handle.acquire();
+        try {
+            long[] len = new long[1];
+            KvException.check(Native.kv_model_get_chat_template(h, null, len));
+            while (true) {
+                byte[] buf = new byte[Math.toIntExact(len[0])];
+                int st = KvException.check(Native.kv_model_get_chat_template(h, buf, len));
+                if (st != Native.KV_INCOMPLETE) return new String(buf, 0, (int) len[0], StandardCharsets.UTF_8);
+            }
+        } finally {
+            handle.release();
+        }
+    }
 }

@@ -65,4 +65,18 @@ public final class Runtime extends NativeObject {
     public Model loadModel(ModelDesc desc) {
         return new Model(this, desc);
     }
+
+    /**
+     * kv_runtime_use_queue: runs `fn` on this thread with the runtime's VkQueue while kvulkan does
+     * not submit to it (for a host that submits to the same queue).
+     */
+    public void useQueue(Native.QueueCallback fn) {
+        if (fn == null) throw new NullPointerException("fn");
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_runtime_use_queue(h, fn));
+        } finally {
+            handle.release();
+        }
+    }
 }

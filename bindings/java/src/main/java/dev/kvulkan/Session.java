@@ -1,5 +1,7 @@
 package dev.kvulkan;
 
+import java.io.ByteArrayOutputStream;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /**
@@ -338,6 +340,80 @@ public final class Session extends NativeObject {
         long h = handle.acquire();
         try {
             KvException.check(Native.kv_session_cancel(h));
+        } finally {
+            handle.release();
+        }
+    }
+
+    // ---- since 0.2.0 ----
+
+    /**
+     * kv_session_offload: moves this session's KV pages to host memory (for a paused
+     * conversation); the next call that needs them brings them back and continues exactly as if
+     * they had stayed. A no-op when already offloaded or empty.
+     */
+    public void offload() {
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_session_offload(h));
+        } finally {
+            handle.release();
+        }
+    }
+
+    /** kv_generate: generates per `desc` (null: until end of generation or a full context). */
+    public GenerateResult generate(GenerateDesc desc) {
+        GenerateResult r = new GenerateResult();
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_generate(h, desc, r));
+            return r;
+        } finally {
+            handle.release();
+        }
+    }
+
+    /**
+     * Generates up to `maxTokens` tokens (0: no limit) with kv_generate and returns their text, cut
+     * before the first of `stopStrings` found (the tokens of the stop string stay in the session).
+     */
+    public String generateText(int maxTokens, String... stopStrings) {
+        if (maxTokens < 0) throw new IllegalArgumentException("maxTokens < 0");
+        ByteArrayOutputStream text = new ByteArrayOutputStream();
+        generate(new GenerateDesc().maxTokens(maxTokens).stopStrings(stopStrings).onPiece(piece -> {
+            text.write(piece, 0, piece.length);
+            return 0;
+        }));
+        return new String(text.toByteArray(), StandardCharsets.UTF_8);
+    }
+
+    /**
+     * kv_session_set_grammar: from the next sampled token on, only text of the GBNF grammar `gbnf`
+     * (root rule "root") can be generated; null removes the grammar.
+     */
+    public void setGrammar(String gbnf) {
+        setGrammar(gbnf, null);
+    }
+
+    public void setGrammar(String gbnf, String rootRule) {
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_session_set_grammar(h, gbnf, rootRule));
+        } finally {
+            handle.release();
+        }
+    }
+
+    /**
+     * kv_session_embeddings: the final hidden state (n_embd floats) of `tokens` after this
+     * session's tokens, pooled per `flags` (Native.KV_EMBED_*); the session does not change.
+     */
+    public float[] embeddings(int[] tokens, int flags) {
+        float[] out = new float[model.info().nEmbd];
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_session_embeddings(h, tokens, flags, out));
+            return out;
         } finally {
             handle.release();
         }

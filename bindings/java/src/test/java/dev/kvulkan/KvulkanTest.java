@@ -657,4 +657,157 @@ class KvulkanTest {
         assertEquals("", u.feed(new byte[] {(byte) 0xC3}));
         assertEquals("\uFFFD", u.finish());
     }
+
+    // ---- since 0.2.0: offload, kv_generate, chat templates, grammars, logit bias, embeddings ----
+
+    /** The text of `tokens` as kv_generate passes it on: the concatenated kv_token_to_piece bytes. */
+    String pieces(int[] tokens) {
+        java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+        for (int t : tokens) b.writeBytes(model.tokenToPiece(t));
+        return new String(b.toByteArray(), StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void offloadedSessionContinuesWithTheSameTokens() {
+        try (Session s = model.newSession(new SessionDesc().nCtx(256))) {
+            s.prefill(ref.promptIds);
+            assertArrayEquals(refTokens(0, 4), s.generate(4));
+            s.offload();
+            SessionStats off = s.stats();
+            assertTrue(off.offloaded);
+            assertEquals(0, off.pages);
+            assertTrue(off.pagesOffloaded > 0);
+            CacheStats pool = model.cacheStats(Native.KV_CACHE_F16);
+            assertTrue(pool.pagesOffloaded >= off.pagesOffloaded && pool.offloadedBytes > 0, () -> "" + pool.offloadedBytes);
+            s.offload();  // a no-op when already offloaded
+            assertArrayEquals(refTokens(4, 12), s.generate(8));
+            SessionStats back = s.stats();
+            assertFalse(back.offloaded);
+            assertEquals(off.pagesOffloaded, back.pagesRestored);
+            assertTrue(back.pages > 0);
+        }
+    }
+
+    @Test
+    void generateTextStreamsPiecesAndStopsAtAStopString() {
+        String all = pieces(refTokens(0, 24));
+        try (Session s = model.newSession(new SessionDesc().nCtx(256))) {
+            s.prefill(ref.promptIds);
+            List<byte[]> got = new ArrayList<>();
+            GenerateResult r = s.generate(new GenerateDesc().maxTokens(24).onPiece(p -> {
+                got.add(p);
+                return 0;
+            }));
+            assertEquals(Native.KV_GENERATE_STOP_MAX_TOKENS, r.stopReason);
+            assertEquals(24, r.nTokens);
+            assertEquals(ref.generatedIds[23], r.lastToken);
+            assertTrue(got.size() > 1);
+            java.io.ByteArrayOutputStream b = new java.io.ByteArrayOutputStream();
+            got.forEach(b::writeBytes);
+            assertEquals(all, new String(b.toByteArray(), StandardCharsets.UTF_8));
+            assertEquals(b.size(), r.nBytes);
+
+            // A stop string from the middle of that text: the text before its first occurrence.
+            String stop = all.substring(30, 36);
+            s.truncate(ref.promptIds.length);
+            assertEquals(all.substring(0, all.indexOf(stop)), s.generateText(24, "never in this story", stop));
+            s.truncate(ref.promptIds.length);
+            GenerateResult r2 = s.generate(new GenerateDesc().maxTokens(24).stopStrings("zzzz", stop));
+            assertEquals(Native.KV_GENERATE_STOP_STRING, r2.stopReason);
+            assertEquals(1, r2.stopString);
+            assertTrue(r2.nTokens < 24);
+            // A bad desc is a KvException, not a crash.
+            KvException e = assertThrows(KvException.class, () -> s.generateText(4, ""));
+            assertEquals(Native.KV_ERR_INVALID_ARGUMENT, e.status());
+        }
+    }
+
+    @Test
+    void chatFormatWithAnExplicitTemplate() {
+        String tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}</{{ m.role }}>\n{% endfor %}"
+                + "{% if add_generation_prompt %}<assistant>{% endif %}";
+        ChatMessage[] msgs = {new ChatMessage("system", " Be brief. "), new ChatMessage("user", "Café? 😀")};
+        String want = "<system>Be brief.</system>\n<user>Café? 😀</user>\n";
+        assertEquals(want + "<assistant>", model.chatFormat(tmpl, msgs, Native.KV_CHAT_ADD_ASSISTANT_PROMPT));
+        assertEquals(want, Kvulkan.chatFormat(tmpl, msgs, 0));
+        // Longer than the first buffer: the KV_INCOMPLETE retry.
+        String big = "x".repeat(5000);
+        assertEquals("<user>" + big + "</user>\n", Kvulkan.chatFormat(tmpl, new ChatMessage[] {new ChatMessage("user", big)}, 0));
+        KvException bad = assertThrows(KvException.class, () -> Kvulkan.chatFormat("{% for %}", msgs, 0));
+        assertEquals(Native.KV_ERR_INVALID_ARGUMENT, bad.status());
+        // stories260K has no template of its own.
+        assertEquals("", model.chatTemplate());
+        KvException none = assertThrows(KvException.class, () -> model.chatFormat(msgs, 0));
+        assertEquals(Native.KV_ERR_UNSUPPORTED, none.status());
+    }
+
+    @Test
+    void grammarAndJsonSchemaConstrainTheOutput() {
+        try (Session s = model.newSession(new SessionDesc().nCtx(256))) {
+            s.prefill(ref.promptIds);
+            s.setGrammar("root ::= [a-e]+");
+            String text = s.generateText(6);
+            assertTrue(text.matches("[a-e]+"), text);
+            assertFalse(pieces(refTokens(0, 6)).matches("[a-e]+"));  // unconstrained it would differ
+
+            String gbnf = Kvulkan.jsonSchemaToGrammar("{\"type\": \"boolean\"}");
+            assertTrue(gbnf.contains("root ::="), gbnf);
+            s.truncate(ref.promptIds.length);
+            s.setGrammar(gbnf);
+            GenerateResult r = new GenerateResult();
+            StringBuilder sb = new StringBuilder();
+            KvException.check(Native.kv_generate(s.handle(), new GenerateDesc().maxTokens(40).onPiece(p -> {
+                sb.append(new String(p, StandardCharsets.UTF_8));
+                return 0;
+            }), r));
+            assertEquals(Native.KV_GENERATE_STOP_END_OF_GENERATION, r.stopReason, sb::toString);
+            assertTrue(sb.toString().strip().equals("true") || sb.toString().strip().equals("false"), sb::toString);
+
+            KvException e = assertThrows(KvException.class, () -> s.setGrammar("root ::= undefined_rule"));
+            assertEquals(Native.KV_ERR_INVALID_ARGUMENT, e.status());
+            s.setGrammar(null);  // removed: greedy again
+            s.truncate(ref.promptIds.length);
+            assertArrayEquals(refTokens(0, 3), s.generate(3));
+        }
+    }
+
+    @Test
+    void logitBiasAndBannedTokensSteerTheSampler() {
+        int first = ref.generatedIds[0];
+        try (Session s = model.newSession(new SessionDesc().nCtx(128)
+                .sampler(new SamplerDesc().bannedTokens(first)))) {
+            s.prefill(ref.promptIds);
+            assertNotEquals(first, s.decodeStep());
+            s.truncate(ref.promptIds.length);
+            s.setSampler(new SamplerDesc().logitBias(new LogitBias(77, 1000.0f)));
+            assertEquals(77, s.decodeStep());
+        }
+    }
+
+    @Test
+    void embeddingsAreNEmbdFloatsAndLeaveTheSessionAlone() {
+        int nEmbd = model.info().nEmbd;
+        try (Session s = model.newSession(new SessionDesc().nCtx(64))) {
+            float[] e = s.embeddings(ref.promptIds, Native.KV_EMBED_MEAN | Native.KV_EMBED_NORMALIZE);
+            assertEquals(nEmbd, e.length);
+            double norm = 0;
+            for (float v : e) norm += (double) v * v;
+            assertEquals(1.0, Math.sqrt(norm), 1e-3);
+            assertArrayEquals(e, s.embeddings(ref.promptIds, Native.KV_EMBED_MEAN | Native.KV_EMBED_NORMALIZE));
+            assertFalse(Arrays.equals(e, s.embeddings(ref.promptIds, Native.KV_EMBED_NORMALIZE)));  // last != mean
+            assertEquals(0, s.nTokens());
+            s.prefill(ref.promptIds);
+            assertArrayEquals(refTokens(0, 2), s.generate(2));
+        }
+    }
+
+    @Test
+    void useQueueRunsTheCallbackWithTheRuntimesQueue() {
+        long[] seen = new long[1];
+        runtime.useQueue(q -> seen[0] = q);
+        assertNotEquals(0L, seen[0]);
+        assertThrows(IllegalStateException.class, () -> runtime.useQueue(q -> {
+            throw new IllegalStateException("thrown in the callback");
+        }));
+    }
 }
