@@ -1,5 +1,6 @@
 // Models (kv_model): a GGUF file's architecture, tokenizer and weights.
 using System;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
 using Kvulkan.Interop;
@@ -17,7 +18,23 @@ namespace Kvulkan
         public uint KvPoolTokens;
         /// <summary>Load the tokenizer alone (KV_MODEL_VOCAB_ONLY): no sessions.</summary>
         public bool VocabOnly;
+        /// <summary>Since 0.2.0: host bytes for the KV pages of offloaded sessions (0: no LRU
+        /// offload, no limit on Session.Offload).</summary>
+        public ulong HostOffloadBytes;
     }
+
+    /// <summary>One message of a conversation (kv_chat_message).</summary>
+    public sealed class ChatMessage
+    {
+        /// <summary>"system", "user", "assistant", "tool", ...</summary>
+        public string Role;
+        public string Content;
+        public ChatMessage(string role, string content) { Role = role; Content = content; }
+    }
+
+    /// <summary>Flags of Model.ChatFormat (KV_CHAT_*).</summary>
+    [Flags]
+    public enum ChatFlags : uint { None = 0, AddAssistantPrompt = 1, NoThinking = 2 }
 
     /// <summary>kv_model_info, with its strings decoded.</summary>
     public sealed class ModelInfo
@@ -35,6 +52,9 @@ namespace Kvulkan
     {
         public uint PageSize, PagesTotal, PagesInUse, PagesCached, PagesFree;
         public ulong PageBytes, DeviceBytes, PrefixLookups, PrefixHits, Evictions;
+        /// <summary>Since 0.2.0: pages of sessions moved to host memory and brought back, and the
+        /// host bytes offloaded sessions hold now.</summary>
+        public ulong PagesOffloaded, PagesRestored, OffloadedBytes;
     }
 
     /// <summary>A loaded model (kv_model). Thread-safe except Dispose; dispose it after its
@@ -104,6 +124,7 @@ namespace Kvulkan
             {
                 desc.kv_page_size = options.KvPageSize;
                 desc.kv_pool_tokens = options.KvPoolTokens;
+                desc.host_offload_bytes = options.HostOffloadBytes;
                 if (options.VocabOnly)
                     desc.flags |= Native.KV_MODEL_VOCAB_ONLY;
             }
@@ -248,7 +269,8 @@ namespace Kvulkan
                 PageSize = s.page_size, PagesTotal = s.pages_total, PagesInUse = s.pages_in_use,
                 PagesCached = s.pages_cached, PagesFree = s.pages_free, PageBytes = s.page_bytes,
                 DeviceBytes = s.device_bytes, PrefixLookups = s.prefix_lookups, PrefixHits = s.prefix_hits,
-                Evictions = s.evictions,
+                Evictions = s.evictions, PagesOffloaded = s.pages_offloaded, PagesRestored = s.pages_restored,
+                OffloadedBytes = s.offloaded_bytes,
             };
         }
 
@@ -264,5 +286,93 @@ namespace Kvulkan
         public bool IsDisposed { get { return Handle.IsDisposed; } }
 
         public void Dispose() { Handle.Dispose(); }
+    
+        // ---- chat templates (since 0.2.0) --------------------------------------------------------
+
+        /// <summary>kv_chat_format: the messages rendered with the model's tokenizer.chat_template
+        /// (KvException Unsupported when it has none). Tokenize the text with parseSpecial and
+        /// without addSpecial.</summary>
+        public string ChatFormat(ChatMessage[] messages, ChatFlags flags = ChatFlags.None)
+        {
+            using (var m = new Lease(Handle, "Model"))
+                return RenderChat(m.Ptr, null, messages, flags);
+        }
+
+        /// <summary>kv_chat_format_template: the same with a template of the caller's.</summary>
+        public string ChatFormat(string chatTemplate, ChatMessage[] messages, ChatFlags flags = ChatFlags.None)
+        {
+            if (chatTemplate == null)
+                throw new ArgumentNullException("chatTemplate");
+            using (var m = new Lease(Handle, "Model"))
+                return RenderChat(m.Ptr, chatTemplate, messages, flags);
+        }
+
+        /// <summary>kv_model_get_chat_template: the model's template source ("" when it has none).</summary>
+        public string ChatTemplate
+        {
+            get
+            {
+                using (var m = new Lease(Handle, "Model"))
+                {
+                    var len = UIntPtr.Zero;
+                    Check.Status(Native.kv_model_get_chat_template(m.Ptr, null, ref len));
+                    while (true)
+                    {
+                        var buf = new byte[(int)len];
+                        if (Check.Status(Native.kv_model_get_chat_template(m.Ptr, buf, ref len)) != KvStatus.Incomplete)
+                            return Encoding.UTF8.GetString(buf, 0, (int)len);
+                    }
+                }
+            }
+        }
+
+        /// <summary>chatTemplate null: kv_chat_format on model; else kv_chat_format_template (model may be zero).</summary>
+        internal static string RenderChat(IntPtr model, string chatTemplate, ChatMessage[] messages, ChatFlags flags)
+        {
+            if (messages == null)
+                throw new ArgumentNullException("messages");
+            var pins = new List<GCHandle>();
+            try
+            {
+                var native = new kv_chat_message[messages.Length];
+                for (int i = 0; i < messages.Length; i++)
+                {
+                    if (messages[i] == null)
+                        throw new ArgumentNullException("messages", "message " + i + " is null");
+                    native[i].struct_size = (uint)Marshal.SizeOf(typeof(kv_chat_message));
+                    native[i].role = Pin(pins, messages[i].Role);
+                    native[i].content = Pin(pins, messages[i].Content);
+                }
+                var array = GCHandle.Alloc(native, GCHandleType.Pinned);
+                pins.Add(array);
+                byte[] tmpl = chatTemplate == null ? null : Utf8.ToNative(chatTemplate);
+                var buf = new byte[1024];
+                while (true)
+                {
+                    var len = (UIntPtr)buf.Length;
+                    int st = chatTemplate == null
+                        ? Native.kv_chat_format(model, array.AddrOfPinnedObject(), (uint)native.Length, (uint)flags, buf, ref len)
+                        : Native.kv_chat_format_template(model, tmpl, array.AddrOfPinnedObject(), (uint)native.Length,
+                                                         (uint)flags, buf, ref len);
+                    if (Check.Status(st) != KvStatus.Incomplete)
+                        return Encoding.UTF8.GetString(buf, 0, (int)len);
+                    buf = new byte[(int)len];
+                }
+            }
+            finally
+            {
+                foreach (var h in pins)
+                    h.Free();
+            }
+        }
+
+        static IntPtr Pin(List<GCHandle> pins, string text)
+        {
+            if (text == null)
+                return IntPtr.Zero;  // the library rejects it with a message
+            var h = GCHandle.Alloc(Utf8.ToNative(text), GCHandleType.Pinned);
+            pins.Add(h);
+            return h.AddrOfPinnedObject();
+        }
     }
 }

@@ -2,6 +2,7 @@
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
+using System.Text;
 using Kvulkan.Interop;
 
 namespace Kvulkan
@@ -34,6 +35,36 @@ namespace Kvulkan
         public static string StatusString(KvStatus status) { return Utf8.FromNative(Native.kv_status_string((int)status)); }
 
         /// <summary>The C name of a status ("KV_ERR_IO"): kv_status_string() up to its colon.</summary>
+        /// <summary>kv_chat_format_template without a model (bos_token and eos_token undefined).</summary>
+        public static string ChatFormat(string chatTemplate, ChatMessage[] messages, ChatFlags flags = ChatFlags.None)
+        {
+            if (chatTemplate == null)
+                throw new ArgumentNullException("chatTemplate");
+            return Model.RenderChat(IntPtr.Zero, chatTemplate, messages, flags);
+        }
+
+        /// <summary>kv_json_schema_to_grammar: GBNF (root rule "root") for Session.SetGrammar.</summary>
+        public static string JsonSchemaToGrammar(string schemaJson)
+        {
+            if (schemaJson == null)
+                throw new ArgumentNullException("schemaJson");
+            byte[] schema = Encoding.UTF8.GetBytes(schemaJson);
+            var size = UIntPtr.Zero;
+            Check.Status(Native.kv_json_schema_to_grammar(schema, (UIntPtr)schema.Length, null, ref size));
+            while (true)
+            {
+                var buf = new byte[(int)size];
+                if (Check.Status(Native.kv_json_schema_to_grammar(schema, (UIntPtr)schema.Length, buf, ref size))
+                    != KvStatus.Incomplete)
+                {
+                    int n = (int)size;
+                    if (n > 0 && buf[n - 1] == 0)
+                        n--;  // the terminating NUL
+                    return Encoding.UTF8.GetString(buf, 0, n);
+                }
+            }
+        }
+
         public static string StatusName(KvStatus status)
         {
             string s = StatusString(status);
@@ -145,6 +176,8 @@ namespace Kvulkan
         public bool IgnoreEnvironment;
         /// <summary>Most device memory the runtime may hold, bytes (0: no limit).</summary>
         public ulong MemoryBudget;
+        /// <summary>Since 0.2.0: a file that keeps the compiled pipelines between runs (null: none).</summary>
+        public string PipelineCachePath;
         /// <summary>Called from any kvulkan thread (make it thread-safe; do not call kvulkan from it).
         /// An exception it throws is swallowed: none may cross into native code.</summary>
         public Action<LogLevel, string> Log;
@@ -170,9 +203,14 @@ namespace Kvulkan
                 desc.flags |= Native.KV_RUNTIME_IGNORE_ENVIRONMENT;
             desc.memory_budget = options.MemoryBudget;
             var handle = new RuntimeHandle();
-            GCHandle name = default(GCHandle);
+            GCHandle name = default(GCHandle), cachePath = default(GCHandle);
             try
             {
+                if (options.PipelineCachePath != null)
+                {
+                    cachePath = GCHandle.Alloc(Utf8.ToNative(options.PipelineCachePath), GCHandleType.Pinned);
+                    desc.pipeline_cache_path = cachePath.AddrOfPinnedObject();
+                }
                 if (options.DeviceName != null)
                 {
                     name = GCHandle.Alloc(Utf8.ToNative(options.DeviceName), GCHandleType.Pinned);
@@ -199,6 +237,8 @@ namespace Kvulkan
             {
                 if (name.IsAllocated)
                     name.Free();
+                if (cachePath.IsAllocated)
+                    cachePath.Free();
             }
             Handle = handle;
         }
@@ -234,6 +274,50 @@ namespace Kvulkan
 
         /// <summary>Loads a GGUF file onto this runtime's device (see Model).</summary>
         public Model LoadModel(string path, ModelOptions options = null) { return new Model(this, path, options); }
+
+        /// <summary>kv_runtime_use_queue (since 0.2.0): runs fn(vkQueue) on this thread while
+        /// kvulkan does not submit to its VkQueue, for an engine submitting to the same queue. fn
+        /// must return quickly and must not call kvulkan; an exception it throws is rethrown here.</summary>
+        public void UseQueue(Action<IntPtr> fn)
+        {
+            if (fn == null)
+                throw new ArgumentNullException("fn");
+            var call = new QueueCall { Fn = fn };
+            GCHandle target = GCHandle.Alloc(call);
+            try
+            {
+                using (var rt = new Lease(Handle, "Runtime"))
+                    Check.Status(Native.kv_runtime_use_queue(rt.Ptr, QueueThunk, GCHandle.ToIntPtr(target)));
+            }
+            finally
+            {
+                target.Free();
+            }
+            if (call.Error != null)
+                throw call.Error;
+        }
+
+        sealed class QueueCall
+        {
+            public Action<IntPtr> Fn;
+            public Exception Error;
+        }
+
+        static readonly Native.kv_queue_fn QueueThunk = OnQueue;  // kept alive for the process
+
+        [MonoPInvokeCallback(typeof(Native.kv_queue_fn))]
+        static void OnQueue(IntPtr vkQueue, IntPtr user)
+        {
+            var call = (QueueCall)GCHandle.FromIntPtr(user).Target;
+            try
+            {
+                call.Fn(vkQueue);
+            }
+            catch (Exception e)
+            {
+                call.Error = e;  // never unwinds into the library
+            }
+        }
 
         public bool IsDisposed { get { return Handle.IsDisposed; } }
 

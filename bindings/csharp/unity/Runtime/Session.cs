@@ -23,6 +23,11 @@ namespace Kvulkan
         /// <summary>Tokens looked back for the penalty (0: 64).</summary>
         public uint RepeatLastN = 64;
         public ulong Seed;
+        /// <summary>Since 0.2.0: added to these tokens' logits before any other step
+        /// (float.NegativeInfinity bans the token); null: none.</summary>
+        public IDictionary<int, float> LogitBias;
+        /// <summary>Since 0.2.0: tokens that are never sampled; null: none.</summary>
+        public int[] BannedTokens;
 
         internal kv_sampler_desc ToNative()
         {
@@ -44,7 +49,30 @@ namespace Kvulkan
             if (sampler == null)
                 return IntPtr.Zero;
             var d = sampler.ToNative();
-            IntPtr p = Marshal.AllocHGlobal(Marshal.SizeOf(typeof(kv_sampler_desc)));
+            // One block: the desc, then its logit-bias entries, then its banned tokens.
+            int descSize = Marshal.SizeOf(typeof(kv_sampler_desc));
+            int nBias = sampler.LogitBias == null ? 0 : sampler.LogitBias.Count;
+            int nBanned = sampler.BannedTokens == null ? 0 : sampler.BannedTokens.Length;
+            IntPtr p = Marshal.AllocHGlobal(descSize + nBias * 8 + nBanned * 4);
+            IntPtr bias = p + descSize, banned = p + descSize + nBias * 8;
+            if (nBias > 0)
+            {
+                int i = 0;
+                foreach (var kv in sampler.LogitBias)
+                {
+                    Marshal.WriteInt32(bias, i * 8, kv.Key);
+                    Marshal.WriteInt32(bias, i * 8 + 4, BitConverter.ToInt32(BitConverter.GetBytes(kv.Value), 0));
+                    i++;
+                }
+                d.logit_bias = bias;
+                d.n_logit_bias = (uint)nBias;
+            }
+            if (nBanned > 0)
+            {
+                Marshal.Copy(sampler.BannedTokens, 0, banned, nBanned);
+                d.banned_tokens = banned;
+                d.n_banned_tokens = (uint)nBanned;
+            }
             Marshal.StructureToPtr(d, p, false);
             return p;
         }
@@ -72,7 +100,32 @@ namespace Kvulkan
         public uint NTokens, NCtx, PageSize, LastPrefillTokens, Pages, SharedPages;
         public ulong KvBytes, KvBytesPerToken, TokensPrefilled, TokensDecoded, ScratchBytes, PrefixHitTokens, ForwardPasses;
         public double LastPrefillMs, LastDecodeMs, TotalPrefillMs, TotalDecodeMs;
+        /// <summary>Since 0.2.0: pages moved to host memory and brought back, since creation.</summary>
+        public ulong PagesOffloaded, PagesRestored;
+        /// <summary>Since 0.2.0: true while the session's pages are in host memory (Pages is then 0).</summary>
+        public bool Offloaded;
     }
+
+    /// <summary>How Session.GenerateUntil ended (kv_generate_stop).</summary>
+    public enum GenerateStop { MaxTokens = 0, EndOfGeneration = 1, StopString = 2, Callback = 3, ContextFull = 4, Error = 5 }
+
+    /// <summary>The outcome of Session.GenerateUntil (kv_generate_result) and its text.</summary>
+    public sealed class GenerateResult
+    {
+        /// <summary>The text passed on (cut before the stop string), malformed UTF-8 as U+FFFD.</summary>
+        public string Text;
+        public int NTokens;
+        public GenerateStop StopReason;
+        /// <summary>Index of the stop string found, else -1.</summary>
+        public int StopString;
+        /// <summary>The last token sampled (the end-of-generation token when that ended it), -1 if none.</summary>
+        public int LastToken;
+        public ulong NBytes;
+    }
+
+    /// <summary>Pooling of Session.Embeddings (KV_EMBED_*).</summary>
+    [Flags]
+    public enum EmbedFlags : uint { Last = 0, Mean = 1, Normalize = 2 }
 
     /// <summary>One item of Session.BatchEval (kv_batch_item).</summary>
     public sealed class BatchItem
@@ -335,6 +388,7 @@ namespace Kvulkan
                 TotalPrefillMs = t.total_prefill_ms, TotalDecodeMs = t.total_decode_ms,
                 ScratchBytes = t.scratch_bytes, Pages = t.pages, SharedPages = t.shared_pages,
                 PrefixHitTokens = t.prefix_hit_tokens, ForwardPasses = t.forward_passes,
+                PagesOffloaded = t.pages_offloaded, PagesRestored = t.pages_restored, Offloaded = t.offloaded != 0,
             };
         }
 
@@ -582,5 +636,118 @@ namespace Kvulkan
         public bool IsDisposed { get { return Handle.IsDisposed; } }
 
         public void Dispose() { Handle.Dispose(); }
+    
+        // ---- since 0.2.0 -------------------------------------------------------------------------
+
+        /// <summary>kv_session_offload: moves the session's KV pages to host memory (a paused
+        /// conversation); the next call that needs them brings them back, and the session continues
+        /// exactly as if they had stayed. A no-op when already offloaded or empty.</summary>
+        public void Offload()
+        {
+            using (var s = Use())
+                Check.Status(Native.kv_session_offload(s.Ptr));
+        }
+
+        /// <summary>kv_generate: up to maxTokens tokens (0: no limit), their text cut before the
+        /// first of stopStrings found (the stop string's tokens stay in the session). onPiece (may be
+        /// null) gets each piece of UTF-8 as it is produced; returning false stops. An exception it
+        /// throws stops generation and is rethrown here.</summary>
+        public GenerateResult GenerateUntil(int maxTokens, string[] stopStrings = null, Func<byte[], bool> onPiece = null)
+        {
+            if (maxTokens < 0)
+                throw new ArgumentOutOfRangeException("maxTokens");
+            int nStops = stopStrings == null ? 0 : stopStrings.Length;
+            var pins = new List<GCHandle>();
+            var sink = new PieceSink { Callback = onPiece };
+            GCHandle target = GCHandle.Alloc(sink);
+            try
+            {
+                var ptrs = new IntPtr[nStops];
+                for (int i = 0; i < nStops; i++)
+                {
+                    var h = GCHandle.Alloc(Utf8.ToNative(stopStrings[i]), GCHandleType.Pinned);
+                    pins.Add(h);
+                    ptrs[i] = h.AddrOfPinnedObject();
+                }
+                var array = GCHandle.Alloc(ptrs, GCHandleType.Pinned);
+                pins.Add(array);
+                var desc = kv_generate_desc.Init();
+                desc.max_tokens = (uint)maxTokens;
+                desc.stop_strings = nStops == 0 ? IntPtr.Zero : array.AddrOfPinnedObject();
+                desc.n_stop_strings = (uint)nStops;
+                desc.on_piece = PieceThunkPointer;
+                desc.user_data = GCHandle.ToIntPtr(target);
+                var r = kv_generate_result.Create();
+                int st;
+                using (var s = Use())
+                    st = Native.kv_generate(s.Ptr, ref desc, ref r);
+                if (sink.Error != null)
+                    throw sink.Error;
+                Check.Status(st);
+                EogToken = null;
+                return new GenerateResult
+                {
+                    Text = Encoding.UTF8.GetString(sink.Text.ToArray()), NTokens = (int)r.n_tokens,
+                    StopReason = (GenerateStop)r.stop_reason, StopString = r.stop_string, LastToken = r.last_token,
+                    NBytes = r.n_bytes,
+                };
+            }
+            finally
+            {
+                foreach (var h in pins)
+                    h.Free();
+                target.Free();
+            }
+        }
+
+        sealed class PieceSink
+        {
+            public readonly System.IO.MemoryStream Text = new System.IO.MemoryStream();
+            public Func<byte[], bool> Callback;
+            public Exception Error;
+        }
+
+        static readonly kv_piece_fn PieceThunk = OnPiece;  // kept alive for the process
+        static readonly IntPtr PieceThunkPointer = Marshal.GetFunctionPointerForDelegate(PieceThunk);
+
+        [MonoPInvokeCallback(typeof(kv_piece_fn))]
+        static int OnPiece(IntPtr user, IntPtr text, UIntPtr len)
+        {
+            var sink = (PieceSink)GCHandle.FromIntPtr(user).Target;
+            try
+            {
+                var bytes = new byte[(int)len];
+                Marshal.Copy(text, bytes, 0, bytes.Length);
+                sink.Text.Write(bytes, 0, bytes.Length);
+                return sink.Callback == null || sink.Callback(bytes) ? 0 : 1;
+            }
+            catch (Exception e)
+            {
+                sink.Error = e;  // never unwinds into the library
+                return 1;
+            }
+        }
+
+        /// <summary>kv_session_set_grammar: from the next sampled token on, only text of the GBNF
+        /// grammar can be generated (rootRule null: "root"); gbnf null removes the grammar.</summary>
+        public void SetGrammar(string gbnf, string rootRule = null)
+        {
+            using (var s = Use())
+                Check.Status(Native.kv_session_set_grammar(s.Ptr, gbnf == null ? null : Utf8.ToNative(gbnf),
+                                                           rootRule == null ? null : Utf8.ToNative(rootRule)));
+        }
+
+        /// <summary>kv_session_embeddings: the final hidden state (n_embd floats) of tokens after
+        /// the session's own, pooled per flags; the session does not change.</summary>
+        public float[] Embeddings(int[] tokens, EmbedFlags flags = EmbedFlags.Last)
+        {
+            if (tokens == null)
+                throw new ArgumentNullException("tokens");
+            var output = new float[Model.Info().NEmbd];
+            using (var s = Use())
+                Check.Status(Native.kv_session_embeddings(s.Ptr, tokens, (uint)tokens.Length, (uint)flags, output,
+                                                          (uint)output.Length));
+            return output;
+        }
     }
 }
