@@ -521,5 +521,144 @@ namespace Kvulkan.Tests
             Assert.Greater(cs.PageBytes, 0ul);
             Assert.AreEqual(cs.PagesTotal, cs.PagesInUse + cs.PagesCached + cs.PagesFree);
         }
+
+        // ---- since 0.2.0: offload, kv_generate, chat templates, grammars, logit bias, embeddings -----
+
+        /// <summary>The concatenated kv_token_to_piece bytes of tokens, as kv_generate passes them on.</summary>
+        string Pieces(IEnumerable<int> tokens)
+        {
+            var b = new MemoryStream();
+            foreach (int t in tokens)
+            {
+                byte[] p = _model.TokenToPiece(t);
+                b.Write(p, 0, p.Length);
+            }
+            return Encoding.UTF8.GetString(b.ToArray());
+        }
+
+        [Test]
+        public void AnOffloadedSessionContinuesWithTheSameTokens()
+        {
+            using (var s = NewSession())
+            {
+                s.Prefill(_prompt);
+                Assert.AreEqual(_greedy.Take(4).ToArray(), s.Generate(4).ToArray());
+                s.Offload();
+                SessionStats off = s.Stats();
+                Assert.IsTrue(off.Offloaded);
+                Assert.AreEqual(0u, off.Pages);
+                Assert.Greater(off.PagesOffloaded, 0ul);
+                CacheStats pool = _model.GetCacheStats(CacheType.F16);
+                Assert.GreaterOrEqual(pool.PagesOffloaded, off.PagesOffloaded);
+                Assert.Greater(pool.OffloadedBytes, 0ul);
+                Assert.AreEqual(_greedy.Skip(4).Take(8).ToArray(), s.Generate(8).ToArray());
+                SessionStats back = s.Stats();
+                Assert.IsFalse(back.Offloaded);
+                Assert.AreEqual(off.PagesOffloaded, back.PagesRestored);
+            }
+        }
+
+        [Test]
+        public void GenerateUntilStreamsPiecesAndStopsAtAStopString()
+        {
+            string all = Pieces(_greedy.Take(24));
+            using (var s = NewSession())
+            {
+                s.Prefill(_prompt);
+                var pieces = new List<byte[]>();
+                GenerateResult r = s.GenerateUntil(24, null, p => { pieces.Add(p); return true; });
+                Assert.AreEqual(GenerateStop.MaxTokens, r.StopReason);
+                Assert.AreEqual(24, r.NTokens);
+                Assert.AreEqual(_greedy[23], r.LastToken);
+                Assert.AreEqual(all, r.Text);
+                Assert.Greater(pieces.Count, 1);
+                Assert.AreEqual(all, Encoding.UTF8.GetString(pieces.SelectMany(p => p).ToArray()));
+
+                string stop = all.Substring(30, 6);
+                s.Truncate(_prompt.Length);
+                GenerateResult cut = s.GenerateUntil(24, new[] { "never in this story", stop });
+                Assert.AreEqual(GenerateStop.StopString, cut.StopReason);
+                Assert.AreEqual(1, cut.StopString);
+                Assert.AreEqual(all.Substring(0, all.IndexOf(stop, StringComparison.Ordinal)), cut.Text);
+
+                s.Truncate(_prompt.Length);
+                GenerateResult two = s.GenerateUntil(24, null, p => false);  // the callback stops it
+                Assert.AreEqual(GenerateStop.Callback, two.StopReason);
+                var e = Assert.Throws<KvException>(() => s.GenerateUntil(4, new[] { "" }));
+                Assert.AreEqual(KvStatus.InvalidArgument, e.Status);
+                Assert.Throws<InvalidOperationException>(() => s.GenerateUntil(4, null, p => { throw new InvalidOperationException(); }));
+            }
+        }
+
+        [Test]
+        public void ChatFormatWithAnExplicitTemplate()
+        {
+            string tmpl = "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}</{{ m.role }}>\n{% endfor %}"
+                        + "{% if add_generation_prompt %}<assistant>{% endif %}";
+            var msgs = new[] { new ChatMessage("system", " Be brief. "), new ChatMessage("user", "Café? 😀") };
+            string want = "<system>Be brief.</system>\n<user>Café? 😀</user>\n";
+            Assert.AreEqual(want + "<assistant>", _model.ChatFormat(tmpl, msgs, ChatFlags.AddAssistantPrompt));
+            Assert.AreEqual(want, Library.ChatFormat(tmpl, msgs));
+            string big = new string('x', 5000);  // past the first buffer: the Incomplete retry
+            Assert.AreEqual("<user>" + big + "</user>\n", Library.ChatFormat(tmpl, new[] { new ChatMessage("user", big) }));
+            Assert.AreEqual(KvStatus.InvalidArgument, Assert.Throws<KvException>(() => Library.ChatFormat("{% for %}", msgs)).Status);
+            Assert.AreEqual("", _model.ChatTemplate);  // stories260K has none
+            Assert.AreEqual(KvStatus.Unsupported, Assert.Throws<KvException>(() => _model.ChatFormat(msgs)).Status);
+        }
+
+        [Test]
+        public void GrammarsLogitBiasAndBannedTokensSteerTheOutput()
+        {
+            using (var s = NewSession())
+            {
+                s.Prefill(_prompt);
+                s.SetGrammar("root ::= [a-e]+");
+                string text = s.GenerateUntil(6).Text;
+                StringAssert.IsMatch("^[a-e]+$", text);
+                StringAssert.DoesNotMatch("^[a-e]+$", Pieces(_greedy.Take(6)));
+
+                string gbnf = Library.JsonSchemaToGrammar("{\"type\": \"boolean\"}");
+                StringAssert.Contains("root ::=", gbnf);
+                s.Truncate(_prompt.Length);
+                s.SetGrammar(gbnf);
+                GenerateResult r = s.GenerateUntil(40);
+                Assert.AreEqual(GenerateStop.EndOfGeneration, r.StopReason, r.Text);
+                Assert.That(r.Text.Trim(), Is.EqualTo("true").Or.EqualTo("false"));
+                Assert.AreEqual(KvStatus.InvalidArgument,
+                                Assert.Throws<KvException>(() => s.SetGrammar("root ::= undefined_rule")).Status);
+                s.SetGrammar(null);
+                s.Truncate(_prompt.Length);
+                Assert.AreEqual(_greedy.Take(3).ToArray(), s.Generate(3).ToArray());
+
+                s.Truncate(_prompt.Length);
+                s.SetSampler(new Sampler { BannedTokens = new[] { _greedy[0] } });
+                int t;
+                Assert.IsTrue(s.DecodeStep(out t));
+                Assert.AreNotEqual(_greedy[0], t);
+                s.Truncate(_prompt.Length);
+                s.SetSampler(new Sampler { LogitBias = new Dictionary<int, float> { { 77, 1000.0f } } });
+                Assert.IsTrue(s.DecodeStep(out t));
+                Assert.AreEqual(77, t);
+            }
+        }
+
+        [Test]
+        public void EmbeddingsAreNEmbdFloatsAndUseQueueCallsBack()
+        {
+            uint nEmbd = _model.Info().NEmbd;
+            using (var s = NewSession(64))
+            {
+                float[] e = s.Embeddings(_prompt, EmbedFlags.Mean | EmbedFlags.Normalize);
+                Assert.AreEqual((int)nEmbd, e.Length);
+                Assert.AreEqual(1.0, Math.Sqrt(e.Sum(v => (double)v * v)), 1e-3);
+                Assert.AreEqual(e, s.Embeddings(_prompt, EmbedFlags.Mean | EmbedFlags.Normalize));
+                Assert.AreNotEqual(e, s.Embeddings(_prompt, EmbedFlags.Normalize));
+                Assert.AreEqual(0, s.NTokens);
+            }
+            IntPtr seen = IntPtr.Zero;
+            _rt.UseQueue(q => seen = q);
+            Assert.AreNotEqual(IntPtr.Zero, seen);
+            Assert.Throws<InvalidOperationException>(() => _rt.UseQueue(q => { throw new InvalidOperationException(); }));
+        }
     }
 }
