@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config binutils python3 python3-pytest
       libvulkan-dev glslang-tools mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
-      doctest-dev unicode-data clang libclang-rt-14-dev abigail-tools)
+      doctest-dev unicode-data clang libclang-rt-14-dev abigail-tools python3-numpy)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
