@@ -196,12 +196,16 @@ void yarn(ModelConfig& c, const Keys& k, double factor) {
     }
     const double n = c.n_rot, base = c.rope_freq_base;
     auto corr = [&](double rot) { return n * std::log(double(c.n_ctx_orig) / (rot * 2 * 3.14159265358979323846)) / (2 * std::log(base)); };
-    const double low = std::max(0.0, std::floor(corr(beta_fast)));
-    double high = std::min(n - 1, std::ceil(corr(beta_slow)));
-    if (high == low) high += 0.001;
+    const double d_fast = corr(beta_fast), d_slow = corr(beta_slow);
+    if (!std::isfinite(d_fast) || !std::isfinite(d_slow))  // e.g. a rope base of 1
+        fail(KV_ERR_BAD_MODEL, "YaRN: %s = %g and %s = %u give no correction range",
+             k.key("rope.freq_base").c_str(), base, k.key("rope.scaling.original_context_length").c_str(),
+             c.n_ctx_orig);
+    const double low = std::max(0.0, std::floor(d_fast));
+    const double high = std::min(n - 1, std::ceil(d_slow));
     c.yarn_factors.resize(c.n_rot / 2);
     for (uint32_t i = 0; i < c.n_rot / 2; ++i) {
-        const double ramp = std::clamp((double(i) - low) / (high - low), 0.0, 1.0);
+        const double ramp = std::clamp((double(i) - low) / std::max(0.001, high - low), 0.0, 1.0);
         const double extrapolate = 1.0 - ramp;  // 1: the original frequency; 0: divided by factor
         c.yarn_factors[i] = static_cast<float>(1.0 / ((1.0 - extrapolate) / factor + extrapolate));
     }
@@ -259,6 +263,14 @@ std::string ModelConfig::summary() const {
                      ? 0
                      : *std::max_element(sliding_window.begin(), sliding_window.end());
     if (w) s += format(", sliding window %u", w);
+    if (has_qk_norm) s += ", Q/K norm";
+    if (has_post_norms) s += ", post-norms";
+    if (ffn_act == FfnAct::GeluTanh) s += ", GeGLU";
+    if (attn_softcap > 0) s += format(", attention soft-cap %g", double(attn_softcap));
+    if (final_softcap > 0) s += format(", final soft-cap %g", double(final_softcap));
+    if (rope_yarn) s += format(", YaRN (original context %u, attention factor %g)", n_ctx_orig, double(rope_mscale));
+    if (rope_longrope) s += format(", LongRoPE (original context %u, attention factor %g)", n_ctx_orig, double(rope_mscale));
+    if (fused_gate_up) s += ", fused gate/up";
     return s;
 }
 

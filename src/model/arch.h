@@ -187,10 +187,14 @@ struct ModelDesc {
 
 // Reads and validates the architecture of `file`. Required keys: general.architecture and
 // <arch>.{context_length, embedding_length, block_count, feed_forward_length,
-// attention.head_count, attention.layer_norm_rms_epsilon}; the rest have defaults (see above).
-// Tensors other than those in ModelTensors are ignored. Throws kv::Error:
+// attention.head_count, attention.layer_norm_rms_epsilon}, and per architecture: gemma2
+// attention.sliding_window, attn_logit_softcapping, final_logit_softcapping; gemma3
+// attention.sliding_window; YaRN and LongRoPE rope.scaling.original_context_length (YaRN also
+// rope.scaling.factor); the rest have defaults (see above). Tensors other than those in
+// ModelTensors are ignored. Throws kv::Error:
 //   KV_ERR_UNSUPPORTED  unknown general.architecture (named), a tensor whose type kvulkan cannot
-//                       dequantize (tensor and type named), features not implemented (MoE, YaRN)
+//                       dequantize (tensor and type named), features not implemented (MoE, other
+//                       rope scalings, YaRN or LongRoPE combined with other factors)
 //   KV_ERR_BAD_MODEL    a missing or ill-typed key, a float hyper-parameter that is not a finite
 //                       32-bit float (key named), dimensions that do not divide, a missing
 //                       tensor, a tensor of the wrong shape (expected and actual shapes named)
