@@ -152,7 +152,8 @@ std::vector<float> cpu_attention(const std::vector<float>& q, const std::vector<
             const uint32_t kvh = h / G;
             const size_t base = (size_t(lo) * p.n_head_kv + kvh) * D;
             kv::reference::attend(&q[(size_t(t) * p.n_head + h) * D], &k[base], &v[base], stride,
-                                  pos - lo + 1, D, p.scale, &out[(size_t(t) * p.n_head + h) * D]);
+                                  pos - lo + 1, D, p.scale, &out[(size_t(t) * p.n_head + h) * D],
+                                  p.softcap);
         }
     }
     return out;
