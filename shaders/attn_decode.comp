@@ -181,7 +181,10 @@ layout(push_constant) uniform Push {
     uint sinks;
     uint sink_pages;
     uint ring_pages;  // 0: identity block table
+    float softcap;    // > 0: scores s -> softcap * tanh(s / softcap) (after the scale)
 } pc;
+
+float soft_cap(float s) { return pc.softcap > 0.0 ? pc.softcap * tanh(clamp(s / pc.softcap, -15.0, 15.0)) : s; }
 
 const float LOWEST = -3.402823466e+38;     // finite start for running maxima
 const uint HD = D / 2;                     // q pairs per row
@@ -272,7 +275,7 @@ void main() {
             const uint p = pc.pos0 + (row0 + i) / G;
             const bool vis = vj < k1 && i < n_valid && j <= p &&
                              (KV_WINDOW == 0 || j + KV_WINDOW > p || j < KV_SINKS);
-            s[i] = vis ? s[i] * pc.scale : NEG_INF;
+            s[i] = vis ? soft_cap(s[i] * pc.scale) : NEG_INF;
         }
         float mx[R];
         [[unroll]] for (uint i = 0; i < R; ++i) mx[i] = s[i];

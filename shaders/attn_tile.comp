@@ -96,7 +96,10 @@ layout(push_constant) uniform Push {
     uint sinks;
     uint sink_pages;
     uint ring_pages;  // 0: identity block table
+    float softcap;    // > 0: scores s -> softcap * tanh(s / softcap) (after the scale)
 } pc;
+
+float soft_cap(float s) { return pc.softcap > 0.0 ? pc.softcap * tanh(clamp(s / pc.softcap, -15.0, 15.0)) : s; }
 
 const float LOWEST = -3.402823466e+38;
 const uint D4 = D / 4;
@@ -193,7 +196,7 @@ void main() {
                     const uint p = pc.pos0 + (row0 + r) / G;
                     const bool vis = r < n_valid && vj < k1 && j <= p &&
                                      (KV_WINDOW == 0 || j + KV_WINDOW > p || j < KV_SINKS);
-                    s_sh[r * BC4 + sc / 4][sc % 4] = vis ? s[k] : NEG_INF;
+                    s_sh[r * BC4 + sc / 4][sc % 4] = vis ? soft_cap(s[k]) : NEG_INF;
                 }
             }
         }

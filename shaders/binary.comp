@@ -6,6 +6,8 @@
 //   add_f32:       a + b
 //   mul_f32:       a * b
 //   silu_mul_f32:  silu(a) * b = a / (1 + exp(-a)) * b     (a = gate, b = up)
+//   gelu_mul_f32:  gelu(a) * b, tanh approximation:
+//                  0.5 a (1 + tanh(sqrt(2 / pi) (a + 0.044715 a^3))) * b
 #extension GL_GOOGLE_include_directive : require
 #include "grid.glsl"
 
@@ -32,7 +34,11 @@ void main() {
     o[i] = x * y;
 #elif OP_SILU_MUL
     o[i] = x / (1.0 + exp(-x)) * y;
+#elif OP_GELU_MUL
+    // tanh's argument clamped where tanh is +-1 in fp32 (an exp-based tanh would give inf / inf).
+    const float u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+    o[i] = 0.5 * x * (1.0 + tanh(clamp(u, -15.0, 15.0))) * y;
 #else
-#error "define OP_ADD, OP_MUL or OP_SILU_MUL"
+#error "define OP_ADD, OP_MUL, OP_SILU_MUL or OP_GELU_MUL"
 #endif
 }

@@ -3,7 +3,8 @@
 //   x: [n_tokens][n_heads][head_dim] f32; token t is at position pos0 + t.
 //   pair i < n_rot / 2 is (x[2i], x[2i+1]) (normal) or (x[i], x[i + n_rot/2]) (NeoX);
 //   theta = pos * freq_scale * base^(-2i / n_rot) / factors[i]  (factors only with FACTORS=1)
-//   (a, b) -> (a cos theta - b sin theta, a sin theta + b cos theta). Dims >= n_rot untouched.
+//   (a, b) -> (a c - b s, a s + b c), c = mscale cos theta, s = mscale sin theta. Dims >= n_rot
+//   untouched.
 //
 // Precision: the angle is carried as an unevaluated sum of two floats (about 48 bits) through
 // the product and the reduction modulo 2 pi, so long positions lose no more than the final
@@ -32,6 +33,7 @@ layout(push_constant) uniform Push {
     float freq_scale;
     float r_hi;  // base^(-2/n_rot) = r_hi + r_lo
     float r_lo;
+    float mscale;  // YaRN / LongRoPE attention factor (1: plain rope)
 } pc;
 
 // ---- double-float arithmetic (value = x + y, |y| <= ulp(x) / 2) ----------------------------
@@ -102,7 +104,7 @@ void main() {
     const float k = floor(theta.x / TWO_PI.x + 0.5);
     const vec2 red = df_add(theta, -df_mul(vec2(k, 0.0), TWO_PI));
     const float ang = red.x + red.y;
-    const float c = cos(ang), s = sin(ang);
+    const float c = cos(ang) * pc.mscale, s = sin(ang) * pc.mscale;
 
     const uint base = row * pc.head_dim;
     const uint i0 = pc.neox != 0 ? i : 2 * i;

@@ -45,7 +45,7 @@ void grid(const vk::Device& device, uint64_t groups, uint32_t* gx, uint32_t* gy)
 
 struct RopePush {
     uint32_t n_tokens, n_heads, head_dim, n_rot, pos0, neox;
-    float freq_scale, r_hi, r_lo;
+    float freq_scale, r_hi, r_lo, mscale;
 };
 
 struct KvWritePush {
@@ -56,6 +56,7 @@ struct AttnPush {
     uint32_t n_tokens, pos0, n_head, n_head_kv, page_size, window, n_split, keys_per_split;
     float scale;
     uint32_t sinks, sink_pages, ring_pages;
+    float softcap;
 };
 
 struct ReducePush {
@@ -162,7 +163,7 @@ void AttentionKernels::rope(vk::CommandStream& cs, const vk::BufferRange& x,
     const float r_hi = static_cast<float>(r);
     const float r_lo = static_cast<float>(r - double(r_hi));
     RopePush pc{p.n_tokens,       p.n_heads,    p.head_dim, p.n_rot, p.pos0,
-                p.neox ? 1u : 0u, p.freq_scale, r_hi,       r_lo};
+                p.neox ? 1u : 0u, p.freq_scale, r_hi,       r_lo, p.mscale};
     const uint32_t wg = fit_workgroup(device_, 256);
     vk::Pipeline& pl = pipeline(ff ? "rope_f32_ff" : "rope_f32", ff ? 2 : 1, sizeof(pc), {wg});
     uint32_t gx, gy;
@@ -365,7 +366,7 @@ void AttentionKernels::attention(vk::CommandStream& cs, const vk::BufferRange& q
     const bool quant = kv_quantized(p.kv_type);
     AttnPush pc{p.n_tokens, p.pos0,    p.n_head,          p.n_head_kv, p.page_size,
                 p.window,   pl.splits, pl.keys_per_split, p.scale,     p.sinks,
-                p.sink_pages, p.ring_pages};
+                p.sink_pages, p.ring_pages, p.softcap};
     // Spec constant WINDOWED: 0 compiles the plain causal kernels (no window, sinks or ring).
     const uint32_t windowed = p.window != 0 || p.ring_pages != 0 ? 1 : 0;
     std::string name;

@@ -62,6 +62,7 @@ struct RopeParams {
     float freq_base = 10000.f;
     float freq_scale = 1.f;
     bool neox = false;  // NeoX pairing (x[i], x[i + n_rot/2]) instead of (x[2i], x[2i+1])
+    float mscale = 1.f;  // cos and sin are multiplied by it (YaRN, LongRoPE attention factor)
 };
 
 struct AttentionParams {
@@ -73,6 +74,8 @@ struct AttentionParams {
     uint32_t page_size = 0;  // tokens per cache page
     model::GgmlType kv_type = model::GgmlType::F16;
     float scale = 1.f;    // usually 1 / sqrt(head_dim)
+    // > 0: every score (after the scale) is soft-capped, s -> softcap * tanh(s / softcap) (gemma2).
+    float softcap = 0.f;
     // Sliding window with attention sinks: key j is visible to query p iff j <= p and
     // (window == 0 or j + window > p or j < sinks). sinks only matters when window > 0.
     uint32_t window = 0;

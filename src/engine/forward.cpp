@@ -33,6 +33,40 @@ uint32_t logit_rows_of(const Segment& g) {
     return g.mode == LogitsMode::All ? g.n_tokens : g.mode == LogitsMode::Last ? 1 : 0;
 }
 
+// Per-architecture steps of a layer (model::ModelConfig's architecture features). Each records
+// its kernels and the barrier after them.
+
+// qwen3, gemma3: Q and K RMS-normalized per head ([T][heads][head_dim] rows of head_dim), in place.
+void qk_norm(const Kernels& K, vk::CommandStream& cs, const model::ModelConfig& cfg, const DeviceLayer& L,
+             const vk::BufferRange& q, const vk::BufferRange& k, uint32_t T) {
+    K.rms_norm(cs, q, L.attn_q_norm.range(), q, cfg.head_dim, T * cfg.n_head, cfg.rms_eps);
+    K.rms_norm(cs, k, L.attn_k_norm.range(), k, cfg.head_dim, T * cfg.n_head_kv, cfg.rms_eps);
+    cs.barrier();
+}
+
+// The rope factor table of a session's rows (empty: none): Llama 3.1's rope_freqs, YaRN's, or
+// LongRoPE's long table when the session's context exceeds the original one, else its short one
+// (llama.cpp's rule: one table per session, so cached keys never change their rotation).
+vk::BufferRange rope_factors(const model::ModelConfig& cfg, const DeviceWeights& W, const kv_session& s) {
+    if (W.rope_freqs.valid()) return W.rope_freqs.range();
+    if (W.rope_yarn.valid()) return W.rope_yarn.range();
+    if (W.rope_factors_long.valid())
+        return s.n_ctx > cfg.n_ctx_orig ? W.rope_factors_long.range() : W.rope_factors_short.range();
+    return {};
+}
+
+// X += post_norm(Y) (gemma's norms after attention and feed-forward), or X += Y without one.
+// Y: [T][n_embd], normalized in place.
+void add_residual(const Kernels& K, vk::CommandStream& cs, const model::ModelConfig& cfg,
+                  const DeviceTensor& post_norm, const vk::BufferRange& x, const vk::BufferRange& y, uint32_t T) {
+    if (post_norm.valid()) {
+        K.rms_norm(cs, y, post_norm.range(), y, cfg.n_embd, T, cfg.rms_eps);
+        cs.barrier();
+    }
+    K.add(cs, x, y, x, T * cfg.n_embd);
+    cs.barrier();
+}
+
 }  // namespace
 
 bool rows_bindable(const kv_model& m) {
@@ -79,8 +113,8 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     auto Vb = rows_of(sc.v, 0, T, KVD), O = rows_of(sc.attn, 0, T, QD);
     auto G = rows_of(sc.gate, 0, T, F), U = rows_of(sc.up, 0, T, F);
     auto ids = rows_of(sc.ids, 0, T, 1);
-    vk::BufferRange freqs{};
-    if (W.rope_freqs.valid()) freqs = W.rope_freqs.range();
+    std::vector<vk::BufferRange> freqs(segs.size());
+    for (size_t i = 0; i < segs.size(); ++i) freqs[i] = rope_factors(cfg, W, *segs[i].session);
 
     // Per-segment parameters of RoPE and attention.
     std::vector<RopeParams> rq(segs.size()), rk(segs.size());
@@ -93,7 +127,7 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         r.head_dim = cfg.head_dim;
         r.n_rot = cfg.n_rot;
         r.pos0 = segs[i].pos0;
-        r.freq_base = cfg.rope_freq_base;
+        r.freq_base = cfg.rope_freq_base;  // per layer below
         r.freq_scale = cfg.rope_freq_scale;
         r.neox = cfg.rope_type == model::RopeType::Neox;
         rk[i] = r;
@@ -106,7 +140,8 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         a.head_dim = cfg.head_dim;
         a.page_size = s.page_size;
         a.kv_type = s.kv_type;
-        a.scale = 1.0f / std::sqrt(float(cfg.head_dim));
+        a.scale = cfg.attention_scale();
+        a.softcap = cfg.attn_softcap;
         a.sinks = s.sinks;
         a.sink_pages = s.sink_pages;
         a.ring_pages = s.ring_pages;
@@ -123,6 +158,10 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         if (g.copies) g.session->pool->record_copies(cs, *g.copies);  // copy-on-write, before any write
     WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
     cs.barrier();
+    if (cfg.embd_scale != 1.f) {  // gemma: embeddings times sqrt(n_embd)
+        K.scale(cs, X, X, T * E, cfg.embd_scale);
+        cs.barrier();
+    }
     // The input of the matmuls after an RMS norm of X: for one row, X itself with the norm fused
     // into the matvecs (no rms_norm pass, no barrier); for more, H = rms_norm(X).
     auto normed_x = [&](const DeviceTensor& norm, MatmulFusion* fused) {
@@ -151,11 +190,16 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         if (L.bk.valid()) K.add(cs, Kb, L.bk.range(), Kb, T * KVD, KVD);
         if (L.bv.valid()) K.add(cs, Vb, L.bv.range(), Vb, T * KVD, KVD);
         if (L.bq.valid() || L.bk.valid() || L.bv.valid()) cs.barrier();
+        if (cfg.has_qk_norm) qk_norm(K, cs, cfg, L, Q, Kb, T);
         const uint32_t model_window = cfg.sliding_window.empty() ? 0 : cfg.sliding_window[l];
         for (size_t i = 0; i < segs.size(); ++i) {
+            rq[i].freq_base = rk[i].freq_base = cfg.rope_base(l);
+            rq[i].freq_scale = rk[i].freq_scale = cfg.rope_scale(l);
+            rq[i].mscale = rk[i].mscale = cfg.rope_scaled(l) ? cfg.rope_mscale : 1.f;
+            const vk::BufferRange f = cfg.rope_scaled(l) ? freqs[i] : vk::BufferRange{};
             const uint32_t n = segs[i].n_tokens;
-            A.rope(cs, rows_of(sc.q, row0[i], n, QD), freqs, rq[i]);
-            A.rope(cs, rows_of(sc.k, row0[i], n, KVD), freqs, rk[i]);
+            A.rope(cs, rows_of(sc.q, row0[i], n, QD), f, rq[i]);
+            A.rope(cs, rows_of(sc.k, row0[i], n, KVD), f, rk[i]);
             const uint32_t w = segs[i].session->window;
             ap[i].window = w && model_window ? std::min(w, model_window) : std::max(w, model_window);
         }
@@ -177,12 +221,14 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         }
         cs.barrier();
         mark("attention");
-        if (L.bo.valid()) {
+        if (L.bo.valid() || L.post_attn_norm.valid()) {
             WK.matmul(cs, L.wo.data, L.wo.type, E, QD, O, H, T);
             cs.barrier();
-            K.add(cs, H, L.bo.range(), H, T * E, E);
-            cs.barrier();
-            K.add(cs, X, H, X, T * E);
+            if (L.bo.valid()) {
+                K.add(cs, H, L.bo.range(), H, T * E, E);
+                cs.barrier();
+            }
+            add_residual(K, cs, cfg, L.post_attn_norm, X, H, T);
         } else {
             MatmulFusion residual;  // X += Wo O
             residual.accumulate = true;
@@ -197,11 +243,22 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         WK.matmul(cs, L.ffn_up.data, L.ffn_up.type, F, E, ffn_in, U, T, ffn_norm);
         cs.barrier();
         mark("matmul gate+up");
-        MatmulFusion ffn;  // X += Wdown (silu(G) * U)
-        ffn.accumulate = true;
-        ffn.glu_up = U;
-        WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, X, T, ffn);
-        cs.barrier();
+        if (cfg.ffn_act == model::FfnAct::Silu && !L.post_ffn_norm.valid()) {
+            MatmulFusion ffn;  // X += Wdown (silu(G) * U)
+            ffn.accumulate = true;
+            ffn.glu_up = U;
+            WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, X, T, ffn);
+            cs.barrier();
+        } else {  // X += post_norm(Wdown (act(G) * U))
+            if (cfg.ffn_act == model::FfnAct::GeluTanh)
+                K.gelu_mul(cs, G, U, G, T * F);
+            else
+                K.silu_mul(cs, G, U, G, T * F);
+            cs.barrier();
+            WK.matmul(cs, L.ffn_down.data, L.ffn_down.type, E, F, G, H, T);
+            cs.barrier();
+            add_residual(K, cs, cfg, L.post_ffn_norm, X, H, T);
+        }
         mark("matmul down");
         // Later layers record while the GPU runs the earlier ones (CommandStream::flush).
         if (flush_after(l, cfg.n_layer)) cs.flush();
@@ -246,6 +303,10 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     }
     WK.matmul(cs, out.data, out.type, V, E, head_in, LG, head_rows, out_norm);
     cs.barrier();
+    if (cfg.final_softcap > 0) {  // gemma: logits -> cap * tanh(logits / cap)
+        K.softcap(cs, LG, LG, head_rows * V, cfg.final_softcap);
+        cs.barrier();
+    }
     mark("output head");
     // Each segment's logits rows into its session's logits buffer (already there for a pass on
     // the session's own scratch), then its argmax and host copy.

@@ -32,6 +32,11 @@ struct BinaryPush {
     uint32_t nb;
 };
 
+struct UnaryPush {
+    uint32_t n;
+    float f;
+};
+
 struct MatvecPush {
     uint32_t cols;
     uint32_t rows;
@@ -130,6 +135,34 @@ void Kernels::mul(vk::CommandStream& cs, const vk::BufferRange& a, const vk::Buf
 void Kernels::silu_mul(vk::CommandStream& cs, const vk::BufferRange& gate,
                        const vk::BufferRange& up, const vk::BufferRange& out, uint32_t n) const {
     binary(cs, "silu_mul_f32", gate, up, out, n, n);
+}
+
+void Kernels::gelu_mul(vk::CommandStream& cs, const vk::BufferRange& gate,
+                       const vk::BufferRange& up, const vk::BufferRange& out, uint32_t n) const {
+    binary(cs, "gelu_mul_f32", gate, up, out, n, n);
+}
+
+void Kernels::unary(vk::CommandStream& cs, const char* shader, const vk::BufferRange& x,
+                    const vk::BufferRange& out, uint32_t n, float f) const {
+    if (n == 0) fail(KV_ERR_INVALID_ARGUMENT, "%s: empty shape", shader);
+    const vk::BufferRange bx = fit_range(x, uint64_t(n) * kF32, shader, "x");
+    const vk::BufferRange bo = fit_range(out, uint64_t(n) * kF32, shader, "out");
+    vk::Pipeline& p = pipeline(shader, false, 2, sizeof(UnaryPush), {eltwise_wg_});
+    UnaryPush pc{n, f};
+    uint32_t gx, gy;
+    grid((uint64_t(n) + eltwise_wg_ - 1) / eltwise_wg_, &gx, &gy);
+    cs.dispatch(p, {bx, bo}, &pc, sizeof(pc), gx, gy);
+}
+
+void Kernels::scale(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out,
+                    uint32_t n, float f) const {
+    unary(cs, "scale_f32", x, out, n, f);
+}
+
+void Kernels::softcap(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out,
+                      uint32_t n, float cap) const {
+    if (!(cap > 0)) fail(KV_ERR_INVALID_ARGUMENT, "softcap: cap %g must be positive", double(cap));
+    unary(cs, "softcap_f32", x, out, n, cap);
 }
 
 void Kernels::softmax_rows(vk::CommandStream& cs, const vk::BufferRange& x,

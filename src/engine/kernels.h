@@ -59,6 +59,17 @@ public:
     void silu_mul(vk::CommandStream& cs, const vk::BufferRange& gate, const vk::BufferRange& up,
                   const vk::BufferRange& out, uint32_t n) const;
 
+    // out[i] = gelu(gate[i]) * up[i] with the tanh approximation of GELU:
+    // gelu(g) = 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3))). out may be gate or up.
+    void gelu_mul(vk::CommandStream& cs, const vk::BufferRange& gate, const vk::BufferRange& up,
+                  const vk::BufferRange& out, uint32_t n) const;
+    // out[i] = x[i] * f, i in [0, n). out may be x.
+    void scale(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out, uint32_t n,
+               float f) const;
+    // out[i] = cap * tanh(x[i] / cap), i in [0, n) (soft-capping; cap > 0). out may be x.
+    void softcap(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out, uint32_t n,
+                 float cap) const;
+
     // out[r] = softmax(scale * x[r]) over each row of n_cols; -inf entries get probability 0 and
     // an all -inf row gives zeros. x, out: [n_rows][n_cols]; out may be x.
     void softmax_rows(vk::CommandStream& cs, const vk::BufferRange& x, const vk::BufferRange& out,
@@ -91,6 +102,8 @@ private:
     // `reduces`: the shader has a subgroup-arithmetic twin named <name>_sg.
     vk::Pipeline& pipeline(const std::string& name, bool reduces, uint32_t bindings,
                            uint32_t push_bytes, std::vector<uint32_t> spec) const;
+    void unary(vk::CommandStream& cs, const char* shader, const vk::BufferRange& x,
+               const vk::BufferRange& out, uint32_t n, float f) const;
     void binary(vk::CommandStream& cs, const char* shader, const vk::BufferRange& a,
                 const vk::BufferRange& b, const vk::BufferRange& out, uint32_t n,
                 uint32_t nb) const;

@@ -26,11 +26,24 @@ DeviceTensor upload_tensor(kv_runtime& rt, vk::Uploader& up, const model::GgufFi
     return d;
 }
 
-// Small 1-D tensors (norm weights, biases, rope factors) go to the device as f32, whatever their
-// file type: the kernels that read them take f32.
-DeviceTensor upload_f32(kv_runtime& rt, vk::Uploader& up, const model::GgufFile& file, const GgufTensorInfo& t) {
-    std::vector<float> v(t.elements());
-    model::dequantize_row(t.type, file.tensor_data(t), v.data(), static_cast<int64_t>(v.size()));
+// Rows [row0, row0 + n_rows) of a matrix (ne[1] rows of ne[0]), in its file format: one part of a
+// fused tensor (phi3's QKV and gate/up), which the engine runs as separate matrices.
+DeviceTensor upload_rows(kv_runtime& rt, vk::Uploader& up, const model::GgufFile& file, const GgufTensorInfo& t,
+                         uint32_t row0, uint32_t n_rows) {
+    KV_CHECK(t.n_dims == 2 && uint64_t(row0) + n_rows <= t.ne[1]);
+    DeviceTensor d;
+    d.type = t.type;
+    d.cols = static_cast<uint32_t>(t.ne[0]);
+    d.rows = n_rows;
+    const uint64_t row = model::row_bytes(t.type, t.ne[0]);
+    d.data = vk::SplitBuffer(rt.allocator.get(), row * n_rows, row, vk::MemoryUse::Device);
+    const uint8_t* src = file.tensor_data(t) + row * row0;
+    for (size_t i = 0; i < d.data.chunk_count(); ++i)
+        up.upload(d.data.chunk(i), 0, src + d.data.chunk_offset(i), d.data.chunk(i).size());
+    return d;
+}
+
+DeviceTensor upload_floats(kv_runtime& rt, vk::Uploader& up, const std::vector<float>& v) {
     DeviceTensor d;
     d.type = GgmlType::F32;
     d.cols = static_cast<uint32_t>(v.size());
@@ -38,6 +51,14 @@ DeviceTensor upload_f32(kv_runtime& rt, vk::Uploader& up, const model::GgufFile&
     d.data = vk::SplitBuffer(rt.allocator.get(), v.size() * 4, v.size() * 4, vk::MemoryUse::Device);
     up.upload(d.data.chunk(0), 0, v.data(), v.size() * 4);
     return d;
+}
+
+// Small 1-D tensors (norm weights, biases, rope factors) go to the device as f32, whatever their
+// file type: the kernels that read them take f32.
+DeviceTensor upload_f32(kv_runtime& rt, vk::Uploader& up, const model::GgufFile& file, const GgufTensorInfo& t) {
+    std::vector<float> v(t.elements());
+    model::dequantize_row(t.type, file.tensor_data(t), v.data(), static_cast<int64_t>(v.size()));
+    return upload_floats(rt, up, v);
 }
 
 }  // namespace
@@ -87,30 +108,50 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     W.output_norm = upload_f32(*rt, up, *m->file, *T.output_norm);
     if (!cfg.tied_output && T.output && T.output != T.token_embd) W.output = upload_tensor(*rt, up, *m->file, *T.output);
     if (T.rope_freqs) W.rope_freqs = upload_f32(*rt, up, *m->file, *T.rope_freqs);
+    if (T.rope_factors_short) W.rope_factors_short = upload_f32(*rt, up, *m->file, *T.rope_factors_short);
+    if (T.rope_factors_long) W.rope_factors_long = upload_f32(*rt, up, *m->file, *T.rope_factors_long);
+    if (cfg.rope_yarn) W.rope_yarn = upload_floats(*rt, up, cfg.yarn_factors);
     for (const auto& lt : T.layers) {
         DeviceLayer L;
         L.attn_norm = upload_f32(*rt, up, *m->file, *lt.attn_norm);
-        L.wq = upload_tensor(*rt, up, *m->file, *lt.wq);
-        L.wk = upload_tensor(*rt, up, *m->file, *lt.wk);
-        L.wv = upload_tensor(*rt, up, *m->file, *lt.wv);
+        if (lt.wqkv) {  // fused: rows of Q, then K, then V
+            L.wq = upload_rows(*rt, up, *m->file, *lt.wqkv, 0, cfg.q_dim());
+            L.wk = upload_rows(*rt, up, *m->file, *lt.wqkv, cfg.q_dim(), cfg.kv_dim());
+            L.wv = upload_rows(*rt, up, *m->file, *lt.wqkv, cfg.q_dim() + cfg.kv_dim(), cfg.kv_dim());
+        } else {
+            L.wq = upload_tensor(*rt, up, *m->file, *lt.wq);
+            L.wk = upload_tensor(*rt, up, *m->file, *lt.wk);
+            L.wv = upload_tensor(*rt, up, *m->file, *lt.wv);
+        }
         L.wo = upload_tensor(*rt, up, *m->file, *lt.wo);
         if (lt.bq) L.bq = upload_f32(*rt, up, *m->file, *lt.bq);
         if (lt.bk) L.bk = upload_f32(*rt, up, *m->file, *lt.bk);
         if (lt.bv) L.bv = upload_f32(*rt, up, *m->file, *lt.bv);
         if (lt.bo) L.bo = upload_f32(*rt, up, *m->file, *lt.bo);
         L.ffn_norm = upload_f32(*rt, up, *m->file, *lt.ffn_norm);
-        L.ffn_gate = upload_tensor(*rt, up, *m->file, *lt.ffn_gate);
-        L.ffn_up = upload_tensor(*rt, up, *m->file, *lt.ffn_up);
+        if (cfg.fused_gate_up) {  // rows of the gate, then of up
+            L.ffn_gate = upload_rows(*rt, up, *m->file, *lt.ffn_up, 0, cfg.n_ff);
+            L.ffn_up = upload_rows(*rt, up, *m->file, *lt.ffn_up, cfg.n_ff, cfg.n_ff);
+        } else {
+            L.ffn_gate = upload_tensor(*rt, up, *m->file, *lt.ffn_gate);
+            L.ffn_up = upload_tensor(*rt, up, *m->file, *lt.ffn_up);
+        }
         L.ffn_down = upload_tensor(*rt, up, *m->file, *lt.ffn_down);
+        if (lt.attn_q_norm) L.attn_q_norm = upload_f32(*rt, up, *m->file, *lt.attn_q_norm);
+        if (lt.attn_k_norm) L.attn_k_norm = upload_f32(*rt, up, *m->file, *lt.attn_k_norm);
+        if (lt.post_attn_norm) L.post_attn_norm = upload_f32(*rt, up, *m->file, *lt.post_attn_norm);
+        if (lt.post_ffn_norm) L.post_ffn_norm = upload_f32(*rt, up, *m->file, *lt.post_ffn_norm);
         W.layers.push_back(std::move(L));
     }
     auto add = [&](const DeviceTensor& t) {
         for (size_t i = 0; i < t.data.chunk_count(); ++i) W.bytes += t.data.chunk(i).size();
     };
     add(W.token_embd), add(W.output_norm), add(W.output), add(W.rope_freqs);
+    add(W.rope_factors_short), add(W.rope_factors_long), add(W.rope_yarn);
     for (auto& L : W.layers)
         for (auto* t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.ffn_norm,
-                        &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                        &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.attn_q_norm, &L.attn_k_norm, &L.post_attn_norm,
+                        &L.post_ffn_norm})
             add(*t);
     m->kernels = std::make_unique<Kernels>(*rt->device, *rt->pipelines);
     m->weight_kernels = std::make_unique<WeightKernels>(*rt->device, *rt->pipelines, *m->kernels);

@@ -32,10 +32,14 @@ struct DeviceTensor {
 
 struct DeviceLayer {
     DeviceTensor attn_norm, wq, wk, wv, wo, bq, bk, bv, bo, ffn_norm, ffn_gate, ffn_up, ffn_down;
+    DeviceTensor attn_q_norm, attn_k_norm, post_attn_norm, post_ffn_norm;  // f32, or invalid when absent
 };
 
 struct DeviceWeights {
     DeviceTensor token_embd, output_norm, output, rope_freqs;  // output invalid when tied
+    // Rope factor tables (f32 [n_rot/2]), valid when the model has them: LongRoPE's two, YaRN's
+    // (computed from the metadata: ModelConfig::yarn_factors).
+    DeviceTensor rope_factors_short, rope_factors_long, rope_yarn;
     std::vector<DeviceLayer> layers;
     uint64_t bytes = 0;
     const DeviceTensor& logits_matrix() const { return output.valid() ? output : token_embd; }

@@ -318,7 +318,11 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
 
     vk::Allocator* al = rt.allocator.get();
     s->pool = &kv_pool(m, s->kv_type, pool_tokens);
-    s->table = std::make_unique<kvcache::BlockTable>(s->pool->pages);
+    // A LongRoPE model's sessions rotate keys with the long or the short factor table by their
+    // context size (engine/forward.cpp): each table's pages are a prefix namespace of their own.
+    const bool long_rope = cfg.rope_longrope && s->n_ctx > cfg.n_ctx_orig;
+    s->table = std::make_unique<kvcache::BlockTable>(
+        s->pool->pages, long_rope ? kvcache::mix64(kvcache::kRootHash) : kvcache::kRootHash);
     register_session(*s);
     s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
     s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);

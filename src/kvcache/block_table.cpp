@@ -12,7 +12,8 @@ namespace {
 uint32_t ceil_div(uint64_t a, uint32_t b) { return uint32_t((a + b - 1) / b); }
 }  // namespace
 
-BlockTable::BlockTable(PagePool& pool) : pool_(&pool), page_size_(pool.page_size()) {}
+BlockTable::BlockTable(PagePool& pool, uint64_t root_hash)
+    : pool_(&pool), page_size_(pool.page_size()), root_hash_(root_hash) {}
 
 BlockTable::~BlockTable() {
     if (pool_) {
@@ -33,7 +34,8 @@ BlockTable::BlockTable(BlockTable&& o) noexcept
       pages_(std::move(o.pages_)),
       chain_(std::move(o.chain_)),
       window_scan_(std::exchange(o.window_scan_, 0)),
-      window_sinks_(std::exchange(o.window_sinks_, 0)) {
+      window_sinks_(std::exchange(o.window_sinks_, 0)),
+      root_hash_(o.root_hash_) {
     o.pages_.clear();
     o.chain_.clear();
 }
@@ -55,6 +57,7 @@ BlockTable& BlockTable::operator=(BlockTable&& o) noexcept {
     o.chain_.clear();
     window_scan_ = std::exchange(o.window_scan_, 0);
     window_sinks_ = std::exchange(o.window_sinks_, 0);
+    root_hash_ = o.root_hash_;
     return *this;
 }
 
@@ -167,7 +170,7 @@ uint32_t BlockTable::match_prefix(const kv_token* tokens, uint32_t n) {
 }
 
 BlockTable BlockTable::fork() {
-    BlockTable child(*pool_);
+    BlockTable child(*pool_, root_hash_);
     const uint32_t shared = ceil_div(n_tokens_, page_size_);
     child.pages_.assign(pages_.begin(), pages_.begin() + shared);
     child.chain_.assign(chain_.begin(), chain_.begin() + shared);

@@ -54,7 +54,11 @@ enum class ReserveStatus { kOk, kOutOfPages };
 
 class BlockTable {
 public:
-    explicit BlockTable(PagePool& pool);
+    // root_hash: the chained hash of the empty prefix (the parent of page 0). Sequences whose
+    // pages hold different K/V for the same tokens (a LongRoPE model's sessions rotate keys with
+    // the long or the short factor table by their context size) use different roots: they never
+    // share pages through the prefix index. fork() keeps the root.
+    explicit BlockTable(PagePool& pool, uint64_t root_hash = kRootHash);
     ~BlockTable();
     BlockTable(BlockTable&& other) noexcept;
     BlockTable& operator=(BlockTable&& other) noexcept;
@@ -143,7 +147,7 @@ private:
     ReservePlan plan(uint32_t n_new) const;
     void release_page(uint32_t index);  // unref + hole
     void release_from(uint32_t index);  // pages [index, end), last first; shrinks the vectors
-    uint64_t parent_hash(uint32_t i) const { return i == 0 ? kRootHash : chain_[i - 1].hash; }
+    uint64_t parent_hash(uint32_t i) const { return i == 0 ? root_hash_ : chain_[i - 1].hash; }
     PrefixKey parent_key(uint32_t i) const {
         return i == 0 ? PrefixKey::root() : chain_[i - 1].key;
     }
@@ -158,6 +162,7 @@ private:
     // release_outside_window: pages [sink_pages, window_scan_) are known released or sinks.
     uint32_t window_scan_ = 0;
     uint32_t window_sinks_ = 0;
+    uint64_t root_hash_ = kRootHash;
 };
 
 }  // namespace kv::kvcache

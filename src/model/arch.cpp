@@ -17,6 +17,14 @@ const char* arch_name(Arch a) {
             return "llama";
         case Arch::Qwen2:
             return "qwen2";
+        case Arch::Qwen3:
+            return "qwen3";
+        case Arch::Gemma2:
+            return "gemma2";
+        case Arch::Gemma3:
+            return "gemma3";
+        case Arch::Phi3:
+            return "phi3";
     }
     return "?";
 }
@@ -76,6 +84,13 @@ public:
         if (v && !(std::fabs(*v) <= double(std::numeric_limits<float>::max())))
             fail(KV_ERR_BAD_MODEL, "metadata %s = %g is not a finite 32-bit float", name.c_str(), *v);
         return v;
+    }
+    // A required positive float hyper-parameter (key named when missing, not finite or <= 0).
+    float positive_float(const char* k) const {
+        std::optional<double> v = opt_float(k);
+        if (!v) fail(KV_ERR_BAD_MODEL, "missing metadata key %s", key(k).c_str());
+        if (!(*v > 0)) fail(KV_ERR_BAD_MODEL, "metadata %s = %g must be positive", key(k).c_str(), *v);
+        return static_cast<float>(*v);
     }
 
 private:
@@ -159,6 +174,70 @@ std::string human_count(uint64_t n) {
     return buf;
 }
 
+// YaRN (Peng et al. 2023, as Hugging Face's _compute_yarn_parameters and ggml's rope_yarn): pair
+// i of n_rot/2 keeps its frequency where its wavelength is short (i below the correction range),
+// is interpolated by the factor where it is long (above it), and ramps linearly in between; the
+// per-pair factor divides the angle. The range is [floor(d(beta_fast)), ceil(d(beta_slow))] with
+// d(r) = n_rot ln(n_ctx_orig / (2 pi r)) / (2 ln base), clamped to [0, n_rot - 1].
+void yarn(ModelConfig& c, const Keys& k, double factor) {
+    c.rope_yarn = true;
+    c.rope_freq_scale = 1.f;
+    c.n_ctx_orig = k.count("rope.scaling.original_context_length");
+    const double beta_fast = k.opt_float("rope.scaling.yarn_beta_fast").value_or(32.0);
+    const double beta_slow = k.opt_float("rope.scaling.yarn_beta_slow").value_or(1.0);
+    if (!(beta_fast > 0) || !(beta_slow > 0))
+        fail(KV_ERR_BAD_MODEL, "%s and %s must be positive", k.key("rope.scaling.yarn_beta_fast").c_str(),
+             k.key("rope.scaling.yarn_beta_slow").c_str());
+    if (std::optional<double> af = k.opt_float("rope.scaling.attn_factor")) {
+        if (!(*af > 0)) fail(KV_ERR_BAD_MODEL, "%s = %g must be positive", k.key("rope.scaling.attn_factor").c_str(), *af);
+        c.rope_mscale = static_cast<float>(*af);
+    } else {
+        c.rope_mscale = static_cast<float>(factor > 1 ? 0.1 * std::log(factor) + 1.0 : 1.0);
+    }
+    const double n = c.n_rot, base = c.rope_freq_base;
+    auto corr = [&](double rot) { return n * std::log(double(c.n_ctx_orig) / (rot * 2 * 3.14159265358979323846)) / (2 * std::log(base)); };
+    const double d_fast = corr(beta_fast), d_slow = corr(beta_slow);
+    if (!std::isfinite(d_fast) || !std::isfinite(d_slow))  // e.g. a rope base of 1
+        fail(KV_ERR_BAD_MODEL, "YaRN: %s = %g and %s = %u give no correction range",
+             k.key("rope.freq_base").c_str(), base, k.key("rope.scaling.original_context_length").c_str(),
+             c.n_ctx_orig);
+    const double low = std::max(0.0, std::floor(d_fast));
+    const double high = std::min(n - 1, std::ceil(d_slow));
+    c.yarn_factors.resize(c.n_rot / 2);
+    for (uint32_t i = 0; i < c.n_rot / 2; ++i) {
+        const double ramp = std::clamp((double(i) - low) / std::max(0.001, high - low), 0.0, 1.0);
+        const double extrapolate = 1.0 - ramp;  // 1: the original frequency; 0: divided by factor
+        c.yarn_factors[i] = static_cast<float>(1.0 / ((1.0 - extrapolate) / factor + extrapolate));
+    }
+}
+
+// The features that set architectures apart (ModelConfig's "Architecture features"), after the
+// common hyper-parameters are read.
+void arch_features(ModelConfig& c, const Keys& k, const GgufFile& file) {
+    if (c.arch == Arch::Qwen3 || c.arch == Arch::Gemma3) c.has_qk_norm = true;
+    if (c.arch != Arch::Gemma2 && c.arch != Arch::Gemma3) return;
+    c.has_post_norms = true;
+    c.ffn_act = FfnAct::GeluTanh;
+    c.embd_scale = static_cast<float>(std::sqrt(double(c.n_embd)));
+    // Queries are scaled by 1 / sqrt(query_pre_attn_scalar), which GGUF files do not carry: it
+    // is head_dim in every published Gemma 2/3 config except the 27B ones, where it is
+    // n_embd / n_head (gemma-2-27b: 4608 / 32 = 144; gemma-3-27b: 5376 / 32 = 168).
+    const bool is_27b = (c.arch == Arch::Gemma2 && c.n_layer == 46 && c.n_embd == 4608 && c.n_head == 32) ||
+                        (c.arch == Arch::Gemma3 && c.n_layer == 62 && c.n_embd == 5376 && c.n_head == 32);
+    if (is_27b) c.attn_scale = static_cast<float>(1.0 / std::sqrt(double(c.n_embd / c.n_head)));
+    if (c.arch == Arch::Gemma2) {
+        c.attn_softcap = k.positive_float("attn_logit_softcapping");
+        c.final_softcap = k.positive_float("final_logit_softcapping");
+    } else {
+        if (file.find(k.key("final_logit_softcapping")))
+            c.final_softcap = k.positive_float("final_logit_softcapping");
+        // Windowed layers rotate with base 10000 and no scaling (the model's rope_local_base_freq);
+        // global ones with <arch>.rope.freq_base and the file's scaling.
+        c.rope_freq_base_swa = 10000.f;
+        c.rope_freq_scale_swa = 1.f;
+    }
+}
+
 }  // namespace
 
 std::string ModelConfig::weight_types_summary() const {
@@ -184,6 +263,14 @@ std::string ModelConfig::summary() const {
                      ? 0
                      : *std::max_element(sliding_window.begin(), sliding_window.end());
     if (w) s += format(", sliding window %u", w);
+    if (has_qk_norm) s += ", Q/K norm";
+    if (has_post_norms) s += ", post-norms";
+    if (ffn_act == FfnAct::GeluTanh) s += ", GeGLU";
+    if (attn_softcap > 0) s += format(", attention soft-cap %g", double(attn_softcap));
+    if (final_softcap > 0) s += format(", final soft-cap %g", double(final_softcap));
+    if (rope_yarn) s += format(", YaRN (original context %u, attention factor %g)", n_ctx_orig, double(rope_mscale));
+    if (rope_longrope) s += format(", LongRoPE (original context %u, attention factor %g)", n_ctx_orig, double(rope_mscale));
+    if (fused_gate_up) s += ", fused gate/up";
     return s;
 }
 
@@ -200,10 +287,24 @@ ModelDesc describe_model(const GgufFile& file) {
     } else if (arch_str == "qwen2") {
         c.arch = Arch::Qwen2;
         c.rope_type = RopeType::Neox;
+    } else if (arch_str == "qwen3") {
+        c.arch = Arch::Qwen3;
+        c.rope_type = RopeType::Neox;
+    } else if (arch_str == "gemma2") {
+        c.arch = Arch::Gemma2;
+        c.rope_type = RopeType::Neox;
+    } else if (arch_str == "gemma3") {
+        c.arch = Arch::Gemma3;
+        c.rope_type = RopeType::Neox;
+    } else if (arch_str == "phi3") {
+        c.arch = Arch::Phi3;
+        c.rope_type = RopeType::Neox;
     } else {
-        fail(KV_ERR_UNSUPPORTED, "unsupported model architecture '%s' (supported: llama, qwen2)",
+        fail(KV_ERR_UNSUPPORTED,
+             "unsupported model architecture '%s' (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)",
              arch_str.c_str());
     }
+    const bool gemma = c.arch == Arch::Gemma2 || c.arch == Arch::Gemma3;
     if (std::optional<std::string_view> n = file.get_string("general.name"))
         c.name = std::string(*n);
 
@@ -262,8 +363,11 @@ ModelDesc describe_model(const GgufFile& file) {
         k.key(file.find(k.key("rope.scaling.factor")) ? "rope.scaling.factor" : "rope.scale_linear");
     double f = factor.value_or(0.0);
     if (f < 0) fail(KV_ERR_BAD_MODEL, "%s = %g must not be negative", factor_key.c_str(), f);
-    if (scaling == "none" || f == 0.0 || f == 1.0) {
-        c.rope_freq_scale = 1.f;
+    if (scaling == "yarn") {
+        if (f == 0.0) fail(KV_ERR_BAD_MODEL, "missing metadata key %s (YaRN)", k.key("rope.scaling.factor").c_str());
+        yarn(c, k, f);
+    } else if (scaling == "none" || f == 0.0 || f == 1.0 || scaling == "longrope" || scaling == "su") {
+        c.rope_freq_scale = 1.f;  // LongRoPE: the factor tables (below)
     } else if (scaling == "linear") {
         if (!(1.0 / f <= double(std::numeric_limits<float>::max())))
             fail(KV_ERR_BAD_MODEL, "%s = %g is too small: its inverse is not a finite 32-bit float",
@@ -271,7 +375,7 @@ ModelDesc describe_model(const GgufFile& file) {
         c.rope_freq_scale = static_cast<float>(1.0 / f);
     } else {
         fail(KV_ERR_UNSUPPORTED,
-             "rope scaling type '%s' (%s) is not supported (supported: none, linear)",
+             "rope scaling type '%s' (%s) is not supported (supported: none, linear, yarn, longrope)",
              scaling.c_str(), k.key("rope.scaling.type").c_str());
     }
 
@@ -310,8 +414,18 @@ ModelDesc describe_model(const GgufFile& file) {
             if (!v || *v > std::numeric_limits<int32_t>::max())
                 fail(KV_ERR_BAD_MODEL, "%s is out of range", key.c_str());
             c.sliding_window.assign(c.n_layer, static_cast<uint32_t>(*v));
+            // Gemma alternates windowed and global layers; the file gives the window only.
+            // gemma2: even layers are windowed; gemma3: five windowed layers, then a global one.
+            if (c.arch == Arch::Gemma2)
+                for (uint32_t l = 1; l < c.n_layer; l += 2) c.sliding_window[l] = 0;
+            if (c.arch == Arch::Gemma3)
+                for (uint32_t l = 5; l < c.n_layer; l += 6) c.sliding_window[l] = 0;
         }
+    } else if (gemma) {
+        fail(KV_ERR_BAD_MODEL, "missing metadata key %s", k.key("attention.sliding_window").c_str());
     }
+
+    arch_features(c, k, file);
 
     // ---- tensors ----
     TensorChecker tc(file);
@@ -342,6 +456,24 @@ ModelDesc describe_model(const GgufFile& file) {
     if (c.tied_output) t.output = t.token_embd;
     t.rope_freqs = tc.optional("rope_freqs.weight", {c.n_rot / 2}, "rope frequency factors");
     c.has_rope_freqs = t.rope_freqs != nullptr;
+    t.rope_factors_short = tc.optional("rope_factors_short.weight", {c.n_rot / 2}, "LongRoPE short factors");
+    t.rope_factors_long = tc.optional("rope_factors_long.weight", {c.n_rot / 2}, "LongRoPE long factors");
+    if ((t.rope_factors_short != nullptr) != (t.rope_factors_long != nullptr))
+        fail(KV_ERR_BAD_MODEL, "missing tensor '%s' (LongRoPE needs both factor tables)",
+             t.rope_factors_short ? "rope_factors_long.weight" : "rope_factors_short.weight");
+    if (t.rope_factors_short) {
+        if (c.rope_yarn || c.has_rope_freqs || c.rope_freq_scale != 1.f)
+            fail(KV_ERR_UNSUPPORTED, "LongRoPE factor tables together with another rope scaling are not supported");
+        c.rope_longrope = true;
+        c.n_ctx_orig = k.count("rope.scaling.original_context_length");
+        if (std::optional<double> af = k.opt_float("rope.scaling.attn_factor")) {
+            if (!(*af > 0))
+                fail(KV_ERR_BAD_MODEL, "%s = %g must be positive", k.key("rope.scaling.attn_factor").c_str(), *af);
+            c.rope_mscale = static_cast<float>(*af);
+        }
+    }
+    if (c.rope_yarn && c.has_rope_freqs)
+        fail(KV_ERR_UNSUPPORTED, "YaRN together with rope_freqs.weight factors is not supported");
 
     const bool bias_required = c.arch == Arch::Qwen2;
     t.layers.resize(c.n_layer);
@@ -349,9 +481,12 @@ ModelDesc describe_model(const GgufFile& file) {
         LayerTensors& L = t.layers[l];
         auto n = [l](const char* suffix) { return format("blk.%u.%s", l, suffix); };
         L.attn_norm = tc.require(n("attn_norm.weight"), {E}, "attention norm");
-        L.wq = tc.require(n("attn_q.weight"), {E, Q}, "query projection");
-        L.wk = tc.require(n("attn_k.weight"), {E, KV}, "key projection");
-        L.wv = tc.require(n("attn_v.weight"), {E, KV}, "value projection");
+        if (c.arch == Arch::Phi3) L.wqkv = tc.optional(n("attn_qkv.weight"), {E, Q + 2 * KV}, "fused QKV projection");
+        if (!L.wqkv) {
+            L.wq = tc.require(n("attn_q.weight"), {E, Q}, "query projection");
+            L.wk = tc.require(n("attn_k.weight"), {E, KV}, "key projection");
+            L.wv = tc.require(n("attn_v.weight"), {E, KV}, "value projection");
+        }
         L.wo = tc.require(n("attn_output.weight"), {Q, E}, "attention output projection");
         if (bias_required) {
             L.bq = tc.require(n("attn_q.bias"), {Q}, "query bias");
@@ -364,9 +499,22 @@ ModelDesc describe_model(const GgufFile& file) {
         }
         L.bo = tc.optional(n("attn_output.bias"), {E}, "attention output bias");
         L.ffn_norm = tc.require(n("ffn_norm.weight"), {E}, "feed-forward norm");
-        L.ffn_gate = tc.require(n("ffn_gate.weight"), {E, F}, "feed-forward gate");
-        L.ffn_up = tc.require(n("ffn_up.weight"), {E, F}, "feed-forward up projection");
+        if (c.arch == Arch::Phi3 && (l == 0 ? !file.find_tensor(n("ffn_gate.weight")) : c.fused_gate_up)) {
+            c.fused_gate_up = true;
+            L.ffn_up = tc.require(n("ffn_up.weight"), {E, 2 * F}, "fused feed-forward gate and up projection");
+        } else {
+            L.ffn_gate = tc.require(n("ffn_gate.weight"), {E, F}, "feed-forward gate");
+            L.ffn_up = tc.require(n("ffn_up.weight"), {E, F}, "feed-forward up projection");
+        }
         L.ffn_down = tc.require(n("ffn_down.weight"), {F, E}, "feed-forward down projection");
+        if (c.has_qk_norm) {
+            L.attn_q_norm = tc.require(n("attn_q_norm.weight"), {c.head_dim}, "per-head query norm");
+            L.attn_k_norm = tc.require(n("attn_k_norm.weight"), {c.head_dim}, "per-head key norm");
+        }
+        if (c.has_post_norms) {
+            L.post_attn_norm = tc.require(n("post_attention_norm.weight"), {E}, "attention output norm");
+            L.post_ffn_norm = tc.require(n("post_ffw_norm.weight"), {E}, "feed-forward output norm");
+        }
 
         // Biases: Q, K and V together, and the same in every layer (one code path per model).
         const bool qkv = L.bq != nullptr;
@@ -386,9 +534,12 @@ ModelDesc describe_model(const GgufFile& file) {
     tc.tally(t.output_norm, c);
     if (!c.tied_output) tc.tally(t.output, c);
     tc.tally(t.rope_freqs, c);
+    tc.tally(t.rope_factors_short, c);
+    tc.tally(t.rope_factors_long, c);
     for (const LayerTensors& L : t.layers)
-        for (const GgufTensorInfo* p : {L.attn_norm, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
-                                        L.ffn_norm, L.ffn_gate, L.ffn_up, L.ffn_down})
+        for (const GgufTensorInfo* p : {L.attn_norm, L.wqkv, L.wq, L.wk, L.wv, L.wo, L.bq, L.bk, L.bv, L.bo,
+                                        L.ffn_norm, L.ffn_gate, L.ffn_up, L.ffn_down, L.attn_q_norm,
+                                        L.attn_k_norm, L.post_attn_norm, L.post_ffn_norm})
             tc.tally(p, c);
     c.weight_types = tc.usage();
     return desc;

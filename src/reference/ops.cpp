@@ -37,13 +37,13 @@ void rms_norm(const float* x, const float* weight, float* y, size_t n, float eps
 }
 
 void rope(float* x, uint32_t n_rot, int64_t pos, model::RopeType type, float base, float freq_scale,
-          const float* freq_factors) {
+          const float* freq_factors, float mscale) {
     const uint32_t half = n_rot / 2;
     for (uint32_t i = 0; i < half; ++i) {
         double theta = double(pos) * double(freq_scale) *
                        std::pow(double(base), -2.0 * double(i) / double(n_rot));
         if (freq_factors) theta /= double(freq_factors[i]);
-        const double c = std::cos(theta), s = std::sin(theta);
+        const double c = std::cos(theta) * double(mscale), s = std::sin(theta) * double(mscale);
         const uint32_t i0 = type == model::RopeType::Norm ? 2 * i : i;
         const uint32_t i1 = type == model::RopeType::Norm ? 2 * i + 1 : i + half;
         const double a = x[i0], b = x[i1];
@@ -69,13 +69,22 @@ void swiglu(const float* g, const float* u, float* out, size_t n) {
     }
 }
 
+void geglu(const float* g, const float* u, float* out, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        const double gv = g[i];
+        const double t = std::tanh(0.7978845608028654 * (gv + 0.044715 * gv * gv * gv));
+        out[i] = static_cast<float>(0.5 * gv * (1.0 + t) * double(u[i]));
+    }
+}
+
 void attend(const float* q, const float* k, const float* v, size_t stride, size_t n_kv,
-            size_t head_dim, float scale, float* out) {
+            size_t head_dim, float scale, float* out, float softcap) {
     // Scores and weights stay in double: no rounding between q.k and the weighted sum of v.
     std::vector<double> p(n_kv);
     double mx = -INFINITY;
     for (size_t j = 0; j < n_kv; ++j) {
         p[j] = dot(q, k + j * stride, head_dim) * double(scale);
+        if (softcap > 0) p[j] = double(softcap) * std::tanh(p[j] / double(softcap));
         mx = std::max(mx, p[j]);
     }
     double sum = 0;

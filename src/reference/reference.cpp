@@ -36,25 +36,54 @@ std::unique_ptr<ReferenceModel> ReferenceModel::load(const model::GgufFile& file
     m->output_norm_ = dequantize(file, t.output_norm);
     if (!desc.config.tied_output) m->output_ = dequantize(file, t.output);
     m->rope_freqs_ = dequantize(file, t.rope_freqs);
+    m->rope_short_ = dequantize(file, t.rope_factors_short);
+    m->rope_long_ = dequantize(file, t.rope_factors_long);
     m->layers_.resize(desc.config.n_layer);
     for (uint32_t l = 0; l < desc.config.n_layer; ++l) {
         const model::LayerTensors& s = t.layers[l];
         LayerWeights& d = m->layers_[l];
         d.attn_norm = dequantize(file, s.attn_norm);
-        d.wq = dequantize(file, s.wq);
-        d.wk = dequantize(file, s.wk);
-        d.wv = dequantize(file, s.wv);
+        if (s.wqkv) {  // fused (phi3): rows of Q, then K, then V
+            const std::vector<float> qkv = dequantize(file, s.wqkv);
+            const size_t q = size_t(desc.config.q_dim()) * desc.config.n_embd;
+            const size_t kv = size_t(desc.config.kv_dim()) * desc.config.n_embd;
+            d.wq.assign(qkv.begin(), qkv.begin() + q);
+            d.wk.assign(qkv.begin() + q, qkv.begin() + q + kv);
+            d.wv.assign(qkv.begin() + q + kv, qkv.end());
+        } else {
+            d.wq = dequantize(file, s.wq);
+            d.wk = dequantize(file, s.wk);
+            d.wv = dequantize(file, s.wv);
+        }
         d.wo = dequantize(file, s.wo);
         d.bq = dequantize(file, s.bq);
         d.bk = dequantize(file, s.bk);
         d.bv = dequantize(file, s.bv);
         d.bo = dequantize(file, s.bo);
         d.ffn_norm = dequantize(file, s.ffn_norm);
-        d.ffn_gate = dequantize(file, s.ffn_gate);
-        d.ffn_up = dequantize(file, s.ffn_up);
+        if (desc.config.fused_gate_up) {  // fused (phi3): rows of the gate, then of up
+            const std::vector<float> gu = dequantize(file, s.ffn_up);
+            const size_t half = gu.size() / 2;
+            d.ffn_gate.assign(gu.begin(), gu.begin() + half);
+            d.ffn_up.assign(gu.begin() + half, gu.end());
+        } else {
+            d.ffn_gate = dequantize(file, s.ffn_gate);
+            d.ffn_up = dequantize(file, s.ffn_up);
+        }
         d.ffn_down = dequantize(file, s.ffn_down);
+        d.attn_q_norm = dequantize(file, s.attn_q_norm);
+        d.attn_k_norm = dequantize(file, s.attn_k_norm);
+        d.post_attn_norm = dequantize(file, s.post_attn_norm);
+        d.post_ffn_norm = dequantize(file, s.post_ffn_norm);
     }
     return m;
+}
+
+const float* ReferenceModel::rope_factors(uint32_t n_ctx) const {
+    if (!rope_freqs_.empty()) return rope_freqs_.data();
+    if (config_.rope_yarn) return config_.yarn_factors.data();
+    if (!rope_long_.empty()) return n_ctx > config_.n_ctx_orig ? rope_long_.data() : rope_short_.data();
+    return nullptr;
 }
 
 uint32_t kv_quant_block(uint32_t head_dim) { return head_dim < 32 ? head_dim : 32; }
@@ -117,8 +146,12 @@ void round_kv(model::GgmlType type, float* x, size_t n, uint32_t block) {
     }
 }
 
-ReferenceSession::ReferenceSession(const ReferenceModel& model, model::GgmlType kv_type)
-    : model_(model), kv_type_(kv_type), k_(model.config().n_layer), v_(model.config().n_layer) {
+ReferenceSession::ReferenceSession(const ReferenceModel& model, model::GgmlType kv_type, uint32_t n_ctx)
+    : model_(model),
+      kv_type_(kv_type),
+      n_ctx_(n_ctx ? n_ctx : model.config().n_ctx_train),
+      k_(model.config().n_layer),
+      v_(model.config().n_layer) {
     using model::GgmlType;
     const model::TypeTraits* t = model::type_traits(kv_type);
     if (kv_type != GgmlType::F32 && kv_type != GgmlType::F16 && kv_type != GgmlType::BF16 &&
@@ -172,14 +205,14 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
 
     const size_t E = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, HD = c.head_dim;
     const uint32_t pos0 = n_past_;
-    const float scale = static_cast<float>(1.0 / std::sqrt(double(HD)));
-    const float* freq_factors = opt(model_.rope_freqs());
+    const float scale = c.attention_scale();
+    const float* freq_factors = model_.rope_factors(n_ctx_);
 
     // Residual stream of every new token: [n][E].
     std::vector<float> x(n * E);
     for (size_t t = 0; t < n; ++t) {
         const float* row = model_.token_embd().data() + size_t(ids[t]) * E;
-        std::copy(row, row + E, x.data() + t * E);
+        for (size_t i = 0; i < E; ++i) x[t * E + i] = row[i] * c.embd_scale;  // gemma: sqrt(n_embd)
     }
 
     std::vector<float> h(E), q(Q), attn(Q), o(E), g(F), u(F), down(E);
@@ -202,12 +235,19 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
             matvec(w.wq.data(), opt(w.bq), h.data(), q.data(), E, Q);
             matvec(w.wk.data(), opt(w.bk), h.data(), kp, E, KV);
             matvec(w.wv.data(), opt(w.bv), h.data(), vp, E, KV);
+            if (c.has_qk_norm) {  // qwen3, gemma3: per-head RMS norm before rope
+                for (uint32_t hh = 0; hh < c.n_head; ++hh)
+                    rms_norm(q.data() + hh * HD, w.attn_q_norm.data(), q.data() + hh * HD, HD, c.rms_eps);
+                for (uint32_t hh = 0; hh < c.n_head_kv; ++hh)
+                    rms_norm(kp + hh * HD, w.attn_k_norm.data(), kp + hh * HD, HD, c.rms_eps);
+            }
+            const bool scaled = c.rope_scaled(l);  // gemma3's windowed layers: plain rope
+            const float* ff = scaled ? freq_factors : nullptr;
+            const float ms = scaled ? c.rope_mscale : 1.f;
             for (uint32_t hh = 0; hh < c.n_head; ++hh)
-                rope(q.data() + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base,
-                     c.rope_freq_scale, freq_factors);
+                rope(q.data() + hh * HD, c.n_rot, p, c.rope_type, c.rope_base(l), c.rope_scale(l), ff, ms);
             for (uint32_t hh = 0; hh < c.n_head_kv; ++hh)
-                rope(kp + hh * HD, c.n_rot, p, c.rope_type, c.rope_freq_base, c.rope_freq_scale,
-                     freq_factors);
+                rope(kp + hh * HD, c.n_rot, p, c.rope_type, c.rope_base(l), c.rope_scale(l), ff, ms);
             store_kv(kp);
             store_kv(vp);
             if (kv_hook_) kv_hook_(l, p, kp, vp);
@@ -216,17 +256,22 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
                 const size_t kvh = hh / c.n_gqa();  // GQA: query head hh reads KV head kvh
                 attend(q.data() + hh * HD, kc.data() + size_t(lo) * KV + kvh * HD,
                        vc.data() + size_t(lo) * KV + kvh * HD, KV, p + 1 - lo, HD, scale,
-                       attn.data() + hh * HD);
+                       attn.data() + hh * HD, c.attn_softcap);
             }
             matvec(w.wo.data(), opt(w.bo), attn.data(), o.data(), Q, E);
+            if (!w.post_attn_norm.empty()) rms_norm(o.data(), w.post_attn_norm.data(), o.data(), E, c.rms_eps);
             for (size_t i = 0; i < E; ++i) xt[i] += o[i];
 
-            // Feed-forward block (SwiGLU).
+            // Feed-forward block (SwiGLU or GeGLU).
             rms_norm(xt, w.ffn_norm.data(), h.data(), E, c.rms_eps);
             matvec(w.ffn_gate.data(), nullptr, h.data(), g.data(), E, F);
             matvec(w.ffn_up.data(), nullptr, h.data(), u.data(), E, F);
-            swiglu(g.data(), u.data(), g.data(), F);
+            if (c.ffn_act == model::FfnAct::GeluTanh)
+                geglu(g.data(), u.data(), g.data(), F);
+            else
+                swiglu(g.data(), u.data(), g.data(), F);
             matvec(w.ffn_down.data(), nullptr, g.data(), down.data(), F, E);
+            if (!w.post_ffn_norm.empty()) rms_norm(down.data(), w.post_ffn_norm.data(), down.data(), E, c.rms_eps);
             for (size_t i = 0; i < E; ++i) xt[i] += down[i];
         }
     }
@@ -242,7 +287,11 @@ std::vector<float> ReferenceSession::prefill(const int32_t* ids, size_t n, bool 
     std::vector<float> logits((n - first) * V);
     for (size_t t = first; t < n; ++t) {
         rms_norm(x.data() + t * E, model_.output_norm().data(), h.data(), E, c.rms_eps);
-        matvec(model_.output().data(), nullptr, h.data(), logits.data() + (t - first) * V, E, V);
+        float* row = logits.data() + (t - first) * V;
+        matvec(model_.output().data(), nullptr, h.data(), row, E, V);
+        if (c.final_softcap > 0)  // gemma: logits -> cap * tanh(logits / cap)
+            for (size_t i = 0; i < V; ++i)
+                row[i] = static_cast<float>(double(c.final_softcap) * std::tanh(double(row[i]) / c.final_softcap));
     }
     return logits;
 }

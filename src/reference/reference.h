@@ -33,6 +33,7 @@ namespace kv::reference {
 struct LayerWeights {
     std::vector<float> attn_norm, wq, wk, wv, wo, bq, bk, bv, bo;
     std::vector<float> ffn_norm, ffn_gate, ffn_up, ffn_down;
+    std::vector<float> attn_q_norm, attn_k_norm, post_attn_norm, post_ffn_norm;  // or empty
 };
 
 class ReferenceModel {
@@ -48,12 +49,15 @@ public:
     // [n_vocab][n_embd]; the same storage as token_embd() when the output is tied.
     const std::vector<float>& output() const { return config_.tied_output ? token_embd_ : output_; }
     const std::vector<float>& rope_freqs() const { return rope_freqs_; }  // [n_rot/2] or empty
+    // The rope factor table of a session of n_ctx positions (nullptr: none): rope_freqs, YaRN's,
+    // or LongRoPE's long table when n_ctx exceeds the original context, else its short one.
+    const float* rope_factors(uint32_t n_ctx) const;
     const LayerWeights& layer(uint32_t l) const { return layers_.at(l); }
 
 private:
     ReferenceModel() = default;
     model::ModelConfig config_;
-    std::vector<float> token_embd_, output_norm_, output_, rope_freqs_;
+    std::vector<float> token_embd_, output_norm_, output_, rope_freqs_, rope_short_, rope_long_;
     std::vector<LayerWeights> layers_;
 };
 
@@ -67,8 +71,9 @@ public:
     // so a GPU engine with F16/BF16/Q8_0/Q4_0 pages can be held to a tight tolerance against the
     // matching reference. F32 (default) stores exactly. Throws KV_ERR_UNSUPPORTED for other
     // types, or for Q8_0/Q4_0 when head_dim is neither a multiple of 32 nor 2, 4, 8 or 16.
+    // `n_ctx` (0: the model's context_length) picks LongRoPE's factor table (rope_factors()).
     explicit ReferenceSession(const ReferenceModel& model,
-                              model::GgmlType kv_type = model::GgmlType::F32);
+                              model::GgmlType kv_type = model::GgmlType::F32, uint32_t n_ctx = 0);
 
     // Processes `n` tokens at positions [n_past(), n_past() + n). Returns the logits of the last
     // one (n_vocab floats), or of every one (n x n_vocab, row-major) when all_logits.
@@ -107,6 +112,7 @@ private:
 
     const ReferenceModel& model_;
     model::GgmlType kv_type_;
+    uint32_t n_ctx_ = 0;
     uint32_t n_past_ = 0;
     // Per layer: [position][kv_dim].
     std::vector<std::vector<float>> k_, v_;

@@ -18,7 +18,7 @@ inline bool visible(const AttentionParams& p, uint32_t j, uint32_t pos) {
     return j <= pos && (p.window == 0 || j + p.window > pos || j < p.sinks);
 }
 
-// softmax(scale q K^T) V over the visible keys, in double; k, v: stored values [pos][kvh][D].
+// softmax(cap(scale q K^T)) V over the visible keys (cap: p.softcap, when > 0), in double; k, v: stored values [pos][kvh][D].
 inline std::vector<float> cpu_attention(const std::vector<float>& q, const std::vector<float>& k,
                                  const std::vector<float>& v, const AttentionParams& p) {
     const uint32_t D = p.head_dim, G = p.n_head / p.n_head_kv;
@@ -37,6 +37,7 @@ inline std::vector<float> cpu_attention(const std::vector<float>& q, const std::
                 double d = 0;
                 for (uint32_t e = 0; e < D; ++e) d += double(qr[e]) * kr[e];
                 s[j] = d * p.scale;
+                if (p.softcap > 0) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
                 mx = std::max(mx, s[j]);
             }
             double sum = 0;

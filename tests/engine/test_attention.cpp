@@ -152,7 +152,8 @@ std::vector<float> cpu_attention(const std::vector<float>& q, const std::vector<
             const uint32_t kvh = h / G;
             const size_t base = (size_t(lo) * p.n_head_kv + kvh) * D;
             kv::reference::attend(&q[(size_t(t) * p.n_head + h) * D], &k[base], &v[base], stride,
-                                  pos - lo + 1, D, p.scale, &out[(size_t(t) * p.n_head + h) * D]);
+                                  pos - lo + 1, D, p.scale, &out[(size_t(t) * p.n_head + h) * D],
+                                  p.softcap);
         }
     }
     return out;
@@ -162,6 +163,7 @@ struct AttnCase {
     uint32_t n_tokens, pos0, n_head, n_head_kv, head_dim, page_size;
     GgmlType type;
     uint32_t window;
+    float softcap = 0.f;
 };
 
 std::string describe(const AttnCase& c) {
@@ -184,6 +186,7 @@ AttentionParams params_of(const AttnCase& c) {
     p.kv_type = c.type;
     p.scale = 1.0f / std::sqrt(float(c.head_dim));
     p.window = c.window;
+    p.softcap = c.softcap;
     return p;
 }
 
@@ -469,6 +472,19 @@ TEST_CASE("attention: sliding window, decode and prefill") {
         worst =
             std::max(worst, check_attention(gpu, i < 3 ? cfg.all : cfg.no_plain, cases[i], true));
     MESSAGE("window worst relative L2 error " << worst);
+}
+
+TEST_CASE("attention: logit soft-capping (gemma2), decode, split and tiled kernels, with a window") {
+    kvtest::Gpu gpu;
+    Configs cfg(gpu);
+    const AttnCase cases[] = {
+        {1, 300, 8, 2, 32, 16, GgmlType::F32, 0, 0.3f},
+        {20, 90, 8, 2, 32, 16, GgmlType::F16, 33, 0.3f},
+        {64, 100, 4, 2, 16, 32, GgmlType::F32, 0, 0.2f},
+    };
+    double worst = 0;
+    for (const AttnCase& c : cases) worst = std::max(worst, check_attention(gpu, cfg.all, c));
+    MESSAGE("soft-capping worst relative L2 error " << worst);
 }
 
 TEST_CASE("attention: head_dim 256 and 16 KiB of shared memory (phone-sized tiles)") {

@@ -137,6 +137,33 @@ TEST_CASE("rms_norm in place, and more rows than one grid dimension holds") {
     check_close(gpu.download(bx, x.size()), kvtest::cpu::rms_norm(x, w, cols, rows, 1e-6f), kTol);
 }
 
+TEST_CASE("gelu_mul, scale and softcap match float64, large arguments included, in place") {
+    kvtest::Gpu gpu;
+    Kernels k(gpu.device(), gpu.pipelines());
+    const uint32_t n = 4099;
+    auto a = kvtest::random_floats(n, kvtest::fresh_seed(), -6.f, 6.f);
+    auto b = kvtest::random_floats(n, kvtest::fresh_seed(), -2.f, 2.f);
+    a[0] = 200.f, a[1] = -200.f, a[2] = 0.f, a[3] = 1e-4f;  // tanh saturated both ways, and ~0
+    std::vector<float> gelu(n), scaled(n), capped(n);
+    for (uint32_t i = 0; i < n; ++i) {
+        const double x = a[i];
+        gelu[i] = float(0.5 * x * (1 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x))) * b[i]);
+        scaled[i] = float(x * 8.0);
+        capped[i] = float(2.5 * std::tanh(x / 2.5));
+    }
+    auto ba = gpu.upload(a), bb = gpu.upload(b);
+    auto o1 = gpu.output(n), o2 = gpu.output(n);
+    gpu.run({whole(o1), whole(o2)}, [&](kv::vk::CommandStream& cs) {  // (listed: poisoned first)
+        k.gelu_mul(cs, whole(ba), whole(bb), whole(o1), n);
+        k.scale(cs, whole(ba), whole(o2), n, 8.f);
+        cs.barrier();
+        k.softcap(cs, whole(ba), whole(ba), n, 2.5f);  // in place
+    });
+    check_close(gpu.download(o1, n), gelu, 1e-6);
+    check_close(gpu.download(o2, n), scaled, 1e-7);
+    check_close(gpu.download(ba, n), capped, 1e-6);
+}
+
 TEST_CASE("add, mul and silu_mul match the CPU, plain, broadcast and in place") {
     kvtest::Gpu gpu;
     Kernels k(gpu.device(), gpu.pipelines());

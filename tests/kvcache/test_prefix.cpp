@@ -294,3 +294,22 @@ TEST_CASE("prefix: shrinking the limit unregisters in-use pages beyond it") {
     pool.set_limit(8);
     pool.check_invariants();
 }
+
+TEST_CASE("prefix: tables of different roots never share pages, forks keep the root") {
+    PagePool pool(16, 4);
+    Device dev(pool);
+    const uint64_t other_root = mix64(kRootHash);
+    BlockTable a(pool, other_root);
+    auto prompt = iota_tokens(10, 1);
+    REQUIRE(dev.append(a, prompt));
+    CHECK(pool.stats().registered == 2);
+    BlockTable plain(pool);  // the default root: the same tokens are another prefix
+    CHECK(plain.match_prefix(prompt) == 0);
+    BlockTable same(pool, other_root);
+    CHECK(same.match_prefix(prompt) == 8);
+    CHECK(same.page_ids()[0] == a.page_ids()[0]);
+    CHECK(same.page_hash(0) != chain_hash(kRootHash, prompt.data(), 4));
+    BlockTable child = a.fork();
+    CHECK(child.page_hash(1) == a.page_hash(1));
+    pool.check_invariants();
+}

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -231,15 +232,42 @@ TEST_CASE("arch: unsupported weight type -> KV_ERR_UNSUPPORTED naming tensor and
     expect_error(s, KV_ERR_UNSUPPORTED, {"blk.1.attn_q.weight", kv::model::type_traits(bad)->name});
 }
 
-TEST_CASE("arch: rope scaling, yarn and MoE -> KV_ERR_UNSUPPORTED") {
+TEST_CASE("arch: rope scaling and MoE -> KV_ERR_UNSUPPORTED, YaRN's keys checked") {
     kvtest::TinySpec moe;
     moe.u32_overrides = {{"llama.expert_count", 8}};
     expect_error(moe, KV_ERR_UNSUPPORTED, {"llama.expert_count"});
 
+    kvtest::TinySpec unknown;
+    unknown.string_keys = {{"llama.rope.scaling.type", "dynamic"}};
+    unknown.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
+    expect_error(unknown, KV_ERR_UNSUPPORTED, {"dynamic"});
+
+    // YaRN: factor and original context required (named), attention factor 0.1 ln(factor) + 1
+    // unless given, per-pair factors from 1 (extrapolated) to the factor (interpolated).
     kvtest::TinySpec yarn;
     yarn.string_keys = {{"llama.rope.scaling.type", "yarn"}};
     yarn.f32_keys = {{"llama.rope.scaling.factor", 4.f}};
-    expect_error(yarn, KV_ERR_UNSUPPORTED, {"yarn"});
+    expect_error(yarn, KV_ERR_BAD_MODEL, {"llama.rope.scaling.original_context_length"});
+    yarn.u32_overrides = {{"llama.rope.scaling.original_context_length", 4096}};
+    kv::model::ModelConfig c = describe(yarn).config;
+    CHECK(c.rope_yarn);
+    CHECK(c.rope_freq_scale == 1.f);
+    CHECK(c.n_ctx_orig == 4096);
+    CHECK(c.rope_mscale == doctest::Approx(0.1 * std::log(4.0) + 1.0));
+    REQUIRE(c.yarn_factors.size() == 4);  // head_dim 8
+    // Correction range [floor(d(32)), ceil(d(1))] = [floor(1.31), ceil(2.81)] = [1, 3]: pairs 0 and
+    // 1 keep their frequency, pair 3 is divided by the factor, pair 2 is halfway (1 / (0.5 / 4 + 0.5)).
+    CHECK(c.yarn_factors[0] == doctest::Approx(1.0));
+    CHECK(c.yarn_factors[1] == doctest::Approx(1.0));
+    CHECK(c.yarn_factors[2] == doctest::Approx(1.6));
+    CHECK(c.yarn_factors[3] == doctest::Approx(4.0));
+    yarn.f32_keys["llama.rope.scaling.attn_factor"] = 1.5f;
+    CHECK(describe(yarn).config.rope_mscale == 1.5f);
+    yarn.f32_keys["llama.rope.scaling.attn_factor"] = std::nanf("");
+    expect_error(yarn, KV_ERR_BAD_MODEL, {"llama.rope.scaling.attn_factor"});
+    kvtest::TinySpec no_factor = yarn;
+    no_factor.f32_keys = {};
+    expect_error(no_factor, KV_ERR_BAD_MODEL, {"llama.rope.scaling.factor"});
 
     kvtest::TinySpec linear;  // linear scaling is supported: angles are multiplied by 1/factor
     linear.string_keys = {{"llama.rope.scaling.type", "linear"}};
@@ -361,4 +389,105 @@ TEST_CASE("arch: the shared fixtures and stories260K") {
         CHECK(c.n_rot == 4);
         CHECK(c.weight_types[0].type == GgmlType::F16);
     }
+}
+
+TEST_CASE("arch: qwen3, gemma2 and gemma3 features, and their keys named when missing or not finite") {
+    using kv::model::Arch;
+    kvtest::TinySpec q3;
+    q3.arch = "qwen3";
+    kv::model::ModelConfig c = describe(q3).config;
+    CHECK(c.arch == Arch::Qwen3);
+    CHECK(c.rope_type == kv::model::RopeType::Neox);
+    CHECK(c.has_qk_norm);
+    CHECK_FALSE(c.has_post_norms);
+    CHECK(c.attention_scale() == doctest::Approx(1.0 / std::sqrt(8.0)));
+    q3.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.1.attn_k_norm.weight"; };
+    expect_error(q3, KV_ERR_BAD_MODEL, {"blk.1.attn_k_norm.weight"});
+
+    kvtest::TinySpec g2;
+    g2.arch = "gemma2";
+    g2.n_layer = 4;
+    g2.sliding_window = 8;
+    g2.f32_keys = {{"gemma2.attn_logit_softcapping", 50.f}, {"gemma2.final_logit_softcapping", 30.f}};
+    c = describe(g2).config;
+    CHECK(c.arch == Arch::Gemma2);
+    CHECK(c.sliding_window == std::vector<uint32_t>{8, 0, 8, 0});  // even layers windowed
+    CHECK(c.embd_scale == doctest::Approx(std::sqrt(32.0)));
+    CHECK(c.attn_softcap == 50.f);
+    CHECK(c.final_softcap == 30.f);
+    CHECK(c.ffn_act == kv::model::FfnAct::GeluTanh);
+    CHECK(c.has_post_norms);
+    CHECK_FALSE(c.has_qk_norm);
+    CHECK(c.attention_scale() == doctest::Approx(1.0 / std::sqrt(8.0)));  // head_dim (not the 27B shape)
+    for (const char* key : {"gemma2.attn_logit_softcapping", "gemma2.final_logit_softcapping"}) {
+        kvtest::TinySpec missing = g2;
+        missing.f32_keys.erase(key);
+        expect_error(missing, KV_ERR_BAD_MODEL, {"missing", key});
+        for (float bad : {std::numeric_limits<float>::infinity(), std::nanf(""), -1.f}) {
+            kvtest::TinySpec b = g2;
+            b.f32_keys[key] = bad;
+            expect_error(b, KV_ERR_BAD_MODEL, {key});
+        }
+    }
+    kvtest::TinySpec no_window = g2;
+    no_window.sliding_window = 0;
+    expect_error(no_window, KV_ERR_BAD_MODEL, {"gemma2.attention.sliding_window"});
+    kvtest::TinySpec no_post = g2;
+    no_post.edit = [](std::string& name, std::vector<uint64_t>&, GgmlType&) { return name != "blk.2.post_ffw_norm.weight"; };
+    expect_error(no_post, KV_ERR_BAD_MODEL, {"blk.2.post_ffw_norm.weight"});
+
+    kvtest::TinySpec g3;
+    g3.arch = "gemma3";
+    g3.n_layer = 7;
+    g3.sliding_window = 8;
+    g3.rope_base = 1e6f;
+    g3.string_keys = {{"gemma3.rope.scaling.type", "linear"}};
+    g3.f32_keys = {{"gemma3.rope.scaling.factor", 4.f}};
+    c = describe(g3).config;
+    CHECK(c.arch == Arch::Gemma3);
+    CHECK(c.sliding_window == std::vector<uint32_t>{8, 8, 8, 8, 8, 0, 8});  // every sixth layer global
+    CHECK(c.has_qk_norm);
+    CHECK(c.has_post_norms);
+    CHECK(c.attn_softcap == 0.f);
+    CHECK(c.final_softcap == 0.f);
+    CHECK(c.rope_base(0) == 10000.f);  // windowed: the local base, unscaled
+    CHECK(c.rope_scale(0) == 1.f);
+    CHECK(c.rope_base(5) == 1e6f);  // global: the file's base and scaling
+    CHECK(c.rope_scale(5) == 0.25f);
+    kvtest::TinySpec g3_nan = g3;
+    g3_nan.f32_keys["gemma3.final_logit_softcapping"] = std::nanf("");
+    expect_error(g3_nan, KV_ERR_BAD_MODEL, {"gemma3.final_logit_softcapping"});
+    g3.sliding_window = 0;
+    expect_error(g3, KV_ERR_BAD_MODEL, {"gemma3.attention.sliding_window"});
+}
+
+TEST_CASE("arch: phi3 with fused QKV and gate/up tensors, or separate ones") {
+    kvtest::TinySpec p3;  // n_embd 32, 4 heads of 8, 2 KV heads: QKV rows 32 + 16 + 16
+    p3.arch = "phi3";
+    p3.sliding_window = 24;
+    p3.edit = [](std::string& name, std::vector<uint64_t>& ne, GgmlType&) {
+        auto ends = [&](const char* s) { return name.size() > std::strlen(s) && name.compare(name.size() - std::strlen(s), std::string::npos, s) == 0; };
+        if (ends("attn_k.weight") || ends("attn_v.weight") || ends("ffn_gate.weight")) return false;
+        if (ends("attn_q.weight")) {
+            name.replace(name.size() - std::strlen("attn_q.weight"), std::string::npos, "attn_qkv.weight");
+            ne = {32, 64};
+        }
+        if (ends("ffn_up.weight")) ne = {32, 96};
+        return true;
+    };
+    kv::model::ModelDesc d = describe(p3);
+    CHECK(d.config.arch == kv::model::Arch::Phi3);
+    CHECK(d.config.rope_type == kv::model::RopeType::Neox);
+    CHECK(d.config.fused_gate_up);
+    CHECK(d.config.sliding_window == std::vector<uint32_t>{24, 24});  // declared: every layer
+    kvtest::TinySpec bad = p3;
+    bad.edit = [edit = p3.edit](std::string& name, std::vector<uint64_t>& ne, GgmlType& t) {
+        if (!edit(name, ne, t)) return false;
+        if (name == "blk.1.attn_qkv.weight") ne = {32, 48};
+        return true;
+    };
+    expect_error(bad, KV_ERR_BAD_MODEL, {"blk.1.attn_qkv.weight", "[32, 48]", "[32, 64]"});
+    kvtest::TinySpec separate;  // phi3 files with separate tensors load too
+    separate.arch = "phi3";
+    CHECK_FALSE(describe(separate).config.fused_gate_up);
 }

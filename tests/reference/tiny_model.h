@@ -1,4 +1,5 @@
-// Builds small random-weight GGUF models in memory with model::GgufWriter, valid by default and
+// Builds small random-weight GGUF models in memory with model::GgufWriter (llama, qwen2, and the
+// tensors of qwen3, gemma2 and gemma3; their keys come from the spec's extra keys), valid by default and
 // breakable on purpose (drop or reshape a tensor, change its type, override or omit a key), for
 // architecture-validation tests and reference-model tests. Used by tests/reference/ and
 // tests/model/test_arch.cpp.
@@ -123,10 +124,16 @@ inline std::vector<uint8_t> build_tiny_model(const TinySpec& s) {
             add(p + "attn_k.bias", {KV}, N, 2);
             add(p + "attn_v.bias", {KV}, N, 2);
         }
+        if (a == "qwen3" || a == "gemma3") {  // per-head Q/K norms
+            add(p + "attn_q_norm.weight", {HD}, N, 1);
+            add(p + "attn_k_norm.weight", {HD}, N, 1);
+        }
+        if (a == "gemma2" || a == "gemma3") add(p + "post_attention_norm.weight", {E}, N, 1);
         add(p + "ffn_norm.weight", {E}, N, 1);
         add(p + "ffn_gate.weight", {E, F}, M, 0);
         add(p + "ffn_up.weight", {E, F}, M, 0);
         add(p + "ffn_down.weight", {F, E}, M, 0);
+        if (a == "gemma2" || a == "gemma3") add(p + "post_ffw_norm.weight", {E}, N, 1);
     }
     return w.to_bytes();
 }
