@@ -55,7 +55,7 @@ int usage() {
                  "                     [--layers N] [--heads N] [--kv-heads N] [--head-dim N] [--ffn N] [--vocab N] [--ctx N]\n"
                  "                     [--type f16|f32|q8_0|q4_0] [--seed N] [--rope-base F] [--rope-scale F]\n"
                  "                     [--window N] [--attn-softcap F] [--final-softcap F] [--n-rot N]\n"
-                 "                     [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F]\n");
+                 "                     [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F]\n"
                  "       kv-make-model -o out.gguf --import DIR [--type f16|f32|q8_0|q4_0]\n");
     return 2;
 }
