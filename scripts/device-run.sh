@@ -3,7 +3,9 @@
 # the Vulkan loader from .gl/ (see the device notes), the device report and bandwidth probe, the
 # GPU tests that need no validation layer, then the ~1B-parameter benchmark (TinyLlama's shape,
 # random weights made by kv-make-model) in F16, Q8_0 and Q4_0.
-#   scripts/device-run.sh [tests|bench|all|tune]
+#   scripts/device-run.sh [tests|bench|all|tune|batch]
+# batch: issue 9's matrix - Q8_0 and Q4_0 weights, F16 pages, 1/4/16/64 sessions batched into one
+# pass per step (and 16 sequential, the old way) at 512 and 4,096 cached tokens, as JSON lines.
 # tune: kernel sweeps for the 1.1B shapes (matvec workgroup x rows, attention split policies)
 # and a profiled decode, to pick defaults.
 set -uo pipefail
@@ -63,6 +65,19 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
         "$D/bin/kv-bench" -m /tmp/tl-q8_0.gguf --prompt $n --gen 32 --reps 1 --batch 512 --kv-type $kv \
           --sessions $s 2>&1 | grep -E '^(prefill|decode)'
       done
+    done
+  done
+fi
+if [ "$what" = batch ]; then
+  make_models q8_0 q4_0
+  for ty in q8_0 q4_0; do
+    for n in 512 4096; do
+      for s in 1 4 16 64; do
+        "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt $n --gen 32 --reps 1 --batch 512 --kv-type f16 \
+          --sessions $s --json 2>&1 | tee -a "$OUT/batch.jsonl"
+      done
+      "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt $n --gen 32 --reps 1 --batch 512 --kv-type f16 \
+        --sessions 16 --sequential --json 2>&1 | tee -a "$OUT/batch.jsonl"
     done
   done
 fi

@@ -797,7 +797,8 @@ KV_API kv_status kv_ticket_results(kv_ticket* ticket, kv_token* out_tokens, kv_s
 KV_API void kv_ticket_destroy(kv_ticket* ticket);
 
 /* Asks the prefill running on `session` (kv_prefill on another thread, or a submitted one) to
- * stop at its next chunk boundary (every n_batch tokens; at least one chunk runs). It then
+ * stop at a chunk boundary: the chunk (n_batch tokens) that starts after the request is its last
+ * (at least one chunk runs). It then
  * returns KV_CANCELLED (the ticket's status), and the session holds the tokens of the chunks done
  * - kv_session_get_stats' n_tokens and last_prefill_tokens say how many - with the logits after
  * the last of them: it is consistent and usable; kv_prefill with the rest of the prompt continues

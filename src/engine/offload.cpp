@@ -22,7 +22,9 @@ bool offloadable(const kv_session& s) { return !s.window && !(s.flags & KV_SESSI
 kv_session* lru_victim(KvPool& pool, const std::vector<kv_session*>& tried) {
     kv_session* best = nullptr;
     for (kv_session* v : pool.sessions) {
-        if (v->offloaded || v->n_past == 0 || !offloadable(*v) || v->busy.load(std::memory_order_relaxed)) continue;
+        // Only what the pool mutex guards (a busy session's other fields are its call's).
+        if (v->busy.load(std::memory_order_relaxed) || v->offloaded || !offloadable(*v) || v->table->n_tokens() == 0)
+            continue;
         if (std::find(tried.begin(), tried.end(), v) != tried.end()) continue;
         if (!best || v->last_use < best->last_use) best = v;
     }

@@ -110,21 +110,19 @@ void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies) {
 
 // Runs tokens [from, tokens.size()) of s.tokens through the model in chunks, starting at
 // position `from` (the cache holds [0, from)). The last chunk produces logits; `all_logits`
-// (optional) receives every row. `cancellable`: kv_session_cancel stops it between chunks (every
-// chunk then produces its last row's logits, one head row per chunk, so the session has the
-// logits of where it stopped); s.tokens is cut to the positions done and it returns true.
+// (optional) receives every row. `cancellable`: a kv_session_cancel request seen before a chunk
+// starts makes that chunk the last (it produces the logits, so the session has those of where it
+// stopped; the chunks are those of an uncancelled run); s.tokens is then cut to the positions
+// done and it returns true.
 bool forward_tokens(kv_session& s, uint32_t from, float* all_logits, bool cancellable) {
     uint32_t total = static_cast<uint32_t>(s.tokens.size());
     uint32_t V = s.model->config().n_vocab;
     uint32_t chunk = all_logits ? std::min(s.n_batch, s.max_logit_rows) : s.n_batch;
     bool host = !s.sampler->gpu_greedy();
     for (uint32_t p = from; p < total;) {
-        if (cancellable && p > from && s.cancel.load(std::memory_order_relaxed)) {
-            s.tokens.resize(p);
-            return true;
-        }
         uint32_t T = std::min(chunk, total - p);
-        bool last = p + T == total || (cancellable && !all_logits);
+        const bool stop = cancellable && !all_logits && p + T < total && s.cancel.load(std::memory_order_relaxed);
+        bool last = p + T == total || stop;
         PendingCopies pending;
         reserve_pages(s, T, &pending);
         Segment seg;
@@ -151,6 +149,10 @@ bool forward_tokens(kv_session& s, uint32_t from, float* all_logits, bool cancel
             std::memcpy(all_logits + uint64_t(p - from) * V, rb, uint64_t(T) * V * 4);
         }
         p += T;
+        if (stop) {
+            s.tokens.resize(p);
+            return true;
+        }
     }
     return false;
 }

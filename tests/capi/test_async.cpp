@@ -143,7 +143,7 @@ TEST_CASE("async: submitted prefill and decode steps give the blocking calls' to
     for (kv_session* s : {a, b, c, d}) kv_session_destroy(s);
 }
 
-TEST_CASE("async: a session with work in flight answers KV_ERR_BUSY; callbacks run on the worker after it is free") {
+TEST_CASE("async: a session with work in flight answers KV_ERR_BUSY, and callbacks run on the worker after it is free") {
     if (!kvtest::require_shared()) return;
     kvtest::Runtime rt;
     kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
