@@ -37,7 +37,9 @@
  *  - No Vulkan type appears here: adopted Vulkan handles travel as void* / uint64_t.
  *
  * Threading: functions on different objects may run concurrently unless a function says
- * otherwise. Functions on the same kv_runtime are internally synchronized.
+ * otherwise. Functions on the same kv_runtime are internally synchronized. A session serves one
+ * call at a time: since 0.2.0 a second call on a session in use (another thread's, or a ticket in
+ * flight) returns KV_ERR_BUSY and changes nothing (see "Non-blocking work and cancellation").
  *
  * Version history: every declaration says since which version it exists.
  */
@@ -613,7 +615,8 @@ typedef struct kv_session_stats {
     uint32_t reserved1;          /* zero */
 } kv_session_stats;
 
-/* Thread-safe with respect to other sessions; not with calls on the same session. */
+/* Thread-safe with respect to other sessions; on a session in use by another call it returns
+ * KV_ERR_BUSY (since 0.2.0). */
 KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stats* stats);
 
 /* A new session sharing all of `session`'s KV pages (copy-on-write: the first write into a shared
