@@ -38,26 +38,12 @@ void embeddings(kv_session& s, const int32_t* ids, uint32_t n, uint32_t flags, f
     try {
         for (uint32_t p = old_past; p < total;) {
             const uint32_t T = std::min(s.n_batch, total - p);
-            PendingCopies pending;
-            reserve_pages(s, T, &pending);
             Segment seg;
-            seg.session = &s;
             seg.pos0 = p;
             seg.n_tokens = T;
             seg.mode = LogitsMode::None;
-            seg.copies = &pending.copies;
             seg.hidden = true;
-            std::vector<Segment> segs{seg};
-            PassScratch sc = own_scratch(s);
-            const uint64_t submitted = s.cs->submissions();
-            try {
-                run_pass(*s.model, sc, segs);
-            } catch (...) {
-                if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
-                    redo_copies(s, pending.copies);
-                throw;
-            }
-            commit_tokens(s, p, T);
+            run_own_pass(s, seg);
             // Every row for the mean, the last row of the last pass otherwise.
             const uint32_t first = mean ? 0 : (p + T == total ? T - 1 : T);
             if (first < T) {

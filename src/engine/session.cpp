@@ -123,27 +123,12 @@ bool forward_tokens(kv_session& s, uint32_t from, float* all_logits, bool cancel
         uint32_t T = std::min(chunk, total - p);
         const bool stop = cancellable && !all_logits && p + T < total && s.cancel.load(std::memory_order_relaxed);
         bool last = p + T == total || stop;
-        PendingCopies pending;
-        reserve_pages(s, T, &pending);
         Segment seg;
-        seg.session = &s;
         seg.pos0 = p;
         seg.n_tokens = T;
         seg.mode = all_logits ? LogitsMode::All : (last ? LogitsMode::Last : LogitsMode::None);
         seg.host_logits = host || all_logits;
-        seg.copies = &pending.copies;
-        std::vector<Segment> segs{seg};
-        PassScratch sc = own_scratch(s);
-        const uint64_t submitted = s.cs->submissions();
-        try {
-            run_pass(*s.model, sc, segs);
-        } catch (...) {
-            // The copies are in the pass's first part: redo them if it never reached the GPU.
-            if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
-                redo_copies(s, pending.copies);
-            throw;
-        }
-        commit_tokens(s, p, T);
+        run_own_pass(s, seg);
         if (all_logits) {
             const float* rb = static_cast<const float*>(s.readback.mapped());
             std::memcpy(all_logits + uint64_t(p - from) * V, rb, uint64_t(T) * V * 4);
@@ -155,6 +140,25 @@ bool forward_tokens(kv_session& s, uint32_t from, float* all_logits, bool cancel
         }
     }
     return false;
+}
+
+void run_own_pass(kv_session& s, Segment seg) {
+    PendingCopies pending;
+    reserve_pages(s, seg.n_tokens, &pending);
+    seg.session = &s;
+    seg.copies = &pending.copies;
+    std::vector<Segment> segs{seg};
+    PassScratch sc = own_scratch(s);
+    const uint64_t submitted = s.cs->submissions();
+    try {
+        run_pass(*s.model, sc, segs);
+    } catch (...) {
+        // The copies are in the pass's first part: redo them if it never reached the GPU.
+        if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
+            redo_copies(s, pending.copies);
+        throw;
+    }
+    commit_tokens(s, seg.pos0, seg.n_tokens);
 }
 
 void commit_tokens(kv_session& s, uint32_t p, uint32_t T) {

@@ -45,6 +45,10 @@ struct PendingCopies {
 void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending);
 // After a pass failed before its copy-on-write copies reached the GPU: runs them on their own.
 void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies);
+// One single-session pass of `seg` (its pos0, n_tokens and outputs; session and copies are set
+// here) over s.tokens: pages reserved, the pass run (copy-on-write copies redone if it never
+// reached the GPU), the tokens committed.
+void run_own_pass(kv_session& s, Segment seg);
 // After a pass over tokens [p, p + T) of s.tokens completed: the table takes them, pages that
 // left the window go back, n_past = p + T.
 void commit_tokens(kv_session& s, uint32_t p, uint32_t T);

@@ -15,11 +15,13 @@ inline void ok(kv_status s) { REQUIRE_MESSAGE(s == KV_OK, kv_status_string(s) <<
 struct Model {
     kv_model* m = nullptr;
     uint32_t n_vocab = 0;
-    Model(kv_runtime* rt, const std::string& path, uint32_t pool_tokens = 0, uint32_t page_size = 0) {
+    Model(kv_runtime* rt, const std::string& path, uint32_t pool_tokens = 0, uint32_t page_size = 0,
+          uint64_t host_offload_bytes = 0) {
         kv_model_desc d = KV_MODEL_DESC_INIT;
         d.path = path.c_str();
         d.kv_pool_tokens = pool_tokens;
         d.kv_page_size = page_size;
+        d.host_offload_bytes = host_offload_bytes;
         ok(kv_model_load(rt, &d, &m));
         kv_model_info info{};
         info.struct_size = sizeof info;

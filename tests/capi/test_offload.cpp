@@ -17,36 +17,17 @@ namespace {
 
 using kvtest::ok;
 
-struct Pool {
-    kv_model* m = nullptr;
-    uint32_t n_vocab = 0;
-    Pool(kv_runtime* rt, const std::string& path, uint32_t pool_tokens, uint64_t host_bytes) {
-        kv_model_desc d = KV_MODEL_DESC_INIT;
-        d.path = path.c_str();
-        d.kv_pool_tokens = pool_tokens;
-        d.host_offload_bytes = host_bytes;
-        ok(kv_model_load(rt, &d, &m));
-        kv_model_info info{};
-        info.struct_size = sizeof info;
-        ok(kv_model_get_info(m, &info));
-        n_vocab = info.n_vocab;
-    }
-    ~Pool() { kv_model_destroy(m); }
-    kv_session* session() const {
-        kv_session_desc d = KV_SESSION_DESC_INIT;
-        d.cache_type = KV_CACHE_F32;
-        d.n_ctx = 128;
-        kv_session* s = nullptr;
-        ok(kv_session_create(m, &d, &s));
-        return s;
-    }
-    kv_cache_stats cache() const {
-        kv_cache_stats c{};
-        c.struct_size = sizeof c;
-        ok(kv_model_get_cache_stats(m, KV_CACHE_F32, &c));
-        return c;
-    }
-};
+using kvtest::Model;
+
+// An F32 session of 128 positions.
+kv_session* session(const Model& m) {
+    kv_session_desc d = KV_SESSION_DESC_INIT;
+    d.cache_type = KV_CACHE_F32;
+    d.n_ctx = 128;
+    kv_session* s = nullptr;
+    ok(kv_session_create(m.m, &d, &s));
+    return s;
+}
 
 kv_session_stats stats(kv_session* s) {
     kv_session_stats st{};
@@ -82,9 +63,9 @@ TEST_CASE("offload: an offloaded session continues exactly like one that never l
     if (!kvtest::require_shared()) return;
     kvtest::Runtime rt;
     const std::string path = kvtest::load_trace("stories260K.once-upon-a-time").model_path;
-    Pool stay(rt, path, 0, 0), move(rt, path, 0, 0);  // separate pools: nothing shared between the runs
-    kv_session* a = stay.session();
-    kv_session* b = move.session();
+    Model stay(rt, path), move(rt, path);  // separate pools: nothing shared between the runs
+    kv_session* a = session(stay);
+    kv_session* b = session(move);
     auto p = prompt(1, 37, stay.n_vocab);
     ok(kv_prefill(a, p.data(), uint32_t(p.size())));
     ok(kv_prefill(b, p.data(), uint32_t(p.size())));
@@ -150,18 +131,18 @@ TEST_CASE("offload: a full pool offloads idle sessions least recently used first
     kvtest::Runtime rt;
     const std::string path = kvtest::load_trace("stories260K.once-upon-a-time").model_path;
     // 5 pages of 16 tokens; each session needs 2 (a 20-token prompt, then up to 32 tokens).
-    Pool big(rt, path, 0, 0), small(rt, path, 80, 64ull << 20);
+    Model big(rt, path), small(rt, path, 80, 0, 64ull << 20);
     const int n = 4;
     std::vector<kv_session*> ref(n), s(n);
     std::vector<std::vector<kv_token>> prompts(n);
     for (int i = 0; i < n; ++i) {
         prompts[i] = prompt(100 + i, 20, big.n_vocab);
-        ref[i] = big.session();
+        ref[i] = session(big);
         ok(kv_prefill(ref[i], prompts[i].data(), 20));
     }
     // Sessions 0 and 1 fit; 2 finds the pool full and pushes out 0 (the least recently used).
     for (int i = 0; i < 3; ++i) {
-        s[i] = small.session();
+        s[i] = session(small);
         ok(kv_prefill(s[i], prompts[i].data(), 20));
     }
     CHECK(stats(s[0]).offloaded == 1);
@@ -169,7 +150,7 @@ TEST_CASE("offload: a full pool offloads idle sessions least recently used first
     CHECK(stats(s[2]).offloaded == 0);
     // Session 1 takes a step (it is now the most recent); 3 arrives and pushes out 2.
     CHECK(step(s[1]) == step(ref[1]));
-    s[3] = small.session();
+    s[3] = session(small);
     ok(kv_prefill(s[3], prompts[3].data(), 20));
     CHECK(stats(s[2]).offloaded == 1);
     CHECK(stats(s[1]).offloaded == 0);
@@ -214,15 +195,15 @@ TEST_CASE("offload: a full pool offloads idle sessions least recently used first
     CHECK(stepped < n);
 
     // Without a host budget the pool never offloads by itself (0.1 behaviour).
-    Pool strict(rt, path, 32, 0);
-    kv_session* x = strict.session();
-    kv_session* y = strict.session();
+    Model strict(rt, path, 32);
+    kv_session* x = session(strict);
+    kv_session* y = session(strict);
     ok(kv_prefill(x, prompts[0].data(), 20));
     CHECK(kv_prefill(y, prompts[1].data(), 20) == KV_ERR_OUT_OF_DEVICE_MEMORY);
     CHECK(stats(x).offloaded == 0);
     // A budget smaller than a session: explicit offload is refused, the session untouched.
-    Pool tight(rt, path, 32, 1);
-    kv_session* z = tight.session();
+    Model tight(rt, path, 32, 0, 1);
+    kv_session* z = session(tight);
     ok(kv_prefill(z, prompts[2].data(), 20));
     CHECK(kv_session_offload(z) == KV_ERR_OUT_OF_HOST_MEMORY);
     CHECK(stats(z).offloaded == 0);
