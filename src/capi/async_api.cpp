@@ -12,6 +12,7 @@
 
 #include "capi/api.h"
 #include "capi/session_use.h"
+#include "engine/offload.h"
 #include "engine/runtime.h"
 #include "engine/session.h"
 
@@ -83,13 +84,17 @@ KV_API kv_status kv_submit_prefill(kv_session* session, const kv_token* tokens, 
         if (!out_ticket) fail(KV_ERR_INVALID_ARGUMENT, "out_ticket is NULL");
         if (!tokens) fail(KV_ERR_INVALID_ARGUMENT, "tokens is NULL");
         if (n_tokens == 0) fail(KV_ERR_INVALID_ARGUMENT, "n_tokens is 0");
-        api::SessionUse use(session);
+        api::SessionUse use(session, "session", api::Need::State);  // an offloaded one comes back on the worker
         std::vector<int32_t> ids(tokens, tokens + n_tokens);  // the caller's array is not read later
         kv_ticket* t = new_ticket(*(*use).model->runtime, callback, user);
         kv_session* s = use.release();
         t->worker->post([t, s, ids = std::move(ids)] {
             complete(
-                t, [&] { return engine::prefill(*s, ids.data(), uint32_t(ids.size()), nullptr); },
+                t,
+                [&] {
+                    engine::restore(*s);
+                    return engine::prefill(*s, ids.data(), uint32_t(ids.size()), nullptr);
+                },
                 [&] { api::give_back(s); });
         });
         *out_ticket = t;
@@ -101,7 +106,7 @@ KV_API kv_status kv_submit_decode(kv_session* session, kv_ticket_callback callba
                                   kv_ticket** out_ticket) {
     return api::guard([&] {
         if (!out_ticket) fail(KV_ERR_INVALID_ARGUMENT, "out_ticket is NULL");
-        api::SessionUse use(session);
+        api::SessionUse use(session, "session", api::Need::State);  // an offloaded one comes back on the worker
         kv_ticket* t = new_ticket(*(*use).model->runtime, callback, user);
         kv_session* s = use.release();
         t->worker->post([t, s] {
@@ -109,6 +114,7 @@ KV_API kv_status kv_submit_decode(kv_session* session, kv_ticket_callback callba
                 t,
                 [&] {
                     int32_t tok = -1;
+                    engine::restore(*s);
                     kv_status st = engine::decode_step(*s, &tok);
                     t->tokens.assign(1, tok);
                     t->statuses.assign(1, st);
