@@ -5,8 +5,11 @@
 //               [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]
 //               [--no-cache] [--device INDEX|NAME] [--ids]
 //               [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]
-//               [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json]
+//               [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json] [--chat]
 //
+// --chat sends the prompt as one user message in the model's own chat template (kv_chat_format,
+// ending with the opening of the assistant's turn), so an instruction-tuned model answers it; a
+// model without a chat template is an error.
 // --grammar constrains the output to a GBNF grammar (root rule "root"); --json-schema to the JSON
 // a schema accepts (translated with kv_json_schema_to_grammar; --grammar-out FILE writes the GBNF).
 //
@@ -48,7 +51,8 @@ int usage(int rc) {
                  "         [--batch N] [--kv-type f16|f32|q8_0|q4_0] [--page-size N] [--window N] [--sinks N]\n"
                  "         [--no-cache] [--device INDEX|NAME] [--ids]\n"
                  "         [--dump-logits FILE] [--quiet] [--validation] [--draft ngram|MODEL] [--draft-n K]\n"
-                 "         [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json [--grammar-out FILE]]\n");
+                 "         [--pipeline-cache FILE] [--grammar FILE.gbnf | --json-schema FILE.json [--grammar-out FILE]]\n"
+                 "         [--chat]\n");
     return rc;
 }
 
@@ -81,7 +85,7 @@ int main(int argc, char** argv) {
     std::string model_path, prompt = "Once upon a time", dump_path, draft_path, grammar_path, schema_path, grammar_out;
     uint32_t draft_n = 4;
     std::vector<kv_token> prompt_ids;
-    bool have_ids = false, print_ids = false, quiet = false;
+    bool have_ids = false, print_ids = false, quiet = false, chat = false;
     int n_predict = 128;
     uint32_t page_size = 0;
     kv_sampler_desc sampler = KV_SAMPLER_DESC_INIT;
@@ -146,6 +150,7 @@ int main(int argc, char** argv) {
         } else if (a == "--ids") print_ids = true;
         else if (a == "--dump-logits") dump_path = val();
         else if (a == "--quiet") quiet = true;
+        else if (a == "--chat") chat = true;
         else if (a == "--draft") draft_path = val();
         else if (a == "--draft-n") draft_n = uint32_t(num(1, 64));
         else if (a == "--grammar") grammar_path = val();
@@ -198,6 +203,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kv-generate: no model: pass -m model.gguf\n");
         return usage(2);
     }
+    if (chat && have_ids) {
+        std::fprintf(stderr, "kv-generate: --chat renders a text prompt: not with --prompt-ids\n");
+        return usage(2);
+    }
     if (!draft_path.empty() && (sampler.temperature != 0 || !dump_path.empty() || (sdesc.flags & KV_SESSION_NO_CACHE))) {
         std::fprintf(stderr, "kv-generate: --draft is greedy decoding over the cache: not with --temp > 0, "
                              "--dump-logits or --no-cache\n");
@@ -225,11 +234,34 @@ int main(int argc, char** argv) {
     kv_model_info info{};
     info.struct_size = sizeof info;
     kv_model_get_info(model, &info);
+    uint32_t tokenize_flags = KV_TOKENIZE_ADD_SPECIAL;
+    if (chat) {
+        size_t template_len = 0;
+        kv_model_get_chat_template(model, nullptr, &template_len);
+        if (template_len == 0) {
+            std::fprintf(stderr, "kv-generate: --chat: %s has no chat template (tokenizer.chat_template); "
+                                 "leave out --chat to continue the prompt as plain text\n", model_path.c_str());
+            return 1;
+        }
+        // One user message, then the opening of the assistant's turn. The rendered text carries
+        // its special tokens (BOS included where the template writes it): parse them, add none.
+        kv_chat_message msg = KV_CHAT_MESSAGE_INIT;
+        msg.role = "user";
+        msg.content = prompt.c_str();
+        size_t len = 0;
+        s = kv_chat_format(model, &msg, 1, KV_CHAT_ADD_ASSISTANT_PROMPT, nullptr, &len);
+        std::string text(len, '\0');
+        if (s == KV_INCOMPLETE) s = kv_chat_format(model, &msg, 1, KV_CHAT_ADD_ASSISTANT_PROMPT, &text[0], &len);
+        if (s != KV_OK) die("--chat: the model's chat template", s);
+        text.resize(len);
+        prompt = text;
+        tokenize_flags = KV_TOKENIZE_PARSE_SPECIAL;
+    }
     if (!have_ids) {
         uint32_t n = 0;
-        kv_tokenize(model, prompt.data(), prompt.size(), KV_TOKENIZE_ADD_SPECIAL, nullptr, &n);
+        kv_tokenize(model, prompt.data(), prompt.size(), tokenize_flags, nullptr, &n);
         prompt_ids.resize(n);
-        if ((s = kv_tokenize(model, prompt.data(), prompt.size(), KV_TOKENIZE_ADD_SPECIAL, prompt_ids.data(), &n)) != KV_OK)
+        if ((s = kv_tokenize(model, prompt.data(), prompt.size(), tokenize_flags, prompt_ids.data(), &n)) != KV_OK)
             die("tokenize", s);
     }
     if (prompt_ids.empty()) {

@@ -10,7 +10,8 @@
 - kv-info -m describes a model; bad flags and broken/missing files exit non-zero with a message;
 - kv-town advances several NPC sessions and a newcomer together in batched steps;
 - kv-generate --draft ngram|MODEL (speculative) gives the same reference tokens and prints the
-  acceptance rate.
+  acceptance rate; --chat generates from the prompt rendered by the model's chat template, and
+  stops with a message when the model has none.
 - kv-bench prints prefill and decode figures against their floors, over 2 sessions, with the
   prefill computed (no prompt tokens reused from the prefix cache); --sessions N batches every
   step into one pass, --sequential does not, --json prints the same figures as JSON;
@@ -138,6 +139,32 @@ with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
         rc, out, err = run(["kv-chat", "-m", model, "--script", f.name, "-n", "4", "--template", bad.name])
         check(rc == 1 and "{% for %} is never closed" in err and "line 1, column 1" in err,
               f"kv-chat --template with a malformed template names the construct ({err.strip()[-200:]})")
+
+# kv-generate --chat: the prompt as one user message in the model's chat template (a random model
+# that kv-make-model gives ChatML). Its tokens are those of the ChatML render written here from the
+# format's specification, tokenized with its special markers parsed and no BOS added.
+with tempfile.TemporaryDirectory() as tmp:
+    chat_model = os.path.join(tmp, "chatml.gguf")
+    chatml = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "chat", "templates", "chatml.jinja")
+    rc, out, err = run(["kv-make-model", "-o", chat_model, "--dim", "64", "--layers", "2", "--heads", "4",
+                        "--kv-heads", "2", "--ffn", "128", "--vocab", "1000", "--chat-template", chatml])
+    check(rc == 0, f"kv-make-model --chat-template writes a model with a chat template {err.strip()[-200:]}")
+    rendered = "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n"
+    rc, out, err = run(["kv-tokenize", "-m", chat_model, "--special"], stdin=rendered.encode())
+    chat_ids = ",".join(out.split())
+    rc, out, err = run(["kv-generate", "-m", chat_model, "--prompt-ids", chat_ids, "-n", "8", "--ids"])
+    want_chat = out.strip()
+    rc, out, err = run(["kv-generate", "-m", chat_model, "-p", "Once upon a time", "-n", "8", "--ids", "--chat"])
+    check(rc == 0 and want_chat and out.strip() == want_chat,
+          f"kv-generate --chat generates from the ChatML render ({out.strip()} vs {want_chat}) {err.strip()[-200:]}")
+    rc, out, err = run(["kv-generate", "-m", chat_model, "-p", "Once upon a time", "-n", "4", "--chat"])
+    check(rc == 0 and out.startswith(rendered), f"kv-generate --chat echoes the rendered prompt ({out[:120]!r})")
+    rc, out, err = run(["kv-generate", "-m", chat_model, "-p", "Once upon a time", "-n", "8", "--ids"])
+    check(rc == 0 and out.strip() != want_chat, "kv-generate without --chat continues the plain prompt instead")
+rc, out, err = run(["kv-generate", "-m", model, "--chat", "-n", "4"])
+check(rc == 1 and "has no chat template" in err, f"kv-generate --chat on a model without a chat template ({err.strip()[-200:]})")
+rc, out, err = run(["kv-generate", "-m", model, "--chat", "--prompt-ids", ids])
+check(rc == 2 and "not with --prompt-ids" in err, "kv-generate --chat refuses --prompt-ids")
 
 rc, out, err = run(["kv-generate", "-m", model, "--temp", "hot"])
 check(rc == 2 and "bad value" in err, "kv-generate rejects a bad flag value")

@@ -6,7 +6,9 @@
 //                 [--heads 8] [--kv-heads 2] [--head-dim N] [--n-rot N] [--ffn 768] [--vocab 1000]
 //                 [--ctx 2048] [--type f16|f32|q8_0|q4_0] [--seed 1] [--rope-base 10000]
 //                 [--rope-scale F] [--window N] [--attn-softcap F] [--final-softcap F]
-//                 [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F]
+//                 [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F] [--chat-template FILE]
+//
+// --chat-template FILE stores FILE's text (a Jinja chat template) as tokenizer.chat_template.
 //
 // Per architecture, the tensors and keys its GGUF files carry: qwen2 Q/K/V biases; qwen3 per-head
 // Q/K norms and key_length; gemma2/gemma3 post-attention and post-feed-forward norms, a tied
@@ -29,6 +31,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -55,7 +59,7 @@ int usage() {
                  "                     [--layers N] [--heads N] [--kv-heads N] [--head-dim N] [--ffn N] [--vocab N] [--ctx N]\n"
                  "                     [--type f16|f32|q8_0|q4_0] [--seed N] [--rope-base F] [--rope-scale F]\n"
                  "                     [--window N] [--attn-softcap F] [--final-softcap F] [--n-rot N]\n"
-                 "                     [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F]\n"
+                 "                     [--yarn F] [--longrope] [--ctx-orig N] [--attn-factor F] [--chat-template FILE]\n"
                  "       kv-make-model -o out.gguf --import DIR [--type f16|f32|q8_0|q4_0]\n");
     return 2;
 }
@@ -63,7 +67,7 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string out, import_dir;
+    std::string out, import_dir, chat_template_path;
     uint32_t dim = 256, layers = 6, heads = 8, kv_heads = 2, ffn = 768, vocab = 1000, ctx = 2048, seed = 1;
     uint32_t head_dim = 0, n_rot = 0, window = 0, ctx_orig = 0;
     float rope_base = 10000.f, rope_scale = 0.f, attn_softcap = 50.f, final_softcap = 30.f, yarn = 0.f;
@@ -102,6 +106,7 @@ int main(int argc, char** argv) {
         else if (a == "--ctx") ctx = u();
         else if (a == "--seed") seed = u();
         else if (a == "--import") import_dir = v;
+        else if (a == "--chat-template") chat_template_path = v;
         else if (a == "--type") {
             std::string t = v;
             if (t == "f16") type = GgmlType::F16;
@@ -215,6 +220,15 @@ int main(int argc, char** argv) {
         w.set_u32("tokenizer.ggml.bos_token_id", 1);
         w.set_u32("tokenizer.ggml.eos_token_id", 2);
         w.set_bool("tokenizer.ggml.add_bos_token", true);
+        if (!chat_template_path.empty()) {
+            std::ifstream f(chat_template_path, std::ios::binary);
+            std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+            if (!f.good() && !f.eof()) {
+                std::fprintf(stderr, "kv-make-model: cannot read %s\n", chat_template_path.c_str());
+                return 1;
+            }
+            w.set_string("tokenizer.chat_template", text);
+        }
 
         std::mt19937 rng(seed);
         std::normal_distribution<float> N(0.f, 1.f);
