@@ -167,6 +167,13 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
         r.pages_offloaded = s.pages_offloaded;
         r.pages_restored = s.pages_restored;
         r.offloaded = s.offloaded ? 1 : 0;
+        if (s.window_table) {
+            std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+            r.window_layer_pages = s.window_table->pages_used();
+            r.window_layers = uint32_t(s.window_pool->layers().size());
+        }
+        r.window_layer_pages_released = s.window_pages_released;
+        r.pages_released = s.pages_released;
         uint32_t size = stats->struct_size;
         std::memcpy(stats, &r, n);
         stats->struct_size = size;

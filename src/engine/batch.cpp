@@ -156,11 +156,9 @@ bool prepare(Work& w, uint32_t rows_left) {
         w.pos0 = s.n_past;
         if (s.n_past == 0 && !it.logits) {
             // Prefix sharing, as kv_prefill: whole cached pages of the same leading tokens.
-            std::lock_guard<std::mutex> lock(s.pool->mutex);
-            uint32_t from = s.table->match_prefix(s.tokens.data(), uint32_t(s.tokens.size()));
-            s.n_past = w.pos0 = from;
+            const uint32_t from = match_prefix(s);
+            w.pos0 = from;
             w.prefix_hit = from;
-            s.prefix_hit_tokens += from;
         }
         w.rows = take - (w.pos0 - w.old_past);  // >= 1: match_prefix leaves a token uncovered
     }
@@ -276,6 +274,7 @@ uint32_t eval_batch(std::vector<BatchItem>& items) {
                 g.mode = w.item->logits ? LogitsMode::All : LogitsMode::Last;
                 g.host_logits = w.item->logits || !w.s->sampler->gpu_greedy();
                 g.copies = &w.pending->copies;
+                g.window_copies = &w.pending->window_copies;
                 segs.push_back(g);
                 ws.push_back(&w);
             }
@@ -295,7 +294,7 @@ uint32_t eval_batch(std::vector<BatchItem>& items) {
             for (auto& w : work)
                 if (w.pass >= p) {
                     const bool copies_ran = w.pass == p && sc.cs->submissions() != submitted;
-                    if (!lost && !copies_ran && !w.pending->copies.empty()) redo_copies(*w.s, w.pending->copies);
+                    if (!lost && !copies_ran && !w.pending->empty()) redo_copies(*w.s, *w.pending);
                     undo(w);
                     w.item->status = st;
                     w.item->message = message;
@@ -307,6 +306,7 @@ uint32_t eval_batch(std::vector<BatchItem>& items) {
             kv_session& s = *w->s;
             BatchItem& it = *w->item;
             commit_tokens(s, w->pos0, w->rows);
+            release_window_pages(s);  // each session is in one pass only: its call ends here
             const double ms = ms_since(w->t0);
             if (!it.tokens) {
                 s.sampler->accept(it.token, w->pos0);  // the grammar, if any, moves past it

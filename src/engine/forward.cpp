@@ -154,8 +154,10 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     auto t_record = Clock::now();
     cs.begin();
     if (prof) prof->begin(cs);
-    for (const Segment& g : segs)
-        if (g.copies) g.session->pool->record_copies(cs, *g.copies);  // copy-on-write, before any write
+    for (const Segment& g : segs) {  // copy-on-write, before any write
+        if (g.copies) g.session->pool->record_copies(cs, *g.copies);
+        if (g.window_copies && g.session->window_pool) g.session->window_pool->record_copies(cs, *g.window_copies);
+    }
     WK.get_rows(cs, W.token_embd.data, W.token_embd.type, W.token_embd.rows, E, ids, T, X);
     cs.barrier();
     if (cfg.embd_scale != 1.f) {  // gemma: embeddings times sqrt(n_embd)
@@ -205,19 +207,27 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         }
         cs.barrier();
         mark("bias+rope");
+        // A session's K/V of this layer: in its windowed layer group's pages if the layer is one
+        // of them, else in its (global) pages.
+        auto pool_of = [l](const kv_session& s) -> const KvPool& {
+            return s.window_pool && s.window_pool->holds(l) ? *s.window_pool : *s.pool;
+        };
+        auto table_of = [l](const kv_session& s) -> const vk::Buffer& {
+            return s.window_pool && s.window_pool->holds(l) ? s.window_block_table : s.block_table;
+        };
         for (size_t i = 0; i < segs.size(); ++i) {
             const kv_session& s = *segs[i].session;
             const uint32_t n = segs[i].n_tokens;
-            A.kv_write(cs, rows_of(sc.k, row0[i], n, KVD), rows_of(sc.v, row0[i], n, KVD), vk::whole(s.pool->k(l)),
-                       vk::whole(s.pool->v(l)), vk::whole(s.block_table), ap[i]);
+            A.kv_write(cs, rows_of(sc.k, row0[i], n, KVD), rows_of(sc.v, row0[i], n, KVD), vk::whole(pool_of(s).k(l)),
+                       vk::whole(pool_of(s).v(l)), vk::whole(table_of(s)), ap[i]);
         }
         cs.barrier();
         mark("kv_write");
         for (size_t i = 0; i < segs.size(); ++i) {
             const kv_session& s = *segs[i].session;
             const uint32_t n = segs[i].n_tokens;
-            A.attention(cs, rows_of(sc.q, row0[i], n, QD), vk::whole(s.pool->k(l)), vk::whole(s.pool->v(l)),
-                        vk::whole(s.block_table), rows_of(sc.attn, row0[i], n, QD), ap[i], vk::whole(s.attn_scratch));
+            A.attention(cs, rows_of(sc.q, row0[i], n, QD), vk::whole(pool_of(s).k(l)), vk::whole(pool_of(s).v(l)),
+                        vk::whole(table_of(s)), rows_of(sc.attn, row0[i], n, QD), ap[i], vk::whole(s.attn_scratch));
         }
         cs.barrier();
         mark("attention");

@@ -52,6 +52,7 @@ struct Segment {
     LogitsMode mode = LogitsMode::None;
     bool host_logits = false;  // copy the logits rows to the session's readback
     const std::vector<kvcache::PageCopy>* copies = nullptr;  // copy-on-write, before any write
+    const std::vector<kvcache::PageCopy>* window_copies = nullptr;  // ... of the windowed layer group
     // Embeddings (a single-segment pass with mode None): leave the final hidden state of every
     // row, rms_norm(X) with the output norm (the output head's input), in the scratch's h rows.
     bool hidden = false;

@@ -168,10 +168,13 @@ void require_weights_on_device(const kv_model& m) {
              "the model was loaded without a runtime (parse-only): it cannot run sessions");
 }
 
-KvPool& kv_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {
+namespace {
+
+KvPool& group_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens, bool windowed) {
     std::lock_guard<std::mutex> lock(m.pools_mutex);
-    auto it = m.kv_pools.find(type);
-    if (it != m.kv_pools.end()) return *it->second;
+    auto& pools = windowed ? m.kv_window_pools : m.kv_pools;
+    auto it = pools.find(type);
+    if (it != pools.end()) return *it->second;
     const uint32_t ps = m.kv_page_size;
     uint64_t tokens = m.kv_pool_tokens ? m.kv_pool_tokens : std::max<uint32_t>(16384, min_tokens);
     if (!m.kv_pool_tokens) {
@@ -181,10 +184,21 @@ KvPool& kv_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {
         tokens = std::max<uint64_t>(std::min<uint64_t>(tokens, fit), min_tokens);
     }
     uint32_t pages = static_cast<uint32_t>((tokens + ps - 1) / ps);
-    auto pool = std::make_unique<KvPool>(m, type, ps, pages);
+    auto pool = std::make_unique<KvPool>(m, type, ps, pages, layer_group(m.config(), windowed));
     KvPool& ref = *pool;
-    m.kv_pools.emplace(type, std::move(pool));
+    pools.emplace(type, std::move(pool));
     return ref;
+}
+
+}  // namespace
+
+KvPool& kv_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {
+    return group_pool(m, type, min_tokens, false);
+}
+
+KvPool* kv_window_pool(kv_model& m, model::GgmlType type, uint32_t min_tokens) {
+    if (!has_window_group(m.config())) return nullptr;
+    return &group_pool(m, type, min_tokens, true);
 }
 
 }  // namespace kv::engine

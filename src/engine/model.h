@@ -72,6 +72,8 @@ struct kv_model {
     uint64_t host_offload_bytes = 0;  // kv_model_desc.host_offload_bytes (engine/offload.h)
     std::mutex pools_mutex;
     std::map<kv::model::GgmlType, std::unique_ptr<kv::engine::KvPool>> kv_pools;
+    // The windowed layers' pools of a model with two layer groups (engine/kv_pool.h).
+    std::map<kv::model::GgmlType, std::unique_ptr<kv::engine::KvPool>> kv_window_pools;
 
     // Passes of several sessions (engine/batch.h): their activations, one batch at a time.
     std::mutex batch_mutex;
@@ -97,7 +99,11 @@ std::unique_ptr<kv_model> load_model(kv_runtime* runtime, const kv_model_desc& d
 // runtime's device: loaded with a runtime and not vocab-only).
 void require_weights_on_device(const kv_model& model);
 
-// The model's KV pool of `type`, created on first use with room for at least `min_tokens`.
+// The model's KV pool of `type` (its global layers: every layer unless the model has two layer
+// groups), created on first use with room for at least `min_tokens`.
 KvPool& kv_pool(kv_model& model, model::GgmlType type, uint32_t min_tokens);
+// The pool of its sliding-window layers (as many pages as kv_pool's), or null for a model with
+// one layer group (engine/kv_pool.h).
+KvPool* kv_window_pool(kv_model& model, model::GgmlType type, uint32_t min_tokens);
 
 }  // namespace kv::engine

@@ -15,7 +15,9 @@ namespace {
 
 uint32_t logical_pages(const kv_session& s) { return (s.n_past + s.page_size - 1) / s.page_size; }
 
-bool offloadable(const kv_session& s) { return !s.window && !(s.flags & KV_SESSION_NO_CACHE); }
+bool offloadable(const kv_session& s) {
+    return !s.window && !s.window_table && !(s.flags & KV_SESSION_NO_CACHE);
+}
 
 // The least recently used session of the pool that could give pages back now (caller holds the
 // pool mutex), skipping those in `tried`.
@@ -47,7 +49,10 @@ void unregister_session(kv_session& s) {
 
 void offload(kv_session& s) {
     if (!offloadable(s))
-        fail(KV_ERR_UNSUPPORTED, "a %s session cannot be offloaded", s.window ? "sliding-window" : "no-cache");
+        fail(KV_ERR_UNSUPPORTED, "a %s session cannot be offloaded",
+             s.window                 ? "sliding-window"
+             : s.window_table != nullptr ? "sliding-window-layer model's (two page groups)"
+                                      : "no-cache");
     if (s.offloaded || s.n_past == 0) return;
     KvPool& pool = *s.pool;
     const uint32_t n = logical_pages(s);

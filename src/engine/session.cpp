@@ -51,12 +51,14 @@ void check_tokens(const kv_session& s, const int32_t* ids, uint32_t n) {
             fail(KV_ERR_BAD_TOKEN, "token %u of %u is %d, outside the vocabulary [0, %u)", i, n, ids[i], nv);
 }
 
-// Writes the session's page ids where the shaders look for them: slot = logical page, or its
-// ring slot for a windowed session (AttentionParams). Caller holds the pool mutex.
-void publish_block_table(kv_session& s) {
-    const auto& ids = s.table->page_ids();
-    uint32_t* dst = static_cast<uint32_t*>(s.block_table.mapped());
-    const uint32_t slots = uint32_t(s.block_table.size() / 4);
+namespace {
+
+// Writes a table's page ids where the shaders look for them: slot = logical page, or its ring
+// slot for a windowed session (AttentionParams). Caller holds the table's pool mutex.
+void publish(const kv_session& s, const kvcache::BlockTable& table, vk::Buffer& buffer) {
+    const auto& ids = table.page_ids();
+    uint32_t* dst = static_cast<uint32_t*>(buffer.mapped());
+    const uint32_t slots = uint32_t(buffer.size() / 4);
     if (!s.ring_pages) {
         KV_CHECK(ids.size() <= slots);
         std::memcpy(dst, ids.data(), ids.size() * 4);
@@ -73,8 +75,14 @@ void publish_block_table(kv_session& s) {
         for (uint32_t lp = 0; lp < std::min(n, s.sink_pages); ++lp) put(lp);
         for (uint32_t lp = std::max(s.sink_pages, n > s.ring_pages ? n - s.ring_pages : 0); lp < n; ++lp) put(lp);
     }
-    s.block_table.flush(0, s.block_table.size());
+    buffer.flush(0, buffer.size());
 }
+
+}  // namespace
+
+void publish_block_table(kv_session& s) { publish(s, *s.table, s.block_table); }
+
+void publish_window_block_table(kv_session& s) { publish(s, *s.window_table, s.window_block_table); }
 
 
 // Makes positions [p, p + T) writable in the session's pages and publishes the block table.
@@ -89,22 +97,53 @@ void reserve_pages(kv_session& s, uint32_t T, PendingCopies* pending) {
              "were evicted first); destroy or truncate sessions, or load the model with a larger kv_pool_tokens",
              T, st.in_use, st.limit, st.cached);
     }
+    if (!s.window_table) return;
+    pending->window_pool = s.window_pool;
+    {
+        std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+        std::vector<kvcache::PageCopy>& wc = pending->window_copies;
+        if (s.window_table->reserve(T, &wc) == kvcache::ReserveStatus::kOk) {
+            for (const auto& c : wc) s.window_pool->pages.ref(c.src);  // as reserve_with_offload
+            publish_window_block_table(s);
+            return;
+        }
+    }
+    // The global layers' copies already point the table at pages nothing wrote yet: run them.
+    if (!copies.empty()) redo_copies(s, *pending);
+    std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+    auto st = s.window_pool->pages.stats();
+    fail(KV_ERR_OUT_OF_DEVICE_MEMORY,
+         "the KV page pool of the sliding-window layers is full: %u tokens need pages, %u of %u pages are held by "
+         "sessions (%u cached pages were evicted first); destroy or truncate sessions, or load the model with a "
+         "larger kv_pool_tokens",
+         T, st.in_use, st.limit, st.cached);
 }
 
 // After a pass failed before its copy-on-write copies reached the GPU: runs them on their own, so
 // the pages the session keeps hold what they held. If that fails too, the session drops the
 // positions of the copied page (it keeps a consistent, shorter cache; rollback sees n_tokens).
-void redo_copies(kv_session& s, const std::vector<kvcache::PageCopy>& copies) {
+void redo_copies(kv_session& s, const PendingCopies& pending) {
     try {
         vk::CommandStream& cs = *s.cs;
         cs.begin();
-        s.pool->record_copies(cs, copies);
+        s.pool->record_copies(cs, pending.copies);
+        if (pending.window_pool) pending.window_pool->record_copies(cs, pending.window_copies);
         cs.submit_and_wait();
     } catch (...) {
-        std::lock_guard<std::mutex> lock(s.pool->mutex);
-        uint32_t page_start = s.table->n_tokens() / s.page_size * s.page_size;
-        if (page_start == 0) s.table->clear();
-        else s.table->truncate(page_start);
+        uint32_t page_start;
+        {
+            std::lock_guard<std::mutex> lock(s.pool->mutex);
+            page_start = s.table->n_tokens() / s.page_size * s.page_size;
+        }
+        if (s.window_table) {
+            // Both groups keep the same positions; if the windowed one no longer holds the page
+            // before, it cannot be cut there: both drop everything.
+            std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+            if (page_start > s.window_table->n_tokens() ||
+                (page_start && !s.window_table->resident(page_start - 1)))
+                page_start = 0;
+        }
+        truncate_tables(s, page_start);
     }
 }
 
@@ -147,6 +186,7 @@ void run_own_pass(kv_session& s, Segment seg) {
     reserve_pages(s, seg.n_tokens, &pending);
     seg.session = &s;
     seg.copies = &pending.copies;
+    seg.window_copies = &pending.window_copies;
     std::vector<Segment> segs{seg};
     PassScratch sc = own_scratch(s);
     const uint64_t submitted = s.cs->submissions();
@@ -154,8 +194,8 @@ void run_own_pass(kv_session& s, Segment seg) {
         run_pass(*s.model, sc, segs);
     } catch (...) {
         // The copies are in the pass's first part: redo them if it never reached the GPU.
-        if (!pending.copies.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
-            redo_copies(s, pending.copies);
+        if (!pending.empty() && s.cs->submissions() == submitted && !s.model->runtime->device->lost())
+            redo_copies(s, pending);
         throw;
     }
     commit_tokens(s, seg.pos0, seg.n_tokens);
@@ -167,16 +207,61 @@ void commit_tokens(kv_session& s, uint32_t p, uint32_t T) {
         s.table->commit(s.tokens.data() + p, T);
         // Pages wholly outside the window and the sinks go back to the pool (nothing reads
         // them any more: this pass has completed and later ones only look forward).
-        if (s.window) s.table->release_outside_window(s.window, s.sinks);
+        if (s.window) s.pages_released += s.table->release_outside_window(s.window, s.sinks);
+    }
+    if (s.window_table) {
+        std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+        s.window_table->commit(s.tokens.data() + p, T);
+        if (s.window) s.window_pages_released += s.window_table->release_outside_window(s.window, s.sinks);
     }
     s.n_past = p + T;
 }
 
+void release_window_pages(kv_session& s) {
+    if (!s.window_table || s.hold_window_pages) return;
+    // Keys a later query can see in these layers: the last min(session, layer) window positions
+    // and the session's sinks (forward.cpp).
+    const uint32_t w = s.window ? std::min(s.window, s.group_window) : s.group_window;
+    std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+    s.window_pages_released += s.window_table->release_outside_window(w, s.sinks);
+}
+
+uint32_t match_prefix(kv_session& s) {
+    uint32_t from;
+    {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        from = s.table->match_prefix(s.tokens.data(), uint32_t(s.tokens.size()));
+    }
+    if (s.window_table) {
+        // Both groups must hold the same positions: the shorter match wins (the windowed
+        // group's cached pages may have been evicted sooner).
+        {
+            std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+            from = std::min(from, s.window_table->match_prefix(s.tokens.data(), uint32_t(s.tokens.size())));
+        }
+        truncate_tables(s, from);
+    }
+    s.n_past = from;
+    s.prefix_hit_tokens += from;
+    return from;
+}
+
+void truncate_tables(kv_session& s, uint32_t n) {
+    {
+        std::lock_guard<std::mutex> lock(s.pool->mutex);
+        if (n == 0) s.table->clear();
+        else s.table->truncate(n);
+    }
+    if (s.window_table) {
+        std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+        if (n == 0) s.window_table->clear();
+        else s.window_table->truncate(n);
+    }
+}
+
 // Drops cached positions [n, n_past).
 void truncate_cache(kv_session& s, uint32_t n) {
-    std::lock_guard<std::mutex> lock(s.pool->mutex);
-    if (n == 0) s.table->clear();
-    else s.table->truncate(n);
+    truncate_tables(s, n);
     s.n_past = n;
 }
 
@@ -250,8 +335,16 @@ uint64_t kv_session::kv_bytes_per_token() const {
 }
 
 uint64_t kv_session::kv_bytes() const {
-    std::lock_guard<std::mutex> lock(pool->mutex);
-    return uint64_t(table->pages_used()) * pool->page_bytes_all_layers();
+    uint64_t bytes;
+    {
+        std::lock_guard<std::mutex> lock(pool->mutex);
+        bytes = uint64_t(table->pages_used()) * pool->page_bytes_all_layers();
+    }
+    if (window_table) {
+        std::lock_guard<std::mutex> lock(window_pool->mutex);
+        bytes += uint64_t(window_table->pages_used()) * window_pool->page_bytes_all_layers();
+    }
+    return bytes;
 }
 
 kv_session::~kv_session() {
@@ -259,6 +352,10 @@ kv_session::~kv_session() {
     if (table) {
         std::lock_guard<std::mutex> lock(pool->mutex);
         table.reset();  // returns the pages
+    }
+    if (window_table) {
+        std::lock_guard<std::mutex> lock(window_pool->mutex);
+        window_table.reset();
     }
 }
 
@@ -331,6 +428,13 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
         s->pool->pages, long_rope ? kvcache::mix64(kvcache::kRootHash) : kvcache::kRootHash);
     register_session(*s);
     s->block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
+    // The windowed layers' group, on its own pool (same positions, same ring when windowed).
+    if ((s->window_pool = kv_window_pool(m, s->kv_type, pool_tokens))) {
+        s->window_table = std::make_unique<kvcache::BlockTable>(
+            s->window_pool->pages, long_rope ? kvcache::mix64(kvcache::kRootHash) : kvcache::kRootHash);
+        s->window_block_table = vk::Buffer(al, uint64_t(n_pages) * 4, vk::MemoryUse::Upload);
+        for (uint32_t l : s->window_pool->layers()) s->group_window = std::max(s->group_window, cfg.sliding_window[l]);
+    }
     s->transfer = std::make_unique<vk::Uploader>(*al, 1ull << 20);
 
     uint64_t B = s->n_batch;
@@ -418,10 +522,7 @@ kv_status prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logi
             if (old_past == 0 && !all_logits) {
                 // Prefix sharing: whole pages another session (or an earlier one) computed for the
                 // same leading tokens are reused; only the rest is computed.
-                std::lock_guard<std::mutex> lock(s.pool->mutex);
-                from = s.table->match_prefix(s.tokens.data(), uint32_t(s.tokens.size()));
-                s.n_past = from;
-                s.prefix_hit_tokens += from;
+                from = match_prefix(s);
             }
             cancelled = forward_tokens(s, from, all_logits, !all_logits);
         }
@@ -429,6 +530,7 @@ kv_status prefill(kv_session& s, const int32_t* ids, uint32_t n, float* all_logi
         rollback(s, old_past, before);
         throw;
     }
+    release_window_pages(s);
     const uint32_t done = s.n_past - old_past;  // n, or fewer when cancelled
     s.last_prefill_ms = ms_since(t0);
     s.total_prefill_ms += s.last_prefill_ms;
@@ -468,6 +570,7 @@ kv_status decode_step(kv_session& s, int32_t* out_token) {
         if (rng_before) s.sampler->set_rng(*rng_before);
         throw;
     }
+    release_window_pages(s);
     s.sampler->accept(tok, old_past);  // the grammar, if any, moves past it
     *out_token = tok;  // out-parameters stay untouched on error
     s.last_decode_ms = ms_since(t0);
@@ -487,6 +590,7 @@ void reset(kv_session& s) {
     s.tokens.clear();
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;
     s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = s.forward_passes = 0;
+    s.pages_released = s.window_pages_released = 0;
     s.last_prefill_ms = s.last_decode_ms = s.total_prefill_ms = s.total_decode_ms = 0;
     s.last_prefill_tokens = 0;
     s.sampler->reset();
@@ -516,6 +620,10 @@ std::unique_ptr<kv_session> fork(kv_session& p) {
     {
         std::lock_guard<std::mutex> lock(p.pool->mutex);
         *c->table = p.table->fork();
+    }
+    if (p.window_table) {
+        std::lock_guard<std::mutex> lock(p.window_pool->mutex);
+        *c->window_table = p.window_table->fork();
     }
     c->tokens = p.tokens;
     c->n_past = p.n_past;
@@ -555,6 +663,18 @@ void truncate(kv_session& s, uint32_t n) {
         if (!s.table->resident(n - 1) || !s.table->resident(first))
             fail(KV_ERR_INVALID_ARGUMENT, "cannot truncate to %u tokens: positions it needs left the sliding window", n);
     }
+    if (s.window_table) {
+        // The same for the windowed layers, whose group keeps only their window.
+        const uint32_t w = s.window ? std::min(s.window, s.group_window) : s.group_window;
+        uint32_t first = n > w ? n - w : 0;
+        if (first < s.sinks) first = std::min(s.sinks, n - 1);
+        std::lock_guard<std::mutex> lock(s.window_pool->mutex);
+        if (!s.window_table->resident(n - 1) || !s.window_table->resident(first))
+            fail(KV_ERR_INVALID_ARGUMENT,
+                 "cannot truncate to %u tokens: positions its sliding-window layers need (their window is %u) "
+                 "were released",
+                 n, w);
+    }
     s.sampler->truncate(n);  // the grammar forgets the tokens it matched from position n on
     // Keep [0, n - 1), then run token n - 1 again: its K/V are rewritten (identical) and the
     // logits after it come back, so decoding can continue at once.
@@ -570,6 +690,7 @@ void truncate(kv_session& s, uint32_t n) {
         rollback(s, n - 1, none);
         throw;
     }
+    release_window_pages(s);
 }
 
 }  // namespace kv::engine

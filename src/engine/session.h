@@ -5,6 +5,13 @@
 // kvcache::BlockTable whose page ids the attention shaders read from `block_table`. A session holds
 // pages only for the tokens it has (plus the page being filled); full pages are shared with other
 // sessions that hold the same prefix, and with forks (copy-on-write). n_ctx caps the positions.
+//
+// A model with sliding-window and global layers (two layer groups, engine/kv_pool.h): `table` and
+// `pool` are the global layers', `window_table` on `window_pool` the windowed layers'. Both hold
+// the same positions, but the windowed one lets go of every page wholly before the last
+// `group_window` positions at the end of each call that appends tokens (release_window_pages), so
+// the windowed layers' memory stays flat however long the sequence grows. A failed call's
+// rollback never reaches below the positions it began with, which are all still resident.
 #pragma once
 
 #include <kvulkan/kvulkan.h>
@@ -60,6 +67,19 @@ struct kv_session {
     kv::engine::KvPool* pool = nullptr;           // the model's pool of kv_type
     std::unique_ptr<kv::kvcache::BlockTable> table;  // guarded by pool->mutex
     kv::vk::Buffer block_table;                  // host-visible uint32 [n_ctx / page_size]
+    // The windowed layer group (null without one): its pool, table (guarded by
+    // window_pool->mutex; never locked while pool->mutex is held, nor the other way round), block
+    // table buffer (as block_table, holes = kvcache::kNoPage), the largest window of its layers,
+    // and the pages it released since creation or reset.
+    kv::engine::KvPool* window_pool = nullptr;
+    std::unique_ptr<kv::kvcache::BlockTable> window_table;
+    kv::vk::Buffer window_block_table;
+    uint32_t group_window = 0;
+    uint64_t window_pages_released = 0;
+    uint64_t pages_released = 0;  // by the session's own window (desc.window), since creation or reset
+    // speculative decoding keeps the windowed pages of its verify pass until it has cut the
+    // rejected tokens (release_window_pages does nothing while set).
+    bool hold_window_pages = false;
     kv::vk::Buffer ids;                          // host-visible uint32 [n_batch]
     kv::vk::Buffer x, h, q, k, v, attn, gate, up, logits, argmax_out;
     kv::vk::Buffer attn_scratch;                 // split-KV partials of long-context decode
@@ -102,7 +122,7 @@ struct kv_session {
     uint64_t scratch_bytes = 0;
 
     uint64_t kv_bytes_per_token() const;
-    uint64_t kv_bytes() const;  // device bytes of the pages this session holds (shared ones too)
+    uint64_t kv_bytes() const;  // device bytes of the pages this session holds (shared ones too), both groups
 
     ~kv_session();
 };

@@ -146,6 +146,11 @@ void transfer_pages(kv_session& s, const std::vector<kvcache::PageId>& ids, uint
 using detail::transfer_pages;
 
 size_t saved_size(const kv_session& s) {
+    if (s.window_table)
+        fail(KV_ERR_UNSUPPORTED,
+             "a session of a model with sliding-window and global layers (%s: its windowed layers' pages are a "
+             "group of their own) cannot be saved yet",
+             s.model->architecture.c_str());
     const auto& c = s.model->config();
     size_t header = 8 + 4 + 4 + 6 * 4 + 16 + 6 * 4 + sizeof(kv_sampler_desc) + 4 + s.sampler->rng_state().size() +
                     s.sampler->logit_bias().size() * 8 + s.sampler->banned().size() * 4;
@@ -155,6 +160,7 @@ size_t saved_size(const kv_session& s) {
 }
 
 std::vector<uint8_t> save(kv_session& s) {
+    saved_size(s);  // refuses what cannot be saved
     if (s.flags & KV_SESSION_NO_CACHE)
         fail(KV_ERR_UNSUPPORTED, "a no-cache session has no cache to save");
     if (s.sampler->grammar())
@@ -311,6 +317,10 @@ std::unique_ptr<kv_session> load(kv_model& m, const uint8_t* data, size_t size) 
     const uint8_t* pages = r.take(page_data, "KV pages");
     if (r.off != r.n) fail(KV_ERR_BAD_MODEL, "saved session: %zu unexpected bytes after the KV pages", r.n - r.off);
 
+    if (has_window_group(cfg))  // no image of such a session is ever written (saved_size)
+        fail(KV_ERR_UNSUPPORTED,
+             "sessions of a model with sliding-window and global layers (%s) cannot be loaded yet",
+             m.architecture.c_str());
     auto s = create_session(m, d, sd);
     if (!s->sampler->set_rng_state(rng)) fail(KV_ERR_BAD_MODEL, "saved session: bad sampler state");
     KV_CHECK(per_page == s->pool->page_bytes() * 2 * cfg.n_layer);

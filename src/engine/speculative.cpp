@@ -34,8 +34,17 @@ void sync_draft(kv_session& draft, const std::vector<int32_t>& seq) {
     // Keep at least one token to feed, so the draft has the logits after the whole sequence.
     if (common == seq.size()) --common;
     if (common < draft.tokens.size()) {
+        if (common > 0) {
+            try {
+                truncate(draft, uint32_t(common));
+            } catch (const Error& e) {
+                // A windowed draft may no longer hold what the cut needs (it said so before changing
+                // anything): it starts over.
+                if (e.status() != KV_ERR_INVALID_ARGUMENT) throw;
+                common = 0;
+            }
+        }
         if (common == 0) reset(draft);
-        else truncate(draft, uint32_t(common));
     }
     prefill(draft, seq.data() + common, uint32_t(seq.size() - common), nullptr);
 }
@@ -107,7 +116,16 @@ kv_status decode_speculative(kv_session& s, kv_session* draft, uint32_t draft_n,
     const uint64_t prefilled = s.tokens_prefilled;
     const uint32_t last_prefill_tokens = s.last_prefill_tokens;
     const double last_prefill_ms = s.last_prefill_ms, total_prefill_ms = s.total_prefill_ms;
-    prefill(s, feed.data(), uint32_t(feed.size()), rows.data());
+    // The windowed layer group keeps the verify pass's pages until the rejected tokens are cut
+    // (their window reaches further back than the kept tokens').
+    s.hold_window_pages = true;
+    try {
+        prefill(s, feed.data(), uint32_t(feed.size()), rows.data());
+    } catch (...) {
+        s.hold_window_pages = false;
+        throw;
+    }
+    s.hold_window_pages = false;
     // That was decoding, not prefill, in the statistics.
     s.tokens_prefilled = prefilled;
     s.last_prefill_tokens = last_prefill_tokens;
@@ -141,6 +159,7 @@ kv_status decode_speculative(kv_session& s, kv_session* draft, uint32_t draft_n,
         s.host_logits_valid = true;
         s.next_token_valid = false;
     }
+    release_window_pages(s);
     s.tokens_decoded += kept;
     // Decode time, as for kv_decode_step: the draft, the verify pass and the acceptance.
     s.last_decode_ms = ms_since(t_start);

@@ -73,5 +73,7 @@ int main(void) {
     F(kv_generate_result, reserved); F(kv_generate_result, n_bytes);
     S(kv_chat_message); F(kv_chat_message, struct_size); F(kv_chat_message, reserved);
     F(kv_chat_message, role); F(kv_chat_message, content);
+    F(kv_session_stats, window_layer_pages); F(kv_session_stats, window_layers);
+    F(kv_session_stats, window_layer_pages_released); F(kv_session_stats, pages_released);
     return 0;
 }
