@@ -615,12 +615,13 @@ typedef struct kv_session_stats {
     uint32_t reserved1;          /* zero */
     /* Since 0.2.0, layer groups. A model with both sliding-window and global layers (gemma2,
      * gemma3) keeps its windowed layers' K/V in pages of their own, which the session releases
-     * once they are wholly outside those layers' window, at the end of each call that adds tokens
-     * (kv_prefill, kv_decode_step, ...): memory for those layers stays flat however long the
-     * sequence grows. `pages` and `shared_pages` above then count the global layers' pages,
-     * kv_bytes both groups'. Such sessions cannot be saved, loaded or offloaded yet
-     * (KV_ERR_UNSUPPORTED); fork, truncate and prefix sharing work (a truncate whose recomputed
-     * token would need released positions is KV_ERR_INVALID_ARGUMENT). */
+     * once they hold only positions more than 32 before those layers' window, at the end of each
+     * call that adds tokens (kv_prefill, kv_decode_step, ...): memory for those layers stays flat
+     * however long the sequence grows. `pages` and `shared_pages` above then count the global
+     * layers' pages, kv_bytes both groups'. Such sessions cannot be saved, loaded or offloaded
+     * yet (KV_ERR_UNSUPPORTED); fork, prefix sharing and truncate work (a truncate of up to 32
+     * tokens always; a deeper one whose recomputed token would need released positions is
+     * KV_ERR_INVALID_ARGUMENT, the session unchanged). */
     uint32_t window_layer_pages;  /* pages the windowed layers hold now (0: no such group) */
     uint32_t window_layers;       /* layers in that group (0: the model has none) */
     uint64_t window_layer_pages_released; /* pages the windowed layers released, since creation or reset */

@@ -220,8 +220,10 @@ void commit_tokens(kv_session& s, uint32_t p, uint32_t T) {
 void release_window_pages(kv_session& s) {
     if (!s.window_table || s.hold_window_pages) return;
     // Keys a later query can see in these layers: the last min(session, layer) window positions
-    // and the session's sinks (forward.cpp).
-    const uint32_t w = s.window ? std::min(s.window, s.group_window) : s.group_window;
+    // and the session's sinks (forward.cpp); kWindowSlack more, so that a truncate of that many
+    // tokens still finds its window. (A session window's own release in commit_tokens came first
+    // and went further: then this does nothing.)
+    const uint32_t w = (s.window ? std::min(s.window, s.group_window) : s.group_window) + kWindowSlack;
     std::lock_guard<std::mutex> lock(s.window_pool->mutex);
     s.window_pages_released += s.window_table->release_outside_window(w, s.sinks);
 }

@@ -62,8 +62,10 @@ void run_own_pass(kv_session& s, Segment seg);
 // left the session's window go back, n_past = p + T.
 void commit_tokens(kv_session& s, uint32_t p, uint32_t T);
 // At the end of a call that appended tokens (never inside one: its rollback needs the pages it
-// began with): the windowed layer group lets go of the pages wholly before its window. No-op
-// without a group or while hold_window_pages.
+// began with): the windowed layer group lets go of the pages wholly before its window, less
+// kWindowSlack positions (a truncate of up to that many tokens always works). No-op without a
+// group or while hold_window_pages.
+constexpr uint32_t kWindowSlack = 32;
 void release_window_pages(kv_session& s);
 // Prefix sharing for an empty session (s.tokens set, n_past 0): takes the cached pages of the
 // longest prefix both layer groups hold, sets n_past and counts the hit. Returns n_past.

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <kvulkan/kvulkan.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -66,9 +67,10 @@ std::vector<float> oracle_logits(const std::string& model, const std::vector<int
 
 struct Model {
     kv_model* m = nullptr;
-    Model(kv_runtime* rt, const std::string& path) {
+    Model(kv_runtime* rt, const std::string& path, uint32_t page_size = 0) {
         kv_model_desc d = KV_MODEL_DESC_INIT;
         d.path = path.c_str();
+        d.kv_page_size = page_size;
         require_ok(kv_model_load(rt, &d, &m));
     }
     ~Model() { kv_model_destroy(m); }
@@ -221,4 +223,128 @@ TEST_CASE("archs: phi3 fixture vs float64 oracle, F32 and F16 KV, short and long
 TEST_CASE("archs: YaRN rope scaling vs float64 oracle, qwen3 and llama fixtures, F32 and F16 KV, cached greedy == no-cache") {
     check_architecture("qwen3", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --yarn 4 --ctx-orig 16 --type f16");
     check_architecture("llama", "--dim 64 --layers 2 --heads 4 --kv-heads 2 --ffn 128 --vocab 300 --yarn 4 --ctx-orig 16 --attn-factor 1.3 --type f16");
+}
+
+namespace {
+
+kv_session_stats stats_of(kv_session* s) {
+    kv_session_stats st{};
+    st.struct_size = sizeof st;
+    require_ok(kv_session_get_stats(s, &st));
+    return st;
+}
+
+}  // namespace
+
+// gemma2's windowed layers (window 8, pages of 4) keep their K/V in a page group of their own that
+// lets go of what left the window (less 32 positions of slack for truncation): decoding far past
+// it, that group's page count stays flat while the global layers' grows, the released pages are
+// counted, and every step's logits and greedy token equal a no-cache recompute of the whole
+// sequence (one kv_session_eval: nothing is released while one call runs, every layer masked
+// over all its pages). Then fork, truncate, prefix sharing (a new session reuses the cached pages
+// of both groups) and the refusals.
+TEST_CASE("archs: gemma2 windowed layers release their pages as decode moves on, tokens equal a no-cache recompute") {
+    TempDir dir;
+    const std::string path = dir.path + "/gemma2.gguf";
+    const std::string make = std::string(KV_MAKE_MODEL) + " -o '" + path +
+                             "' --arch gemma2 --dim 64 --layers 4 --heads 4 --kv-heads 2 --head-dim 16 --ffn 128 "
+                             "--vocab 300 --window 8 --attn-softcap 2 --final-softcap 2.5 --type q8_0 >/dev/null";
+    REQUIRE_MESSAGE(std::system(make.c_str()) == 0, make);
+    kvtest::Runtime rt;
+    Model model(rt, path, 4);  // pages of 4 tokens: many pages leave the window in a short run
+    const uint32_t V = model.n_vocab(), window = 8, slack = 32, n_decode = 100, n_prompt = 12;
+    Session s(model.m, KV_CACHE_F32, 256);
+    std::mt19937 rng(kvtest::fresh_seed());
+    std::uniform_int_distribution<int32_t> tok(3, int32_t(V) - 1);
+    std::vector<int32_t> seq(n_prompt);
+    for (int32_t& t : seq) t = tok(rng);
+    require_ok(kv_prefill(s.s, seq.data(), n_prompt));
+
+    kv_session_stats st = stats_of(s.s);
+    const uint32_t ps = st.page_size;
+    REQUIRE(ps == 4);
+    REQUIRE(st.window_layers == 2);  // layers 0 and 2
+    // Resident after a call: the pages holding the last window + slack positions.
+    const uint32_t bound = (window + slack + ps - 2) / ps + 1;
+    const uint64_t layer_page_bytes = st.kv_bytes_per_token * ps / 4;  // one layer's K and V page
+    uint32_t max_window_pages = 0;
+    bool bytes_ok = true;
+    std::vector<float> cached;  // the logits before each decoded token
+    for (uint32_t step = 0; step < n_decode; ++step) {
+        const std::vector<float> l = s.logits(V);
+        cached.insert(cached.end(), l.begin(), l.end());
+        kv_token t = -1;
+        const kv_status ds = kv_decode_step(s.s, &t);
+        REQUIRE((ds == KV_OK || ds == KV_END_OF_GENERATION));
+        if (ds == KV_END_OF_GENERATION) require_ok(kv_prefill(s.s, &t, 1));  // go on past an end token
+        seq.push_back(t);
+        st = stats_of(s.s);
+        max_window_pages = std::max(max_window_pages, st.window_layer_pages);
+        bytes_ok = bytes_ok && st.kv_bytes == (uint64_t(st.pages) + st.window_layer_pages) * 2 * layer_page_bytes;
+    }
+    const uint32_t n = st.n_tokens;
+    CHECK(n == n_prompt + n_decode);
+    CHECK(st.pages == (n + ps - 1) / ps);  // the global layers keep every position
+    CHECK(max_window_pages <= bound);
+    CHECK(st.window_layer_pages_released + st.window_layer_pages == (n + ps - 1) / ps);
+    CHECK(st.pages_released == 0);
+    CHECK(bytes_ok);
+
+    // Fork: parent and child go on alike (copy-on-write in both groups).
+    kv_session* child = nullptr;
+    require_ok(kv_session_fork(s.s, &child));
+    for (int i = 0; i < 6; ++i) {
+        const std::vector<float> l = s.logits(V);
+        cached.insert(cached.end(), l.begin(), l.end());
+        kv_token a = -1, c = -2;
+        const kv_status sa = kv_decode_step(s.s, &a);
+        REQUIRE(sa == KV_OK);
+        REQUIRE(kv_decode_step(child, &c) == sa);
+        CHECK(a == c);
+        seq.push_back(a);
+    }
+    CHECK(stats_of(child).window_layer_pages <= bound);
+    kv_session_destroy(child);
+
+    // The recompute: every position's logits in one pass over the whole sequence.
+    Session full(model.m, KV_CACHE_F32, 256, KV_SESSION_NO_CACHE);
+    const uint32_t total = uint32_t(seq.size());
+    std::vector<float> rows(size_t(total) * V);
+    require_ok(kv_session_eval(full.s, seq.data(), total, rows.data(), rows.size()));
+    double worst = 0;
+    uint32_t token_mismatches = 0;
+    for (uint32_t p = n_prompt; p < total; ++p) {
+        const float* want = rows.data() + size_t(p - 1) * V;  // the logits after position p - 1
+        worst = std::max(worst, kvtest::rel_l2(cached.data() + size_t(p - n_prompt) * V, want, V));
+        if (int32_t(std::max_element(want, want + V) - want) != seq[p]) ++token_mismatches;
+    }
+    MESSAGE("gemma2, window " << window << " (+" << slack << " slack), pages of " << ps << ", " << total
+                              << " tokens: windowed layers hold at most " << max_window_pages << " pages (bound "
+                              << bound << "), released " << st.window_layer_pages_released << "; global layers hold "
+                              << st.pages << "; worst rel L2 vs no-cache " << worst << ", greedy tokens differing "
+                              << token_mismatches);
+    CHECK(worst <= 1e-5);
+    CHECK(token_mismatches == 0);
+
+    // Truncate: recent positions can be dropped (the logits are then the recompute's); a cut whose
+    // last token's window was released is refused, the session unchanged.
+    CHECK(kv_session_truncate(s.s, 20) == KV_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(kv_last_error_message()).find("were released") != std::string::npos);
+    CHECK(stats_of(s.s).n_tokens == total);
+    require_ok(kv_session_truncate(s.s, total - slack));
+    CHECK(kvtest::rel_l2(s.logits(V).data(), rows.data() + size_t(total - slack - 1) * V, V) <= 1e-5);
+
+    // Prefix sharing: a new session with the same first 30 tokens reuses the whole pages of both
+    // groups (the windowed group's are cached after their release) and equals the recompute.
+    Session warm(model.m, KV_CACHE_F32, 256);
+    require_ok(kv_prefill(warm.s, seq.data(), 30));
+    st = stats_of(warm.s);
+    CHECK(st.prefix_hit_tokens == 29 / ps * ps);
+    CHECK(kvtest::rel_l2(warm.logits(V).data(), rows.data() + size_t(29) * V, V) <= 1e-5);
+
+    // Not yet: saving and offloading a two-group session say so.
+    size_t size = 0;
+    CHECK(kv_session_save(s.s, nullptr, &size) == KV_ERR_UNSUPPORTED);
+    CHECK(std::string(kv_last_error_message()).find("cannot be saved") != std::string::npos);
+    CHECK(kv_session_offload(s.s) == KV_ERR_UNSUPPORTED);
 }
