@@ -292,6 +292,11 @@ class SessionStats:
     shared_pages: int  # ... of which other sessions hold too (prefix hits, forks)
     prefix_hit_tokens: int  # prompt tokens reused from cached pages instead of computed
     forward_passes: int = 0  # forward passes this session took part in (since 0.2.0)
+    # Layer groups (gemma2, gemma3: windowed layers' pages released as the window moves on).
+    window_layer_pages: int = 0  # pages the windowed layers hold now (0: no such group)
+    window_layers: int = 0  # layers in that group
+    window_layer_pages_released: int = 0  # ... released, since creation or reset
+    pages_released: int = 0  # pages released by the session's own window (kv_session_desc.window)
 
 
 @dataclass(frozen=True)
@@ -1348,6 +1353,10 @@ class Session(_Object):
             scratch_bytes=int(c.scratch_bytes),
             pages=int(c.pages),
             shared_pages=int(c.shared_pages),
+            window_layer_pages=int(c.window_layer_pages),
+            window_layers=int(c.window_layers),
+            window_layer_pages_released=int(c.window_layer_pages_released),
+            pages_released=int(c.pages_released),
             prefix_hit_tokens=int(c.prefix_hit_tokens),
             forward_passes=int(c.forward_passes),
         )

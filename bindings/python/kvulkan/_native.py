@@ -263,6 +263,10 @@ class kv_session_stats(Structure):
         ("pages_restored", c_uint64),
         ("offloaded", c_uint32),
         ("reserved1", c_uint32),
+        ("window_layer_pages", c_uint32),  # layer groups (gemma2, gemma3)
+        ("window_layers", c_uint32),
+        ("window_layer_pages_released", c_uint64),
+        ("pages_released", c_uint64),
     ]
 
 

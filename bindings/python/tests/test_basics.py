@@ -81,7 +81,7 @@ EXPECTED_SIZES = {
     "kv_sampler_desc": 64,  # 40 in 0.1.0; logit_bias and banned_tokens appended in 0.2.0
     "kv_logit_bias": 8,
     "kv_session_desc": 40,
-    "kv_session_stats": 144,
+    "kv_session_stats": 168,
     "kv_cache_stats": 88,
     "kv_batch_item": 56,
     "kv_generate_desc": 40,
@@ -122,6 +122,9 @@ EXPECTED_OFFSETS = [
     ("kv_session_stats", "prefix_hit_tokens", 104),
     ("kv_session_stats", "forward_passes", 112),
     ("kv_session_stats", "offloaded", 136),
+    ("kv_session_stats", "window_layer_pages", 144),
+    ("kv_session_stats", "window_layer_pages_released", 152),
+    ("kv_session_stats", "pages_released", 160),
     ("kv_model_desc", "host_offload_bytes", 48),
     ("kv_cache_stats", "offloaded_bytes", 80),
     ("kv_batch_item", "session", 8),

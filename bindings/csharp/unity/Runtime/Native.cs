@@ -267,6 +267,10 @@ namespace Kvulkan.Interop
         public ulong pages_restored;
         public uint offloaded;
         public uint reserved1;
+        public uint window_layer_pages;  // layer groups (gemma2, gemma3)
+        public uint window_layers;
+        public ulong window_layer_pages_released;
+        public ulong pages_released;
     }
 
     /// <summary>One item of kv_batch_eval (since 0.2.0). Blittable: arrays of it are pinned.</summary>
