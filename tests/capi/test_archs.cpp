@@ -341,6 +341,27 @@ TEST_CASE("archs: gemma2 windowed layers release their pages as decode moves on,
     st = stats_of(warm.s);
     CHECK(st.prefix_hit_tokens == 29 / ps * ps);
     CHECK(kvtest::rel_l2(warm.logits(V).data(), rows.data() + size_t(29) * V, V) <= 1e-5);
+    // ... and it and a fork of it decode in one batched pass (each session's pages per layer) the
+    // tokens that followed there (greedy ones, past the prompt).
+    kv_session* twin = nullptr;
+    require_ok(kv_session_fork(warm.s, &twin));
+    for (uint32_t p = 30; p < 36; ++p) {
+        kv_session* both[2] = {warm.s, twin};
+        kv_token out[2] = {-1, -1};
+        kv_status status[2] = {KV_ERR_INTERNAL, KV_ERR_INTERNAL};
+        require_ok(kv_decode_batch(both, 2, out, status));
+        CHECK(out[0] == seq[p]);
+        CHECK(out[1] == seq[p]);
+        CHECK(status[1] == status[0]);
+        if (status[0] == KV_END_OF_GENERATION) {  // as above: the end token is fed
+            require_ok(kv_prefill(warm.s, &out[0], 1));
+            require_ok(kv_prefill(twin, &out[1], 1));
+        } else {
+            CHECK(status[0] == KV_OK);
+        }
+    }
+    CHECK(stats_of(twin).window_layer_pages <= bound);
+    kv_session_destroy(twin);
 
     // Not yet: saving and offloading a two-group session say so.
     size_t size = 0;
