@@ -362,6 +362,23 @@ TEST_CASE("archs: gemma2 windowed layers release their pages as decode moves on,
     }
     CHECK(stats_of(twin).window_layer_pages <= bound);
     kv_session_destroy(twin);
+    // Speculative decoding with n-gram drafts of up to 40 tokens (more than the slack: the verify
+    // pass's windowed pages stay until the rejected tokens are cut) gives the same greedy tokens.
+    uint32_t at = 36, drafted_total = 0;
+    std::vector<kv_token> spec(41);
+    while (at < 80) {
+        uint32_t n_out = 0, drafted = 0;
+        const kv_status ss = kv_decode_speculative(warm.s, nullptr, 40, spec.data(), 41, &n_out, &drafted);
+        REQUIRE_MESSAGE((ss == KV_OK || ss == KV_END_OF_GENERATION), kv_last_error_message());
+        REQUIRE(n_out >= 1);
+        for (uint32_t i = 0; i < n_out && at + i < seq.size(); ++i) CHECK(spec[i] == seq[at + i]);
+        at += n_out;
+        drafted_total += drafted;
+        if (ss == KV_END_OF_GENERATION) require_ok(kv_prefill(warm.s, &spec[n_out - 1], 1));
+    }
+    CHECK(stats_of(warm.s).n_tokens == at);
+    CHECK(stats_of(warm.s).window_layer_pages <= bound);
+    MESSAGE("speculative (n-gram) on the two-group session: " << drafted_total << " tokens drafted up to position " << at);
 
     // Not yet: saving and offloading a two-group session say so.
     size_t size = 0;
