@@ -618,7 +618,8 @@ typedef struct kv_session_stats {
      * once they hold only positions more than 32 before those layers' window, at the end of each
      * call that adds tokens (kv_prefill, kv_decode_step, ...): memory for those layers stays flat
      * however long the sequence grows. `pages` and `shared_pages` above then count the global
-     * layers' pages, kv_bytes both groups'. Such sessions cannot be saved, loaded or offloaded
+     * layers' pages, kv_bytes both groups' (kv_model_get_cache_stats describes the global
+     * layers' pool; the windowed layers' pool has as many pages). Such sessions cannot be saved, loaded or offloaded
      * yet (KV_ERR_UNSUPPORTED); fork, prefix sharing and truncate work (a truncate of up to 32
      * tokens always; a deeper one whose recomputed token would need released positions is
      * KV_ERR_INVALID_ARGUMENT, the session unchanged). */
