@@ -1600,6 +1600,28 @@ static jint JNICALL j_kv_runtime_use_queue(JNIEnv* env, jclass cls, jlong runtim
     return kv_runtime_use_queue(TO_PTR(kv_runtime, runtime), queue_thunk, &ctx);
 }
 
+static jint JNICALL j_kv_runtime_timeline_semaphore(JNIEnv* env, jclass cls, jlong runtime, jlongArray out) {
+    (void)cls;
+    if (!out_ok(env, out, "kv_runtime_timeline_semaphore: out must be a long[2]")) return 0;
+    if ((*env)->GetArrayLength(env, out) < 2) {
+        throw_named(env, "java/lang/IllegalArgumentException", "kv_runtime_timeline_semaphore: out must be a long[2]");
+        return 0;
+    }
+    uint64_t sem = 0, value = 0;
+    kv_status st = kv_runtime_timeline_semaphore(TO_PTR(kv_runtime, runtime), &sem, &value);
+    if (st >= 0) {
+        jlong v[2] = {(jlong)sem, (jlong)value};
+        (*env)->SetLongArrayRegion(env, out, 0, 2, v);
+    }
+    return st;
+}
+
+static jint JNICALL j_kv_runtime_wait_semaphore(JNIEnv* env, jclass cls, jlong runtime, jlong sem, jlong value) {
+    (void)env;
+    (void)cls;
+    return kv_runtime_wait_semaphore(TO_PTR(kv_runtime, runtime), (uint64_t)sem, (uint64_t)value);
+}
+
 /* ---- registration ------------------------------------------------------------------------------
  * One line per exported kv_* function: {C name, JNI signature of the Native.java method, body}.
  * RegisterNatives fails (and the class fails to load) when a line does not match Native.java. */
@@ -1663,6 +1685,8 @@ static const JNINativeMethod NATIVES[] = {
     NATIVE(kv_json_schema_to_grammar, "([B[B[J)I"),
     NATIVE(kv_session_embeddings, "(J[II[F)I"),
     NATIVE(kv_runtime_use_queue, "(JL" PKG "Native$QueueCallback;)I"),
+    NATIVE(kv_runtime_timeline_semaphore, "(J[J)I"),
+    NATIVE(kv_runtime_wait_semaphore, "(JJJ)I"),
 };
 
 static jclass global_class(JNIEnv* env, const char* name) {
