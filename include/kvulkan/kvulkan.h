@@ -629,6 +629,10 @@ typedef struct kv_session_stats {
     uint64_t pages_restored;     /* ... and brought back, since creation */
     uint32_t offloaded;          /* 1 while its pages are in host memory (`pages` is then 0) */
     uint32_t reserved1;          /* zero */
+    uint64_t submissions;        /* GPU submissions (vkQueueSubmit) of those passes, since creation
+                                    or reset; see kv_runtime_desc.gpu_budget_us */
+    uint32_t last_pass_submissions; /* ... of the last pass it took part in */
+    uint32_t reserved2;          /* zero */
 } kv_session_stats;
 
 /* Thread-safe with respect to other sessions; on a session in use by another call it returns

@@ -54,6 +54,15 @@ std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc) {
         rt->device = std::make_unique<vk::Device>(rt->instance, pds[static_cast<size_t>(chosen)], request);
         rt->logger.info(std::string("kvulkan: using device ") + infos[static_cast<size_t>(chosen)].device_name);
     }
+    if (desc.gpu_budget_us) {
+        if (rt->device->timestamps()) {
+            rt->gpu_budget_us = desc.gpu_budget_us;
+            rt->logger.info(format("GPU budget: submissions of at most about %u us", desc.gpu_budget_us));
+        } else {
+            rt->logger.warn(format("gpu_budget_us %u ignored: the device's queue has no timestamps to measure "
+                                   "the cost of a layer with", desc.gpu_budget_us));
+        }
+    }
     rt->allocator = std::make_unique<vk::Allocator>(*rt->device);
     rt->allocator->set_limit(desc.memory_budget);
     if (desc.pipeline_cache_path && *desc.pipeline_cache_path) {

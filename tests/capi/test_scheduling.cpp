@@ -444,3 +444,86 @@ TEST_CASE("scheduling: queue priority requests are reported back and never fail 
     CHECK(kv_runtime_create(&bad, &rt) == KV_ERR_INVALID_ARGUMENT);
     CHECK(std::string(kv_last_error_message()).find("global_priority") != std::string::npos);
 }
+
+namespace {
+
+struct BudgetRun {
+    std::vector<kv_token> tokens;
+    std::vector<float> logits;
+    std::vector<uint32_t> submissions;  // per decode step
+    kv_device_info info{};
+    uint32_t n_layer = 0;
+};
+
+// A prefill and `steps` greedy decode steps on a runtime with GPU budget `budget_us`.
+BudgetRun run_with_budget(const kvtest::Trace& t, uint32_t budget_us, int steps) {
+    kv_runtime_desc desc = KV_RUNTIME_DESC_INIT;
+    if (kvtest::validation_layer_available()) desc.flags |= KV_RUNTIME_VALIDATION;
+    desc.gpu_budget_us = budget_us;
+    std::vector<std::string> logs;
+    desc.log_callback = [](void* user, kv_log_level level, const char* msg) {
+        if (level == KV_LOG_VALIDATION) static_cast<std::vector<std::string>*>(user)->push_back(msg);
+    };
+    desc.log_user_data = &logs;
+    kv_runtime* rt = nullptr;
+    REQUIRE_MESSAGE(kv_runtime_create(&desc, &rt) == KV_OK, kv_last_error_message());
+    BudgetRun r;
+    r.info = runtime_info(rt);
+    {
+        Model model(rt, t.model_path);
+        kv_model_info mi{};
+        mi.struct_size = sizeof mi;
+        ok(kv_model_get_info(model.m, &mi));
+        r.n_layer = mi.n_layer;
+        kv_session* s = make_session(model);
+        ok(kv_prefill(s, t.prompt.data(), uint32_t(t.prompt.size())));
+        for (int i = 0; i < steps; ++i) {
+            kv_token tok = -1;
+            ok(kv_decode_step(s, &tok));
+            r.tokens.push_back(tok);
+            kv_session_stats st{};
+            st.struct_size = sizeof st;
+            ok(kv_session_get_stats(s, &st));
+            r.submissions.push_back(st.last_pass_submissions);
+        }
+        r.logits = logits(model, s);
+        kv_session_destroy(s);
+    }
+    kv_runtime_destroy(rt);
+    for (auto& m : logs) FAIL_CHECK("validation message: " << m);
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("scheduling: a GPU budget cuts a decode step into submissions, with bit-identical tokens and logits") {
+    if (!kvtest::require_shared()) return;
+    kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
+    const int steps = 6;
+    const BudgetRun plain = run_with_budget(t, 0, steps);
+    const BudgetRun tiny = run_with_budget(t, 1, steps);     // 1 us: below any layer's cost
+    const BudgetRun roomy = run_with_budget(t, 1000000, steps);  // 1 s: a whole step fits
+    CHECK(plain.info.gpu_budget_us == 0);
+    if (!(tiny.info.features & KV_FEATURE_TIMESTAMPS)) {
+        CHECK(tiny.info.gpu_budget_us == 0);  // ignored, with a log message
+        return;
+    }
+    CHECK(tiny.info.gpu_budget_us == 1);
+    REQUIRE(tiny.n_layer > 1);
+    // Tiny: every layer and the output head is a submission of its own, from the first step on.
+    for (uint32_t n : tiny.submissions) CHECK(n == tiny.n_layer + 1);
+    // Roomy: the first pass of a row count has no estimate (one submission per layer); once
+    // measured, the whole step is one submission.
+    CHECK(roomy.submissions.back() == 1);
+    // Without a budget: the default cuts (after layer 0, then every 4 layers).
+    uint32_t default_cuts = 0;
+    for (uint32_t l = 0; l + 1 < tiny.n_layer; ++l) default_cuts += (l == 0 || (l + 1) % 4 == 0) ? 1 : 0;
+    CHECK(plain.submissions.back() == default_cuts + 1);
+    CHECK(plain.submissions.back() < tiny.submissions.back());
+    // The same dispatches whatever the cuts: bit-identical results.
+    CHECK(tiny.tokens == plain.tokens);
+    CHECK(roomy.tokens == plain.tokens);
+    REQUIRE(tiny.logits.size() == plain.logits.size());
+    CHECK(std::memcmp(tiny.logits.data(), plain.logits.data(), plain.logits.size() * 4) == 0);
+    CHECK(std::memcmp(roomy.logits.data(), plain.logits.data(), plain.logits.size() * 4) == 0);
+}

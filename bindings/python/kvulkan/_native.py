@@ -273,6 +273,9 @@ class kv_session_stats(Structure):
         ("pages_restored", c_uint64),
         ("offloaded", c_uint32),
         ("reserved1", c_uint32),
+        ("submissions", c_uint64),  # since 0.2.0: GPU scheduling beside a renderer
+        ("last_pass_submissions", c_uint32),
+        ("reserved2", c_uint32),
     ]
 
 

@@ -81,7 +81,7 @@ EXPECTED_SIZES = {
     "kv_sampler_desc": 64,  # 40 in 0.1.0; logit_bias and banned_tokens appended in 0.2.0
     "kv_logit_bias": 8,
     "kv_session_desc": 40,
-    "kv_session_stats": 144,
+    "kv_session_stats": 160,
     "kv_cache_stats": 88,
     "kv_batch_item": 56,
     "kv_generate_desc": 40,

@@ -277,6 +277,9 @@ namespace Kvulkan.Interop
         public ulong pages_restored;
         public uint offloaded;
         public uint reserved1;
+        public ulong submissions;            // since 0.2.0: GPU submissions of its passes
+        public uint last_pass_submissions;
+        public uint reserved2;
     }
 
     /// <summary>One item of kv_batch_eval (since 0.2.0). Blittable: arrays of it are pinned.</summary>
