@@ -305,6 +305,8 @@ class SessionStats:
     shared_pages: int  # ... of which other sessions hold too (prefix hits, forks)
     prefix_hit_tokens: int  # prompt tokens reused from cached pages instead of computed
     forward_passes: int = 0  # forward passes this session took part in (since 0.2.0)
+    submissions: int = 0  # GPU submissions of those passes (since 0.2.0; see gpu_budget_us)
+    last_pass_submissions: int = 0  # ... of the last one
 
 
 @dataclass(frozen=True)
@@ -1401,6 +1403,8 @@ class Session(_Object):
             shared_pages=int(c.shared_pages),
             prefix_hit_tokens=int(c.prefix_hit_tokens),
             forward_passes=int(c.forward_passes),
+            submissions=int(c.submissions),
+            last_pass_submissions=int(c.last_pass_submissions),
         )
 
     stats = get_stats

@@ -163,3 +163,24 @@ def test_queue_priority_and_timeline_semaphore(lib):
         kv.Runtime(queue_priority=2.0)
     with pytest.raises(kv.InvalidArgumentError):
         kv.Runtime(global_priority=3)
+
+
+def test_gpu_budget_cuts_passes(lib, stories_path):
+    """gpu_budget_us: a tiny budget puts every layer (and the head) in a submission of its own;
+    the tokens are those of a runtime without a budget."""
+    tokens = {}
+    for budget in (0, 1):
+        with kv.Runtime(gpu_budget_us=budget) as rt:
+            info = rt.get_info()
+            if budget and not info.features & kv.Feature.TIMESTAMPS:
+                assert info.gpu_budget_us == 0  # ignored without timestamps
+                return
+            assert info.gpu_budget_us == budget
+            with kv.Model(stories_path, rt) as m, m.session() as s:
+                s.prefill(m.tokenize("Once upon a time"))
+                tokens[budget] = [s.decode_step() for _ in range(4)]
+                st = s.get_stats()
+                assert st.submissions >= st.forward_passes >= 5
+                if budget:
+                    assert st.last_pass_submissions == m.get_info().n_layer + 1
+    assert tokens[1] == tokens[0]
