@@ -66,7 +66,8 @@ void GpuBudget::record(uint32_t rows, const std::vector<double>& layer_ns, doubl
     }
     // A moving average: the last passes weigh most (contexts grow, clocks change).
     const double a = 0.25;
-    for (uint32_t l = 0; l < n_layer_; ++l) c.layer_ns[l] = (1 - a) * c.layer_ns[l] + a * layer_ns[l];
+    for (uint32_t l = 0; l < n_layer_; ++l)
+        c.layer_ns[l] = (1 - a) * c.layer_ns[l] + a * layer_ns[l];
     c.head_ns = (1 - a) * c.head_ns + a * head_ns;
 }
 

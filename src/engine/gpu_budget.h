@@ -23,9 +23,11 @@ namespace kv::engine {
 
 class GpuBudget {
 public:
-    GpuBudget(uint32_t budget_us, uint32_t n_layer) : budget_ns_(double(budget_us) * 1000.0), n_layer_(n_layer) {}
+    GpuBudget(uint32_t budget_us, uint32_t n_layer)
+        : budget_ns_(double(budget_us) * 1000.0), n_layer_(n_layer) {}
 
-    // Timestamp slots a pass needs: [2l, 2l+1] = start and end of layer l; the head's are the last two.
+    // Timestamp slots a pass needs: [2l, 2l+1] = start and end of layer l; the head's are the last
+    // two.
     static uint32_t slots(uint32_t n_layer) { return 2 * n_layer + 2; }
     uint32_t head_slot() const { return 2 * n_layer_; }
 

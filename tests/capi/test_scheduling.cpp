@@ -33,9 +33,9 @@ struct HostDevice {
     std::atomic<int> validation_messages{0};
     std::vector<std::string> messages;
 
-    static VKAPI_ATTR VkBool32 VKAPI_CALL on_message(VkDebugUtilsMessageSeverityFlagBitsEXT,
-                                                     VkDebugUtilsMessageTypeFlagsEXT,
-                                                     const VkDebugUtilsMessengerCallbackDataEXT* data, void* user) {
+    static VKAPI_ATTR VkBool32 VKAPI_CALL
+    on_message(VkDebugUtilsMessageSeverityFlagBitsEXT, VkDebugUtilsMessageTypeFlagsEXT,
+               const VkDebugUtilsMessengerCallbackDataEXT* data, void* user) {
         auto* self = static_cast<HostDevice*>(user);
         ++self->validation_messages;
         self->messages.push_back(data->pMessage ? data->pMessage : "");
@@ -49,9 +49,12 @@ struct HostDevice {
         ici.pApplicationInfo = &app;
         const char* layer = "VK_LAYER_KHRONOS_validation";
         const char* ext = VK_EXT_DEBUG_UTILS_EXTENSION_NAME;
-        VkDebugUtilsMessengerCreateInfoEXT mi{VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
-        mi.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
-        mi.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT | VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT;
+        VkDebugUtilsMessengerCreateInfoEXT mi{
+            VK_STRUCTURE_TYPE_DEBUG_UTILS_MESSENGER_CREATE_INFO_EXT};
+        mi.messageSeverity = VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT |
+                             VK_DEBUG_UTILS_MESSAGE_SEVERITY_ERROR_BIT_EXT;
+        mi.messageType = VK_DEBUG_UTILS_MESSAGE_TYPE_VALIDATION_BIT_EXT |
+                         VK_DEBUG_UTILS_MESSAGE_TYPE_GENERAL_BIT_EXT;
         mi.pfnUserCallback = &HostDevice::on_message;
         mi.pUserData = this;
         if (kvtest::validation_layer_available()) {
@@ -82,7 +85,8 @@ struct HostDevice {
         qci.queueFamilyIndex = family;
         qci.queueCount = 1;
         qci.pQueuePriorities = &prio;
-        VkPhysicalDeviceTimelineSemaphoreFeatures tsf{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES};
+        VkPhysicalDeviceTimelineSemaphoreFeatures tsf{
+            VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES};
         tsf.timelineSemaphore = VK_TRUE;
         VkDeviceCreateInfo dci{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
         dci.pNext = timeline ? &tsf : nullptr;
@@ -135,7 +139,8 @@ struct HostBuffer {
         VkMemoryAllocateInfo ai{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
         ai.allocationSize = req.size;
         ai.memoryTypeIndex =
-            h.memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+            h.memory_type(req.memoryTypeBits, VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT |
+                                                  VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
         REQUIRE(vkAllocateMemory(h.device, &ai, nullptr, &memory) == VK_SUCCESS);
         REQUIRE(vkBindBufferMemory(h.device, buffer, memory, 0) == VK_SUCCESS);
         void* p = nullptr;
@@ -230,7 +235,9 @@ kv_device_info runtime_info(kv_runtime* rt) {
 
 }  // namespace
 
-TEST_CASE("scheduling: host work, kvulkan's decode and host work on a shared device, ordered by timeline semaphores") {
+TEST_CASE(
+    "scheduling: host work, kvulkan's decode and host work on a shared device, ordered by timeline "
+    "semaphores") {
     if (!kvtest::require_shared()) return;
     kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
     HostDevice host(true);
@@ -254,7 +261,8 @@ TEST_CASE("scheduling: host work, kvulkan's decode and host work on a shared dev
         const std::vector<kv_token> want = greedy(ref, 12);
         uint64_t after_load = 0;
         ok(kv_runtime_timeline_semaphore(rt, nullptr, &after_load));
-        CHECK(after_load >= kv_value0 + 13);  // a prefill and 12 steps: each submission signalled it
+        CHECK(after_load >=
+              kv_value0 + 13);  // a prefill and 12 steps: each submission signalled it
         CHECK(counter(host.device, kv_sem) == after_load);  // ... and all of them completed
 
         // The host's resources: a source and a destination buffer, two command buffers, its own
@@ -285,8 +293,8 @@ TEST_CASE("scheduling: host work, kvulkan's decode and host work on a shared dev
         VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
         mb.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
         mb.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-        vkCmdPipelineBarrier(cmds[1], VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, nullptr,
-                             0, nullptr);
+        vkCmdPipelineBarrier(cmds[1], VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0,
+                             1, &mb, 0, nullptr, 0, nullptr);
         REQUIRE(vkEndCommandBuffer(cmds[1]) == VK_SUCCESS);
         VkSemaphore host_sem = make_timeline(host.device);
         const uint64_t host_sem_bits = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(host_sem));
@@ -354,7 +362,9 @@ TEST_CASE("scheduling: host work, kvulkan's decode and host work on a shared dev
     CHECK(host.validation_messages.load() == 0);
 }
 
-TEST_CASE("scheduling: without timeline semaphores the calls answer KV_ERR_UNSUPPORTED; an own device has them where the driver does") {
+TEST_CASE(
+    "scheduling: without timeline semaphores the calls answer KV_ERR_UNSUPPORTED; an own device "
+    "has them where the driver does") {
     HostDevice host(false);
     kv_runtime_desc desc = host.desc(false);
     kv_runtime* rt = nullptr;
@@ -368,7 +378,8 @@ TEST_CASE("scheduling: without timeline semaphores the calls answer KV_ERR_UNSUP
     CHECK(kv_runtime_wait_semaphore(rt, 1, 1) == KV_ERR_UNSUPPORTED);
     kv_bandwidth_result bw{};
     bw.struct_size = sizeof bw;
-    CHECK(kv_runtime_measure_bandwidth(rt, 1 << 20, 1, &bw) == KV_OK);  // submits without a semaphore
+    CHECK(kv_runtime_measure_bandwidth(rt, 1 << 20, 1, &bw) ==
+          KV_OK);  // submits without a semaphore
     kv_runtime_destroy(rt);
 
     // kvulkan's own device enables them where the device has them (lavapipe does).
@@ -391,8 +402,8 @@ TEST_CASE("scheduling: queue priority requests are reported back and never fail 
     desc.global_priority = KV_GLOBAL_PRIORITY_HIGH;
     std::vector<std::string> logs;  // "V: " marks validation messages
     desc.log_callback = [](void* user, kv_log_level level, const char* msg) {
-        static_cast<std::vector<std::string>*>(user)->push_back((level == KV_LOG_VALIDATION ? "V: " : "") +
-                                                                std::string(msg));
+        static_cast<std::vector<std::string>*>(user)->push_back(
+            (level == KV_LOG_VALIDATION ? "V: " : "") + std::string(msg));
     };
     desc.log_user_data = &logs;
     kv_runtime* rt = nullptr;
@@ -417,13 +428,15 @@ TEST_CASE("scheduling: queue priority requests are reported back and never fail 
         vkGetPhysicalDeviceQueueFamilyProperties(probe.physical, &nq, qf.data());
         bool has_dedicated = false;
         for (auto& q : qf)
-            has_dedicated = has_dedicated || ((q.queueFlags & VK_QUEUE_COMPUTE_BIT) && !(q.queueFlags & VK_QUEUE_GRAPHICS_BIT));
+            has_dedicated = has_dedicated || ((q.queueFlags & VK_QUEUE_COMPUTE_BIT) &&
+                                              !(q.queueFlags & VK_QUEUE_GRAPHICS_BIT));
         VkPhysicalDeviceProperties props;
         vkGetPhysicalDeviceProperties(probe.physical, &props);
         if (std::string(info.device_name) == props.deviceName) {  // the same device
             CHECK(((info.queue_flags & KV_QUEUE_DEDICATED_COMPUTE) != 0) == has_dedicated);
             REQUIRE(info.queue_family < nq);
-            CHECK(((qf[info.queue_family].queueFlags & VK_QUEUE_GRAPHICS_BIT) == 0) == has_dedicated);
+            CHECK(((qf[info.queue_family].queueFlags & VK_QUEUE_GRAPHICS_BIT) == 0) ==
+                  has_dedicated);
         }
     }
     kv_runtime_destroy(rt);
@@ -462,7 +475,8 @@ BudgetRun run_with_budget(const kvtest::Trace& t, uint32_t budget_us, int steps)
     desc.gpu_budget_us = budget_us;
     std::vector<std::string> logs;
     desc.log_callback = [](void* user, kv_log_level level, const char* msg) {
-        if (level == KV_LOG_VALIDATION) static_cast<std::vector<std::string>*>(user)->push_back(msg);
+        if (level == KV_LOG_VALIDATION)
+            static_cast<std::vector<std::string>*>(user)->push_back(msg);
     };
     desc.log_user_data = &logs;
     kv_runtime* rt = nullptr;
@@ -496,12 +510,14 @@ BudgetRun run_with_budget(const kvtest::Trace& t, uint32_t budget_us, int steps)
 
 }  // namespace
 
-TEST_CASE("scheduling: a GPU budget cuts a decode step into submissions, with bit-identical tokens and logits") {
+TEST_CASE(
+    "scheduling: a GPU budget cuts a decode step into submissions, with bit-identical tokens and "
+    "logits") {
     if (!kvtest::require_shared()) return;
     kvtest::Trace t = kvtest::load_trace("stories260K.once-upon-a-time");
     const int steps = 6;
     const BudgetRun plain = run_with_budget(t, 0, steps);
-    const BudgetRun tiny = run_with_budget(t, 1, steps);     // 1 us: below any layer's cost
+    const BudgetRun tiny = run_with_budget(t, 1, steps);         // 1 us: below any layer's cost
     const BudgetRun roomy = run_with_budget(t, 1000000, steps);  // 1 s: a whole step fits
     CHECK(plain.info.gpu_budget_us == 0);
     if (!(tiny.info.features & KV_FEATURE_TIMESTAMPS)) {
@@ -517,7 +533,8 @@ TEST_CASE("scheduling: a GPU budget cuts a decode step into submissions, with bi
     CHECK(roomy.submissions.back() == 1);
     // Without a budget: the default cuts (after layer 0, then every 4 layers).
     uint32_t default_cuts = 0;
-    for (uint32_t l = 0; l + 1 < tiny.n_layer; ++l) default_cuts += (l == 0 || (l + 1) % 4 == 0) ? 1 : 0;
+    for (uint32_t l = 0; l + 1 < tiny.n_layer; ++l)
+        default_cuts += (l == 0 || (l + 1) % 4 == 0) ? 1 : 0;
     CHECK(plain.submissions.back() == default_cuts + 1);
     CHECK(plain.submissions.back() < tiny.submissions.back());
     // The same dispatches whatever the cuts: bit-identical results.
