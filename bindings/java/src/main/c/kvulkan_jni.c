@@ -312,6 +312,10 @@ static int read_runtime_desc(JNIEnv* env, jobject jd, runtime_desc_buf* b) {
     d->vk_queue_family = (uint32_t)get_i(env, jd, "vkQueueFamily");
     d->vk_api_version = (uint32_t)get_i(env, jd, "vkApiVersion");
     d->memory_budget = (uint64_t)get_j(env, jd, "memoryBudget");
+    d->vk_timeline_semaphore = get_z(env, jd, "vkTimelineSemaphore") ? 1u : 0u;
+    d->gpu_budget_us = (uint32_t)get_i(env, jd, "gpuBudgetUs");
+    d->queue_priority = get_f(env, jd, "queuePriority");
+    d->global_priority = (uint32_t)get_i(env, jd, "globalPriority");
     jstring name = (jstring)get_o(env, jd, "deviceName", "Ljava/lang/String;");
     jstring cache_path = (jstring)get_o(env, jd, "pipelineCachePath", "Ljava/lang/String;");
     jobject listener = get_o(env, jd, "logListener", "L" PKG "LogListener;");
@@ -424,6 +428,11 @@ static void fill_device_info(JNIEnv* env, jobject o, const kv_device_info* c) {
     set_i(env, o, "maxWorkgroupInvocations", c->max_workgroup_invocations);
     set_i(env, o, "maxWorkgroupCountX", c->max_workgroup_count_x);
     set_f(env, o, "timestampPeriodNs", c->timestamp_period_ns);
+    set_i(env, o, "queueFamily", c->queue_family);
+    set_i(env, o, "queueFlags", c->queue_flags);
+    set_f(env, o, "queuePriority", c->queue_priority);
+    set_i(env, o, "globalPriority", c->global_priority);
+    set_i(env, o, "gpuBudgetUs", c->gpu_budget_us);
     if (pending(env)) return;
     uint32_t n = c->memory_heap_count < KV_MAX_MEMORY_HEAPS ? c->memory_heap_count : KV_MAX_MEMORY_HEAPS;
     jobjectArray heaps = (*env)->NewObjectArray(env, (jsize)n, g_memory_heap_class, NULL);
