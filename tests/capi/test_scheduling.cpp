@@ -362,9 +362,7 @@ TEST_CASE(
     CHECK(host.validation_messages.load() == 0);
 }
 
-TEST_CASE(
-    "scheduling: without timeline semaphores the calls answer KV_ERR_UNSUPPORTED; an own device "
-    "has them where the driver does") {
+TEST_CASE("scheduling: without timeline semaphores the calls answer KV_ERR_UNSUPPORTED") {
     HostDevice host(false);
     kv_runtime_desc desc = host.desc(false);
     kv_runtime* rt = nullptr;

@@ -18,7 +18,7 @@ std::vector<uint32_t> cuts(const std::vector<bool>& cut) {
 }
 }  // namespace
 
-TEST_CASE("gpu budget: nothing measured cuts after every layer; the head has its own submission") {
+TEST_CASE("gpu budget: nothing measured cuts after every layer and gives the head its own submission") {
     GpuBudget b(1000, 4);
     CHECK(cuts(b.plan(1, true)) == std::vector<uint32_t>{0, 1, 2, 3});
     CHECK(cuts(b.plan(1, false)) ==
