@@ -158,8 +158,11 @@ with tempfile.NamedTemporaryFile(suffix=".gguf") as f:
 # kv-game-loop: a 60 Hz frame loop with its own compute work on the same device while 2 NPC
 # sessions generate through the non-blocking API. Completion, the figures' lines and tokens are
 # checked here; its timings are figures to read, not to assert.
-rc, out, err = run(["kv-game-loop", "-m", model, "--frames", "30", "--npcs", "2", "--kernel-ms", "2"])
+rc, out, err = run(["kv-game-loop", "-m", model, "--frames", "30", "--npcs", "2", "--kernel-ms", "2",
+                   "--gpu-budget-us", "2000"])
 import re
+check(re.search(r"^GPU budget: on, kvulkan's submissions cut to about 2000 us each$", out, re.M) is not None,
+      f"kv-game-loop: the GPU budget was granted and reported ({out.strip()[:300]})")
 phases = re.findall(r"^(without generation|with 2 NPCs generating): 30 frames, frame time p50 ([\d.]+) ms  "
                     r"p99 ([\d.]+) ms  max ([\d.]+) ms", out, re.M)
 tokens = re.search(r"^NPC tokens: (\d+) in [\d.]+ s of frames = ([\d.]+) tok/s", out, re.M)
