@@ -1141,21 +1141,22 @@ enum {
     KV_QUEUE_TIMELINE_SEMAPHORE = 1u << 2  /* kv_runtime_timeline_semaphore is available */
 };
 
-/* The runtime's timeline semaphore (a VkSemaphore: a non-dispatchable handle, 64 bits everywhere) and the value its last submission so
- * far signals (0: none yet); either pointer may be NULL. The semaphore is owned by the runtime and
+/* The runtime's timeline semaphore (a VkSemaphore: a non-dispatchable handle, 64 bits
+ * everywhere) and the value its last submission so far signals (0: none yet); either pointer may
+ * be NULL. The semaphore is owned by the runtime and
  * lives until kv_runtime_destroy; the host only waits on it (never signals it). Thread-safe.
  * Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime), KV_ERR_UNSUPPORTED (no timeline semaphores: the
  * device lacks them, or an adopted device without kv_runtime_desc.vk_timeline_semaphore). */
 KV_API kv_status kv_runtime_timeline_semaphore(kv_runtime* runtime, uint64_t* vk_semaphore, uint64_t* last_value);
 
 /* Every submission kvulkan makes after this call waits, on the GPU, until the host's timeline
- * VkSemaphore `vk_semaphore` (its handle as uint64_t; created on the same VkDevice, VK_SEMAPHORE_TYPE_TIMELINE) reaches
- * `value`; the host must eventually signal it, or kvulkan's calls never complete. Waits stay in
+ * VkSemaphore `vk_semaphore` (its handle as uint64_t; created on the same VkDevice, of
+ * VK_SEMAPHORE_TYPE_TIMELINE) reaches `value`; the host must eventually signal it, or kvulkan's calls never complete. Waits stay in
  * force: a later call with a higher value raises it (a lower one changes nothing); `value` 0 forgets
  * the semaphore (kvulkan's submissions already made may still wait on it: destroy it only after
  * the value kv_runtime_timeline_semaphore then reports has been reached). Up to 16 semaphores.
- * Thread-safe. Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime, VK_NULL_HANDLE semaphore, 16 already registered),
- * KV_ERR_UNSUPPORTED (as kv_runtime_timeline_semaphore). */
+ * Thread-safe. Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime, VK_NULL_HANDLE semaphore, 16
+ * already registered), KV_ERR_UNSUPPORTED (as kv_runtime_timeline_semaphore). */
 KV_API kv_status kv_runtime_wait_semaphore(kv_runtime* runtime, uint64_t vk_semaphore, uint64_t value);
 
 #ifdef __cplusplus
