@@ -173,7 +173,10 @@ enum {
     KV_FEATURE_SUBGROUP_SIZE_CONTROL = 1u << 8,
     KV_FEATURE_TIMESTAMPS = 1u << 9,           /* compute-queue timestamps */
     KV_FEATURE_UNIFIED_MEMORY = 1u << 10,      /* device-local memory is host-visible */
-    KV_FEATURE_SHADER_INT64 = 1u << 11
+    KV_FEATURE_SHADER_INT64 = 1u << 11,
+    /* Since 0.2.0: */
+    KV_FEATURE_TIMELINE_SEMAPHORE = 1u << 12,  /* Vulkan 1.2 timelineSemaphore or VK_KHR_timeline_semaphore */
+    KV_FEATURE_GLOBAL_PRIORITY = 1u << 13      /* VK_KHR_global_priority or VK_EXT_global_priority */
 };
 
 /* Subgroup operations (bits of kv_device_info.subgroup_ops; same values as VkSubgroupFeatureFlags). */
@@ -225,6 +228,14 @@ typedef struct kv_device_info {
     kv_memory_heap_info memory_heaps[KV_MAX_MEMORY_HEAPS];
     float timestamp_period_ns;          /* nanoseconds per timestamp tick (0: no timestamps) */
     uint32_t reserved0;
+    /* Since 0.2.0: the runtime's queue and scheduling, as granted (see "GPU scheduling beside a
+     * renderer"). Filled by kv_runtime_get_info; 0 from kv_enumerate_devices. */
+    uint32_t queue_family;              /* family of the queue kvulkan submits to */
+    uint32_t queue_flags;               /* KV_QUEUE_* bits */
+    float queue_priority;               /* its VkDeviceQueueCreateInfo priority (0: adopted, unknown) */
+    uint32_t global_priority;           /* KV_GLOBAL_PRIORITY_* granted (0: none requested, or refused) */
+    uint32_t gpu_budget_us;             /* per-submission GPU budget in effect (0: off) */
+    uint32_t reserved1;
 } kv_device_info;
 
 /* Runtime flags (bits of kv_runtime_desc.flags). */
@@ -282,12 +293,17 @@ typedef struct kv_runtime_desc {
      * compiled code. Several runtimes on one path: the last one destroyed wins (each write is
      * whole). */
     const char* pipeline_cache_path;
+    /* Since 0.2.0, see "GPU scheduling beside a renderer" at the end of this header: */
+    uint32_t vk_timeline_semaphore; /* adopted device: 1 if the host enabled timelineSemaphore */
+    uint32_t gpu_budget_us;         /* GPU time per submission, microseconds (0: no budget) */
+    float queue_priority;           /* own device: queue priority in (0, 1] (0: 1.0) */
+    uint32_t global_priority;       /* own device: KV_GLOBAL_PRIORITY_* request (0: none) */
 } kv_runtime_desc;
 
 #define KV_RUNTIME_DESC_INIT                                                               \
     {                                                                                      \
         (uint32_t)sizeof(kv_runtime_desc), 0u, -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
-            0u, 0u, 0u, NULL                                                               \
+            0u, 0u, 0u, NULL, 0u, 0u, 0.0f, 0u                                             \
     }
 
 /* Lists the Vulkan devices kvulkan can use. `infos` may be NULL to query the count. On input
@@ -613,16 +629,20 @@ typedef struct kv_session_stats {
     uint64_t pages_restored;     /* ... and brought back, since creation */
     uint32_t offloaded;          /* 1 while its pages are in host memory (`pages` is then 0) */
     uint32_t reserved1;          /* zero */
+    uint64_t submissions;        /* GPU submissions (vkQueueSubmit) of those passes, since creation
+                                    or reset; see kv_runtime_desc.gpu_budget_us */
+    uint32_t last_pass_submissions; /* ... of the last pass it took part in */
+    uint32_t reserved2;          /* zero */
     /* Since 0.2.0, layer groups. A model with both sliding-window and global layers (gemma2,
      * gemma3) keeps its windowed layers' K/V in pages of their own, which the session releases
      * once they hold only positions more than 32 before those layers' window, at the end of each
      * call that adds tokens (kv_prefill, kv_decode_step, ...): memory for those layers stays flat
      * however long the sequence grows. `pages` and `shared_pages` above then count the global
      * layers' pages, kv_bytes both groups' (kv_model_get_cache_stats describes the global
-     * layers' pool; the windowed layers' pool has as many pages). Such sessions cannot be saved, loaded or offloaded
-     * yet (KV_ERR_UNSUPPORTED); fork, prefix sharing and truncate work (a truncate of up to 32
-     * tokens always; a deeper one whose recomputed token would need released positions is
-     * KV_ERR_INVALID_ARGUMENT, the session unchanged). */
+     * layers' pool; the windowed layers' pool has as many pages). Such sessions cannot be saved,
+     * loaded or offloaded yet (KV_ERR_UNSUPPORTED); fork, prefix sharing and truncate work (a
+     * truncate of up to 32 tokens always; a deeper one whose recomputed token would need released
+     * positions is KV_ERR_INVALID_ARGUMENT, the session unchanged). */
     uint32_t window_layer_pages;  /* pages the windowed layers hold now (0: no such group) */
     uint32_t window_layers;       /* layers in that group (0: the model has none) */
     uint64_t window_layer_pages_released; /* pages the windowed layers released, since creation or reset */
@@ -1074,6 +1094,85 @@ KV_API kv_status kv_session_embeddings(kv_session* session, const kv_token* toke
  * the lock `fn` holds). Thread-safe. Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime or fn). */
 typedef void (*kv_queue_fn)(void* vk_queue, void* user);
 KV_API kv_status kv_runtime_use_queue(kv_runtime* runtime, kv_queue_fn fn, void* user);
+
+/* ---- GPU scheduling beside a renderer (since 0.2.0) ------------------------------------------
+ *
+ * Ordering without a CPU wait. On a device with timeline semaphores (KV_FEATURE_TIMELINE_SEMAPHORE;
+ * on an adopted device only when the host created it with the timelineSemaphore feature enabled
+ * and says so in kv_runtime_desc.vk_timeline_semaphore), the runtime owns one timeline VkSemaphore
+ * that every submission of kvulkan's signals, with values increasing by one per submission in
+ * queue order. The host's GPU work that must come after kvulkan's waits for it on the GPU:
+ *   1. host work first: the host's submission signals its own timeline semaphore S with value v;
+ *      kv_runtime_wait_semaphore(rt, S, v) makes every later kvulkan submission wait for it on the
+ *      GPU (the host's thread does not wait; kvulkan's thread may still submit at once);
+ *   2. kvulkan's work: any call, blocking or kv_submit_*;
+ *   3. host work after it: when the call has returned (or its ticket completed: kv_ticket_poll),
+ *      kv_runtime_timeline_semaphore gives the value w of kvulkan's last submission, which covers
+ *      all of that call's work; the host's submission waits for kvulkan's semaphore to reach w.
+ * A semaphore wait makes the writes before its signal available and visible to the waiting
+ * batch: no further barrier is needed between kvulkan's and the host's work.
+ * Queue-sharing rules: kvulkan submits (vkQueueSubmit, one batch per submission; never
+ * vkQueueWaitIdle or vkQueuePresentKHR) from the thread that runs its work - the caller of a
+ * blocking call, or the worker thread of kv_submit_* - at any time while such a call or ticket
+ * runs, and never otherwise. On an adopted queue the host makes its own queue calls inside
+ * kv_runtime_use_queue's callback (or, single-threaded, only when no kvulkan call or ticket runs).
+ * kvulkan waits on its own fences, never on the host's semaphores from the CPU, and never calls
+ * vkDeviceWaitIdle except in kv_runtime_destroy (which therefore also waits for the host's work).
+ *
+ * GPU time budget (kv_runtime_desc.gpu_budget_us = B > 0): a step (a prefill chunk, a decode step,
+ * a batched pass) is submitted in several batches, each expected to take at most B microseconds of
+ * GPU time, so work the host submits to the same queue (a frame) waits at most about B behind
+ * kvulkan's. The cost of each layer is measured with timestamp queries on earlier steps of the
+ * same row count (or scaled from the nearest measured one); a step with no estimate yet is split
+ * every layer. The finest split is one layer (and the output head): a layer that alone takes more
+ * than B is one submission. Splitting costs a little (a submission each, and recording no longer
+ * hides behind execution as well); results are bit-identical to an unsplit step. kv_session_stats'
+ * submissions fields count them. Without timestamps (KV_FEATURE_TIMESTAMPS) the budget is ignored
+ * with a log message and kv_device_info.gpu_budget_us reads 0.
+ *
+ * Priority (only when kvulkan creates the device; an adopted queue keeps the host's): queue_priority
+ * is the VkDeviceQueueCreateInfo priority (relative to other queues of the same device), and
+ * global_priority requests a system-wide priority where the driver offers VK_KHR_global_priority or
+ * VK_EXT_global_priority (KV_FEATURE_GLOBAL_PRIORITY). A request the driver does not offer or
+ * refuses (above MEDIUM usually needs privileges) is dropped with a log message: it never fails
+ * kv_runtime_create. kv_device_info (kv_runtime_get_info) reports what was granted. kvulkan
+ * prefers a queue family with compute and no graphics (KV_QUEUE_DEDICATED_COMPUTE), where the
+ * device has one, so its work can run beside the renderer's graphics queue. */
+
+/* Values of kv_runtime_desc.global_priority and kv_device_info.global_priority (those of
+ * VkQueueGlobalPriorityKHR). */
+enum {
+    KV_GLOBAL_PRIORITY_NONE = 0,
+    KV_GLOBAL_PRIORITY_LOW = 128,
+    KV_GLOBAL_PRIORITY_MEDIUM = 256,
+    KV_GLOBAL_PRIORITY_HIGH = 512,
+    KV_GLOBAL_PRIORITY_REALTIME = 1024
+};
+
+/* Bits of kv_device_info.queue_flags. */
+enum {
+    KV_QUEUE_DEDICATED_COMPUTE = 1u << 0,  /* the family has compute and no graphics */
+    KV_QUEUE_ADOPTED = 1u << 1,            /* the host's queue (kv_runtime_desc.vk_queue) */
+    KV_QUEUE_TIMELINE_SEMAPHORE = 1u << 2  /* kv_runtime_timeline_semaphore is available */
+};
+
+/* The runtime's timeline semaphore (a VkSemaphore: a non-dispatchable handle, 64 bits
+ * everywhere) and the value its last submission so far signals (0: none yet); either pointer may
+ * be NULL. The semaphore is owned by the runtime and
+ * lives until kv_runtime_destroy; the host only waits on it (never signals it). Thread-safe.
+ * Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime), KV_ERR_UNSUPPORTED (no timeline semaphores: the
+ * device lacks them, or an adopted device without kv_runtime_desc.vk_timeline_semaphore). */
+KV_API kv_status kv_runtime_timeline_semaphore(kv_runtime* runtime, uint64_t* vk_semaphore, uint64_t* last_value);
+
+/* Every submission kvulkan makes after this call waits, on the GPU, until the host's timeline
+ * VkSemaphore `vk_semaphore` (its handle as uint64_t; created on the same VkDevice, of
+ * VK_SEMAPHORE_TYPE_TIMELINE) reaches `value`; the host must eventually signal it, or kvulkan's calls never complete. Waits stay in
+ * force: a later call with a higher value raises it (a lower one changes nothing); `value` 0 forgets
+ * the semaphore (kvulkan's submissions already made may still wait on it: destroy it only after
+ * the value kv_runtime_timeline_semaphore then reports has been reached). Up to 16 semaphores.
+ * Thread-safe. Errors: KV_ERR_INVALID_ARGUMENT (NULL runtime, VK_NULL_HANDLE semaphore, 16
+ * already registered), KV_ERR_UNSUPPORTED (as kv_runtime_timeline_semaphore). */
+KV_API kv_status kv_runtime_wait_semaphore(kv_runtime* runtime, uint64_t vk_semaphore, uint64_t value);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -4,6 +4,7 @@
 //
 //   kv-bench -m model.gguf [--prompt 512] [--gen 128] [--ctx N] [--kv-type f16|f32|q8_0|q4_0]
 //            [--batch N] [--sessions N [--sequential]] [--device INDEX|NAME] [--reps 3] [--json]
+//            [--bw-mib N]
 //
 // With --sessions N, N sessions (distinct prompts) are served together: their prompts go in as
 // chunks of one kv_batch_eval call and every decode step advances all N in ONE forward pass
@@ -11,7 +12,9 @@
 //   (weight bytes + the KV bytes of every session) / read bandwidth per step of N tokens.
 // --sequential decodes them one after another instead (kv_prefill / kv_decode_step per session:
 // N passes per round, the weights read N times), the way an app without batching would.
-// --json prints one JSON object instead of the text report.
+// --json prints one JSON object instead of the text report. --bw-mib N measures the read
+// bandwidth (the floors' denominator) on an N MiB buffer instead of the runtime's default size
+// (one that defeats caches; on a CPU device that measurement alone takes seconds).
 #include <kvulkan/kvulkan.h>
 
 #include <algorithm>
@@ -35,7 +38,7 @@ double now_ms() {
 
 int main(int argc, char** argv) {
     std::string path;
-    uint32_t prompt = 512, gen = 128, ctx = 0, batch = 0, reps = 3, n_sessions = 1;
+    uint32_t prompt = 512, gen = 128, ctx = 0, batch = 0, reps = 3, n_sessions = 1, bw_mib = 0;
     bool sequential = false, json = false;
     kv_cache_type kvt = KV_CACHE_F16;
     kv_runtime_desc rd = KV_RUNTIME_DESC_INIT;
@@ -56,6 +59,7 @@ int main(int argc, char** argv) {
         else if (a == "--ctx") ctx = uint32_t(std::atoi(v));
         else if (a == "--batch") batch = uint32_t(std::atoi(v));
         else if (a == "--reps") reps = uint32_t(std::max(1, std::atoi(v)));
+        else if (a == "--bw-mib") bw_mib = uint32_t(std::max(1, std::atoi(v)));
         else if (a == "--sessions") n_sessions = uint32_t(std::max(1, std::atoi(v)));
         else if (a == "--kv-type") {
             std::string t = v;
@@ -64,7 +68,7 @@ int main(int argc, char** argv) {
         else if (a == "--device") rd.device_name = v;
         else {
             std::fprintf(stderr, "usage: kv-bench -m model.gguf [--prompt N] [--gen N] [--ctx N] [--kv-type f16|f32] "
-                                 "[--batch N] [--sessions N [--sequential]] [--device NAME] [--reps N] [--json]\n");
+                                 "[--batch N] [--sessions N [--sequential]] [--device NAME] [--reps N] [--json] [--bw-mib N]\n");
             return 2;
         }
     }
@@ -80,7 +84,7 @@ int main(int argc, char** argv) {
     kv_runtime_get_info(rt, &dev);
     kv_bandwidth_result bw{};
     bw.struct_size = sizeof bw;
-    if ((s = kv_runtime_measure_bandwidth(rt, 0, 10, &bw))) die("bandwidth", s);
+    if ((s = kv_runtime_measure_bandwidth(rt, uint64_t(bw_mib) << 20, 10, &bw))) die("bandwidth", s);
     kv_model_desc md = KV_MODEL_DESC_INIT;
     md.path = path.c_str();
     // Room in the page pool for every session's whole context.

@@ -1,7 +1,7 @@
 // kv-game-loop: kvulkan inside a game's frame loop, headless.
 //
 //   kv-game-loop [-m model.gguf] [--npcs N] [--frames F] [--kernel-ms X] [--device INDEX|NAME]
-//                [--validation]
+//                [--gpu-budget-us B] [--validation]
 //
 // The program owns the Vulkan instance and device (Vulkan 1.1, one compute queue family) and
 // hands them to kvulkan (kv_runtime_desc's adopted-device fields). Each frame of a fixed 60 Hz
@@ -11,7 +11,9 @@
 // for all of them whenever the previous ticket is done, which the frame loop learns by polling
 // (kv_ticket_poll; it never calls kv_ticket_wait). F frames run without generation, then F with
 // it; it prints the frame-time p50/p99/max of both phases, the NPCs' tokens/s, the longest
-// kvulkan call made on the frame thread, and each NPC's text.
+// kvulkan call made on the frame thread, and each NPC's text. --gpu-budget-us B sets
+// kv_runtime_desc.gpu_budget_us: kvulkan cuts each pass into submissions of about B us of GPU
+// time, so a frame's submission waits behind at most one of them (0, the default: no budget).
 //
 // Queue sharing: if the compute family has two queues, kvulkan gets its own; otherwise (lavapipe,
 // many integrated GPUs) both use one VkQueue and the frame's submission goes through
@@ -56,7 +58,7 @@ void vk_check(VkResult r, const char* what) {
 int usage(int rc) {
     std::fprintf(rc ? stderr : stdout,
                  "usage: kv-game-loop [-m model.gguf] [--npcs N] [--frames F] [--kernel-ms X]\n"
-                 "         [--device INDEX|NAME] [--validation]\n");
+                 "         [--device INDEX|NAME] [--gpu-budget-us B] [--validation]\n");
     return rc;
 }
 
@@ -388,7 +390,7 @@ void on_ticket_done(kv_ticket*, kv_status, void*) {
 int main(int argc, char** argv) {
     std::string model_path = "../shared/models/stories260K/stories260K.gguf", device_choice;
     bool model_given = false, validation = false;
-    uint32_t n_npcs = 4, n_frames = 120;
+    uint32_t n_npcs = 4, n_frames = 120, gpu_budget_us = 0;
     double kernel_ms = 3.0;
     if (const char* e = std::getenv("KV_VALIDATION")) validation = std::strcmp(e, "1") == 0;
     for (int i = 1; i < argc; ++i) {
@@ -421,6 +423,8 @@ int main(int argc, char** argv) {
             kernel_ms = number(0.1, 15);
         } else if (a == "--device") {
             device_choice = next();
+        } else if (a == "--gpu-budget-us") {
+            gpu_budget_us = static_cast<uint32_t>(number(0, 1000000));
         } else if (a == "--validation") {
             validation = true;
         } else if (a == "-h" || a == "--help") {
@@ -449,6 +453,7 @@ int main(int argc, char** argv) {
     rd.vk_queue = host.kv_queue;
     rd.vk_queue_family = host.family;
     rd.vk_api_version = VK_API_VERSION_1_1;
+    rd.gpu_budget_us = gpu_budget_us;
     kv_runtime* rt = nullptr;
     if (kv_status s = kv_runtime_create(&rd, &rt)) die("kv_runtime_create", s);
     kv_model_desc md = KV_MODEL_DESC_INIT;
@@ -512,6 +517,17 @@ int main(int argc, char** argv) {
                              : "kvulkan on its own queue of the same family");
     std::printf("frame work: %u iterations x %u elements = %.2f ms (calibrated for %.2f ms)\n", iterations,
                 host.elements, t, kernel_ms);
+    {
+        kv_device_info info{};
+        info.struct_size = sizeof info;
+        kv_runtime_get_info(rt, &info);
+        if (gpu_budget_us && info.gpu_budget_us)
+            std::printf("GPU budget: on, kvulkan's submissions cut to about %u us each\n", info.gpu_budget_us);
+        else if (gpu_budget_us)
+            std::printf("GPU budget: requested %u us, off (the queue has no timestamps)\n", gpu_budget_us);
+        else
+            std::printf("GPU budget: off (--gpu-budget-us B turns it on)\n");
+    }
 
     // ---- loading screen: one blocking prefill and step creates kvulkan's pipelines (on lavapipe
     // that compiles shaders for seconds), as a game loads its own before the first frame ----------

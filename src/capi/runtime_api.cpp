@@ -81,7 +81,16 @@ KV_API kv_status kv_runtime_get_info(const kv_runtime* runtime, kv_device_info* 
         api::out_size(info, api::kDeviceInfoV1, "info");
         kv_device_info full{};
         full.struct_size = sizeof full;
-        runtime->device->describe(&full);
+        vk::Device& dev = *runtime->device;
+        dev.describe(&full);
+        const vk::QueueGrant& q = dev.queue_grant();
+        full.queue_family = dev.queue_family();
+        full.queue_flags = (q.dedicated_compute ? uint32_t(KV_QUEUE_DEDICATED_COMPUTE) : 0u) |
+                           (dev.adopted() ? uint32_t(KV_QUEUE_ADOPTED) : 0u) |
+                           (dev.timeline_semaphore() ? uint32_t(KV_QUEUE_TIMELINE_SEMAPHORE) : 0u);
+        full.queue_priority = q.priority;
+        full.global_priority = q.global_priority;
+        full.gpu_budget_us = runtime->gpu_budget_us;
         write_info(info, full);
         return KV_OK;
     });
@@ -112,6 +121,54 @@ KV_API kv_status kv_runtime_use_queue(kv_runtime* runtime, kv_queue_fn fn, void*
         // never overlap kvulkan's.
         std::lock_guard<std::mutex> lock(runtime->device->queue_mutex());
         fn(reinterpret_cast<void*>(runtime->device->queue()), user);
+        return KV_OK;
+    });
+}
+
+namespace {
+vk::Device& timeline_device(kv_runtime* runtime) {
+    if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
+    vk::Device& dev = *runtime->device;
+    if (!dev.timeline_semaphore())
+        fail(KV_ERR_UNSUPPORTED, dev.adopted()
+                 ? "no timeline semaphore: create the adopted device with the timelineSemaphore feature "
+                   "(Vulkan 1.2, or VK_KHR_timeline_semaphore) and set kv_runtime_desc.vk_timeline_semaphore"
+                 : "the device has no timeline semaphores (Vulkan 1.2 timelineSemaphore or VK_KHR_timeline_semaphore)");
+    return dev;
+}
+
+// A non-dispatchable handle is 64 bits on every platform: a pointer on 64-bit ones, a uint64_t
+// on 32-bit ones. The ABI carries it as uint64_t.
+uint64_t handle_bits(VkSemaphore s) {
+#if VK_USE_64_BIT_PTR_DEFINES == 1
+    return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(s));
+#else
+    return s;
+#endif
+}
+VkSemaphore semaphore_of(uint64_t bits) {
+#if VK_USE_64_BIT_PTR_DEFINES == 1
+    return reinterpret_cast<VkSemaphore>(static_cast<uintptr_t>(bits));
+#else
+    return bits;
+#endif
+}
+}  // namespace
+
+KV_API kv_status kv_runtime_timeline_semaphore(kv_runtime* runtime, uint64_t* vk_semaphore, uint64_t* last_value) {
+    return api::guard([&] {
+        vk::Device& dev = timeline_device(runtime);
+        if (vk_semaphore) *vk_semaphore = handle_bits(dev.timeline_semaphore());
+        if (last_value) *last_value = dev.timeline_value();
+        return KV_OK;
+    });
+}
+
+KV_API kv_status kv_runtime_wait_semaphore(kv_runtime* runtime, uint64_t vk_semaphore, uint64_t value) {
+    return api::guard([&] {
+        vk::Device& dev = timeline_device(runtime);
+        if (!vk_semaphore) fail(KV_ERR_INVALID_ARGUMENT, "vk_semaphore is VK_NULL_HANDLE");
+        dev.wait_host_semaphore(semaphore_of(vk_semaphore), value);
         return KV_OK;
     });
 }

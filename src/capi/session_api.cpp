@@ -164,6 +164,8 @@ KV_API kv_status kv_session_get_stats(const kv_session* session, kv_session_stat
         }
         r.prefix_hit_tokens = s.prefix_hit_tokens;
         r.forward_passes = s.forward_passes;
+        r.submissions = s.submissions;
+        r.last_pass_submissions = s.last_pass_submissions;
         r.pages_offloaded = s.pages_offloaded;
         r.pages_restored = s.pages_restored;
         r.offloaded = s.offloaded ? 1 : 0;

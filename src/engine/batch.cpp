@@ -75,7 +75,8 @@ BatchScratch& batch_scratch(kv_model& m, uint32_t rows, uint32_t logit_rows) {
     nb->up = dev(uint64_t(R) * c.n_ff);
     nb->logits = dev(uint64_t(LR) * c.n_vocab);
     // It binds the sessions' buffers, which may be destroyed between batches: no set reuse.
-    nb->cs = std::make_unique<vk::CommandStream>(*m.runtime->device, 4);
+    nb->cs = std::make_unique<vk::CommandStream>(*m.runtime->device,
+                                                 m.gpu_budget ? std::max(4u, GpuBudget::slots(c.n_layer)) : 4u);
     nb->rows = R;
     nb->logit_rows = LR;
     b = std::move(nb);

@@ -22,11 +22,52 @@ vk::BufferRange rows_of(const vk::Buffer* b, uint32_t row0, uint32_t n_rows, uin
     return {b->handle(), off, bytes};
 }
 
-// Where a pass is submitted in pieces: after layer 0 (the GPU starts while the host records the
-// rest), then every 4 layers. Recording a layer takes the host a fraction of the GPU's time for
-// it, so from the second piece on recording hides behind execution.
+// Where a pass is submitted in pieces without a GPU budget: after layer 0 (the GPU starts while
+// the host records the rest), then every 4 layers. Recording a layer takes the host a fraction of
+// the GPU's time for it, so from the second piece on recording hides behind execution.
 bool flush_after(uint32_t layer, uint32_t n_layer) {
     return layer + 1 < n_layer && (layer == 0 || (layer + 1) % 4 == 0);
+}
+
+// The GPU budget's side of a pass (engine/gpu_budget.h): where to cut it, and its timestamps.
+struct BudgetPass {
+    GpuBudget* budget = nullptr;  // null: budget off (flush_after decides)
+    std::vector<bool> cut;
+    bool measure = false;         // the stream has the slots (not taken by a profile)
+    uint32_t n_layer = 0, rows = 0;
+
+    BudgetPass(kv_model& m, vk::CommandStream& cs, bool profiling, uint32_t T, bool has_head)
+        : budget(m.gpu_budget.get()), n_layer(m.config().n_layer), rows(T) {
+        if (!budget) return;
+        cut = budget->plan(T, has_head);
+        measure = !profiling && cs.timestamp_slots() >= GpuBudget::slots(n_layer);
+    }
+    void layer_start(vk::CommandStream& cs, uint32_t l) const {
+        if (measure) cs.timestamp(2 * l);
+    }
+    // After layer l: its end timestamp, then a submission where the plan cuts.
+    void layer_end(vk::CommandStream& cs, uint32_t l) const {
+        if (measure) cs.timestamp(2 * l + 1);
+        if (budget ? cut[l] : flush_after(l, n_layer)) cs.flush();
+    }
+    void head(vk::CommandStream& cs, bool end) const {
+        if (measure) cs.timestamp(budget->head_slot() + (end ? 1 : 0));
+    }
+    // After the submission completed: the measured costs into the estimates.
+    void collect(const vk::CommandStream& cs, bool has_head) const {
+        if (!measure) return;
+        std::vector<double> ns(n_layer);
+        for (uint32_t l = 0; l < n_layer; ++l) ns[l] = cs.elapsed_ns(2 * l, 2 * l + 1);
+        budget->record(rows, ns, has_head ? cs.elapsed_ns(budget->head_slot(), budget->head_slot() + 1) : 0);
+    }
+};
+
+// The submissions a pass made, on each of its sessions.
+void count_submissions(std::vector<Segment>& segs, uint64_t n) {
+    for (const Segment& g : segs) {
+        g.session->submissions += n;
+        g.session->last_pass_submissions = static_cast<uint32_t>(n);
+    }
 }
 
 uint32_t logit_rows_of(const Segment& g) {
@@ -152,6 +193,8 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         if (prof) prof->mark(cs, label);
     };
     auto t_record = Clock::now();
+    const BudgetPass bp(m, cs, prof != nullptr, T, head_rows > 0);
+    const uint64_t submissions0 = cs.submissions();
     cs.begin();
     if (prof) prof->begin(cs);
     for (const Segment& g : segs) {  // copy-on-write, before any write
@@ -179,6 +222,7 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     };
     for (uint32_t l = 0; l < cfg.n_layer; ++l) {
         const DeviceLayer& L = W.layers[l];
+        bp.layer_start(cs, l);
         // Attention block.
         mark("other");
         MatmulFusion attn_norm;
@@ -270,8 +314,9 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
             add_residual(K, cs, cfg, L.post_ffn_norm, X, H, T);
         }
         mark("matmul down");
-        // Later layers record while the GPU runs the earlier ones (CommandStream::flush).
-        if (flush_after(l, cfg.n_layer)) cs.flush();
+        // Later layers record while the GPU runs the earlier ones (CommandStream::flush); with
+        // a GPU budget, the cuts keep each submission within it.
+        bp.layer_end(cs, l);
     }
 
     if (head_rows == 0) {
@@ -284,9 +329,12 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         if (prof) prof->submitted(ms_since(t_record));
         cs.submit_and_wait();
         if (prof) prof->collect(cs, T);
+        bp.collect(cs, false);
+        count_submissions(segs, cs.submissions() - submissions0);
         for (const Segment& g : segs) ++g.session->forward_passes;
         return;
     }
+    bp.head(cs, false);
 
     // Output head over the wanted rows: X itself, or those rows gathered into H.
     vk::BufferRange src = rows_of(sc.x, 0, head_rows, E);
@@ -363,6 +411,7 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
     }
     cs.host_barrier();
     mark("sampling");
+    bp.head(cs, true);
     if (prof) prof->submitted(ms_since(t_record));
     const uint64_t submitted = cs.submissions();
     try {
@@ -374,6 +423,8 @@ void run_pass(kv_model& m, PassScratch& sc, std::vector<Segment>& segs) {
         throw;
     }
     if (prof) prof->collect(cs, T);
+    bp.collect(cs, true);
+    count_submissions(segs, cs.submissions() - submissions0);
     for (size_t i = 0; i < segs.size(); ++i) {
         kv_session& s = *segs[i].session;
         ++s.forward_passes;

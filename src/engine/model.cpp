@@ -156,6 +156,7 @@ std::unique_ptr<kv_model> load_model(kv_runtime* rt, const kv_model_desc& d) {
     m->kernels = std::make_unique<Kernels>(*rt->device, *rt->pipelines);
     m->weight_kernels = std::make_unique<WeightKernels>(*rt->device, *rt->pipelines, *m->kernels);
     m->attention = std::make_unique<AttentionKernels>(*rt->device, *rt->pipelines);
+    if (rt->gpu_budget_us) m->gpu_budget = std::make_unique<GpuBudget>(rt->gpu_budget_us, m->config().n_layer);
     return m;
 }
 

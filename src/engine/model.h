@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/attention.h"
+#include "engine/gpu_budget.h"
 #include "engine/kernels.h"
 #include "engine/kv_pool.h"
 #include "engine/weight_kernels.h"
@@ -66,6 +67,8 @@ struct kv_model {
     std::unique_ptr<kv::engine::Kernels> kernels;
     std::unique_ptr<kv::engine::WeightKernels> weight_kernels;
     std::unique_ptr<kv::engine::AttentionKernels> attention;
+    // kv_runtime_desc.gpu_budget_us: where passes are cut into submissions (null: budget off).
+    std::unique_ptr<kv::engine::GpuBudget> gpu_budget;
     // Paged KV cache: one pool per cache type, created by the first session of that type.
     uint32_t kv_page_size = 16;
     uint32_t kv_pool_tokens = 0;  // 0: max(16384, first session's n_ctx)

@@ -29,14 +29,39 @@ std::unique_ptr<kv_runtime> create_runtime(const kv_runtime_desc& desc) {
                                                       desc.vk_api_version, rt->logger);
         rt->device = std::make_unique<vk::Device>(
             rt->instance, static_cast<VkPhysicalDevice>(desc.vk_physical_device),
-            static_cast<VkDevice>(desc.vk_device), static_cast<VkQueue>(desc.vk_queue), desc.vk_queue_family);
+            static_cast<VkDevice>(desc.vk_device), static_cast<VkQueue>(desc.vk_queue), desc.vk_queue_family,
+            desc.vk_timeline_semaphore != 0);
+        if (desc.queue_priority != 0.f || desc.global_priority != 0)
+            rt->logger.info("queue_priority / global_priority ignored: the host's queue keeps its own priority");
     } else {
         rt->instance = std::make_shared<vk::Instance>(validation_requested(desc), rt->logger);
         auto infos = describe_devices(*rt->instance);
         int chosen = choose_device(desc, infos, use_env);
         auto pds = rt->instance->physical_devices();
-        rt->device = std::make_unique<vk::Device>(rt->instance, pds[static_cast<size_t>(chosen)]);
+        vk::QueueRequest request;
+        if (!(desc.queue_priority >= 0.f && desc.queue_priority <= 1.f))  // NaN too
+            fail(KV_ERR_INVALID_ARGUMENT, "queue_priority %g is outside [0, 1] (0: the default, 1.0)",
+                 double(desc.queue_priority));
+        if (desc.queue_priority > 0.f) request.priority = desc.queue_priority;
+        switch (desc.global_priority) {
+            case KV_GLOBAL_PRIORITY_NONE: case KV_GLOBAL_PRIORITY_LOW: case KV_GLOBAL_PRIORITY_MEDIUM:
+            case KV_GLOBAL_PRIORITY_HIGH: case KV_GLOBAL_PRIORITY_REALTIME: break;
+            default:
+                fail(KV_ERR_INVALID_ARGUMENT, "global_priority %u is not a KV_GLOBAL_PRIORITY_* value",
+                     desc.global_priority);
+        }
+        request.global_priority = desc.global_priority;
+        rt->device = std::make_unique<vk::Device>(rt->instance, pds[static_cast<size_t>(chosen)], request);
         rt->logger.info(std::string("kvulkan: using device ") + infos[static_cast<size_t>(chosen)].device_name);
+    }
+    if (desc.gpu_budget_us) {
+        if (rt->device->timestamps()) {
+            rt->gpu_budget_us = desc.gpu_budget_us;
+            rt->logger.info(format("GPU budget: submissions of at most about %u us", desc.gpu_budget_us));
+        } else {
+            rt->logger.warn(format("gpu_budget_us %u ignored: the device's queue has no timestamps to measure "
+                                   "the cost of a layer with", desc.gpu_budget_us));
+        }
     }
     rt->allocator = std::make_unique<vk::Allocator>(*rt->device);
     rt->allocator->set_limit(desc.memory_budget);

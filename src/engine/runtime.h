@@ -33,6 +33,8 @@ struct kv_runtime {
     // the cache back when its data differs.
     std::string pipeline_cache_path;
     std::vector<uint8_t> pipeline_cache_seed;
+    // kv_runtime_desc.gpu_budget_us in effect (0: off, or the device has no timestamps).
+    uint32_t gpu_budget_us = 0;
 
     ~kv_runtime();
 };

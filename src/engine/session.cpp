@@ -462,7 +462,9 @@ std::unique_ptr<kv_session> create_session(kv_model& m, const kv_session_desc& d
     s->readback = scratch(uint64_t(s->max_logit_rows) * cfg.n_vocab * 4 + 16, vk::MemoryUse::Readback);
     const char* prof = std::getenv("KV_PROFILE");
     if (prof && *prof && std::string(prof) != "0" && dev.timestamps()) s->profile = std::make_unique<Profile>();
-    s->cs = std::make_unique<vk::CommandStream>(dev, s->profile ? Profile::kSlots : 4);
+    // A GPU budget measures each layer (GpuBudget::slots); a profile's marks measure more.
+    const uint32_t slots = m.gpu_budget ? std::max(4u, GpuBudget::slots(cfg.n_layer)) : 4u;
+    s->cs = std::make_unique<vk::CommandStream>(dev, s->profile ? Profile::kSlots : slots);
     s->cs->set_descriptor_reuse(true);  // everything it binds outlives the session
     return s;
 }
@@ -591,7 +593,8 @@ void reset(kv_session& s) {
     truncate_cache(s, 0);
     s.tokens.clear();
     s.has_logits = s.host_logits_valid = s.next_token_valid = false;
-    s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = s.forward_passes = 0;
+    s.tokens_prefilled = s.tokens_decoded = s.prefix_hit_tokens = s.forward_passes = s.submissions = 0;
+    s.last_pass_submissions = 0;
     s.pages_released = s.window_pages_released = 0;
     s.last_prefill_ms = s.last_decode_ms = s.total_prefill_ms = s.total_decode_ms = 0;
     s.last_prefill_tokens = 0;

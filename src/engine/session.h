@@ -101,6 +101,8 @@ struct kv_session {
     // logits from before it are intact (the call restores them; see rollback in session.cpp).
     uint64_t logits_passes = 0;
     uint64_t forward_passes = 0;  // passes this session took part in (kv_session_stats)
+    uint64_t submissions = 0;     // vkQueueSubmit calls of those passes (kv_session_stats)
+    uint32_t last_pass_submissions = 0;
 
     // Concurrency (capi/session_use.h): a call, or a ticket in flight, holds the session while it
     // runs (a second one gets KV_ERR_BUSY); kv_session_cancel asks a running prefill to stop.

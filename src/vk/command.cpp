@@ -235,15 +235,7 @@ void CommandStream::timestamp(uint32_t slot) {
 
 void CommandStream::submit_part(size_t i) {
     KV_VK(vkEndCommandBuffer(cmds_[i]));
-    VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
-    si.commandBufferCount = 1;
-    si.pCommandBuffers = &cmds_[i];
-    VkResult r;
-    {
-        std::lock_guard<std::mutex> lock(device_.queue_mutex());
-        r = device_.faults().check(FaultPoint::Submit);
-        if (r == VK_SUCCESS) r = vkQueueSubmit(device_.queue(), 1, &si, fences_[i]);
-    }
+    VkResult r = device_.submit(cmds_[i], fences_[i]);
     if (r == VK_SUCCESS) {
         submitted_ = i + 1;
         ++submissions_;

@@ -64,6 +64,8 @@ public:
     // the part holding some command (the last one, say) reached the GPU before an error.
     uint64_t submissions() const { return submissions_; }
 
+    // Timestamp slots usable by timestamp() (0: none, or the device has no timestamps).
+    uint32_t timestamp_slots() const { return max_timestamps_; }
     // Nanoseconds between two timestamp slots of the last submission.
     double elapsed_ns(uint32_t from_slot, uint32_t to_slot) const;
 

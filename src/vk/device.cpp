@@ -61,6 +61,8 @@ struct Support {
     VkPhysicalDeviceShaderIntegerDotProductFeatures intdot{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
     VkPhysicalDeviceSubgroupSizeControlFeatures sgctl{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES};
     VkPhysicalDeviceCooperativeMatrixFeaturesNV coopnv{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceTimelineSemaphoreFeatures timeline{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES};
+    bool has_timeline = false, global_priority_khr = false, global_priority_ext = false;
     bool has_f16i8 = false, has_storage8 = false, has_intdot = false, has_sgctl = false, has_coopnv = false;
     bool coopmat_khr = false, memory_budget = false;
 
@@ -77,6 +79,9 @@ struct Support {
         has_coopnv = contains(extensions, VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
         coopmat_khr = contains(extensions, "VK_KHR_cooperative_matrix");
         memory_budget = contains(extensions, VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
+        has_timeline = api_version >= VK_API_VERSION_1_2 || contains(extensions, VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME);
+        global_priority_khr = contains(extensions, VK_KHR_GLOBAL_PRIORITY_EXTENSION_NAME);
+        global_priority_ext = contains(extensions, VK_EXT_GLOBAL_PRIORITY_EXTENSION_NAME);
         void** next = &features.pNext;
         auto chain = [&](auto& s) {
             *next = &s;
@@ -88,7 +93,11 @@ struct Support {
         if (has_intdot) chain(intdot);
         if (has_sgctl) chain(sgctl);
         if (has_coopnv) chain(coopnv);
+        if (has_timeline) chain(timeline);
         vkGetPhysicalDeviceFeatures2(pd, &features);
+    }
+    bool timeline_semaphore() const { return has_timeline && timeline.timelineSemaphore; }
+    bool global_priority() const { return global_priority_khr || global_priority_ext;
     }
 };
 
@@ -252,6 +261,8 @@ void describe_physical_device(VkInstance instance, VkPhysicalDevice pd, kv_devic
     if (sup.memory_budget) f |= KV_FEATURE_MEMORY_BUDGET;
     if (sup.has_sgctl && sup.sgctl.subgroupSizeControl) f |= KV_FEATURE_SUBGROUP_SIZE_CONTROL;
     if (sup.features.features.shaderInt64) f |= KV_FEATURE_SHADER_INT64;
+    if (sup.timeline_semaphore()) f |= KV_FEATURE_TIMELINE_SEMAPHORE;
+    if (sup.global_priority()) f |= KV_FEATURE_GLOBAL_PRIORITY;
 
     // Timestamps: the first compute queue family's valid bits.
     uint32_t nq = 0;
@@ -309,7 +320,7 @@ int pick_default_device(const std::vector<kv_device_info>& devices) {
 
 // ---- Device -----------------------------------------------------------------------------------
 
-Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
+Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, const QueueRequest& request)
     : instance_(std::move(instance)), physical_(pd) {
     Support sup;
     sup.query(pd);
@@ -337,6 +348,7 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
     if (family < 0) fail(KV_ERR_UNSUPPORTED, "the device has no compute queue");
     queue_family_ = static_cast<uint32_t>(family);
     timestamp_valid_bits_ = qf[queue_family_].timestampValidBits;
+    grant_.dedicated_compute = !(qf[queue_family_].queueFlags & VK_QUEUE_GRAPHICS_BIT);
 
     // Enable what kvulkan can use, and only what the device supports.
     VkPhysicalDeviceFeatures2 feats{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
@@ -346,6 +358,7 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
     VkPhysicalDeviceShaderIntegerDotProductFeatures idot{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
     VkPhysicalDeviceSubgroupSizeControlFeatures sgc{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_FEATURES};
     VkPhysicalDeviceCooperativeMatrixFeaturesNV cnv{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_COOPERATIVE_MATRIX_FEATURES_NV};
+    VkPhysicalDeviceTimelineSemaphoreFeatures tsf{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES};
     std::vector<const char*> exts;
     void** next = &feats.pNext;
     auto chain = [&](auto& s) {
@@ -393,6 +406,12 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
         exts.push_back(VK_NV_COOPERATIVE_MATRIX_EXTENSION_NAME);
         chain(cnv);
     }
+    if (sup.timeline_semaphore()) {
+        tsf.timelineSemaphore = VK_TRUE;
+        enabled_.timeline_semaphore = true;
+        if (!v12) exts.push_back(VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME);
+        chain(tsf);
+    }
     if (sup.memory_budget) {
         enabled_.memory_budget = true;
         exts.push_back(VK_EXT_MEMORY_BUDGET_EXTENSION_NAME);
@@ -405,7 +424,7 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
     }
     if (contains(sup.extensions, "VK_KHR_portability_subset")) exts.push_back("VK_KHR_portability_subset");
 
-    float priority = 1.0f;
+    float priority = std::clamp(request.priority, 0.f, 1.f);
     VkDeviceQueueCreateInfo qci{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
     qci.queueFamilyIndex = queue_family_;
     qci.queueCount = 1;
@@ -414,16 +433,51 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd)
     dci.pNext = &feats;
     dci.queueCreateInfoCount = 1;
     dci.pQueueCreateInfos = &qci;
+    // A global priority (system-wide, across processes) where the driver offers one: the KHR and
+    // EXT extensions share the struct and values. Above MEDIUM it may need privileges the process
+    // lacks (VK_ERROR_NOT_PERMITTED_KHR): then the device is created without it.
+    VkDeviceQueueGlobalPriorityCreateInfoKHR gp{VK_STRUCTURE_TYPE_DEVICE_QUEUE_GLOBAL_PRIORITY_CREATE_INFO_KHR};
+    bool want_global = request.global_priority != 0;
+    if (want_global && !sup.global_priority()) {
+        logger().info("queue global priority: the driver offers neither VK_KHR_global_priority nor "
+                      "VK_EXT_global_priority; using the queue priority only");
+        want_global = false;
+    }
+    if (want_global) {
+        gp.globalPriority = static_cast<VkQueueGlobalPriorityKHR>(request.global_priority);
+        qci.pNext = &gp;
+        exts.push_back(sup.global_priority_khr ? VK_KHR_GLOBAL_PRIORITY_EXTENSION_NAME
+                                               : VK_EXT_GLOBAL_PRIORITY_EXTENSION_NAME);
+    }
     dci.enabledExtensionCount = static_cast<uint32_t>(exts.size());
     dci.ppEnabledExtensionNames = exts.data();
-    KV_VK(vkCreateDevice(pd, &dci, nullptr, &device_));
+    VkResult r = vkCreateDevice(pd, &dci, nullptr, &device_);
+    if (want_global && (r == VK_ERROR_NOT_PERMITTED_KHR || r == VK_ERROR_INITIALIZATION_FAILED)) {
+        logger().warn(format("queue global priority %u refused (%s); creating the device without it",
+                             request.global_priority, result_name(r)));
+        want_global = false;
+        qci.pNext = nullptr;
+        exts.pop_back();
+        dci.enabledExtensionCount = static_cast<uint32_t>(exts.size());
+        r = vkCreateDevice(pd, &dci, nullptr, &device_);
+    }
+    if (r != VK_SUCCESS) throw_vk(r, "vkCreateDevice");
+    grant_.priority = priority;
+    grant_.global_priority = want_global ? request.global_priority : 0;
     vkGetDeviceQueue(device_, queue_family_, 0, &queue_);
     query_properties();
-    create_pipeline_cache();
+    try {
+        create_pipeline_cache();
+        create_timeline();
+    } catch (...) {
+        if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+        vkDestroyDevice(device_, nullptr);
+        throw;
+    }
 }
 
 Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, VkDevice device, VkQueue queue,
-               uint32_t queue_family)
+               uint32_t queue_family, bool host_timeline)
     : instance_(std::move(instance)), physical_(pd), device_(device), queue_(queue),
       queue_family_(queue_family), owns_device_(false) {
     uint32_t nq = 0;
@@ -437,18 +491,34 @@ Device::Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, VkDevice
         fail(KV_ERR_INVALID_ARGUMENT, "queue family %u of the adopted device does not support compute",
              queue_family);
     timestamp_valid_bits_ = qf[queue_family].timestampValidBits;
+    grant_.dedicated_compute = !(qf[queue_family].queueFlags & VK_QUEUE_GRAPHICS_BIT);
+    if (host_timeline) {
+        Support sup;
+        sup.query(pd);
+        if (!sup.timeline_semaphore())
+            fail(KV_ERR_INVALID_ARGUMENT, "vk_timeline_semaphore is set but the device does not support timeline "
+                 "semaphores (Vulkan 1.2 timelineSemaphore or VK_KHR_timeline_semaphore)");
+        enabled_.timeline_semaphore = true;
+    }
     // Nothing optional is assumed enabled on a device kvulkan did not create: the Vulkan 1.1 core
     // fallback paths are used. (Memory budget is a read-only query and needs the extension enabled.)
     query_properties();
     // Creation feedback needs no feature bit: core wherever the host's instance and device are 1.3.
     enabled_.creation_feedback = instance_->api_version() >= VK_API_VERSION_1_3 && props_.apiVersion >= VK_API_VERSION_1_3;
     create_pipeline_cache();
+    try {
+        create_timeline();
+    } catch (...) {
+        vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+        throw;
+    }
 }
 
 Device::~Device() {
     if (device_) {
         vkDeviceWaitIdle(device_);
         if (pipeline_cache_) vkDestroyPipelineCache(device_, pipeline_cache_, nullptr);
+        if (timeline_) vkDestroySemaphore(device_, timeline_, nullptr);
         if (owns_device_) vkDestroyDevice(device_, nullptr);
     }
 }
@@ -471,6 +541,74 @@ void Device::query_properties() {
 void Device::create_pipeline_cache() {
     VkPipelineCacheCreateInfo ci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     KV_VK(vkCreatePipelineCache(device_, &ci, nullptr, &pipeline_cache_));
+}
+
+void Device::create_timeline() {
+    if (!enabled_.timeline_semaphore) return;
+    VkSemaphoreTypeCreateInfo type{VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO};
+    type.semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE;
+    type.initialValue = 0;
+    VkSemaphoreCreateInfo ci{VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
+    ci.pNext = &type;
+    KV_VK(vkCreateSemaphore(device_, &ci, nullptr, &timeline_));
+}
+
+VkResult Device::submit(VkCommandBuffer cmd, VkFence fence) {
+    VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+    si.commandBufferCount = 1;
+    si.pCommandBuffers = &cmd;
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    VkResult r = faults_.check(FaultPoint::Submit);
+    if (r != VK_SUCCESS) return r;
+    if (!timeline_) return vkQueueSubmit(queue_, 1, &si, fence);
+    // Waits: the host's semaphores (before anything of this batch runs); signal: the next value.
+    VkSemaphore waits[kMaxHostWaits];
+    uint64_t wait_values[kMaxHostWaits];
+    VkPipelineStageFlags stages[kMaxHostWaits];
+    const uint32_t n_waits = static_cast<uint32_t>(host_waits_.size());
+    for (uint32_t i = 0; i < n_waits; ++i) {
+        waits[i] = host_waits_[i].semaphore;
+        wait_values[i] = host_waits_[i].value;
+        stages[i] = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT;
+    }
+    const uint64_t signal_value = timeline_value_ + 1;
+    VkTimelineSemaphoreSubmitInfo ti{VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO};
+    ti.waitSemaphoreValueCount = n_waits;
+    ti.pWaitSemaphoreValues = wait_values;
+    ti.signalSemaphoreValueCount = 1;
+    ti.pSignalSemaphoreValues = &signal_value;
+    si.pNext = &ti;
+    si.waitSemaphoreCount = n_waits;
+    si.pWaitSemaphores = waits;
+    si.pWaitDstStageMask = stages;
+    si.signalSemaphoreCount = 1;
+    si.pSignalSemaphores = &timeline_;
+    r = vkQueueSubmit(queue_, 1, &si, fence);
+    if (r == VK_SUCCESS) timeline_value_ = signal_value;
+    return r;
+}
+
+uint64_t Device::timeline_value() {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    return timeline_value_;
+}
+
+void Device::wait_host_semaphore(VkSemaphore sem, uint64_t value) {
+    std::lock_guard<std::mutex> lock(queue_mutex_);
+    auto it = std::find_if(host_waits_.begin(), host_waits_.end(),
+                           [&](const HostWait& w) { return w.semaphore == sem; });
+    if (value == 0) {
+        if (it != host_waits_.end()) host_waits_.erase(it);
+        return;
+    }
+    if (it != host_waits_.end()) {
+        it->value = std::max(it->value, value);
+        return;
+    }
+    if (host_waits_.size() == kMaxHostWaits)
+        fail(KV_ERR_INVALID_ARGUMENT, "already %zu host semaphores are waited for (the most); forget one first "
+             "(value 0)", kMaxHostWaits);
+    host_waits_.push_back({sem, value});
 }
 
 bool Device::seed_pipeline_cache(const std::vector<uint8_t>& data) {

@@ -32,6 +32,23 @@ struct Enabled {
     // VkPipelineCreationFeedback (core in 1.3, else VK_EXT_pipeline_creation_feedback): whether a
     // pipeline came from the VkPipelineCache; counted by vk::PipelineCache.
     bool creation_feedback = false;
+    // Timeline semaphores (core in 1.2, else VK_KHR_timeline_semaphore): the device's
+    // timeline_semaphore() exists and every submission signals it. On an adopted device only when
+    // the host says it enabled the feature (kv_runtime_desc.vk_timeline_semaphore).
+    bool timeline_semaphore = false;
+};
+
+// What the runtime asks of the queue it creates (ignored on an adopted device).
+struct QueueRequest {
+    float priority = 1.0f;         // VkDeviceQueueCreateInfo::pQueuePriorities[0], in [0, 1]
+    uint32_t global_priority = 0;  // VkQueueGlobalPriorityKHR (128 low .. 1024 realtime); 0: none
+};
+
+// What the queue got: kv_device_info's queue fields.
+struct QueueGrant {
+    float priority = 0.f;          // 0 on an adopted queue (not known)
+    uint32_t global_priority = 0;  // 0: none requested, or the driver offers none / refused it
+    bool dedicated_compute = false;  // its family has compute and no graphics
 };
 
 class Instance {
@@ -73,12 +90,14 @@ int pick_default_device(const std::vector<kv_device_info>& devices);
 
 class Device {
 public:
-    // Creates a logical device with one compute queue on `pd`, enabling the optional features
-    // the device supports.
-    Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd);
-    // Adopts the host's device and queue (borrowed).
+    // Creates a logical device with one compute queue on `pd` (of a compute family without
+    // graphics when there is one), enabling the optional features the device supports. A global
+    // priority the driver does not offer or refuses is dropped with a log line, never an error.
+    Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, const QueueRequest& request = {});
+    // Adopts the host's device and queue (borrowed). `host_timeline`: the host created the device
+    // with the timelineSemaphore feature enabled.
     Device(std::shared_ptr<Instance> instance, VkPhysicalDevice pd, VkDevice device, VkQueue queue,
-           uint32_t queue_family);
+           uint32_t queue_family, bool host_timeline = false);
     ~Device();
     Device(const Device&) = delete;
     Device& operator=(const Device&) = delete;
@@ -116,6 +135,24 @@ public:
 
     // Queue submission is serialized here (VkQueue is externally synchronized).
     std::mutex& queue_mutex() { return queue_mutex_; }
+    const QueueGrant& queue_grant() const { return grant_; }
+
+    // One vkQueueSubmit of `cmd` signalling `fence`, under queue_mutex(), with the test faults
+    // (FaultPoint::Submit) checked first. With timeline semaphores the batch also signals
+    // timeline_semaphore() with the next value and waits for every host semaphore registered by
+    // wait_host_semaphore(). Returns the VkResult (VK_SUCCESS: submitted).
+    VkResult submit(VkCommandBuffer cmd, VkFence fence);
+    // The semaphore every submission signals (VK_NULL_HANDLE without timeline semaphores) and
+    // the value of the last submission made so far (0: none yet). Values increase by one per
+    // submission, in queue order.
+    VkSemaphore timeline_semaphore() const { return timeline_; }
+    uint64_t timeline_value();
+    // Every submission made after this call waits (on the GPU, before any of its commands) for
+    // the host's timeline semaphore `sem` to reach `value`; a lower value than one already
+    // registered for `sem` changes nothing; value 0 forgets `sem`. At most kMaxHostWaits
+    // semaphores (KV_ERR_INVALID_ARGUMENT past that).
+    static constexpr size_t kMaxHostWaits = 16;
+    void wait_host_semaphore(VkSemaphore sem, uint64_t value);
 
     // Set once a submission or wait reports VK_ERROR_DEVICE_LOST; every later use fails fast.
     bool lost() const { return lost_.load(); }
@@ -136,6 +173,7 @@ public:
 private:
     void query_properties();
     void create_pipeline_cache();
+    void create_timeline();
 
     std::shared_ptr<Instance> instance_;
     VkPhysicalDevice physical_ = VK_NULL_HANDLE;
@@ -152,6 +190,15 @@ private:
     kv_device_info static_info_{};
     VkPipelineCache pipeline_cache_ = VK_NULL_HANDLE;
     std::mutex queue_mutex_;
+    QueueGrant grant_;
+    // Guarded by queue_mutex_: the timeline's last signalled value and the host waits.
+    VkSemaphore timeline_ = VK_NULL_HANDLE;
+    uint64_t timeline_value_ = 0;
+    struct HostWait {
+        VkSemaphore semaphore;
+        uint64_t value;
+    };
+    std::vector<HostWait> host_waits_;
     std::atomic<bool> lost_{false};
     FaultInjector faults_;
 };

@@ -283,7 +283,11 @@ TEST_CASE("window: endless generation with a window and sinks keeps memory flat 
     kvtest::Runtime rt;
     Fixture f;
     Model model(rt, f.trace.model_path);
-    const uint32_t window = 32, sinks = 4;
+    // The no-cache baseline recomputes the whole sequence at every step, so the cost grows with the
+    // square of the length: the covering run wraps a 24-token window (not a page multiple) 3
+    // times, the full sweep a 32-token one 5 times.
+    const bool full_run = kvtest::full_sweep();
+    const uint32_t window = full_run ? 32 : 24, sinks = 4, laps = full_run ? 5 : 3;
     auto make = [&](uint32_t flags, uint32_t n_batch) {
         kv_session_desc d = KV_SESSION_DESC_INIT;
         d.cache_type = KV_CACHE_F32;
@@ -308,7 +312,7 @@ TEST_CASE("window: endless generation with a window and sinks keeps memory flat 
     uint32_t bound = (sinks + ps - 1) / ps + (window + 16 + ps - 1) / ps + 2;
     uint32_t max_pages = 0;
     double worst = 0;
-    for (int step = 0; step < 5 * int(window); ++step) {  // several times the window
+    for (int step = 0; step < int(laps * window); ++step) {  // several times the window
         worst = std::max(worst, kvtest::rel_l2(s.logits(), full.logits()));
         kv_token a, b;
         REQUIRE(kv_decode_step(s.s, &a) == KV_OK);
@@ -318,11 +322,11 @@ TEST_CASE("window: endless generation with a window and sinks keeps memory flat 
     }
     MESSAGE("window " << window << " + " << sinks << " sinks over " << s.stats().n_tokens << " tokens: at most "
                       << max_pages << " pages (bound " << bound << "), worst rel L2 vs single-pass " << worst);
-    CHECK(s.stats().n_tokens == 20 + 5 * window);
+    CHECK(s.stats().n_tokens == 20 + laps * window);
     CHECK(max_pages <= bound);
     CHECK(worst <= 1e-5);
     // A token whose window left the cache cannot be truncated back to.
-    CHECK(kv_session_truncate(s.s, 100) == KV_ERR_INVALID_ARGUMENT);  // position 99's page was released
+    CHECK(kv_session_truncate(s.s, 40) == KV_ERR_INVALID_ARGUMENT);  // position 39's page was released
     ok(kv_session_truncate(s.s, s.stats().n_tokens - 1));  // recent positions can be dropped
 }
 

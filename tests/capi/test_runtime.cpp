@@ -9,6 +9,7 @@
 #include <thread>
 #include <utility>
 
+#include "capi/abi_v1.h"
 #include "common/runtime_fixture.h"
 
 extern "C" int kv_c99_header_check(void);
@@ -165,7 +166,7 @@ TEST_CASE("runtime: out-structs are size-checked and a newer, larger one is fill
     CHECK(s.info.struct_size == sizeof s);  // the caller's size is kept
     CHECK(std::strlen(s.info.device_name) > 0);
     CHECK(s.future[0] == 0xAB);  // nothing written past the library's struct
-    s.info.struct_size = sizeof(kv_device_info) - 4;  // smaller than the first published layout
+    s.info.struct_size = uint32_t(kv::api::kDeviceInfoV1 - 4);  // smaller than the first published layout
     CHECK(kv_runtime_get_info(rt, &s.info) == KV_ERR_INVALID_ARGUMENT);
     CHECK(std::string(kv_last_error_message()).find("struct_size") != std::string::npos);
 }

@@ -46,6 +46,13 @@ uint32_t fresh_seed() {
     return s;
 }
 
+bool full_sweep() {
+    const char* e = std::getenv("KV_TEST_FULL");
+    const bool full = e && *e && std::string(e) != "0";
+    MESSAGE((full ? "KV_TEST_FULL: the full sweep" : "the covering subset (KV_TEST_FULL=1 runs the full sweep)"));
+    return full;
+}
+
 bool validation_layer_available() {
     uint32_t n = 0;
     vkEnumerateInstanceLayerProperties(&n, nullptr);

@@ -25,6 +25,12 @@ std::vector<uint8_t> read_file(const std::string& path);
 // True when the Khronos validation layer is installed.
 bool validation_layer_available();
 
+// KV_TEST_FULL=1: sweeps run every combination of their parameters (weight type x token count x
+// reduction, ...). Otherwise they run a covering subset: every value of every parameter at least
+// once, chosen so the suite fits CI's time on lavapipe, where each new kernel variant costs
+// seconds of LLVM compilation on a cold shader cache. Each such test says which set it ran.
+bool full_sweep();
+
 inline std::vector<float> random_floats(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> d(lo, hi);

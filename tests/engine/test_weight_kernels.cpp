@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -340,9 +341,17 @@ TEST_CASE("matmul fuses a residual add and a SwiGLU input (decode and prefill)")
     WeightKernelOptions up_to_8;  // 3 and 7 tokens through the matvec as well as the tiled kernel
     up_to_8.matvec_max_tokens = 8;
     WeightKernels wk8(gpu.device(), gpu.pipelines(), k, up_to_8);
-    for (GgmlType t : {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K})
-        for (uint32_t n_tokens : {1u, 3u, 100u})
+    // Full: every type x {1, 3, 100} tokens x the three fusions. Subset: each (type, fusion) at
+    // one token count, rotating, so every count meets every type and every fusion.
+    const bool full = kvtest::full_sweep();
+    const GgmlType kFusedTypes[] = {GgmlType::F16, GgmlType::F32, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_K};
+    const uint32_t kCounts[] = {1u, 3u, 100u};
+    for (size_t ti = 0; ti < std::size(kFusedTypes); ++ti)
+        for (size_t ni = 0; ni < 3; ++ni)
             for (int mode = 1; mode < 4; ++mode) {
+                if (!full && ni != (ti + size_t(mode)) % 3) continue;
+                const GgmlType t = kFusedTypes[ti];
+                const uint32_t n_tokens = kCounts[ni];
                 const uint32_t cols = block(t) == 1 ? 98 : block(t) == 32 ? 160 : 512;
                 check_fused(gpu, wk, t, 67, cols, n_tokens, mode & 1, mode & 2);
                 if (n_tokens == 3) check_fused(gpu, wk8, t, 67, cols, n_tokens, mode & 1, mode & 2);
@@ -412,15 +421,24 @@ TEST_CASE("matmul of 2 to 8 tokens runs as the matvec: every weight type, both r
     kvtest::Gpu gpu;
     WeightKernelOptions up_to_8;  // the GPU default (CPU devices keep the tiled kernel)
     up_to_8.matvec_max_tokens = 8;
+    // Full: every type x {2, 5, 8} tokens x both reductions (78 kernel variants). Subset: every
+    // type once, the token counts and reductions rotating over the types so that each count
+    // meets each reduction (13 variants).
+    const bool full = kvtest::full_sweep();
+    const uint32_t kCounts[] = {2u, 5u, 8u};
     for (bool sg : {false, true}) {
         KernelOptions ko;
         ko.subgroup_ops = sg;
         Kernels k(gpu.device(), gpu.pipelines(), ko);
         WeightKernels wk(gpu.device(), gpu.pipelines(), k, up_to_8);
-        for (GgmlType t : kAllTypes) {
+        for (size_t ti = 0; ti < std::size(kAllTypes); ++ti) {
+            const GgmlType t = kAllTypes[ti];
+            if (!full && (ti % 2 == 1) != sg) continue;
             Worst worst;
             const uint32_t cols = block(t) == 1 ? (sg ? 64 : 97) : block(t) == 32 ? 96 : 256;
-            for (uint32_t n : {2u, 5u, 8u}) {
+            for (size_t ni = 0; ni < 3; ++ni) {
+                if (!full && ni != ti % 3) continue;
+                const uint32_t n = kCounts[ni];
                 CHECK(wk.matmul_variant(t, cols, n).rfind("mul_mat_vec_", 0) == 0);
                 worst.add(check_matmul(gpu, wk, t, 37, cols, n));
             }

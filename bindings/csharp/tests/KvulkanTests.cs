@@ -187,6 +187,20 @@ namespace Kvulkan.Tests
         }
 
         [Test]
+        public void SchedulingRequestsAreReportedBack()
+        {
+            var options = new RuntimeOptions { GpuBudgetUs = 500, QueuePriority = 0.5f, GlobalPriority = 512 };
+            using (var rt = new Runtime(options))
+            {
+                DeviceInfo info = rt.GetInfo();
+                Assert.AreEqual(0.5f, info.QueuePriority);
+                Assert.That(info.GlobalPriority == 0u || info.GlobalPriority == 512u, "granted " + info.GlobalPriority);
+                bool timestamps = (info.Features & (1u << 9)) != 0;  // KV_FEATURE_TIMESTAMPS
+                Assert.AreEqual(timestamps ? 500u : 0u, info.GpuBudgetUs);
+            }
+        }
+
+        [Test]
         public void LoadsTheModelAndTokenizes()
         {
             ModelInfo info = _model.Info();

@@ -87,6 +87,8 @@ class Feature(enum.IntFlag):
     TIMESTAMPS = 1 << 9
     UNIFIED_MEMORY = 1 << 10
     SHADER_INT64 = 1 << 11
+    TIMELINE_SEMAPHORE = 1 << 12  # since 0.2.0
+    GLOBAL_PRIORITY = 1 << 13  # since 0.2.0
 
 
 class SubgroupOp(enum.IntFlag):
@@ -199,6 +201,12 @@ class DeviceInfo:
     max_workgroup_count_x: int
     memory_heaps: List[MemoryHeap]
     timestamp_period_ns: float
+    # Since 0.2.0, the runtime's queue as granted (Runtime.get_info; 0 from enumerate_devices):
+    queue_family: int = 0
+    queue_flags: int = 0  # KV_QUEUE_* bits
+    queue_priority: float = 0.0
+    global_priority: int = 0  # KV_GLOBAL_PRIORITY_* value
+    gpu_budget_us: int = 0
 
     @property
     def api_version_tuple(self) -> tuple:
@@ -235,6 +243,11 @@ class DeviceInfo:
             max_workgroup_count_x=int(c.max_workgroup_count_x),
             memory_heaps=heaps,
             timestamp_period_ns=float(c.timestamp_period_ns),
+            queue_family=int(c.queue_family),
+            queue_flags=int(c.queue_flags),
+            queue_priority=float(c.queue_priority),
+            global_priority=int(c.global_priority),
+            gpu_budget_us=int(c.gpu_budget_us),
         )
 
 
@@ -292,6 +305,8 @@ class SessionStats:
     shared_pages: int  # ... of which other sessions hold too (prefix hits, forks)
     prefix_hit_tokens: int  # prompt tokens reused from cached pages instead of computed
     forward_passes: int = 0  # forward passes this session took part in (since 0.2.0)
+    submissions: int = 0  # GPU submissions of those passes (since 0.2.0; see gpu_budget_us)
+    last_pass_submissions: int = 0  # ... of the last one
     # Layer groups (gemma2, gemma3: windowed layers' pages released as the window moves on).
     window_layer_pages: int = 0  # pages the windowed layers hold now (0: no such group)
     window_layers: int = 0  # layers in that group
@@ -565,8 +580,16 @@ def _runtime_desc(
     vk_queue_family: int = 0,
     vk_api_version: int = 0,
     pipeline_cache_path=None,
+    vk_timeline_semaphore: bool = False,
+    gpu_budget_us: int = 0,
+    queue_priority: float = 0.0,
+    global_priority: int = 0,
 ):
     d = N.runtime_desc_init()
+    d.vk_timeline_semaphore = 1 if vk_timeline_semaphore else 0
+    d.gpu_budget_us = _unsigned("gpu_budget_us", gpu_budget_us, 32)
+    d.queue_priority = float(queue_priority)
+    d.global_priority = _unsigned("global_priority", global_priority, 32)
     f = int(flags)
     if validation:
         f |= N.KV_RUNTIME_VALIDATION
@@ -643,6 +666,10 @@ class Runtime(_Object):
     objects, as raw handle integers (see kv_runtime_desc in kvulkan.h). ``pipeline_cache_path``:
     a file that keeps compiled pipelines across runs (read here, written back when the runtime is
     closed; a stale or corrupt file is ignored with a log message and replaced).
+    Scheduling beside a renderer (see kvulkan.h): ``gpu_budget_us`` (GPU time per submission, 0:
+    none), ``queue_priority`` (0..1, 0: 1.0) and ``global_priority`` (KV_GLOBAL_PRIORITY_* value)
+    for a device kvulkan creates, ``vk_timeline_semaphore=True`` when an adopted device has
+    timeline semaphores enabled. get_info() reports what was granted.
     """
 
     _kind = "runtime"
@@ -663,6 +690,10 @@ class Runtime(_Object):
         vk_queue_family: int = 0,
         vk_api_version: int = 0,
         pipeline_cache_path: Union[str, bytes, "os.PathLike[str]", None] = None,
+        vk_timeline_semaphore: bool = False,
+        gpu_budget_us: int = 0,
+        queue_priority: float = 0.0,
+        global_priority: int = 0,
     ):
         super().__init__()
         lib = N.lib()
@@ -684,6 +715,10 @@ class Runtime(_Object):
             vk_queue_family=vk_queue_family,
             vk_api_version=vk_api_version,
             pipeline_cache_path=pipeline_cache_path,
+            vk_timeline_semaphore=vk_timeline_semaphore,
+            gpu_budget_us=gpu_budget_us,
+            queue_priority=queue_priority,
+            global_priority=global_priority,
         )
         out = ctypes.c_void_p()
         check(lib.kv_runtime_create(ctypes.byref(desc), ctypes.byref(out)))
@@ -707,6 +742,24 @@ class Runtime(_Object):
     def validation_message_count(self) -> int:
         """Validation-layer messages received so far (0 when validation is off)."""
         return int(N.lib().kv_runtime_validation_message_count(self._h()))
+
+    def timeline_semaphore(self) -> Tuple[int, int]:
+        """kv_runtime_timeline_semaphore: (VkSemaphore handle, value of the last submission so far).
+        The host's GPU work waits on it to come after kvulkan's. UnsupportedError without
+        timeline semaphores."""
+        sem = ctypes.c_uint64(0)
+        value = ctypes.c_uint64(0)
+        check(N.lib().kv_runtime_timeline_semaphore(self._h(), ctypes.byref(sem), ctypes.byref(value)))
+        return int(sem.value), int(value.value)
+
+    def wait_semaphore(self, vk_semaphore: int, value: int) -> None:
+        """kv_runtime_wait_semaphore: every later kvulkan submission waits on the GPU for the host's
+        timeline semaphore (a raw VkSemaphore handle) to reach ``value`` (0: forget it)."""
+        check(
+            N.lib().kv_runtime_wait_semaphore(
+                self._h(), _unsigned("vk_semaphore", vk_semaphore, 64), _unsigned("value", value, 64)
+            )
+        )
 
     def measure_bandwidth(self, bytes: int = 0, iterations: int = 0) -> BandwidthResult:  # noqa: A002
         """kv_runtime_measure_bandwidth: device-memory bandwidth on a ``bytes``-byte buffer
@@ -1359,6 +1412,8 @@ class Session(_Object):
             pages_released=int(c.pages_released),
             prefix_hit_tokens=int(c.prefix_hit_tokens),
             forward_passes=int(c.forward_passes),
+            submissions=int(c.submissions),
+            last_pass_submissions=int(c.last_pass_submissions),
         )
 
     stats = get_stats

@@ -127,6 +127,12 @@ class kv_device_info(Structure):
         ("memory_heaps", kv_memory_heap_info * KV_MAX_MEMORY_HEAPS),
         ("timestamp_period_ns", c_float),
         ("reserved0", c_uint32),
+        ("queue_family", c_uint32),  # since 0.2.0: the runtime's queue and scheduling
+        ("queue_flags", c_uint32),
+        ("queue_priority", c_float),
+        ("global_priority", c_uint32),
+        ("gpu_budget_us", c_uint32),
+        ("reserved1", c_uint32),
     ]
 
 
@@ -146,6 +152,10 @@ class kv_runtime_desc(Structure):
         ("vk_api_version", c_uint32),
         ("memory_budget", c_uint64),
         ("pipeline_cache_path", c_char_p),  # since 0.2.0
+        ("vk_timeline_semaphore", c_uint32),  # since 0.2.0: GPU scheduling beside a renderer
+        ("gpu_budget_us", c_uint32),
+        ("queue_priority", c_float),
+        ("global_priority", c_uint32),
     ]
 
 
@@ -263,6 +273,9 @@ class kv_session_stats(Structure):
         ("pages_restored", c_uint64),
         ("offloaded", c_uint32),
         ("reserved1", c_uint32),
+        ("submissions", c_uint64),  # since 0.2.0: GPU scheduling beside a renderer
+        ("last_pass_submissions", c_uint32),
+        ("reserved2", c_uint32),
         ("window_layer_pages", c_uint32),  # layer groups (gemma2, gemma3)
         ("window_layers", c_uint32),
         ("window_layer_pages_released", c_uint64),
@@ -397,6 +410,8 @@ _PROTOTYPES = {
     "kv_runtime_validation_message_count": (c_uint64, [_P]),
     "kv_runtime_measure_bandwidth": (kv_status, [_P, c_uint64, c_uint32, POINTER(kv_bandwidth_result)]),
     "kv_runtime_use_queue": (kv_status, [_P, _P, _P]),
+    "kv_runtime_timeline_semaphore": (kv_status, [_P, POINTER(c_uint64), POINTER(c_uint64)]),
+    "kv_runtime_wait_semaphore": (kv_status, [_P, c_uint64, c_uint64]),
     "kv_model_load": (kv_status, [_P, POINTER(kv_model_desc), POINTER(_P)]),
     "kv_model_destroy": (None, [_P]),
     "kv_model_get_info": (kv_status, [_P, POINTER(kv_model_info)]),

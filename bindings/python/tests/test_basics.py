@@ -73,15 +73,15 @@ def test_last_error_message_after_failure(lib, tmp_path):
 # against offsetof()): a ctypes layout that drifts from the header fails here.
 EXPECTED_SIZES = {
     "kv_memory_heap_info": 32,
-    "kv_device_info": 1368,
-    "kv_runtime_desc": 96,
+    "kv_device_info": 1392,
+    "kv_runtime_desc": 112,
     "kv_bandwidth_result": 40,
     "kv_model_desc": 56,
     "kv_model_info": 632,
     "kv_sampler_desc": 64,  # 40 in 0.1.0; logit_bias and banned_tokens appended in 0.2.0
     "kv_logit_bias": 8,
     "kv_session_desc": 40,
-    "kv_session_stats": 168,
+    "kv_session_stats": 184,
     "kv_cache_stats": 88,
     "kv_batch_item": 56,
     "kv_generate_desc": 40,
@@ -92,11 +92,15 @@ EXPECTED_OFFSETS = [
     ("kv_device_info", "max_storage_buffer_range", 816),
     ("kv_device_info", "memory_heaps", 848),
     ("kv_device_info", "timestamp_period_ns", 1360),
+    ("kv_device_info", "queue_family", 1368),
+    ("kv_device_info", "gpu_budget_us", 1384),
     ("kv_runtime_desc", "device_name", 16),
     ("kv_runtime_desc", "log_callback", 24),
     ("kv_runtime_desc", "vk_queue_family", 72),
     ("kv_runtime_desc", "memory_budget", 80),
     ("kv_runtime_desc", "pipeline_cache_path", 88),
+    ("kv_runtime_desc", "vk_timeline_semaphore", 96),
+    ("kv_runtime_desc", "global_priority", 108),
     ("kv_generate_desc", "stop_strings", 8),
     ("kv_generate_desc", "on_piece", 24),
     ("kv_generate_result", "n_bytes", 24),
@@ -122,9 +126,9 @@ EXPECTED_OFFSETS = [
     ("kv_session_stats", "prefix_hit_tokens", 104),
     ("kv_session_stats", "forward_passes", 112),
     ("kv_session_stats", "offloaded", 136),
-    ("kv_session_stats", "window_layer_pages", 144),
-    ("kv_session_stats", "window_layer_pages_released", 152),
-    ("kv_session_stats", "pages_released", 160),
+    ("kv_session_stats", "window_layer_pages", 160),
+    ("kv_session_stats", "window_layer_pages_released", 168),
+    ("kv_session_stats", "pages_released", 176),
     ("kv_model_desc", "host_offload_bytes", 48),
     ("kv_cache_stats", "offloaded_bytes", 80),
     ("kv_batch_item", "session", 8),
@@ -150,7 +154,7 @@ def test_struct_layouts():
 
 def test_init_helpers_match_macros():
     d = N.runtime_desc_init()
-    assert d.struct_size == 96 and d.device_index == -1 and d.flags == 0 and not d.log_callback
+    assert d.struct_size == 112 and d.device_index == -1 and d.flags == 0 and not d.log_callback
     s = N.sampler_desc_init()
     assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.repeat_last_n, s.seed) == (
         0.0, 0, 1.0, 0.0, 1.0, 64, 0)

@@ -43,12 +43,12 @@ def test_struct_size_is_checked(lib):
     """struct_size from ctypes.sizeof is accepted; a smaller one is rejected by the library, so
     the size we send really is the header's."""
     infos = (N.kv_device_info * 1)()
-    infos[0].struct_size = ctypes.sizeof(N.kv_device_info) - 8
+    infos[0].struct_size = N.kv_device_info.queue_family.offset - 8  # below the 0.1.0 size
     count = ctypes.c_uint32(1)
     assert lib.kv_enumerate_devices(None, infos, ctypes.byref(count)) == N.KV_ERR_INVALID_ARGUMENT
     assert "struct_size" in kv.last_error_message()
     d = N.runtime_desc_init()
-    d.struct_size -= 16  # (minus 8 is the 0.1.0 size, without pipeline_cache_path: accepted)
+    d.struct_size = N.kv_runtime_desc.pipeline_cache_path.offset - 8  # (the offset itself is the 0.1.0 size)
     out = ctypes.c_void_p()
     assert lib.kv_runtime_create(ctypes.byref(d), ctypes.byref(out)) == N.KV_ERR_INVALID_ARGUMENT
     assert not out.value
@@ -138,3 +138,49 @@ def test_memory_budget(lib, stories_path):
 
 def test_validation_clean_so_far(runtime):
     assert runtime.validation_message_count() == 0
+
+
+def test_queue_priority_and_timeline_semaphore(lib):
+    """GPU scheduling beside a renderer: the priority request is reported back (a global priority
+    the driver lacks is dropped, never an error), the runtime's timeline semaphore advances with
+    its submissions, and bad values are refused."""
+    with kv.Runtime(queue_priority=0.5, global_priority=512) as rt:
+        info = rt.get_info()
+        assert info.queue_priority == 0.5
+        assert info.global_priority in (0, 512)
+        if not info.features & kv.Feature.GLOBAL_PRIORITY:
+            assert info.global_priority == 0
+        assert not info.queue_flags & 2  # KV_QUEUE_ADOPTED
+        if info.features & kv.Feature.TIMELINE_SEMAPHORE:
+            sem, before = rt.timeline_semaphore()
+            assert sem != 0
+            rt.measure_bandwidth(1 << 20, 1)
+            sem_after, after = rt.timeline_semaphore()
+            assert sem_after == sem and after > before  # the probe's submissions signalled it
+            with pytest.raises(kv.InvalidArgumentError):
+                rt.wait_semaphore(0, 1)
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.Runtime(queue_priority=2.0)
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.Runtime(global_priority=3)
+
+
+def test_gpu_budget_cuts_passes(lib, stories_path):
+    """gpu_budget_us: a tiny budget puts every layer (and the head) in a submission of its own;
+    the tokens are those of a runtime without a budget."""
+    tokens = {}
+    for budget in (0, 1):
+        with kv.Runtime(gpu_budget_us=budget) as rt:
+            info = rt.get_info()
+            if budget and not info.features & kv.Feature.TIMESTAMPS:
+                assert info.gpu_budget_us == 0  # ignored without timestamps
+                return
+            assert info.gpu_budget_us == budget
+            with kv.Model(stories_path, rt) as m, m.session() as s:
+                s.prefill(m.tokenize("Once upon a time"))
+                tokens[budget] = [s.decode_step() for _ in range(4)]
+                st = s.get_stats()
+                assert st.submissions >= st.forward_passes >= 5
+                if budget:
+                    assert st.last_pass_submissions == m.get_info().n_layer + 1
+    assert tokens[1] == tokens[0]

@@ -69,6 +69,12 @@ namespace Kvulkan.Interop
         [MarshalAs(UnmanagedType.ByValArray, SizeConst = Native.KV_MAX_MEMORY_HEAPS)] public kv_memory_heap_info[] memory_heaps;
         public float timestamp_period_ns;
         public uint reserved0;
+        public uint queue_family;      // since 0.2.0: the runtime's queue and scheduling
+        public uint queue_flags;       // KV_QUEUE_* bits
+        public float queue_priority;
+        public uint global_priority;   // KV_GLOBAL_PRIORITY_*
+        public uint gpu_budget_us;
+        public uint reserved1;
 
         /// <summary>Zeroed, with struct_size set and the arrays allocated (the marshaller needs them).</summary>
         public static kv_device_info Create()
@@ -100,6 +106,10 @@ namespace Kvulkan.Interop
         public uint vk_api_version;
         public ulong memory_budget;
         public IntPtr pipeline_cache_path;  // const char*, since 0.2.0
+        public uint vk_timeline_semaphore;  // since 0.2.0: GPU scheduling beside a renderer
+        public uint gpu_budget_us;
+        public float queue_priority;
+        public uint global_priority;
 
         /// <summary>KV_RUNTIME_DESC_INIT.</summary>
         public static kv_runtime_desc Init()
@@ -267,6 +277,9 @@ namespace Kvulkan.Interop
         public ulong pages_restored;
         public uint offloaded;
         public uint reserved1;
+        public ulong submissions;            // since 0.2.0: GPU submissions of its passes
+        public uint last_pass_submissions;
+        public uint reserved2;
         public uint window_layer_pages;  // layer groups (gemma2, gemma3)
         public uint window_layers;
         public ulong window_layer_pages_released;
@@ -445,6 +458,12 @@ namespace Kvulkan.Interop
         // engine submitting to the VkQueue it gave kvulkan. Keep the delegate alive for the call.
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
         public static extern int kv_runtime_use_queue(IntPtr runtime, kv_queue_fn fn, IntPtr user);
+        // The runtime's timeline VkSemaphore and its last signalled value; a host timeline
+        // semaphore every later kvulkan submission waits for (since 0.2.0).
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_runtime_timeline_semaphore(IntPtr runtime, out ulong vkSemaphore, out ulong lastValue);
+        [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]
+        public static extern int kv_runtime_wait_semaphore(IntPtr runtime, ulong vkSemaphore, ulong value);
 
         // ---- Models and tokenizer (since 0.1.0) ---------------------------------------------------
         [DllImport(Library, CallingConvention = CallingConvention.Cdecl)]

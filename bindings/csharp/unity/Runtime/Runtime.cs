@@ -122,6 +122,10 @@ namespace Kvulkan
         public readonly uint MaxSharedMemory, MaxWorkgroupInvocations, MaxWorkgroupCountX;
         public readonly MemoryHeap[] MemoryHeaps;
         public readonly float TimestampPeriodNs;
+        /// <summary>Since 0.2.0, the runtime's queue as granted (Runtime.Info only; 0 when enumerated):
+        /// its family, KV_QUEUE_* bits, priority, KV_GLOBAL_PRIORITY_* value and GPU budget in effect.</summary>
+        public readonly uint QueueFamily, QueueFlags, GlobalPriority, GpuBudgetUs;
+        public readonly float QueuePriority;
 
         internal DeviceInfo(kv_device_info d)
         {
@@ -152,6 +156,11 @@ namespace Kvulkan
                 MemoryHeaps[i] = new MemoryHeap { Size = h.size, Budget = h.budget, Usage = h.usage, DeviceLocal = h.device_local != 0 };
             }
             TimestampPeriodNs = d.timestamp_period_ns;
+            QueueFamily = d.queue_family;
+            QueueFlags = d.queue_flags;
+            QueuePriority = d.queue_priority;
+            GlobalPriority = d.global_priority;
+            GpuBudgetUs = d.gpu_budget_us;
         }
 
         public override string ToString() { return DeviceName + " (" + DeviceType + ", " + DriverName + ")"; }
@@ -178,6 +187,12 @@ namespace Kvulkan
         public ulong MemoryBudget;
         /// <summary>Since 0.2.0: a file that keeps the compiled pipelines between runs (null: none).</summary>
         public string PipelineCachePath;
+        /// <summary>Since 0.2.0 (GPU scheduling beside a renderer, see kvulkan.h): GPU time per
+        /// submission in microseconds (0: no budget); for a device kvulkan creates, the queue
+        /// priority in (0, 1] (0: 1.0) and a KV_GLOBAL_PRIORITY_* value (0: none).</summary>
+        public uint GpuBudgetUs;
+        public float QueuePriority;
+        public uint GlobalPriority;
         /// <summary>Called from any kvulkan thread (make it thread-safe; do not call kvulkan from it).
         /// An exception it throws is swallowed: none may cross into native code.</summary>
         public Action<LogLevel, string> Log;
@@ -202,6 +217,9 @@ namespace Kvulkan
             if (options.IgnoreEnvironment)
                 desc.flags |= Native.KV_RUNTIME_IGNORE_ENVIRONMENT;
             desc.memory_budget = options.MemoryBudget;
+            desc.gpu_budget_us = options.GpuBudgetUs;
+            desc.queue_priority = options.QueuePriority;
+            desc.global_priority = options.GlobalPriority;
             var handle = new RuntimeHandle();
             GCHandle name = default(GCHandle), cachePath = default(GCHandle);
             try

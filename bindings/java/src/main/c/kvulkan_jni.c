@@ -312,6 +312,10 @@ static int read_runtime_desc(JNIEnv* env, jobject jd, runtime_desc_buf* b) {
     d->vk_queue_family = (uint32_t)get_i(env, jd, "vkQueueFamily");
     d->vk_api_version = (uint32_t)get_i(env, jd, "vkApiVersion");
     d->memory_budget = (uint64_t)get_j(env, jd, "memoryBudget");
+    d->vk_timeline_semaphore = get_z(env, jd, "vkTimelineSemaphore") ? 1u : 0u;
+    d->gpu_budget_us = (uint32_t)get_i(env, jd, "gpuBudgetUs");
+    d->queue_priority = get_f(env, jd, "queuePriority");
+    d->global_priority = (uint32_t)get_i(env, jd, "globalPriority");
     jstring name = (jstring)get_o(env, jd, "deviceName", "Ljava/lang/String;");
     jstring cache_path = (jstring)get_o(env, jd, "pipelineCachePath", "Ljava/lang/String;");
     jobject listener = get_o(env, jd, "logListener", "L" PKG "LogListener;");
@@ -424,6 +428,11 @@ static void fill_device_info(JNIEnv* env, jobject o, const kv_device_info* c) {
     set_i(env, o, "maxWorkgroupInvocations", c->max_workgroup_invocations);
     set_i(env, o, "maxWorkgroupCountX", c->max_workgroup_count_x);
     set_f(env, o, "timestampPeriodNs", c->timestamp_period_ns);
+    set_i(env, o, "queueFamily", c->queue_family);
+    set_i(env, o, "queueFlags", c->queue_flags);
+    set_f(env, o, "queuePriority", c->queue_priority);
+    set_i(env, o, "globalPriority", c->global_priority);
+    set_i(env, o, "gpuBudgetUs", c->gpu_budget_us);
     if (pending(env)) return;
     uint32_t n = c->memory_heap_count < KV_MAX_MEMORY_HEAPS ? c->memory_heap_count : KV_MAX_MEMORY_HEAPS;
     jobjectArray heaps = (*env)->NewObjectArray(env, (jsize)n, g_memory_heap_class, NULL);
@@ -1600,6 +1609,28 @@ static jint JNICALL j_kv_runtime_use_queue(JNIEnv* env, jclass cls, jlong runtim
     return kv_runtime_use_queue(TO_PTR(kv_runtime, runtime), queue_thunk, &ctx);
 }
 
+static jint JNICALL j_kv_runtime_timeline_semaphore(JNIEnv* env, jclass cls, jlong runtime, jlongArray out) {
+    (void)cls;
+    if (!out_ok(env, out, "kv_runtime_timeline_semaphore: out must be a long[2]")) return 0;
+    if ((*env)->GetArrayLength(env, out) < 2) {
+        throw_named(env, "java/lang/IllegalArgumentException", "kv_runtime_timeline_semaphore: out must be a long[2]");
+        return 0;
+    }
+    uint64_t sem = 0, value = 0;
+    kv_status st = kv_runtime_timeline_semaphore(TO_PTR(kv_runtime, runtime), &sem, &value);
+    if (st >= 0) {
+        jlong v[2] = {(jlong)sem, (jlong)value};
+        (*env)->SetLongArrayRegion(env, out, 0, 2, v);
+    }
+    return st;
+}
+
+static jint JNICALL j_kv_runtime_wait_semaphore(JNIEnv* env, jclass cls, jlong runtime, jlong sem, jlong value) {
+    (void)env;
+    (void)cls;
+    return kv_runtime_wait_semaphore(TO_PTR(kv_runtime, runtime), (uint64_t)sem, (uint64_t)value);
+}
+
 /* ---- registration ------------------------------------------------------------------------------
  * One line per exported kv_* function: {C name, JNI signature of the Native.java method, body}.
  * RegisterNatives fails (and the class fails to load) when a line does not match Native.java. */
@@ -1663,6 +1694,8 @@ static const JNINativeMethod NATIVES[] = {
     NATIVE(kv_json_schema_to_grammar, "([B[B[J)I"),
     NATIVE(kv_session_embeddings, "(J[II[F)I"),
     NATIVE(kv_runtime_use_queue, "(JL" PKG "Native$QueueCallback;)I"),
+    NATIVE(kv_runtime_timeline_semaphore, "(J[J)I"),
+    NATIVE(kv_runtime_wait_semaphore, "(JJJ)I"),
 };
 
 static jclass global_class(JNIEnv* env, const char* name) {

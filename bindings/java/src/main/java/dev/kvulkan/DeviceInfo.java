@@ -40,6 +40,15 @@ public final class DeviceInfo {
     public int maxWorkgroupCountX;
     public MemoryHeap[] memoryHeaps = new MemoryHeap[0];
     public float timestampPeriodNs;
+    /** Since 0.2.0, the runtime's queue as granted ({@link Runtime} info only; 0 when enumerated). */
+    public int queueFamily;
+    /** KV_QUEUE_* bits. */
+    public int queueFlags;
+    public float queuePriority;
+    /** KV_GLOBAL_PRIORITY_* value granted (0: none). */
+    public int globalPriority;
+    /** The per-submission GPU budget in effect (0: off). */
+    public int gpuBudgetUs;
 
     @Override
     public String toString() {

@@ -250,4 +250,10 @@ public final class Native {
     }
 
     public static native int kv_runtime_use_queue(long runtime, QueueCallback fn);
+
+    // ---- GPU scheduling beside a renderer (since 0.2.0) ----
+    /** out[0]: the runtime's timeline VkSemaphore, out[1]: its last signalled value (a long[2]). */
+    public static native int kv_runtime_timeline_semaphore(long runtime, long[] out);
+
+    public static native int kv_runtime_wait_semaphore(long runtime, long vkSemaphore, long value);
 }

@@ -23,6 +23,33 @@ public final class Runtime extends NativeObject {
         return out[0];
     }
 
+    /**
+     * kv_runtime_timeline_semaphore (since 0.2.0): {VkSemaphore handle, value of the last submission
+     * so far}. The host's GPU work waits on it to come after kvulkan's. Throws KV_ERR_UNSUPPORTED
+     * without timeline semaphores.
+     */
+    public long[] timelineSemaphore() {
+        long h = handle.acquire();
+        try {
+            long[] out = new long[2];
+            KvException.check(Native.kv_runtime_timeline_semaphore(h, out));
+            return out;
+        } finally {
+            handle.release();
+        }
+    }
+
+    /** kv_runtime_wait_semaphore (since 0.2.0): later submissions wait on the GPU for the host's
+     * timeline semaphore to reach `value` (0: forget it). */
+    public void waitSemaphore(long vkSemaphore, long value) {
+        long h = handle.acquire();
+        try {
+            KvException.check(Native.kv_runtime_wait_semaphore(h, vkSemaphore, value));
+        } finally {
+            handle.release();
+        }
+    }
+
     /** kv_runtime_get_info: the device, with heap usage and budget read now. */
     public DeviceInfo info() {
         long h = handle.acquire();

@@ -24,6 +24,15 @@ public final class RuntimeDesc {
     public long memoryBudget = 0;
     /** Since 0.2.0: a file that keeps the compiled pipelines between runs, or null. */
     public String pipelineCachePath = null;
+    /** Since 0.2.0 (GPU scheduling beside a renderer, see kvulkan.h): the adopted device has
+     * timeline semaphores enabled. */
+    public boolean vkTimelineSemaphore = false;
+    /** GPU time per submission, microseconds (0: no budget). */
+    public int gpuBudgetUs = 0;
+    /** Own device only: queue priority in (0, 1] (0: 1.0). */
+    public float queuePriority = 0f;
+    /** Own device only: a KV_GLOBAL_PRIORITY_* value (0: none). */
+    public int globalPriority = 0;
 
     /** Turns the Khronos validation layer on (KV_RUNTIME_VALIDATION) or off. */
     public RuntimeDesc validation(boolean on) {
@@ -55,6 +64,11 @@ public final class RuntimeDesc {
 
     public RuntimeDesc memoryBudget(long bytes) {
         memoryBudget = bytes;
+        return this;
+    }
+
+    public RuntimeDesc gpuBudgetUs(int microseconds) {
+        gpuBudgetUs = microseconds;
         return this;
     }
 

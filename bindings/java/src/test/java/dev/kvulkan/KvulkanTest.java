@@ -109,6 +109,26 @@ class KvulkanTest {
     }
 
     @Test
+    void schedulingRequestsAreReportedBack() {
+        RuntimeDesc d = new RuntimeDesc().gpuBudgetUs(500);
+        d.queuePriority = 0.5f;
+        d.globalPriority = 512;  // KV_GLOBAL_PRIORITY_HIGH: dropped where the driver lacks it
+        try (Runtime rt = new Runtime(d)) {
+            DeviceInfo info = rt.info();
+            assertEquals(0.5f, info.queuePriority);
+            assertTrue(info.globalPriority == 0 || info.globalPriority == 512);
+            boolean timestamps = (info.features & (1 << 9)) != 0;  // KV_FEATURE_TIMESTAMPS
+            assertEquals(timestamps ? 500 : 0, info.gpuBudgetUs);
+            if ((info.features & (1 << 12)) != 0) {  // KV_FEATURE_TIMELINE_SEMAPHORE
+                long[] before = rt.timelineSemaphore();
+                assertTrue(before[0] != 0);
+                rt.measureBandwidth(1 << 16, 1);
+                assertTrue(rt.timelineSemaphore()[1] > before[1]);
+            }
+        }
+    }
+
+    @Test
     void modelInfoAndTokenizer() {
         ModelInfo info = model.info();
         assertEquals("llama", info.architecture);
