@@ -918,6 +918,12 @@ static jint JNICALL j_kv_session_get_stats(JNIEnv* env, jclass cls, jlong sessio
     set_j(env, o, "pagesOffloaded", c.pages_offloaded);
     set_j(env, o, "pagesRestored", c.pages_restored);
     set_z(env, o, "offloaded", (int)c.offloaded);
+    set_j(env, o, "submissions", c.submissions);
+    set_i(env, o, "lastPassSubmissions", c.last_pass_submissions);
+    set_i(env, o, "windowLayerPages", c.window_layer_pages);
+    set_i(env, o, "windowLayers", c.window_layers);
+    set_j(env, o, "windowLayerPagesReleased", c.window_layer_pages_released);
+    set_j(env, o, "pagesReleased", c.pages_released);
     return st;
 }
 

@@ -185,6 +185,9 @@ class KvulkanTest {
             assertEquals(STREAM, st.tokensDecoded);
             assertEquals(prompt.length, st.tokensPrefilled);
             assertTrue(st.kvBytes > 0 && st.pages > 0);
+            // Every pass was submitted at least once; llama layers form one group.
+            assertTrue(st.submissions >= st.forwardPasses && st.lastPassSubmissions >= 1, () -> "" + st.submissions);
+            assertEquals(0, st.windowLayers);
 
             // The listener stops generation by returning false.
             int[] few = s.generate(100, (token, piece) -> false);
