@@ -3,7 +3,9 @@
 # the Vulkan loader from .gl/ (see the device notes), the device report and bandwidth probe, the
 # GPU tests that need no validation layer, then the ~1B-parameter benchmark (TinyLlama's shape,
 # random weights made by kv-make-model) in F16, Q8_0 and Q4_0.
-#   scripts/device-run.sh [tests|bench|all|tune|batch]
+#   scripts/device-run.sh [tests|bench|all|tune|batch|gameloop]
+# gameloop: issue 10's figures - kv-game-loop's frame-time p50/p99/max and tok/s with 0, 4 and 16
+# NPC sessions (the 1.1B shape, Q4_0 weights), with the GPU budget off and at 2,000 us.
 # batch: issue 9's matrix - Q8_0 and Q4_0 weights, F16 pages, 1/4/16/64 sessions batched into one
 # pass per step (and 16 sequential, the old way) at 512 and 4,096 cached tokens, as JSON lines.
 # tune: kernel sweeps for the 1.1B shapes (matvec workgroup x rows, attention split policies)
@@ -78,6 +80,16 @@ if [ "$what" = batch ]; then
       done
       "$D/bin/kv-bench" -m /tmp/tl-$ty.gguf --prompt $n --gen 32 --reps 1 --batch 512 --kv-type f16 \
         --sessions 16 --sequential --json 2>&1 | tee -a "$OUT/batch.jsonl"
+    done
+  done
+fi
+if [ "$what" = gameloop ]; then
+  make_models q4_0
+  for budget in 0 2000; do
+    for n in 4 16; do  # each run also prints its frames without generation (0 NPCs) first
+      echo "== kv-game-loop: $n NPCs, GPU budget ${budget} us"
+      "$D/bin/kv-game-loop" -m /tmp/tl-q4_0.gguf --npcs $n --frames 600 --kernel-ms 4 \
+        --gpu-budget-us $budget 2>&1 | tail -8 | tee -a "$OUT/gameloop.txt"
     done
   done
 fi
