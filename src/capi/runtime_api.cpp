@@ -21,6 +21,34 @@ void write_info(kv_device_info* out, const kv_device_info& in) {
     std::memcpy(out, &in, n);
     out->struct_size = size;
 }
+
+vk::Device& timeline_device(kv_runtime* runtime) {
+    if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
+    vk::Device& dev = *runtime->device;
+    if (!dev.timeline_semaphore())
+        fail(KV_ERR_UNSUPPORTED, dev.adopted()
+                 ? "no timeline semaphore: create the adopted device with the timelineSemaphore feature "
+                   "(Vulkan 1.2, or VK_KHR_timeline_semaphore) and set kv_runtime_desc.vk_timeline_semaphore"
+                 : "the device has no timeline semaphores (Vulkan 1.2 timelineSemaphore or VK_KHR_timeline_semaphore)");
+    return dev;
+}
+
+// A non-dispatchable handle is 64 bits on every platform: a pointer on 64-bit ones, a uint64_t
+// on 32-bit ones. The ABI carries it as uint64_t.
+uint64_t handle_bits(VkSemaphore s) {
+#if VK_USE_64_BIT_PTR_DEFINES == 1
+    return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(s));
+#else
+    return s;
+#endif
+}
+VkSemaphore semaphore_of(uint64_t bits) {
+#if VK_USE_64_BIT_PTR_DEFINES == 1
+    return reinterpret_cast<VkSemaphore>(static_cast<uintptr_t>(bits));
+#else
+    return bits;
+#endif
+}
 }  // namespace
 
 extern "C" {
@@ -124,36 +152,6 @@ KV_API kv_status kv_runtime_use_queue(kv_runtime* runtime, kv_queue_fn fn, void*
         return KV_OK;
     });
 }
-
-namespace {
-vk::Device& timeline_device(kv_runtime* runtime) {
-    if (!runtime) fail(KV_ERR_INVALID_ARGUMENT, "runtime is NULL");
-    vk::Device& dev = *runtime->device;
-    if (!dev.timeline_semaphore())
-        fail(KV_ERR_UNSUPPORTED, dev.adopted()
-                 ? "no timeline semaphore: create the adopted device with the timelineSemaphore feature "
-                   "(Vulkan 1.2, or VK_KHR_timeline_semaphore) and set kv_runtime_desc.vk_timeline_semaphore"
-                 : "the device has no timeline semaphores (Vulkan 1.2 timelineSemaphore or VK_KHR_timeline_semaphore)");
-    return dev;
-}
-
-// A non-dispatchable handle is 64 bits on every platform: a pointer on 64-bit ones, a uint64_t
-// on 32-bit ones. The ABI carries it as uint64_t.
-uint64_t handle_bits(VkSemaphore s) {
-#if VK_USE_64_BIT_PTR_DEFINES == 1
-    return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(s));
-#else
-    return s;
-#endif
-}
-VkSemaphore semaphore_of(uint64_t bits) {
-#if VK_USE_64_BIT_PTR_DEFINES == 1
-    return reinterpret_cast<VkSemaphore>(static_cast<uintptr_t>(bits));
-#else
-    return bits;
-#endif
-}
-}  // namespace
 
 KV_API kv_status kv_runtime_timeline_semaphore(kv_runtime* runtime, uint64_t* vk_semaphore, uint64_t* last_value) {
     return api::guard([&] {
